@@ -1,0 +1,1 @@
+"""multicloud components: pure document builders and thin Pulumi components."""
