@@ -1,0 +1,552 @@
+"""The typed, validated stack config: the only module that reads ``pulumi.Config``.
+
+``parse_config`` is pure (plain values in, ``ClusterConfig`` out) and raises
+``ConfigError`` naming the key path and what was expected. ``load_config`` reads
+the stack through Pulumi, wraps every secret as a Pulumi secret at once, and turns
+a ``ConfigError`` into ``pulumi.RunError`` so the CLI prints the message without a
+stack trace, before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
+
+from components.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
+from components.entrypoint_settings import EntrypointSettings
+from components.model import ConfigModel
+from components.nodes import INGRESS_LABEL, ZONE_LABEL, NodeSpec
+from rke.settings import CidrOverlapError, RkeSettings, validate_cidrs
+
+NAMESPACE = "multicloud"
+DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
+# Kubernetes versions RKE v1.8.14 (the pinned RKE) ships; see shared/reference.
+# The 1.31/1.32 builds need RKE's paid extended-life subscription.
+RKE_KUBERNETES_VERSIONS = ("v1.30.14-rancher1-1", "v1.31.14-rancher1-1", "v1.32.13-rancher1-3")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+K8S_VERSION = re.compile(r"^v1\.\d+\.\d+-rancher\d+-\d+$")
+SSH_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com)"
+    r" ([A-Za-z0-9+/]+={0,3})(?: .*)?$"
+)
+
+
+class ConfigError(ValueError):
+    """A stack config problem, already phrased for the person editing the stack file."""
+
+
+def _no_bool(value: Any) -> Any:
+    # YAML `true` would otherwise pass as the count 1.
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, got a boolean")
+    return value
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not a network in CIDR notation ({err})") from None
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_no_bool), Field(ge=0)]
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+
+class OpenStackAuth(ConfigModel):
+    """Explicit OpenStack auth; the password or application-credential secret comes
+    from the secret config key ``<site>OpenstackSecret``."""
+
+    auth_url: str
+    user_name: str | None = None
+    project_name: str | None = None
+    user_domain_name: str | None = None
+    project_domain_name: str | None = None
+    application_credential_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> OpenStackAuth:
+        if bool(self.user_name) == bool(self.application_credential_id):
+            raise ValueError("set exactly one of userName (password auth) or applicationCredentialId")
+        if self.user_name and not self.project_name:
+            raise ValueError("password auth needs projectName")
+        return self
+
+
+class SiteBase(ConfigModel):
+    site_id: int = Field(ge=1, description="overlay block of the site; never reuse or change")
+    masters: Count = 0
+    workers: Count = 0
+    ingress: bool = False
+    ssh_via: Literal["public", "private", "overlay"] = "public"
+    lan_cidr: Cidr | None = None
+
+    @property
+    def has_public_address(self) -> bool:
+        raise NotImplementedError
+
+    def size_for(self, kind: str) -> str:
+        raise NotImplementedError
+
+
+class OpenStackSiteConfig(SiteBase):
+    kind: Literal["openstack"]
+    cloud: str | None = None
+    auth: OpenStackAuth | None = None
+    region: str | None = None
+    image: str
+    flavor: str
+    master_flavor: str | None = None
+    worker_flavor: str | None = None
+    network: str
+    network_is_public: bool = False
+    floating_ip_pool: str | None = None
+    boot_volume_gb: int | None = Field(default=None, ge=10)
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> OpenStackSiteConfig:
+        if (self.cloud is None) == (self.auth is None):
+            raise ValueError(
+                "set exactly one of cloud (an entry of clouds.yaml) or auth (explicit credentials)"
+            )
+        return self
+
+    @property
+    def has_public_address(self) -> bool:
+        return self.network_is_public or self.floating_ip_pool is not None
+
+    def size_for(self, kind: str) -> str:
+        specific = self.master_flavor if kind == "master" else self.worker_flavor
+        return specific or self.flavor
+
+
+class DigitalOceanSiteConfig(SiteBase):
+    kind: Literal["digitalocean"]
+    region: str
+    size: str
+    master_size: str | None = None
+    worker_size: str | None = None
+    image: str
+    vpc_uuid: str | None = None
+
+    @property
+    def has_public_address(self) -> bool:
+        return True
+
+    def size_for(self, kind: str) -> str:
+        specific = self.master_size if kind == "master" else self.worker_size
+        return specific or self.size
+
+
+SiteConfig = Annotated[OpenStackSiteConfig | DigitalOceanSiteConfig, Field(discriminator="kind")]
+
+
+class ClusterSettings(ConfigModel):
+    """Every non-secret key of the stack, validated field by field."""
+
+    cluster_name: str = Field(min_length=1, max_length=24)
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    overlay_cidr: Cidr = "10.147.0.0/16"
+    ssh_user: str = "rke"
+    ssh_public_key: str
+    admin_cidrs: list[Cidr] = Field(min_length=1)
+    masters_schedulable: bool = False
+    rebuild: list[str] = Field(default_factory=list)
+    zerotier_network_id: str | None = None
+    zerotier_central_url: str = "https://api.zerotier.com/api/v1"
+    sites: dict[str, SiteConfig] = Field(min_length=1)
+    rke: RkeSettings = Field(default_factory=RkeSettings)
+    entrypoint: EntrypointSettings | None = None
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        if not DNS_LABEL.match(value):
+            raise ValueError("expected a DNS-1123 label: lower-case letters, digits and '-'")
+        return value
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _k8s_version(cls, value: str) -> str:
+        if not K8S_VERSION.match(value):
+            raise ValueError(f"expected an RKE version such as {DEFAULT_KUBERNETES_VERSION}")
+        if value not in RKE_KUBERNETES_VERSIONS:
+            raise ValueError(
+                f"RKE v1.8.14 does not ship {value}; expected one of {', '.join(RKE_KUBERNETES_VERSIONS)}"
+            )
+        return value
+
+    @field_validator("overlay_cidr")
+    @classmethod
+    def _overlay(cls, value: str) -> str:
+        network = ipaddress.ip_network(value)
+        if network.version != 4 or site_blocks(network) < 1:  # type: ignore[arg-type]
+            raise ValueError("expected an IPv4 network of /23 or larger (one /24 per site)")
+        return value
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _ssh_user(cls, value: str) -> str:
+        if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value) or value == "root":
+            raise ValueError("expected a lower-case Linux user name other than root")
+        return value
+
+    @field_validator("ssh_public_key")
+    @classmethod
+    def _ssh_key(cls, value: str) -> str:
+        import base64
+        import binascii
+
+        match = SSH_KEY.match(value.strip())
+        if not match:
+            raise ValueError("expected one OpenSSH public key line such as 'ssh-ed25519 AAAA... me@host'")
+        try:
+            blob = base64.b64decode(match.group(2), validate=True)
+        except binascii.Error:
+            raise ValueError("the key's base64 body does not decode") from None
+        if blob[4 : 4 + len(match.group(1))] != match.group(1).encode():
+            raise ValueError("the key's body does not match its type")
+        return value.strip()
+
+    @field_validator("zerotier_network_id")
+    @classmethod
+    def _nwid(cls, value: str | None) -> str | None:
+        if value == "":  # Pulumi.yaml's default: create a network
+            return None
+        if value is not None and not re.match(r"^[0-9a-f]{16}$", value):
+            raise ValueError("expected 16 lower-case hex digits")
+        return value
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Every secret the program uses, as Pulumi secrets (None where not configured)."""
+
+    zerotier_token: pulumi.Output[str]
+    ssh_private_key: pulumi.Output[str]
+    digitalocean_token: pulumi.Output[str] | None = None
+    cloudflare_api_token: pulumi.Output[str] | None = None
+    etcd_s3_access_key: pulumi.Output[str] | None = None
+    etcd_s3_secret_key: pulumi.Output[str] | None = None
+    openstack: Mapping[str, pulumi.Output[str]] | None = None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    settings: ClusterSettings
+    nodes: tuple[NodeSpec, ...]
+
+    @property
+    def overlay(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.settings.overlay_cidr)
+
+    def site_nodes(self, site: str) -> tuple[NodeSpec, ...]:
+        return tuple(node for node in self.nodes if node.site == site)
+
+
+# Secret keys every stack must set: declared in Pulumi.yaml with `secret: true` and
+# no default, so the CLI refuses a plaintext or missing value.
+DECLARED_SECRETS = ("zerotierToken", "sshPrivateKey")
+# Secret keys only some stacks need. Declaring them in Pulumi.yaml would make every
+# stack set them (a declared key without a default is required, and a secret key
+# cannot carry a default), so they are checked here instead: required when the
+# feature is used, and refused when not set with --secret.
+CONDITIONAL_SECRETS = (
+    "digitaloceanToken",
+    "cloudflareApiToken",
+    "etcdS3AccessKey",
+    "etcdS3SecretKey",
+)
+SCALAR_KEYS = (
+    "clusterName",
+    "kubernetesVersion",
+    "overlayCidr",
+    "sshUser",
+    "sshPublicKey",
+    "mastersSchedulable",
+    "zerotierNetworkId",
+    "zerotierCentralUrl",
+)
+OBJECT_KEYS = ("sites", "adminCidrs", "rebuild", "rke", "entrypoint")
+
+
+def openstack_secret_key(site: str) -> str:
+    return f"{_camel(site)}OpenstackSecret"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("-")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    """Pydantic's error location as the key path a person types with --path."""
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            continue
+        # the discriminated union puts the kind tag after the site name; drop it
+        if i == 2 and loc[0] == "sites" and item in ("openstack", "digitalocean"):
+            continue
+        parts.append(("." if parts else "") + item)
+    return "".join(parts)
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for issue in err.errors():
+        path = _location(issue["loc"])
+        message = issue["msg"].removeprefix("Value error, ")
+        if issue["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against README.md)"
+        elif issue["type"] == "union_tag_invalid":
+            path += ".kind"
+            message = "expected 'openstack' or 'digitalocean'"
+        elif issue["type"] == "union_tag_not_found":
+            path += ".kind"
+            message = "missing: expected 'openstack' or 'digitalocean'"
+        elif issue["type"] == "missing":
+            message = "missing: this key is required"
+        lines.append(f"{NAMESPACE}:{path}: {message}")
+    return "invalid stack config:\n  " + "\n  ".join(lines)
+
+
+def parse_config(raw: Mapping[str, Any]) -> ClusterConfig:
+    """Validate plain config values (keys without namespace) into a ``ClusterConfig``."""
+    try:
+        settings = ClusterSettings.model_validate(dict(raw))
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+    _check_sites(settings)
+    nodes = _node_specs(settings)
+    _check_topology(settings, nodes)
+    return ClusterConfig(settings=settings, nodes=nodes)
+
+
+def _fail(path: str, message: str) -> ConfigError:
+    return ConfigError(f"invalid stack config:\n  {NAMESPACE}:{path}: {message}")
+
+
+def _check_sites(settings: ClusterSettings) -> None:
+    overlay = ipaddress.IPv4Network(settings.overlay_cidr)
+    seen_ids: dict[int, str] = {}
+    for name, site in settings.sites.items():
+        path = f"sites.{name}"
+        if not DNS_LABEL.match(name) or len(name) > 20:
+            raise _fail(path, "site names are DNS-1123 labels of at most 20 characters")
+        if site.site_id in seen_ids:
+            raise _fail(f"{path}.siteId", f"{site.site_id} is already used by site {seen_ids[site.site_id]!r}")
+        seen_ids[site.site_id] = name
+        if site.site_id > site_blocks(overlay):
+            raise _fail(
+                f"{path}.siteId",
+                f"{site.site_id} does not fit overlay {overlay}, which has site blocks 1..{site_blocks(overlay)}",
+            )
+        if site.masters > MAX_MASTERS:
+            raise _fail(f"{path}.masters", f"at most {MAX_MASTERS} per site fit the overlay layout")
+        if site.workers > MAX_WORKERS:
+            raise _fail(f"{path}.workers", f"at most {MAX_WORKERS} per site fit the overlay layout")
+        if site.lan_cidr and ipaddress.ip_network(site.lan_cidr).overlaps(overlay):
+            raise _fail(f"{path}.lanCidr", f"{site.lan_cidr} overlaps overlayCidr {overlay}: routing would loop")
+        if site.ingress and not site.has_public_address:
+            raise _fail(
+                f"{path}.ingress",
+                "ingress needs a public address: set floatingIpPool or networkIsPublic: true",
+            )
+        if site.ssh_via == "public" and not site.has_public_address:
+            raise _fail(
+                f"{path}.sshVia",
+                "'public' needs a public address (floatingIpPool or networkIsPublic); "
+                "use 'private' for nodes reachable on a LAN",
+            )
+
+
+def _node_specs(settings: ClusterSettings) -> tuple[NodeSpec, ...]:
+    overlay = ipaddress.IPv4Network(settings.overlay_cidr)
+    specs = []
+    for site_name, site in settings.sites.items():
+        for kind, count in (("master", site.masters), ("worker", site.workers)):
+            for index in range(count):
+                if kind == "master":
+                    roles: tuple[str, ...] = ("controlplane", "etcd")
+                    if settings.masters_schedulable:
+                        roles += ("worker",)
+                else:
+                    roles = ("worker",)
+                ingress = site.ingress and "worker" in roles
+                specs.append(
+                    NodeSpec(
+                        name=f"{settings.cluster_name}-{site_name}-{kind}-{index}",
+                        site=site_name,
+                        kind=kind,  # type: ignore[arg-type]
+                        index=index,
+                        roles=roles,
+                        size=site.size_for(kind),
+                        zerotier_ip=str(overlay_address(overlay, site.site_id, kind, index)),  # type: ignore[arg-type]
+                        ingress=ingress,
+                        labels={ZONE_LABEL: site_name, INGRESS_LABEL: str(ingress).lower()},
+                    )
+                )
+    return tuple(specs)
+
+
+def _check_topology(settings: ClusterSettings, nodes: tuple[NodeSpec, ...]) -> None:
+    etcd = Counter(node.site for node in nodes if "etcd" in node.roles)
+    total = sum(etcd.values())
+    if total == 0:
+        raise _fail("sites", "no etcd member: give at least one site `masters: 1`")
+    if total % 2 == 0:
+        raise _fail(
+            "sites",
+            f"{total} etcd members (one per master): an even count survives no more failures "
+            f"than {total - 1} would, and an even split leaves no quorum; use an odd number of masters",
+        )
+    if len(etcd) >= 3:
+        for site, count in etcd.items():
+            if count * 2 > total:
+                raise _fail(
+                    f"sites.{site}.masters",
+                    f"{count} of {total} etcd members in one site: losing that site loses quorum; "
+                    "spread masters so no site holds a majority",
+                )
+    if not any("worker" in node.roles for node in nodes):
+        raise _fail(
+            "sites",
+            "no schedulable node: add workers to a site, or set mastersSchedulable: true "
+            "so masters also carry the worker role",
+        )
+    for node in nodes:
+        if len(node.name) > 63:
+            raise _fail("clusterName", f"node name {node.name!r} exceeds 63 characters")
+    names = {node.name: node for node in nodes}
+    for i, name in enumerate(settings.rebuild):
+        if name not in names:
+            raise _fail(f"rebuild[{i}]", f"{name!r} is not a node of this stack")
+    rebuilding_etcd = [name for name in settings.rebuild if "etcd" in names[name].roles]
+    if len(rebuilding_etcd) > 1:
+        raise _fail(
+            "rebuild",
+            f"{', '.join(rebuilding_etcd)} are etcd members; rebuild one master at a time",
+        )
+    lans = {name: site.lan_cidr for name, site in settings.sites.items() if site.lan_cidr}
+    try:
+        validate_cidrs(settings.rke, settings.overlay_cidr, lans)
+    except CidrOverlapError as err:
+        raise ConfigError(f"invalid stack config:\n  {NAMESPACE}:rke.{err}") from None
+    except ValueError as err:
+        raise _fail("sites", str(err)) from None
+
+
+# --- reading the stack through Pulumi -------------------------------------------------
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ConfigError(f"invalid stack config:\n  duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _all_keys() -> set[str]:
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.CONFIG.get())
+    keys |= set(runtime_config.get_config_env() or {})
+    return {key for key in keys if key.startswith(f"{NAMESPACE}:")}
+
+
+def read_raw() -> dict[str, Any]:
+    """The non-secret stack config as plain values, refusing unknown top-level keys."""
+    from pulumi.runtime import config as runtime_config
+
+    known = set(SCALAR_KEYS + OBJECT_KEYS + DECLARED_SECRETS + CONDITIONAL_SECRETS)
+    raw: dict[str, Any] = {}
+    for full_key in sorted(_all_keys()):
+        key = full_key.split(":", 1)[1]
+        if key.endswith("OpenstackSecret"):
+            continue
+        if key not in known:
+            raise ConfigError(f"invalid stack config:\n  {full_key}: unknown key (check its spelling)")
+        if key in DECLARED_SECRETS + CONDITIONAL_SECRETS:
+            continue
+        value = runtime_config.get_config(full_key)
+        if key in OBJECT_KEYS:
+            try:
+                value = json.loads(value, object_pairs_hook=_unique_keys)
+            except json.JSONDecodeError:
+                raise ConfigError(
+                    f"invalid stack config:\n  {full_key}: expected a structured value "
+                    "(set it with `pulumi config set --path`)"
+                ) from None
+        raw[key] = value
+    return raw
+
+
+def _secret(key: str, needed_for: str | None) -> pulumi.Output[str] | None:
+    """A secret key as a Pulumi secret; refuses plaintext, and absence when needed."""
+    from pulumi.runtime import config as runtime_config
+
+    full_key = f"{NAMESPACE}:{key}"
+    if runtime_config.get_config(full_key) is None:
+        if needed_for:
+            raise ConfigError(
+                f"invalid stack config:\n  {full_key}: missing; {needed_for} needs it "
+                f"(`pulumi config set --secret {key} ...`)"
+            )
+        return None
+    if not runtime_config.is_config_secret(full_key):
+        raise ConfigError(
+            f"invalid stack config:\n  {full_key}: stored in plaintext; "
+            f"set it again with `pulumi config set --secret {key} ...`"
+        )
+    return pulumi.Config(NAMESPACE).require_secret(key)
+
+
+def read_secrets(config: ClusterConfig) -> Secrets:
+    settings = config.settings
+    do_sites = [n for n, s in settings.sites.items() if s.kind == "digitalocean"]
+    s3 = settings.rke.etcd.s3 is not None
+    cloudflare = settings.entrypoint is not None and settings.entrypoint.cloudflare is not None
+    openstack: dict[str, pulumi.Output[str]] = {}
+    for name, site in settings.sites.items():
+        if isinstance(site, OpenStackSiteConfig) and site.auth is not None:
+            value = _secret(openstack_secret_key(name), f"the explicit auth of site {name!r}")
+            assert value is not None
+            openstack[name] = value
+    zerotier = _secret("zerotierToken", "the ZeroTier overlay")
+    ssh = _secret("sshPrivateKey", "RKE and the readiness checks")
+    assert zerotier is not None and ssh is not None
+    return Secrets(
+        zerotier_token=zerotier,
+        ssh_private_key=ssh,
+        digitalocean_token=_secret(
+            "digitaloceanToken", f"site {do_sites[0]!r}" if do_sites else None
+        ),
+        cloudflare_api_token=_secret(
+            "cloudflareApiToken", "entrypoint.cloudflare" if cloudflare else None
+        ),
+        etcd_s3_access_key=_secret("etcdS3AccessKey", "rke.etcd.s3" if s3 else None),
+        etcd_s3_secret_key=_secret("etcdS3SecretKey", "rke.etcd.s3" if s3 else None),
+        openstack=openstack,
+    )
+
+
+def load_config() -> tuple[ClusterConfig, Secrets]:
+    """Read and validate the whole stack config, or stop with a readable error."""
+    try:
+        config = parse_config(read_raw())
+        return config, read_secrets(config)
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from None
