@@ -1,0 +1,1 @@
+"""RKE: cluster.yml from the nodes, and the runner that executes `rke up`."""

@@ -1,0 +1,174 @@
+"""cluster.yml for RKE v1, a pure function of the nodes and the settings.
+
+The text is deterministic (nodes sorted by name, fixed key order) so a PR preview
+shows exactly what ``rke up`` will get, and an unchanged cluster gives an unchanged
+string (no spurious update). It never contains secrets: the SSH key and the S3
+keys are added by ``rke.runner`` to the copy it writes to disk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from components.nodes import INGRESS_LABEL, ZONE_LABEL, NodeSpec
+from rke.settings import RkeSettings
+
+ROLE_ORDER = ("controlplane", "etcd", "worker")
+
+
+@dataclass(frozen=True)
+class RkeNode:
+    """One entry of cluster.yml ``nodes``."""
+
+    name: str  # hostname_override: the Kubernetes node name
+    address: str  # where RKE connects over SSH
+    internal_address: str  # the node's ZeroTier address: all cluster traffic
+    roles: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: NodeSpec, address: str) -> RkeNode:
+        """The node as RKE sees it; zone and ingress labels are derived from the spec."""
+        labels = {ZONE_LABEL: spec.site}
+        if spec.ingress:
+            labels[INGRESS_LABEL] = "true"
+        labels.update(spec.labels)
+        return cls(spec.name, address, spec.zerotier_ip, spec.roles, labels)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Cluster-wide inputs of cluster.yml besides the nodes."""
+
+    cluster_name: str
+    ssh_user: str
+    kubernetes_version: str  # e.g. v1.30.14-rancher1-1
+    flannel_iface: str  # the ZeroTier interface, the same on every node
+    overlay_cidr: str
+    rke: RkeSettings = field(default_factory=RkeSettings)
+    ssh_key_path: str | None = None  # used only when rke.ssh_agent_auth is false
+
+    @property
+    def s3_configured(self) -> bool:
+        return self.rke.etcd.s3 is not None
+
+
+def _check_nodes(nodes: Sequence[RkeNode], overlay_cidr: str) -> None:
+    if not nodes:
+        raise ValueError("cluster.yml: no nodes")
+    overlay = ipaddress.ip_network(overlay_cidr)
+    for attr in ("name", "internal_address"):
+        values = [getattr(n, attr) for n in nodes]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ValueError(f"cluster.yml: duplicate node {attr}: {', '.join(dupes)}")
+    for node in nodes:
+        unknown = set(node.roles) - set(ROLE_ORDER)
+        if not node.roles or unknown:
+            raise ValueError(
+                f"node {node.name}: roles must be among {ROLE_ORDER}, got {node.roles}"
+            )
+        if ipaddress.ip_address(node.internal_address) not in overlay:
+            raise ValueError(
+                f"node {node.name}: internal address {node.internal_address} is outside "
+                f"the overlay {overlay_cidr}"
+            )
+    for role in ROLE_ORDER:
+        if not any(role in n.roles for n in nodes):
+            raise ValueError(f"cluster.yml: RKE needs at least one {role} node")
+
+
+def _node(node: RkeNode, user: str) -> dict[str, Any]:
+    return {
+        "address": node.address,
+        "internal_address": node.internal_address,
+        "hostname_override": node.name,
+        "user": user,
+        "role": [r for r in ROLE_ORDER if r in node.roles],
+        "labels": {k: str(node.labels[k]) for k in sorted(node.labels)},
+    }
+
+
+def _etcd(rke: RkeSettings) -> dict[str, Any]:
+    etcd = rke.etcd
+    backup: dict[str, Any] = {
+        "enabled": True,
+        "interval_hours": etcd.snapshot_interval_hours,
+        "retention": etcd.retention,
+    }
+    if etcd.s3 is not None:
+        s3: dict[str, Any] = {"bucket_name": etcd.s3.bucket, "endpoint": etcd.s3.endpoint}
+        if etcd.s3.region is not None:
+            s3["region"] = etcd.s3.region
+        if etcd.s3.folder is not None:
+            s3["folder"] = etcd.s3.folder
+        backup["s3backupconfig"] = s3
+    return {
+        "extra_args": {
+            "heartbeat-interval": str(etcd.heartbeat_interval_ms),
+            "election-timeout": str(etcd.election_timeout_ms),
+        },
+        "backup_config": backup,
+    }
+
+
+def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[str, Any]:
+    """The cluster.yml document as plain data (no None values)."""
+    _check_nodes(nodes, settings.overlay_cidr)
+    rke = settings.rke
+    auth: dict[str, Any] = (
+        {"ssh_agent_auth": True}
+        if rke.ssh_agent_auth
+        else {"ssh_agent_auth": False, "ssh_key_path": settings.ssh_key_path or "~/.ssh/id_rsa"}
+    )
+    ingress: dict[str, Any] = (
+        {"provider": "nginx", "node_selector": {INGRESS_LABEL: "true"}}
+        if rke.ingress.enabled
+        else {"provider": "none"}
+    )
+    upgrade = rke.upgrade
+    return {
+        "cluster_name": settings.cluster_name,
+        "kubernetes_version": settings.kubernetes_version,
+        "nodes": [_node(n, settings.ssh_user) for n in sorted(nodes, key=lambda n: n.name)],
+        **auth,
+        "network": {"plugin": "flannel", "options": {"flannel_iface": settings.flannel_iface}},
+        "services": {
+            "etcd": _etcd(rke),
+            "kube-api": {"service_cluster_ip_range": rke.service_cidr},
+            "kube-controller": {
+                "cluster_cidr": rke.pod_cidr,
+                "service_cluster_ip_range": rke.service_cidr,
+            },
+            "kubelet": {
+                "cluster_domain": rke.cluster_domain,
+                "cluster_dns_server": rke.cluster_dns_server,
+            },
+        },
+        "authentication": {"strategy": "x509"},
+        "authorization": {"mode": "rbac"},
+        "dns": {"provider": "coredns", "upstreamnameservers": list(rke.dns_upstreams)},
+        "ingress": ingress,
+        "upgrade_strategy": {
+            "max_unavailable_worker": upgrade.max_unavailable_worker,
+            "max_unavailable_controlplane": upgrade.max_unavailable_controlplane,
+            "drain": upgrade.drain,
+            "node_drain_input": {
+                "ignore_daemonsets": True,
+                "delete_local_data": True,
+                "timeout": upgrade.drain_timeout_seconds,
+            },
+        },
+    }
+
+
+def render_cluster_yml(nodes: Sequence[RkeNode], settings: ClusterSettings) -> str:
+    """cluster.yml text: deterministic, secret-free, valid for RKE v1.8."""
+    return yaml.safe_dump(
+        cluster_config(nodes, settings), sort_keys=False, default_flow_style=False, width=1000
+    )

@@ -1,0 +1,125 @@
+"""RkeCluster: one ``local.Command`` that runs ``rke up`` once every node is ready.
+
+cluster.yml travels in the command's ``environment`` (never ``triggers``): a changed
+cluster.yml is an *update* that re-runs ``rke up``; a replacement would run the old
+resource's ``delete``. The command's stdout (rkestate, kubeconfig) is a secret and
+is not logged; ``rke.runner`` documents the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pulumi
+from pulumi_command import local, remote
+
+from components.cluster_node import ClusterNode
+from rke.cluster_yml import ClusterSettings, RkeNode, render_cluster_yml
+
+
+def runner_commands() -> tuple[str, str]:
+    """(up, delete) shell commands, run from the project directory (the provider's cwd).
+
+    The text is the same on every machine (a laptop, a CI runner), so moving the
+    deployment between machines is not a change. No ``dir``: a ``dir`` stored in
+    state by another machine would make ``delete`` fail before it starts.
+    """
+    python = 'py=venv/bin/python; [ -x "$py" ] || py=python3; '
+    up = f'{python}exec "$py" -m rke.runner up'
+    delete = (
+        f'{python}"$py" -m rke.runner delete || '
+        "echo 'rke.runner delete: the RKE cluster is NOT removed (see rke/runner.py)' >&2"
+    )
+    return up, delete
+
+
+def _node_ids(gates: Sequence[pulumi.Resource], names: set[str]) -> pulumi.Output[str]:
+    """JSON {node: machine id} from the readiness gates' stdout (see rke.readiness)."""
+    commands = [g for g in gates if isinstance(g, remote.Command)]
+    pairs = [pulumi.Output.all(g.urn, g.stdout) for g in commands]
+
+    def collect(values: list[list[Any]]) -> str:
+        ids = {}
+        for urn, stdout in values:
+            name = str(urn).rsplit("::", 1)[-1].removesuffix("-ready")
+            if name in names and stdout:
+                ids[name] = str(stdout).strip()
+        return json.dumps(ids, sort_keys=True)
+
+    return pulumi.Output.all(*pairs).apply(collect)
+
+
+def _kubeconfig(stdout: str | None) -> str:
+    return json.loads(stdout)["kubeconfig"] if stdout else ""
+
+
+class RkeCluster(pulumi.ComponentResource):
+    """The Kubernetes cluster RKE installs on ``nodes``."""
+
+    kubeconfig: pulumi.Output[str]
+    cluster_yml: pulumi.Output[str]
+    command: local.Command
+
+    def __init__(
+        self,
+        name: str,
+        nodes: Sequence[ClusterNode],
+        settings: ClusterSettings,
+        ready: Sequence[pulumi.Resource],
+        ssh_private_key: pulumi.Input[str] | None = None,
+        s3_access_key: pulumi.Input[str] | None = None,
+        s3_secret_key: pulumi.Input[str] | None = None,
+        rke_version: str = "v1.8.",
+        flannel_iface: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("multicloud:rke:RkeCluster", name, None, opts)
+        if settings.s3_configured and (s3_access_key is None or s3_secret_key is None):
+            raise ValueError("rke.etcd.s3 is configured but the S3 access/secret keys are missing")
+        ordered = list(nodes)
+
+        def render(values: list[str]) -> str:
+            iface, addresses = values[0], values[1:]
+            rke_nodes = [
+                RkeNode.from_spec(n.spec, a) for n, a in zip(ordered, addresses, strict=True)
+            ]
+            return render_cluster_yml(rke_nodes, replace(settings, flannel_iface=iface))
+
+        # The ZeroTier interface is known once the network exists (at preview when adopted).
+        iface = settings.flannel_iface if flannel_iface is None else flannel_iface
+        if not iface:
+            raise ValueError("RkeCluster needs the flannel interface (settings or flannel_iface)")
+        self.cluster_yml = pulumi.Output.all(iface, *[n.ssh_address for n in ordered]).apply(render)
+        environment: dict[str, pulumi.Input[str]] = {
+            "RKE_CLUSTER_YML": self.cluster_yml,
+            "RKE_VERSION_REQUIRED": rke_version,
+            "RKE_NODE_IDS": _node_ids(ready, {n.name for n in ordered}),
+        }
+        secrets = {
+            "RKE_SSH_PRIVATE_KEY": ssh_private_key,
+            "RKE_S3_ACCESS_KEY": s3_access_key,
+            "RKE_S3_SECRET_KEY": s3_secret_key,
+        }
+        for key, value in secrets.items():
+            if value is not None:
+                environment[key] = pulumi.Output.secret(value)
+
+        up, delete = runner_commands()
+        self.command = local.Command(
+            f"{name}-rke-up",
+            create=up,
+            update=up,
+            delete=delete,
+            environment=environment,
+            logging=local.Logging.STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(ready),
+                additional_secret_outputs=["stdout"],
+            ),
+        )
+        self.kubeconfig = pulumi.Output.secret(self.command.stdout.apply(_kubeconfig))
+        self.register_outputs({"kubeconfig": self.kubeconfig, "clusterYml": self.cluster_yml})

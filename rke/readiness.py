@@ -1,0 +1,92 @@
+"""Readiness gate per node: SSH in and wait until the node can take RKE.
+
+Ready means: cloud-init finished, Docker answers, and the ZeroTier interface holds
+the node's overlay address. The gate prints the node's ``/etc/machine-id`` as its
+stdout: ``RkeCluster`` feeds those into the RKE command, so a VM replaced with the
+same addresses still re-runs ``rke up`` (and counts as a replaced etcd member).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+
+import pulumi
+from pulumi_command import remote
+
+from components.cluster_node import ClusterNode
+
+DEFAULT_TIMEOUT_SECONDS = 15 * 60
+_IFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def readiness_script(
+    node_name: str, zerotier_ip: str, interface: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+) -> str:
+    """POSIX sh that waits (bounded) for cloud-init, Docker and the overlay address."""
+    ip = str(ipaddress.IPv4Address(zerotier_ip))
+    if not _IFACE.match(interface):
+        raise ValueError(f"interface {interface!r} is not a Linux interface name")
+    if timeout_seconds < 1:
+        raise ValueError("timeout_seconds must be positive")
+    name, iface = shlex.quote(node_name), shlex.quote(interface)
+    return f"""set -u
+node={name}
+deadline=$(( $(date +%s) + {timeout_seconds} ))
+left() {{ echo $(( deadline - $(date +%s) )); }}
+fail() {{ echo "readiness of $node: $*" >&2; exit 1; }}
+
+if command -v cloud-init >/dev/null 2>&1; then
+  rc=0
+  timeout "$(left)" cloud-init status --wait >/dev/null 2>&1 || rc=$?
+  case $rc in
+    0) ;;
+    2) echo "readiness of $node: cloud-init finished with recoverable errors" >&2 ;;
+    124) fail "cloud-init still busy after {timeout_seconds}s (/var/log/cloud-init-output.log)" ;;
+    *) fail "cloud-init failed (exit $rc); run 'cloud-init status --long' on the node" ;;
+  esac
+fi
+
+until docker info >/dev/null 2>&1 || sg docker -c 'docker info' >/dev/null 2>&1 </dev/null; do
+  [ "$(left)" -gt 0 ] || fail "docker info fails for $(id -un) (docker up? user in group docker?)"
+  sleep 5
+done
+
+until ip -4 -o addr show dev {iface} 2>/dev/null | grep -qF ' inet {ip}/'; do
+  [ "$(left)" -gt 0 ] || fail "interface {interface} does not hold {ip} (zerotier-cli listnetworks)"
+  sleep 5
+done
+
+cat /etc/machine-id
+"""
+
+
+def node_readiness(
+    node: ClusterNode,
+    connection_user: str,
+    private_key: pulumi.Input[str] | None,
+    interface: pulumi.Input[str],
+    opts: pulumi.ResourceOptions | None = None,
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+) -> remote.Command:
+    """A remote Command that succeeds once ``node`` is ready for RKE (SSH key or agent)."""
+    depends: list[pulumi.Resource] = [node.vm] + ([node.member] if node.member else [])
+    # A replaced VM gets a new id: replace the gate so it runs again (it has no delete).
+    triggers = [node.vm.id] if isinstance(node.vm, pulumi.CustomResource) else None
+    return remote.Command(
+        f"{node.name}-ready",
+        connection=remote.ConnectionArgs(
+            host=node.ssh_address,
+            user=connection_user,
+            private_key=pulumi.Output.secret(private_key) if private_key is not None else None,
+            # The VM may still be booting: keep dialling for about the same bound.
+            dial_error_limit=max(10, timeout_seconds // 30),
+            per_dial_timeout=30,
+        ),
+        create=pulumi.Output.from_input(interface).apply(
+            lambda iface: readiness_script(node.name, node.zerotier_ip, iface, timeout_seconds)
+        ),
+        triggers=triggers,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends)),
+    )

@@ -1,0 +1,214 @@
+"""RkeCluster and the readiness gates under Pulumi mocks: wiring, secrets, no triggers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+import pulumi
+import pytest
+from google.protobuf import json_format
+
+from components.cluster_node import ClusterNode
+from components.nodes import NodeSpec
+from rke.cluster_yml import ClusterSettings
+from rke.component import RkeCluster, runner_commands
+from rke.readiness import node_readiness, readiness_script
+from rke.settings import RkeSettings
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAfakekeymaterial\n-----END OPENSSH PRIVATE KEY-----\n"
+)
+S3_SECRET = "s3-secret-value-xyz"
+SETTINGS = ClusterSettings(
+    cluster_name="mc",
+    ssh_user="debian",
+    kubernetes_version="v1.30.14-rancher1-1",
+    flannel_iface="ztks575eoa",
+    overlay_cidr="10.147.0.0/16",
+    rke=RkeSettings.model_validate({"etcd": {"s3": {"bucket": "b", "endpoint": "s3.example"}}}),
+)
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "command:remote:Command":
+            outputs["stdout"] = f"machine-{args.name}"
+        if args.typ == "command:local:Command":
+            outputs["stdout"] = json.dumps({"kubeconfig": "KUBECONFIG-TEXT", "rkestate": "x"})
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        return {}, []
+
+
+class Recorder(pulumi.runtime.mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.requests: list[Any] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.requests.append(request)
+        return super().RegisterResource(request)
+
+
+def spec(site: str, kind: str, index: int, roles: tuple[str, ...], octet: int) -> NodeSpec:
+    return NodeSpec(
+        name=f"mc-{site}-{kind}-{index}", site=site, kind=kind, index=index,  # type: ignore[arg-type]
+        roles=roles, size="s", zerotier_ip=f"10.147.0.{octet}", ingress=kind == "worker",
+    )  # fmt: skip
+
+
+def build(preview: bool) -> tuple[Recorder, dict[str, Any]]:
+    pulumi.runtime.reset_options()
+    mocks = Mocks()
+    recorder = Recorder(mocks)
+    pulumi.runtime.set_mocks(mocks, preview=preview, monitor=recorder)
+    seen: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        specs = [
+            spec("home", "master", 0, ("controlplane", "etcd"), 10),
+            spec("ramnode", "master", 0, ("controlplane", "etcd"), 11),
+            spec("do", "master", 0, ("controlplane", "etcd"), 12),
+            spec("do", "worker", 0, ("worker",), 20),
+        ]
+        nodes = []
+        for i, s in enumerate(specs):
+            vm = pulumi.CustomResource("test:index:Vm", s.name, {})
+            member = pulumi.CustomResource("test:index:Member", f"{s.name}-zt", {})
+            address = pulumi.Output.from_input(f"203.0.113.{i + 1}")
+            nodes.append(
+                ClusterNode(spec=s, ssh_address=address, public_address=None, vm=vm, member=member)
+            )
+        gates = [
+            node_readiness(n, "debian", pulumi.Output.secret(PRIVATE_KEY), "ztks575eoa")
+            for n in nodes
+        ]
+        cluster = RkeCluster(
+            "mc", nodes, SETTINGS, gates,
+            ssh_private_key=pulumi.Output.secret(PRIVATE_KEY),
+            s3_access_key=pulumi.Output.secret("AKIAFAKE0000"),
+            s3_secret_key=pulumi.Output.secret(S3_SECRET),
+        )  # fmt: skip
+
+        def keep(values: list[Any]) -> None:
+            seen["cluster_yml"], seen["kubeconfig"] = values
+            seen["kubeconfig_secret"] = cluster.kubeconfig
+
+        return pulumi.Output.all(cluster.cluster_yml, cluster.kubeconfig).apply(keep)
+
+    program()
+    return recorder, seen
+
+
+@pytest.fixture(scope="module")
+def recorded() -> tuple[Recorder, dict[str, Any]]:
+    return build(preview=False)
+
+
+def by_type(recorder: Recorder, typ: str) -> list[Any]:
+    return [r for r in recorder.requests if r.type == typ]
+
+
+def urn_of(recorder: Recorder, typ: str, name: str) -> str:
+    return next(urn for urn in recorder.resources if urn.endswith(f"{typ}::{name}"))
+
+
+def test_command_depends_on_every_gate_and_is_parented(
+    recorded: tuple[Recorder, dict[str, Any]],
+) -> None:
+    recorder, _ = recorded
+    [command] = by_type(recorder, "command:local:Command")
+    gates = {r.name for r in by_type(recorder, "command:remote:Command")}
+    assert len(gates) == 4
+    gate_urns = {u for u in recorder.resources if u.split("::")[-1] in gates}
+    assert gate_urns <= set(command.dependencies)
+    assert command.parent.endswith("multicloud:rke:RkeCluster::mc")
+
+
+def test_each_gate_depends_on_its_vm_and_member(recorded: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = recorded
+    for gate in by_type(recorder, "command:remote:Command"):
+        node = gate.name.removesuffix("-ready")
+        deps = set(gate.dependencies)
+        assert urn_of(recorder, "test:index:Vm", node) in deps
+        assert urn_of(recorder, "test:index:Member", f"{node}-zt") in deps
+        inputs = json_format.MessageToDict(gate.object)
+        assert "cloud-init status --wait" in inputs["create"]
+        assert inputs["triggers"] == [f"{node}-id"]  # a replaced VM re-runs the gate
+
+
+def test_cluster_yml_in_environment_not_triggers(recorded: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, seen = recorded
+    [command] = by_type(recorder, "command:local:Command")
+    inputs = json_format.MessageToDict(command.object)
+    assert "triggers" not in inputs
+    env = inputs["environment"]
+    assert env["RKE_CLUSTER_YML"] == seen["cluster_yml"]
+    assert "flannel_iface: ztks575eoa" in env["RKE_CLUSTER_YML"]
+    assert "address: 203.0.113.4" in env["RKE_CLUSTER_YML"]
+    node_ids = env["RKE_NODE_IDS"]  # secret when the gates' connections are
+    ids = json.loads(node_ids["value"] if isinstance(node_ids, dict) else node_ids)
+    assert ids["mc-do-worker-0"] == "machine-mc-do-worker-0-ready"
+    up, delete = runner_commands()
+    assert inputs["create"] == inputs["update"] == up and up.endswith("-m rke.runner up")
+    assert inputs["delete"] == delete and "rke.runner delete" in delete
+    assert inputs["logging"] == "stderr"
+
+
+def test_stdout_is_secret_and_secrets_are_wrapped(
+    recorded: tuple[Recorder, dict[str, Any]],
+) -> None:
+    recorder, seen = recorded
+    [command] = by_type(recorder, "command:local:Command")
+    assert list(command.additionalSecretOutputs) == ["stdout"]
+    env = json_format.MessageToDict(command.object)["environment"]
+    for key in ("RKE_SSH_PRIVATE_KEY", "RKE_S3_ACCESS_KEY", "RKE_S3_SECRET_KEY"):
+        assert env[key][SECRET_SIG] == "1b47061264138c4ac30d75fd1eb44270"
+    plain = json.dumps(
+        {k: v for k, v in env.items() if not (isinstance(v, dict) and SECRET_SIG in v)}
+    )
+    assert S3_SECRET not in plain and "fakekeymaterial" not in plain
+    assert S3_SECRET not in seen["cluster_yml"]
+    assert seen["kubeconfig"] == "KUBECONFIG-TEXT"
+    for gate in by_type(recorder, "command:remote:Command"):
+        connection = json_format.MessageToDict(gate.object)["connection"]
+        assert SECRET_SIG in connection  # the provider marks the whole connection secret
+
+
+def test_kubeconfig_output_is_secret(recorded: tuple[Recorder, dict[str, Any]]) -> None:
+    _, seen = recorded
+    out: pulumi.Output[str] = seen["kubeconfig_secret"]
+    assert pulumi.runtime.sync_await._sync_await(out.is_secret())
+
+
+def test_preview_survives_unknown_outputs() -> None:
+    recorder, _ = build(preview=True)
+    assert by_type(recorder, "command:local:Command")
+
+
+def test_missing_s3_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="S3"):
+        RkeCluster("x", [], SETTINGS, [])
+
+
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_readiness_script_is_valid_shell(shell: str) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} not installed")
+    script = readiness_script("mc-home-master-0", "10.147.0.10", "ztks575eoa", 60)
+    subprocess.run([shell, "-n"], input=script, text=True, check=True)
+    assert "timeout" in script and "' inet 10.147.0.10/'" in script
+
+
+def test_readiness_script_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        readiness_script("n", "10.147.0.10", "zt0; rm -rf /")
+    with pytest.raises(ValueError):
+        readiness_script("n", "not-an-ip", "zt0")
