@@ -1,0 +1,47 @@
+"""The seam between sites and everything downstream (RKE, readiness, entrypoint).
+
+A site produces ``ClusterNode``s; ``rke/`` and the entrypoint consume them without
+asking which cloud a node came from (hobby-kube's uniform provider outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import pulumi
+
+from components.nodes import NodeSpec
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    spec: NodeSpec
+    ssh_address: pulumi.Output[str]  # what RKE and readiness checks connect to
+    public_address: pulumi.Output[str] | None  # None behind NAT without port forwarding
+    vm: pulumi.Resource  # the VM; readiness depends on it
+    member: pulumi.Resource | None = None  # the node's ZeroTier member, once the overlay exists
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def site(self) -> str:
+        return self.spec.site
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.spec.roles
+
+    @property
+    def zerotier_ip(self) -> str:
+        return self.spec.zerotier_ip
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.spec.labels
+
+    def joined(self, member: pulumi.Resource) -> ClusterNode:
+        """The same node, with the ZeroTier member that authorizes it on the overlay."""
+        return replace(self, member=member)

@@ -1,0 +1,104 @@
+"""DigitalOceanSite: droplets, firewalls selected by tag, an SSH key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_digitalocean as digitalocean
+
+from components.cloud_site import CloudSite, user_data_for
+from components.cluster_node import ClusterNode
+from components.config import DigitalOceanSiteConfig
+from components.firewall import ANYWHERE, groups_for, policy
+from components.nodes import NodeSpec
+
+
+class DigitalOceanSite(CloudSite):
+    def __init__(
+        self,
+        name: str,
+        *,
+        cluster_name: str,
+        site: DigitalOceanSiteConfig,
+        specs: Sequence[NodeSpec],
+        ssh_public_key: str,
+        admin_cidrs: Sequence[str],
+        user_data: Mapping[str, pulumi.Output[str]],
+        token: pulumi.Output[str],
+        rebuild: Sequence[str] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("multicloud:site:DigitalOceanSite", name, site, specs, opts)
+        prefix = f"{cluster_name}-{name}"
+        self.provider = digitalocean.Provider(
+            f"{name}-digitalocean", token=token, opts=pulumi.ResourceOptions(parent=self)
+        )
+        on_cloud = pulumi.ResourceOptions(parent=self, provider=self.provider)
+
+        key = digitalocean.SshKey(
+            f"{name}-ssh", name=prefix, public_key=ssh_public_key, opts=on_cloud
+        )
+        # Firewalls select droplets by tag, so adding a droplet never rewrites a firewall.
+        tags = {}
+        for group, rules in policy(admin_cidrs).items():
+            tag = digitalocean.Tag(f"{name}-{group}", name=f"{prefix}-{group}", opts=on_cloud)
+            inbound = [
+                digitalocean.FirewallInboundRuleArgs(
+                    protocol=rule.protocol,
+                    port_range=str(rule.port),
+                    source_addresses=list(rule.sources),
+                )
+                for rule in rules
+            ]
+            digitalocean.Firewall(
+                f"{name}-{group}",
+                name=f"{prefix}-{group}",
+                tags=[tag.name],
+                inbound_rules=inbound,
+                # A droplet firewall without outbound rules blocks all egress.
+                outbound_rules=(
+                    [
+                        digitalocean.FirewallOutboundRuleArgs(
+                            protocol=protocol,
+                            port_range="1-65535",
+                            destination_addresses=list(ANYWHERE),
+                        )
+                        for protocol in ("tcp", "udp")
+                    ]
+                    + [
+                        digitalocean.FirewallOutboundRuleArgs(
+                            protocol="icmp", destination_addresses=list(ANYWHERE)
+                        )
+                    ]
+                    if group == "node"
+                    else None
+                ),
+                opts=on_cloud,
+            )
+            tags[group] = tag
+
+        for spec in self.specs:
+            droplet = digitalocean.Droplet(
+                spec.name,
+                name=spec.name,
+                region=site.region,
+                size=spec.size,
+                image=site.image,
+                ssh_keys=[key.fingerprint],
+                tags=[tags[g].name for g in groups_for(spec)],
+                vpc_uuid=site.vpc_uuid,
+                monitoring=True,
+                user_data=user_data_for(user_data, spec),
+                opts=self.vm_options("digitalocean", spec, rebuild, provider=self.provider),
+            )
+            public = droplet.ipv4_address
+            self.nodes.append(
+                ClusterNode(
+                    spec=spec,
+                    ssh_address=self.ssh_address(spec, public, droplet.ipv4_address_private),
+                    public_address=public,
+                    vm=droplet,
+                )
+            )
+        self.finish()

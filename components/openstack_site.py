@@ -1,0 +1,161 @@
+"""OpenStackSite: Ramnode, the home lab, any OpenStack with a clouds.yaml entry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_openstack as openstack
+
+from components.cloud_site import CloudSite, user_data_for
+from components.cluster_node import ClusterNode
+from components.config import OpenStackSiteConfig
+from components.firewall import ethertype, groups_for, policy
+from components.nodes import NodeSpec
+
+
+class OpenStackSite(CloudSite):
+    def __init__(
+        self,
+        name: str,
+        *,
+        cluster_name: str,
+        site: OpenStackSiteConfig,
+        specs: Sequence[NodeSpec],
+        ssh_public_key: str,
+        admin_cidrs: Sequence[str],
+        user_data: Mapping[str, pulumi.Output[str]],
+        rebuild: Sequence[str] = (),
+        auth_secret: pulumi.Output[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("multicloud:site:OpenStackSite", name, site, specs, opts)
+        prefix = f"{cluster_name}-{name}"
+        child = pulumi.ResourceOptions(parent=self)
+
+        # Its own provider: two OpenStack clouds never share credentials or a region.
+        self.provider = openstack.Provider(
+            f"{name}-openstack", **_auth(site, auth_secret), opts=child
+        )
+        on_cloud = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        invoke = pulumi.InvokeOptions(provider=self.provider, parent=self)
+
+        keypair = openstack.compute.Keypair(
+            f"{name}-ssh", name=prefix, public_key=ssh_public_key, opts=on_cloud
+        )
+        groups = {}
+        for group, rules in policy(admin_cidrs).items():
+            sg = openstack.networking.SecGroup(
+                f"{name}-{group}",
+                name=f"{prefix}-{group}",
+                description=f"multicloud {prefix}: {group} traffic",
+                opts=on_cloud,
+            )
+            for rule in rules:
+                for source in rule.sources:
+                    openstack.networking.SecGroupRule(
+                        f"{name}-{group}-{rule.protocol}{rule.port}-{_slug(source)}",
+                        security_group_id=sg.id,
+                        direction="ingress",
+                        ethertype=ethertype(source),
+                        protocol=rule.protocol,
+                        port_range_min=rule.port,
+                        port_range_max=rule.port,
+                        remote_ip_prefix=source,
+                        description=rule.description,
+                        opts=pulumi.ResourceOptions(parent=sg, provider=self.provider),
+                    )
+            groups[group] = sg
+
+        network = openstack.networking.get_network_output(name=site.network, opts=invoke)
+        image_id = (
+            openstack.images.get_image_output(name=site.image, most_recent=True, opts=invoke).id
+            if site.boot_volume_gb
+            else None
+        )
+
+        for spec in self.specs:
+            # The port outlives a replaced VM, so a node keeps its LAN address.
+            port = openstack.networking.Port(
+                f"{spec.name}-port",
+                name=spec.name,
+                network_id=network.id,
+                security_group_ids=[groups[g].id for g in groups_for(spec)],
+                opts=on_cloud,
+            )
+            vm = openstack.compute.Instance(
+                spec.name,
+                name=spec.name,
+                flavor_name=spec.size,
+                image_name=site.image,
+                key_pair=keypair.name,
+                networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
+                block_devices=(
+                    [
+                        openstack.compute.InstanceBlockDeviceArgs(
+                            source_type="image",
+                            uuid=image_id,
+                            destination_type="volume",
+                            volume_size=site.boot_volume_gb,
+                            boot_index=0,
+                            delete_on_termination=True,
+                        )
+                    ]
+                    if image_id is not None
+                    else None
+                ),
+                user_data=user_data_for(user_data, spec),
+                metadata={"cluster": cluster_name, "site": name, "roles": ",".join(spec.roles)},
+                opts=self.vm_options("openstack", spec, rebuild, provider=self.provider),
+            )
+            private = port.all_fixed_ips[0]
+            public: pulumi.Output[str] | None = None
+            if site.floating_ip_pool:
+                fip = openstack.networking.FloatingIp(
+                    f"{spec.name}-fip", pool=site.floating_ip_pool, opts=on_cloud
+                )
+                openstack.networking.FloatingIpAssociate(
+                    f"{spec.name}-fip", floating_ip=fip.address, port_id=port.id, opts=on_cloud
+                )
+                public = fip.address
+            elif site.network_is_public:
+                public = private
+            self.nodes.append(
+                ClusterNode(
+                    spec=spec,
+                    ssh_address=self.ssh_address(spec, public, private),
+                    public_address=public,
+                    vm=vm,
+                )
+            )
+        self.finish()
+
+
+def _slug(cidr: str) -> str:
+    """A CIDR as a resource-name part (URNs reserve '::')."""
+    return cidr.replace(":", "_").replace("/", "_")
+
+
+def _auth(site: OpenStackSiteConfig, secret: pulumi.Output[str] | None) -> dict[str, Any]:
+    """Provider arguments: a clouds.yaml entry, or explicit auth with a secret."""
+    args: dict[str, Any] = {"region": site.region} if site.region else {}
+    if site.cloud:
+        return {**args, "cloud": site.cloud}
+    auth = site.auth
+    assert auth is not None and secret is not None  # guaranteed by config validation
+    args |= {"auth_url": auth.auth_url}
+    if auth.application_credential_id:
+        return {
+            **args,
+            "application_credential_id": auth.application_credential_id,
+            "application_credential_secret": secret,
+        }
+    return {
+        **args,
+        "user_name": auth.user_name,
+        "password": secret,
+        "tenant_name": auth.project_name,
+        "user_domain_name": auth.user_domain_name,
+        "project_domain_name": auth.project_domain_name,
+    }

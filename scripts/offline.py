@@ -1,0 +1,292 @@
+"""Evaluate the real program in-process under Pulumi's mock engine.
+
+Used by ``make render`` and by the tests. Every resource registration is recorded
+with its options (parent, dependencies, secret outputs, ignoreChanges) exactly as
+the engine would receive it. Cloud-computed values (addresses, ids) are stand-ins
+from documentation ranges; nothing here talks to a cloud.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "multicloud"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+PLACEHOLDER = "placeholder-secret"
+
+
+def _digest(*parts: str) -> bytes:
+    return hashlib.sha256("/".join(parts).encode()).digest()
+
+
+def _address(prefix: str, name: str) -> str:
+    d = _digest(prefix, name)
+    return f"{prefix}.{d[0] % 250 + 2}"
+
+
+def fake_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What the cloud would add to a resource's state; deterministic per name."""
+    out = dict(inputs)
+    if type_ == "openstack:networking/port:Port":
+        out["allFixedIps"] = [_address("192.168.50", name)]
+    elif type_ == "openstack:networking/floatingIp:FloatingIp":
+        out["address"] = _address("203.0.113", name)
+    elif type_ == "digitalocean:index/droplet:Droplet":
+        out["ipv4Address"] = _address("198.51.100", name)
+        out["ipv4AddressPrivate"] = _address("10.116.0", name)
+    elif type_ == "digitalocean:index/sshKey:SshKey":
+        out["fingerprint"] = ":".join(f"{b:02x}" for b in _digest("fp", name)[:16])
+    elif type_.startswith("pulumi-python:dynamic"):
+        out.pop("__provider", None)
+        if type_.endswith(":Identity"):
+            address = _digest("zt", name)[:5].hex()
+            out |= {
+                "address": address,
+                "public": f"{address}:0:{'ab' * 64}",
+                "secret": f"{address}:0:{'ab' * 64}:{PLACEHOLDER}",
+            }
+        elif type_.endswith(":Network"):
+            out["network_id"] = inputs.get("network_id") or _digest("nw", name)[:8].hex()
+    elif type_ == "command:local:Command":
+        out["stdout"] = json.dumps(
+            {
+                "kubeconfig": f"apiVersion: v1\nkind: Config\n# {PLACEHOLDER}\n",
+                "rkestate": PLACEHOLDER,
+            }
+        )
+    elif type_ == "cloudflare:index/apiToken:ApiToken":
+        out["value"] = PLACEHOLDER
+    return out
+
+
+def fake_call(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    if token == "openstack:networking/getNetwork:getNetwork":
+        return {"id": f"net-{args.get('name')}", "name": args.get("name")}
+    if token == "openstack:images/getImage:getImage":
+        return {
+            "id": f"img-{_digest('img', str(args.get('name')))[:8].hex()}",
+            "name": args.get("name"),
+        }
+    if token.startswith("cloudflare:index/getApiTokenPermissionGroupsList"):
+        groups = ("DNS Write", "Zone Read")
+        return {"results": [{"id": _digest("cf", g)[:16].hex(), "name": g} for g in groups]}
+    return {}
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", fake_outputs(args.typ, args.name, args.inputs)
+
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return fake_call(args.token, args.args), []
+
+
+@dataclass
+class Registration:
+    """One RegisterResource request as the engine would see it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    provider: str
+    inputs: dict[str, Any]  # serialized: secrets carry SECRET_SIG, unknowns are UNKNOWN
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    additional_secret_outputs: list[str]
+    ignore_changes: list[str]
+    replace_on_changes: list[str]
+    delete_before_replace: bool
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: pulumi.runtime.Mocks) -> None:
+        super().__init__(mock)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            message = json_format.MessageToDict(request, preserving_proto_field_name=True)
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=self.make_urn(request.parent, request.type, request.name),
+                    parent=request.parent,
+                    custom=request.custom,
+                    provider=request.provider,
+                    inputs=message.get("object", {}),
+                    dependencies=list(request.dependencies),
+                    property_dependencies={
+                        key: list(value.urns) for key, value in request.propertyDependencies.items()
+                    },
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                    ignore_changes=list(request.ignoreChanges),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    delete_before_replace=request.deleteBeforeReplace,
+                )
+            )
+        return super().RegisterResource(request)
+
+
+@dataclass
+class Run:
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    error: BaseException | None = None
+    by_name: dict[str, Registration] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_name = {r.name: r for r in self.registrations}
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The value with every secret wrapper removed (for assertions on content)."""
+    if is_secret(value):
+        return reveal(value.get("value"))
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def masked(value: Any) -> Any:
+    """The value with every secret replaced by ``[secret]`` (for printing)."""
+    if is_secret(value):
+        return "[secret]"
+    if isinstance(value, dict):
+        if value.get(SIG_KEY):  # resource references and other special values
+            return {k: masked(v) for k, v in value.items() if k != SIG_KEY}
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if value == UNKNOWN:
+        return "[unknown]"
+    return value
+
+
+def run_program(
+    config: Mapping[str, str],
+    *,
+    secret_keys: list[str] | None = None,
+    stack: str = "test",
+    preview: bool = False,
+) -> Run:
+    """Run ``__main__.py`` with ``config`` (full keys -> strings as the CLI passes them)."""
+    pulumi.runtime.reset_options()
+    monitor = RecordingMonitor(_Mocks())
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), secret_keys or [])
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    error: BaseException | None = None
+    outputs: dict[str, Any] = {}
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))  # type: ignore[arg-type, return-value]
+        outputs = _stack_outputs()
+    except Exception as err:  # the caller decides whether an error is expected
+        error = err
+    return Run(monitor.registrations, outputs, error)
+
+
+def _stack_outputs() -> dict[str, Any]:
+    """The stack's exports, secrets wrapped as in registrations (mocks never send them)."""
+    root = settings.get_root_resource()
+    exported: dict[str, Any] = dict(getattr(root, "outputs", {}))
+
+    async def resolve() -> dict[str, Any]:
+        result = {}
+        for name, value in exported.items():
+            output = pulumi.Output.from_input(value)
+            plain = await output.future(with_unknowns=True)
+            secret = await output.is_secret()
+            result[name] = {SIG_KEY: SECRET_SIG, "value": plain} if secret else plain
+        return result
+
+    return _sync_await(resolve())
+
+
+# --- stack files -> config as the CLI would pass it ----------------------------------
+
+
+def project_schema() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+
+
+def stack_config(stack: str, *, placeholders: bool = True) -> tuple[dict[str, str], list[str]]:
+    """The stack file's config plus project defaults, secrets replaced by placeholders.
+
+    Returns (config, secret_keys). Secure values cannot be decrypted without the
+    stack's passphrase, so they become placeholders that stay secret; so do declared
+    and conditional secret keys the stack file leaves unset (they are set with
+    ``pulumi config set --secret`` by whoever deploys).
+    """
+    from components.config import CONDITIONAL_SECRETS, DECLARED_SECRETS, openstack_secret_key
+
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    raw: dict[str, Any] = dict(data.get("config") or {})
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[full] = f"{PLACEHOLDER}-{full.split(':', 1)[1]}"
+            secret_keys.append(full)
+        elif isinstance(value, dict | list):
+            config[full] = json.dumps(value)
+        elif isinstance(value, bool):
+            config[full] = "true" if value else "false"
+        else:
+            config[full] = str(value)
+    for key, declared in project_schema().items():
+        full = f"{PROJECT}:{key}"
+        if full not in config and "default" in declared:
+            default = declared["default"]
+            config[full] = (
+                json.dumps(default)
+                if isinstance(default, list | dict)
+                else str(default).lower()
+                if isinstance(default, bool)
+                else str(default)
+            )
+    if placeholders:
+        sites = json.loads(config.get(f"{PROJECT}:sites", "{}"))
+        wanted = list(DECLARED_SECRETS) + list(CONDITIONAL_SECRETS)
+        wanted += [
+            openstack_secret_key(n)
+            for n, s in sites.items()
+            if isinstance(s, dict) and s.get("auth")
+        ]
+        for key in wanted:
+            full = f"{PROJECT}:{key}"
+            if full not in config:
+                config[full] = f"{PLACEHOLDER}-{key}"
+                secret_keys.append(full)
+    return config, secret_keys

@@ -1,0 +1,99 @@
+"""`make render STACK=<stack>`: evaluate the real program offline and write what it would do.
+
+Needs no cloud credentials and no Pulumi CLI. Writes to build/<stack>/:
+nodes.md, cluster.yml, architecture.mmd, resources.json and user-data/<node>.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pulumi
+
+from scripts.offline import ROOT, Run, masked, reveal, run_program, stack_config
+
+VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
+
+
+def nodes_markdown(run: Run) -> str:
+    from components.config import parse_config, read_raw
+
+    config = parse_config(read_raw())
+    rows = [
+        "| site | node | roles | size | overlay address | ingress |",
+        "|---|---|---|---|---|---|",
+    ]
+    for node in config.nodes:
+        rows.append(
+            f"| {node.site} | {node.name} | {', '.join(node.roles)} | {node.size} | "
+            f"{node.zerotier_ip} | {'yes' if node.ingress else 'no'} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def cluster_yml(run: Run) -> str:
+    commands = run.of_type("command:local:Command")
+    environment = reveal(commands[0].inputs.get("environment", {}))
+    return str(environment["RKE_CLUSTER_YML"])
+
+
+def resources_json(run: Run) -> str:
+    entries = [
+        {
+            "type": r.type,
+            "name": r.name,
+            "parent": r.parent.rsplit("::", 1)[-1] if r.parent else None,
+            "inputs": masked(r.inputs),
+        }
+        for r in run.registrations
+    ]
+    return json.dumps(entries, indent=2, sort_keys=True) + "\n"
+
+
+def render(stack: str, out: Path) -> int:
+    config, secret_keys = stack_config(stack)
+    run = run_program(config, secret_keys=secret_keys, stack=stack)
+    if isinstance(run.error, pulumi.RunError):
+        print(run.error, file=sys.stderr)
+        return 1
+    if run.error is not None:
+        raise run.error
+    from components.config import parse_config, read_raw
+    from components.diagram import architecture_mermaid
+
+    target = out / stack
+    (target / "user-data").mkdir(parents=True, exist_ok=True)
+    for old in (target / "user-data").glob("*.yaml"):
+        old.unlink()
+    table = nodes_markdown(run)
+    (target / "nodes.md").write_text(table)
+    (target / "cluster.yml").write_text(cluster_yml(run))
+    (target / "architecture.mmd").write_text(architecture_mermaid(parse_config(read_raw())))
+    (target / "resources.json").write_text(resources_json(run))
+    for vm in run.registrations:
+        if vm.type in VM_TYPES:
+            (target / "user-data" / f"{vm.name}.yaml").write_text(
+                str(reveal(vm.inputs["userData"]))
+            )
+    print(f"stack {stack}: {len(run.registrations)} resources\n")
+    print(table)
+    print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "build")
+    args = parser.parse_args(argv)
+    if not (ROOT / f"Pulumi.{args.stack}.yaml").exists():
+        print(f"no stack file Pulumi.{args.stack}.yaml", file=sys.stderr)
+        return 2
+    return render(args.stack, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
