@@ -1,0 +1,148 @@
+"""In-cluster services on the RKE cluster: DNS updater, cert-manager, Longhorn, example app.
+
+Everything goes through one Kubernetes provider built from RKE's kubeconfig, and every object
+also depends on the RKE command directly, so nothing is applied before ``rke up`` succeeded.
+Each part is switched by its ``enabled`` flag and owns only its own resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import workloads
+from components.entrypoint_settings import EntrypointSettings
+
+
+class ClusterServices(pulumi.ComponentResource):
+    """Workloads and charts of the cluster; exports ``app_url`` and ``record_name``."""
+
+    provider: k8s.Provider
+    record_name: str | None
+    app_url: pulumi.Output[str] | None
+
+    def __init__(
+        self,
+        name: str,
+        settings: EntrypointSettings,
+        kubeconfig: pulumi.Input[str],
+        cluster: pulumi.Resource,
+        sites: Sequence[str],
+        updater_token: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("multicloud:cluster:ClusterServices", name, None, opts)
+        if settings.updater.enabled and updater_token is None:
+            raise ValueError("ClusterServices: updater.enabled requires updater_token")
+        self._name = name
+        self._cluster = cluster
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=pulumi.Output.secret(kubeconfig),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+        )
+        self.record_name = settings.cloudflare.record_name if settings.cloudflare else None
+        self.app_url = None
+
+        if settings.updater.enabled and updater_token is not None:
+            self._updater(settings, updater_token)
+        issuers: list[pulumi.Resource] = []
+        if settings.cert_manager.enabled:
+            issuers = self._cert_manager(settings)
+        if settings.longhorn.enabled:
+            self._longhorn(settings, len(set(sites)))
+        if settings.app.enabled:
+            self._app(settings, issuers)
+            self.app_url = pulumi.Output.from_input(workloads.app_url(settings))
+
+        self.register_outputs({"appUrl": self.app_url, "recordName": self.record_name})
+
+    def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self, provider=self.provider, depends_on=[self._cluster, *depends_on]
+        )
+
+    def _namespace(self, part: str, name: str) -> k8s.core.v1.Namespace:
+        manifest = workloads.namespace(name)
+        return k8s.core.v1.Namespace(
+            f"{self._name}-{part}-ns", metadata=manifest["metadata"], opts=self._opts()
+        )
+
+    def _object(
+        self, part: str, manifest: dict[str, Any], *deps: pulumi.Resource
+    ) -> pulumi.Resource:
+        """Register one built-in manifest with the typed resource for its kind."""
+        kinds: dict[str, Any] = {
+            "Deployment": k8s.apps.v1.Deployment,
+            "Service": k8s.core.v1.Service,
+            "Ingress": k8s.networking.v1.Ingress,
+        }
+        cls = kinds[manifest["kind"]]
+        name = f"{self._name}-{part}-{manifest['kind'].lower()}"
+        return cls(
+            name, metadata=manifest["metadata"], spec=manifest["spec"], opts=self._opts(*deps)
+        )
+
+    def _updater(self, settings: EntrypointSettings, token: pulumi.Input[str]) -> None:
+        ns = self._namespace("updater", workloads.UPDATER_NAMESPACE)
+        template = workloads.updater_secret("")
+        secret = k8s.core.v1.Secret(
+            f"{self._name}-updater-secret",
+            metadata=template["metadata"],
+            type=template["type"],
+            string_data=pulumi.Output.secret(token).apply(
+                lambda t: workloads.updater_secret(t)["stringData"]
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                self._opts(ns),
+                pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"]),
+            ),
+        )
+        self._object("updater", workloads.updater_deployment(settings), ns, secret)
+
+    def _cert_manager(self, settings: EntrypointSettings) -> list[pulumi.Resource]:
+        ns = self._namespace("cert-manager", workloads.CERT_MANAGER_NAMESPACE)
+        release = k8s.helm.v3.Release(
+            f"{self._name}-cert-manager",
+            name="cert-manager",
+            chart="cert-manager",
+            version=settings.cert_manager.chart_version,
+            repository_opts={"repo": workloads.CERT_MANAGER_REPO},
+            namespace=workloads.CERT_MANAGER_NAMESPACE,
+            values=workloads.cert_manager_values(),
+            opts=self._opts(ns),
+        )
+        assert settings.cert_manager.email is not None  # validated when enabled
+        return [
+            k8s.apiextensions.CustomResource(
+                f"{self._name}-{issuer['metadata']['name']}",
+                api_version=issuer["apiVersion"],
+                kind=issuer["kind"],
+                metadata=issuer["metadata"],
+                spec=issuer["spec"],
+                opts=self._opts(release),
+            )
+            for issuer in workloads.cluster_issuers(settings.cert_manager.email)
+        ]
+
+    def _longhorn(self, settings: EntrypointSettings, site_count: int) -> None:
+        ns = self._namespace("longhorn", workloads.LONGHORN_NAMESPACE)
+        k8s.helm.v3.Release(
+            f"{self._name}-longhorn",
+            name="longhorn",
+            chart="longhorn",
+            version=settings.longhorn.chart_version,
+            repository_opts={"repo": workloads.LONGHORN_REPO},
+            namespace=workloads.LONGHORN_NAMESPACE,
+            values=workloads.longhorn_values(settings, site_count),
+            opts=self._opts(ns),
+        )
+
+    def _app(self, settings: EntrypointSettings, issuers: Sequence[pulumi.Resource]) -> None:
+        ns = self._namespace("app", workloads.APP_NAMESPACE)
+        for manifest in workloads.app_manifests(settings):
+            deps = [ns, *issuers] if manifest["kind"] == "Ingress" else [ns]
+            self._object("app", manifest, *deps)

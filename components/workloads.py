@@ -1,0 +1,301 @@
+"""In-cluster objects as plain dict manifests: pure functions of the entrypoint settings.
+
+No Pulumi here; ``cluster_services.py`` registers what these return, and the tests validate
+them against the Kubernetes 1.30 OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.entrypoint_settings import EntrypointSettings
+from components.nodes import INGRESS_LABEL, ZONE_LABEL
+
+Manifest = dict[str, Any]
+
+INGRESS_CLASS = "nginx"  # the IngressClass RKE v1's ingress-nginx addon creates
+
+UPDATER_NAMESPACE = "cloudflare-ddns"
+UPDATER_NAME = "cloudflare-ddns"
+UPDATER_SECRET = "cloudflare-ddns-token"
+UPDATER_SECRET_KEY = "token"
+
+CERT_MANAGER_NAMESPACE = "cert-manager"
+CERT_MANAGER_REPO = "https://charts.jetstack.io"
+LONGHORN_NAMESPACE = "longhorn-system"  # the Longhorn chart supports no other namespace
+LONGHORN_REPO = "https://charts.longhorn.io"
+
+APP_NAMESPACE = "example"
+APP_NAME = "whoami"
+APP_PORT = 8080
+APP_TLS_SECRET = "whoami-tls"
+
+ACME_SERVERS = {
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+}
+
+
+def issuer_name(which: str) -> str:
+    """Name of the ClusterIssuer for ``staging`` or ``production``."""
+    return f"letsencrypt-{which}"
+
+
+def _labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "pulumi"}
+
+
+def _hardened(uid: int) -> tuple[Manifest, Manifest]:
+    """(pod securityContext, container securityContext) for a non-root, read-only container."""
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return pod, container
+
+
+def namespace(name: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+    }
+
+
+def updater_secret(token: str) -> Manifest:
+    """The updater's Cloudflare token; the Pulumi layer passes it as a secret Output."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": UPDATER_SECRET,
+            "namespace": UPDATER_NAMESPACE,
+            "labels": _labels(UPDATER_NAME),
+        },
+        "type": "Opaque",
+        "stringData": {UPDATER_SECRET_KEY: token},
+    }
+
+
+def updater_env(settings: EntrypointSettings) -> dict[str, str]:
+    """favonia/cloudflare-ddns settings (README "All Settings"), all as strings."""
+    cf, updater = settings.cloudflare, settings.updater
+    if cf is None:
+        raise ValueError("the DNS updater needs entrypoint.cloudflare")
+    return {
+        "DOMAINS": cf.record_name,
+        "PROXIED": "true" if cf.proxied else "false",
+        "TTL": str(cf.ttl),
+        "UPDATE_CRON": f"@every {updater.update_interval_seconds}s",
+        "UPDATE_ON_START": "true",
+        "DELETE_ON_STOP": "false",  # a rescheduled pod must never delete the entrypoint
+        "IP4_PROVIDER": "cloudflare.trace",  # the node's egress (SNAT) address = its public one
+        "IP6_PROVIDER": "none",  # the cluster publishes IPv4 only
+        "EMOJI": "false",
+    }
+
+
+def updater_deployment(settings: EntrypointSettings) -> Manifest:
+    """One updater on an ingress node; evicted quickly when its node stops reporting."""
+    seconds = settings.updater.toleration_seconds
+    pod_sc, container_sc = _hardened(1000)
+    labels = _labels(UPDATER_NAME)
+    env: list[Manifest] = [
+        {
+            "name": "CLOUDFLARE_API_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": UPDATER_SECRET, "key": UPDATER_SECRET_KEY}},
+        }
+    ]
+    env += [{"name": k, "value": v} for k, v in updater_env(settings).items()]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": UPDATER_NAME, "namespace": UPDATER_NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},  # never two updaters racing on one record
+            "selector": {"matchLabels": {"app.kubernetes.io/name": UPDATER_NAME}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {INGRESS_LABEL: "true"},
+                    "tolerations": [
+                        {
+                            "key": key,
+                            "operator": "Exists",
+                            "effect": "NoExecute",
+                            "tolerationSeconds": seconds,
+                        }
+                        for key in (
+                            "node.kubernetes.io/not-ready",
+                            "node.kubernetes.io/unreachable",
+                        )
+                    ],
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 10,
+                    "securityContext": pod_sc,
+                    "containers": [
+                        {
+                            "name": UPDATER_NAME,
+                            "image": settings.updater.image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "env": env,
+                            "securityContext": container_sc,
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "16Mi"},
+                                "limits": {"cpu": "100m", "memory": "64Mi"},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def cluster_issuers(email: str) -> list[Manifest]:
+    """Let's Encrypt staging and production, ACME HTTP-01 through the nginx ingress class."""
+    return [
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "ClusterIssuer",
+            "metadata": {"name": issuer_name(which)},
+            "spec": {
+                "acme": {
+                    "server": server,
+                    "email": email,
+                    "privateKeySecretRef": {"name": f"{issuer_name(which)}-account-key"},
+                    "solvers": [{"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}}],
+                }
+            },
+        }
+        for which, server in ACME_SERVERS.items()
+    ]
+
+
+def app_manifests(settings: EntrypointSettings) -> list[Manifest]:
+    """Deployment, Service and Ingress of the example app at ``settings.app_host``."""
+    labels = _labels(APP_NAME)
+    selector = {"app.kubernetes.io/name": APP_NAME}
+    pod_sc, container_sc = _hardened(65532)
+    meta = {"name": APP_NAME, "namespace": APP_NAMESPACE, "labels": labels}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": ZONE_LABEL,
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
+                    ],
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_sc,
+                    "containers": [
+                        {
+                            "name": APP_NAME,
+                            "image": settings.app.image,
+                            "args": ["--port", str(APP_PORT)],
+                            "ports": [{"name": "http", "containerPort": APP_PORT}],
+                            "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}},
+                            "securityContext": container_sc,
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "16Mi"},
+                                "limits": {"cpu": "100m", "memory": "64Mi"},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    host = settings.app_host
+    ingress_spec: Manifest = {
+        "ingressClassName": INGRESS_CLASS,
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": APP_NAME, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    ingress_meta = dict(meta)
+    if settings.cert_manager.enabled:
+        issuer = issuer_name(settings.cert_manager.issuer)
+        ingress_meta["annotations"] = {"cert-manager.io/cluster-issuer": issuer}
+        ingress_spec["tls"] = [{"hosts": [host], "secretName": APP_TLS_SECRET}]
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": ingress_meta,
+        "spec": ingress_spec,
+    }
+    return [deployment, service, ingress]
+
+
+def app_url(settings: EntrypointSettings) -> str:
+    scheme = "https" if settings.cert_manager.enabled else "http"
+    return f"{scheme}://{settings.app_host}/"
+
+
+def cert_manager_values() -> Manifest:
+    """jetstack/cert-manager >= v1.15 values: install the CRDs, keep them on uninstall."""
+    return {"crds": {"enabled": True, "keep": True}}
+
+
+def longhorn_replicas(settings: EntrypointSettings, site_count: int) -> int:
+    """Configured replicas, else one per site (at most 3, at least 1)."""
+    return settings.longhorn.replicas or max(1, min(3, site_count))
+
+
+def longhorn_values(settings: EntrypointSettings, site_count: int) -> Manifest:
+    """longhorn chart values: default StorageClass, replicas in distinct zones (= sites).
+
+    Zone anti-affinity is hard whenever every replica can have its own site, so a site outage
+    never takes every copy of a volume; with more replicas than sites it must stay soft or the
+    extra replicas could never be scheduled.
+    """
+    replicas = longhorn_replicas(settings, site_count)
+    return {
+        "persistence": {"defaultClass": True, "defaultClassReplicaCount": replicas},
+        "defaultSettings": {
+            "defaultReplicaCount": replicas,
+            "replicaZoneSoftAntiAffinity": replicas > site_count,
+            "replicaAutoBalance": "best-effort",
+        },
+    }
