@@ -33,7 +33,11 @@ def overlay_address(
             f"siteId {site_id} is outside 1..{site_blocks(overlay)}, the site blocks "
             f"of overlay {overlay}"
         )
-    limit, offset = (MAX_MASTERS, MASTER_OFFSET) if kind == "master" else (MAX_WORKERS, WORKER_OFFSET)
+    limit, offset = (
+        (MAX_MASTERS, MASTER_OFFSET) if kind == "master" else (MAX_WORKERS, WORKER_OFFSET)
+    )
     if not 0 <= index < limit:
-        raise ValueError(f"a site has room for {limit} {kind}s in the overlay; index {index} is not")
+        raise ValueError(
+            f"a site has room for {limit} {kind}s in the overlay; index {index} is not"
+        )
     return overlay.network_address + site_id * BLOCK_SIZE + offset + index

@@ -40,7 +40,9 @@ class OverlayFiles:
 
 
 def local_conf() -> str:
-    return json.dumps({"settings": {"interfacePrefixBlacklist": list(INTERFACE_BLACKLIST)}}, indent=2)
+    return json.dumps(
+        {"settings": {"interfacePrefixBlacklist": list(INTERFACE_BLACKLIST)}}, indent=2
+    )
 
 
 APT_KEY_SCRIPT = """\
@@ -50,7 +52,8 @@ APT_KEY_SCRIPT = """\
 set -eu
 tmp=$(mktemp)
 curl -fsSL --retry 5 "$1" -o "$tmp"
-gpg --batch --show-keys --with-colons "$tmp" | awk -F: '$1 == "fpr" {print $10}' | grep -qx "$2" || {
+fingerprints=$(gpg --batch --show-keys --with-colons "$tmp" | awk -F: '$1 == "fpr" {print $10}')
+echo "$fingerprints" | grep -qx "$2" || {
   echo "multicloud: key at $1 is not $2, refusing it" >&2; exit 1; }
 gpg --batch --yes --dearmor -o "$3" < "$tmp" 2>/dev/null || cp "$tmp" "$3"
 chmod 0644 "$3"
@@ -95,7 +98,8 @@ def _bootstrap_script(ssh_user: str, overlay: OverlayFiles | None) -> str:
         "modprobe overlay",
         "modprobe br_netfilter",
         "sysctl --system",
-        f"/usr/local/sbin/multicloud-apt-key {DOCKER_KEY_URL} {DOCKER_KEY_FINGERPRINT} /usr/share/keyrings/docker.gpg",
+        f"/usr/local/sbin/multicloud-apt-key {DOCKER_KEY_URL} {DOCKER_KEY_FINGERPRINT} "
+        "/usr/share/keyrings/docker.gpg",
         f"echo 'deb [signed-by=/usr/share/keyrings/docker.gpg] {DOCKER_APT}' "
         "> /etc/apt/sources.list.d/docker.list",
     ]
@@ -145,7 +149,11 @@ def render_user_data(
             )
             + "\n",
         },
-        {"path": "/usr/local/sbin/multicloud-apt-key", "permissions": "0755", "content": APT_KEY_SCRIPT},
+        {
+            "path": "/usr/local/sbin/multicloud-apt-key",
+            "permissions": "0755",
+            "content": APT_KEY_SCRIPT,
+        },
         {
             "path": "/usr/local/sbin/multicloud-metadata-guard",
             "permissions": "0755",

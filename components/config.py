@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
 from components.entrypoint_settings import EntrypointSettings
@@ -76,7 +83,9 @@ class OpenStackAuth(ConfigModel):
     @model_validator(mode="after")
     def _one_identity(self) -> OpenStackAuth:
         if bool(self.user_name) == bool(self.application_credential_id):
-            raise ValueError("set exactly one of userName (password auth) or applicationCredentialId")
+            raise ValueError(
+                "set exactly one of userName (password auth) or applicationCredentialId"
+            )
         if self.user_name and not self.project_name:
             raise ValueError("password auth needs projectName")
         return self
@@ -181,7 +190,8 @@ class ClusterSettings(ConfigModel):
             raise ValueError(f"expected an RKE version such as {DEFAULT_KUBERNETES_VERSION}")
         if value not in RKE_KUBERNETES_VERSIONS:
             raise ValueError(
-                f"RKE v1.8.14 does not ship {value}; expected one of {', '.join(RKE_KUBERNETES_VERSIONS)}"
+                f"RKE v1.8.14 does not ship {value}; "
+                f"expected one of {', '.join(RKE_KUBERNETES_VERSIONS)}"
             )
         return value
 
@@ -189,7 +199,7 @@ class ClusterSettings(ConfigModel):
     @classmethod
     def _overlay(cls, value: str) -> str:
         network = ipaddress.ip_network(value)
-        if network.version != 4 or site_blocks(network) < 1:  # type: ignore[arg-type]
+        if network.version != 4 or site_blocks(network) < 1:
             raise ValueError("expected an IPv4 network of /23 or larger (one /24 per site)")
         return value
 
@@ -208,7 +218,9 @@ class ClusterSettings(ConfigModel):
 
         match = SSH_KEY.match(value.strip())
         if not match:
-            raise ValueError("expected one OpenSSH public key line such as 'ssh-ed25519 AAAA... me@host'")
+            raise ValueError(
+                "expected one OpenSSH public key line such as 'ssh-ed25519 AAAA... me@host'"
+            )
         try:
             blob = base64.b64decode(match.group(2), validate=True)
         except binascii.Error:
@@ -345,19 +357,26 @@ def _check_sites(settings: ClusterSettings) -> None:
         if not DNS_LABEL.match(name) or len(name) > 20:
             raise _fail(path, "site names are DNS-1123 labels of at most 20 characters")
         if site.site_id in seen_ids:
-            raise _fail(f"{path}.siteId", f"{site.site_id} is already used by site {seen_ids[site.site_id]!r}")
+            raise _fail(
+                f"{path}.siteId",
+                f"{site.site_id} is already used by site {seen_ids[site.site_id]!r}",
+            )
         seen_ids[site.site_id] = name
         if site.site_id > site_blocks(overlay):
             raise _fail(
                 f"{path}.siteId",
-                f"{site.site_id} does not fit overlay {overlay}, which has site blocks 1..{site_blocks(overlay)}",
+                f"{site.site_id} does not fit overlay {overlay}, "
+                f"which has site blocks 1..{site_blocks(overlay)}",
             )
         if site.masters > MAX_MASTERS:
             raise _fail(f"{path}.masters", f"at most {MAX_MASTERS} per site fit the overlay layout")
         if site.workers > MAX_WORKERS:
             raise _fail(f"{path}.workers", f"at most {MAX_WORKERS} per site fit the overlay layout")
         if site.lan_cidr and ipaddress.ip_network(site.lan_cidr).overlaps(overlay):
-            raise _fail(f"{path}.lanCidr", f"{site.lan_cidr} overlaps overlayCidr {overlay}: routing would loop")
+            raise _fail(
+                f"{path}.lanCidr",
+                f"{site.lan_cidr} overlaps overlayCidr {overlay}: routing would loop",
+            )
         if site.ingress and not site.has_public_address:
             raise _fail(
                 f"{path}.ingress",
@@ -409,7 +428,8 @@ def _check_topology(settings: ClusterSettings, nodes: tuple[NodeSpec, ...]) -> N
         raise _fail(
             "sites",
             f"{total} etcd members (one per master): an even count survives no more failures "
-            f"than {total - 1} would, and an even split leaves no quorum; use an odd number of masters",
+            f"than {total - 1} would, and an even split leaves no quorum; "
+            "use an odd number of masters",
         )
     if len(etcd) >= 3:
         for site, count in etcd.items():
@@ -478,7 +498,9 @@ def read_raw() -> dict[str, Any]:
         if key.endswith("OpenstackSecret"):
             continue
         if key not in known:
-            raise ConfigError(f"invalid stack config:\n  {full_key}: unknown key (check its spelling)")
+            raise ConfigError(
+                f"invalid stack config:\n  {full_key}: unknown key (check its spelling)"
+            )
         if key in DECLARED_SECRETS + CONDITIONAL_SECRETS:
             continue
         value = runtime_config.get_config(full_key)

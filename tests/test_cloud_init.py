@@ -20,8 +20,14 @@ from components.cloud_init import (
 from components.nodes import NodeSpec
 
 NODE = NodeSpec(
-    name="mc-home-worker-0", site="home", kind="worker", index=0, roles=("worker",),
-    size="g1.medium", zerotier_ip="10.147.2.50", ingress=False,
+    name="mc-home-worker-0",
+    site="home",
+    kind="worker",
+    index=0,
+    roles=("worker",),
+    size="g1.medium",
+    zerotier_ip="10.147.2.50",
+    ingress=False,
 )
 OVERLAY = OverlayFiles("8056c2e21c000001", "1c41190849:0:pub:priv", "1c41190849:0:pub")
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
@@ -33,7 +39,12 @@ def cloud_init_schema(paths: list[Path]) -> list[subprocess.CompletedProcess[str
     if binary is None:
         pytest.fail("cloud-init is not installed (`apt-get install cloud-init`; .ci/run does)")
     procs = [
-        subprocess.Popen([binary, "schema", "-c", str(p)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [binary, "schema", "-c", str(p)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for p in paths
     ]
     results = []
@@ -55,7 +66,9 @@ def test_schema_accepts_user_data_and_rejects_a_broken_one(tmp_path: Path) -> No
     plain = tmp_path / "plain.yaml"
     plain.write_text(render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=None))
     broken = tmp_path / "broken.yaml"  # proves the validator is really validating
-    broken.write_text(good.read_text().replace("ssh_authorized_keys:", "ssh_authorized_keys: 7\n  x:"))
+    broken.write_text(
+        good.read_text().replace("ssh_authorized_keys:", "ssh_authorized_keys: 7\n  x:")
+    )
     results = cloud_init_schema([good, plain, broken])
     assert results[0].returncode == 0, results[0].stdout
     assert results[1].returncode == 0, results[1].stdout
@@ -65,7 +78,11 @@ def test_schema_accepts_user_data_and_rejects_a_broken_one(tmp_path: Path) -> No
 def test_node_prerequisites_for_rke_and_longhorn() -> None:
     doc = document()
     user = doc["users"][0]
-    assert user["name"] == "rke" and "docker" in user["groups"] and user["ssh_authorized_keys"] == [KEY]
+    assert (
+        user["name"] == "rke"
+        and "docker" in user["groups"]
+        and user["ssh_authorized_keys"] == [KEY]
+    )
     assert doc["ssh_pwauth"] is False and doc["disable_root"] is True
     assert {"open-iscsi", "nfs-common"} <= set(doc["packages"])
     files = {f["path"]: f for f in doc["write_files"]}
@@ -82,7 +99,9 @@ def test_overlay_files_are_written_before_zerotier_is_installed() -> None:
     files = {f["path"]: f for f in doc["write_files"]}
     secret = files["/var/lib/zerotier-one/identity.secret"]
     assert secret["permissions"] == "0600" and secret["content"].strip() == OVERLAY.identity_secret
-    assert files["/var/lib/zerotier-one/identity.public"]["content"].strip() == OVERLAY.identity_public
+    assert (
+        files["/var/lib/zerotier-one/identity.public"]["content"].strip() == OVERLAY.identity_public
+    )
     assert files[f"/var/lib/zerotier-one/networks.d/{OVERLAY.network_id}.conf"]["content"] == ""
     local = json.loads(files["/var/lib/zerotier-one/local.conf"]["content"])
     assert local["settings"]["interfacePrefixBlacklist"] == list(INTERFACE_BLACKLIST)
