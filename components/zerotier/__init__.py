@@ -1,0 +1,1 @@
+"""ZeroTier: identities, the Central API client and dynamic resources."""

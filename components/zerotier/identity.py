@@ -1,0 +1,280 @@
+"""ZeroTier identities: generation and validation, checked against ZeroTier's vectors.
+
+An identity is an X25519 key pair plus an Ed25519 key pair. Its 40-bit address is the
+tail of a memory-hard hash of the 64-byte public key, and only keys whose hash starts
+with a byte below 17 are valid (a hashcash that makes address collisions expensive).
+
+The hash, per ZeroTier: SHA-512 the public key; fill 2 MiB with Salsa20/20 (keyed by
+the digest) in a CBC-like chain; walk the buffer in word pairs, swapping one buffer
+word into the digest and re-encrypting the digest with the same cipher stream after
+each swap. Salsa20 keystream does not depend on the data it encrypts, so every block
+of keystream is computed up front with numpy: the fill becomes a prefix-XOR of
+keystream blocks, and the digest's re-encryptions become one cumulative XOR applied
+lazily. The swap walk is sequential, but runs of a few hundred steps rarely depend on
+one another, so it too runs in numpy, a run at a time.
+
+Generation needs about 15 candidates on average. It races helper processes (one per
+spare CPU) against the calling process and kills the helpers when either finds one.
+"""
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+_GENMEM_BLOCKS = 32768  # 2 MiB of 64-byte Salsa20 blocks
+_GENMEM_WORDS = _GENMEM_BLOCKS * 8
+_STEPS = _GENMEM_WORDS // 2  # one swap and one digest re-encryption per word pair
+_FIRST_BYTE_LIMIT = 17
+_SALSA_CHUNK = 32768  # blocks computed per numpy pass; about the fastest size measured
+_BATCH = 384  # swap-walk steps tried at once; about the fastest size measured
+
+_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
+# One Salsa20 double round as (target, addend, addend, rotation): x[t] ^= rotl(x[a] + x[b], r).
+_DOUBLE_ROUND = (
+    (4, 0, 12, 7), (8, 4, 0, 9), (12, 8, 4, 13), (0, 12, 8, 18),
+    (9, 5, 1, 7), (13, 9, 5, 9), (1, 13, 9, 13), (5, 1, 13, 18),
+    (14, 10, 6, 7), (2, 14, 10, 9), (6, 2, 14, 13), (10, 6, 2, 18),
+    (3, 15, 11, 7), (7, 3, 15, 9), (11, 7, 3, 13), (15, 11, 7, 18),
+    (1, 0, 3, 7), (2, 1, 0, 9), (3, 2, 1, 13), (0, 3, 2, 18),
+    (6, 5, 4, 7), (7, 6, 5, 9), (4, 7, 6, 13), (5, 4, 7, 18),
+    (11, 10, 9, 7), (8, 11, 10, 9), (9, 8, 11, 13), (10, 9, 8, 18),
+    (12, 15, 14, 7), (13, 12, 15, 9), (14, 13, 12, 13), (15, 14, 13, 18),
+)  # fmt: skip
+
+_IDENTITY_RE = re.compile(r"([0-9a-f]{10}):0:([0-9a-f]{128})(?::([0-9a-f]{128}))?")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A ZeroTier identity; ``secret`` is the content of ``identity.secret``."""
+
+    address: str
+    public: str
+    secret: str = field(repr=False)
+
+
+def _salsa20_keystream(key: bytes, nonce: bytes, blocks: int) -> np.ndarray:
+    """Salsa20/20 keystream blocks 0..blocks-1 as a (blocks, 16) array of little-endian words."""
+    k = np.frombuffer(key, dtype="<u4").tolist()
+    n = np.frombuffer(nonce, dtype="<u4").tolist()
+    initial = [_SIGMA[0], *k[:4], _SIGMA[1], *n, 0, 0, _SIGMA[2], *k[4:], _SIGMA[3]]
+    out = np.empty((blocks, 16), dtype="<u4")
+    add, shl, shr, xor = np.add, np.left_shift, np.right_shift, np.bitwise_xor
+    for start in range(0, blocks, _SALSA_CHUNK):
+        m = min(_SALSA_CHUNK, blocks - start)
+        state = np.empty((16, m), dtype=np.uint32)
+        state[:] = np.array(initial, dtype=np.uint32)[:, None]
+        counter = np.arange(start, start + m, dtype=np.uint64)
+        state[8] = counter & 0xFFFFFFFF
+        state[9] = counter >> 32
+        x = state.copy()
+        rows = list(x)
+        t = np.empty(m, dtype=np.uint32)
+        u = np.empty(m, dtype=np.uint32)
+        for _ in range(10):
+            for target, a, b, r in _DOUBLE_ROUND:
+                row = rows[target]
+                add(rows[a], rows[b], out=t)
+                shl(t, r, out=u)
+                xor(row, u, out=row)
+                shr(t, 32 - r, out=t)
+                xor(row, t, out=row)
+        x += state
+        out[start : start + m] = x.T
+    return out
+
+
+def memory_hard_hash(public_key: bytes) -> bytes:
+    """ZeroTier's 64-byte memory-hard hash of a 64-byte public key."""
+    digest = hashlib.sha512(public_key).digest()
+    stream = _salsa20_keystream(digest[:32], digest[32:40], _GENMEM_BLOCKS + _STEPS)
+    # XOR is byte-wise, so prefix-XOR the raw bytes as native words, then read the
+    # words big-endian, which is how ZeroTier interprets them (Utils::ntoh).
+    raw = stream.view(np.uint64)
+    genmem = np.bitwise_xor.accumulate(raw[:_GENMEM_BLOCKS], axis=0)
+    # cumulative[j] = XOR of the first j phase-2 keystream blocks: what the digest has
+    # been encrypted with before step j.
+    cumulative = np.zeros((_STEPS + 1, 8), dtype=np.uint64)
+    np.bitwise_xor.accumulate(raw[_GENMEM_BLOCKS:], axis=0, out=cumulative[1:])
+    cumulative_be = cumulative.view(">u8")
+    lazy = _swap_walk(
+        np.frombuffer(digest, dtype=">u8").astype(np.uint64),
+        genmem.view(">u8").reshape(-1).astype(np.uint64),
+        cumulative_be.reshape(-1),
+    )
+    return (lazy ^ cumulative_be[_STEPS]).astype(">u8").tobytes()
+
+
+def _swap_walk(digest: np.ndarray, genmem: np.ndarray, cumulative: np.ndarray) -> np.ndarray:
+    """The sequential phase, a batch of steps at a time; mutates and returns ``digest``.
+
+    ``digest`` is kept lazily encrypted: word k before step j is really
+    ``digest[k] ^ cumulative[8 * j + k]``, so step j swaps with key ``cumulative[8 * j + slot]``
+    and the caller applies the last row. A batch of consecutive steps is done at once
+    while no step reads a word an earlier step of the batch wrote (its index words, or the
+    word it swaps in); within a batch, steps on the same digest slot form a chain, each
+    writing what its predecessor swapped out. Batches average about 300 steps.
+    """
+    mask = _GENMEM_WORDS - 1
+    steps = np.arange(_BATCH)
+    first, last = np.empty(_BATCH, dtype=bool), np.empty(_BATCH, dtype=bool)
+    before = np.empty(_BATCH, dtype=np.uint64)
+    start = 0
+    while start < _STEPS:
+        n = min(_BATCH, _STEPS - start)
+        words = genmem[2 * start : 2 * (start + n)]
+        target = (words[1::2] & mask).astype(np.intp)
+        # Stop before a step whose index words an earlier step overwrites...
+        hit = (target >> 1) - start
+        clobbered = (hit > steps[:n]) & (hit < n)
+        n = int(hit[clobbered].min()) if clobbered.any() else n
+        # ...and before a step swapping in a word an earlier step wrote.
+        ordered_targets = np.sort(target[:n])
+        if (ordered_targets[1:] == ordered_targets[:-1]).any():
+            by_target = np.argsort(target[:n], kind="stable")
+            repeated = target[by_target[1:]] == target[by_target[:-1]]
+            n = int(by_target[1:][repeated].min())
+        slot = (words[0 : 2 * n : 2] & 7).astype(np.uint8)
+        target = target[:n]
+        keys = cumulative[(steps[:n] + start) * 8 + slot].astype(np.uint64)
+        after = genmem[target] ^ keys  # each step's slot value once it has swapped
+        order = np.argsort(slot, kind="stable")  # chains: steps grouped by slot, in order
+        chained = slot[order]
+        is_first, is_last, value = first[:n], last[:n], before[:n]
+        is_first[0] = True
+        np.not_equal(chained[1:], chained[:-1], out=is_first[1:])
+        is_last[:-1] = is_first[1:]
+        is_last[-1] = True
+        value[is_first] = digest[chained[is_first]]
+        follows = ~is_first[1:]
+        value[1:][follows] = after[order[:-1]][follows]
+        genmem[target[order]] = value ^ keys[order]
+        digest[chained[is_last]] = after[order[is_last]]
+        start += n
+    return digest
+
+
+def _is_reserved(address: bytes) -> bool:
+    return address == bytes(5) or address[0] == 0xFF
+
+
+def _candidate() -> Identity | None:
+    """One random key pair set; an Identity if its hash passes, else None."""
+    x25519 = X25519PrivateKey.generate()
+    ed25519 = Ed25519PrivateKey.generate()
+    public = x25519.public_key().public_bytes_raw() + ed25519.public_key().public_bytes_raw()
+    digest = memory_hard_hash(public)
+    address = digest[59:64]
+    if digest[0] >= _FIRST_BYTE_LIMIT or _is_reserved(address):
+        return None
+    private = x25519.private_bytes_raw() + ed25519.private_bytes_raw()
+    public_text = f"{address.hex()}:0:{public.hex()}"
+    return Identity(address.hex(), public_text, f"{public_text}:{private.hex()}")
+
+
+def _search() -> Identity:
+    while (found := _candidate()) is None:
+        pass
+    return found
+
+
+# Helpers load this file by path, not through the ``components`` package, so that they
+# start fast whatever the package's __init__ imports, and from any working directory.
+_HELPER_CODE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("_zerotier_identity_helper", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+sys.stdout.write(module._search().secret)
+"""
+
+
+def _default_helpers() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: honours CPU pinning and cgroups cpusets
+        return max(len(os.sched_getaffinity(0)) - 1, 0)
+    return max((os.cpu_count() or 1) - 1, 0)
+
+
+def _start_helpers(count: int) -> list[subprocess.Popen[str]]:
+    helpers = []
+    for _ in range(count):
+        try:
+            helpers.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _HELPER_CODE, os.path.abspath(__file__)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
+        except OSError:
+            break  # searching in this process alone still works
+    return helpers
+
+
+def _parse(text: str) -> tuple[str, str, str | None] | None:
+    match = _IDENTITY_RE.fullmatch(text)
+    return None if match is None else (match[1], match[2], match[3])
+
+
+def _collect(helpers: list[subprocess.Popen[str]]) -> Identity | None:
+    """An identity from a helper that has finished; drops helpers that failed."""
+    for helper in [h for h in helpers if h.poll() is not None]:
+        helpers.remove(helper)
+        output, _ = helper.communicate()
+        parsed = _parse(output) if helper.returncode == 0 else None
+        if parsed is not None and parsed[2] is not None:
+            address, public, _private = parsed
+            return Identity(address, f"{address}:0:{public}", output)
+    return None
+
+
+def generate_identity(*, helpers: int | None = None) -> Identity:
+    """Generate a new random identity: about 1.5 CPU-seconds on average, spread over cores.
+
+    ``helpers`` is the number of extra processes searching alongside this one; by
+    default one per CPU beyond the first. They are killed before this returns or raises.
+    """
+    running = _start_helpers(_default_helpers() if helpers is None else helpers)
+    try:
+        while True:
+            found = _collect(running) or _candidate()
+            if found is not None:
+                return found
+    finally:
+        for helper in running:
+            helper.kill()
+            helper.communicate()
+
+
+def validate_identity(secret_or_public: str) -> bool:
+    """True for a well-formed, valid identity.secret or identity.public string.
+
+    Checks the format, that the address is not reserved, that a secret's private halves
+    derive its public halves, and that the hash of the public key passes and ends with
+    the address.
+    """
+    parsed = _parse(secret_or_public)
+    if parsed is None:
+        return False
+    address_hex, public_hex, private_hex = parsed
+    address, public = bytes.fromhex(address_hex), bytes.fromhex(public_hex)
+    if _is_reserved(address):
+        return False
+    if private_hex is not None:
+        private = bytes.fromhex(private_hex)
+        x25519 = X25519PrivateKey.from_private_bytes(private[:32]).public_key()
+        ed25519 = Ed25519PrivateKey.from_private_bytes(private[32:]).public_key()
+        if x25519.public_bytes_raw() + ed25519.public_bytes_raw() != public:
+            return False
+    digest = memory_hard_hash(public)
+    return digest[0] < _FIRST_BYTE_LIMIT and digest[59:64] == address
