@@ -44,7 +44,7 @@ def fake_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, 
     """What the cloud would add to a resource's state; deterministic per name."""
     out = dict(inputs)
     if type_ == "openstack:networking/port:Port":
-        out["allFixedIps"] = [_address("192.168.50", name)]
+        out["allFixedIps"] = [_address("192.0.2", name)]
     elif type_ == "openstack:networking/floatingIp:FloatingIp":
         out["address"] = _address("203.0.113", name)
     elif type_ == "digitalocean:index/droplet:Droplet":

@@ -1,0 +1,85 @@
+"""Overlay: the ZeroTier network, one identity and one pre-authorized member per node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+
+from components.cloud_init import OverlayFiles, render_user_data
+from components.nodes import NodeSpec
+from components.zerotier.naming import interface_name
+from components.zerotier.resources import ZeroTierIdentity, ZeroTierMember, ZeroTierNetwork
+
+
+class Overlay(pulumi.ComponentResource):
+    """Every node boots already joined: identity and membership exist before the VM."""
+
+    network_id: pulumi.Output[str]
+    interface: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cluster_name: str,
+        nodes: Sequence[NodeSpec],
+        overlay_cidr: str,
+        token: pulumi.Output[str],
+        network_id: str | None,
+        central_url: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("multicloud:overlay:Overlay", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.network = ZeroTierNetwork(
+            f"{name}-network",
+            token=token,
+            network_id=network_id,
+            network_name=cluster_name,
+            description=f"multicloud cluster {cluster_name}",
+            cidr=overlay_cidr,
+            base_url=central_url,
+            opts=child,
+        )
+        self.network_id = self.network.network_id
+        # Known at preview when the network is adopted; computed once created otherwise.
+        self.interface = (
+            pulumi.Output.from_input(interface_name(network_id))
+            if network_id
+            else self.network_id.apply(interface_name)
+        )
+        self.identities: dict[str, ZeroTierIdentity] = {}
+        self.members: dict[str, ZeroTierMember] = {}
+        for node in nodes:
+            identity = ZeroTierIdentity(f"{node.name}-zt-identity", opts=child)
+            self.identities[node.name] = identity
+            self.members[node.name] = ZeroTierMember(
+                f"{node.name}-zt-member",
+                token=token,
+                network_id=self.network_id,
+                node_id=identity.address,
+                ip=node.zerotier_ip,
+                member_name=node.name,
+                description=f"{node.site} {'/'.join(node.roles)}",
+                base_url=central_url,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network]),
+            )
+        self.register_outputs({"network_id": self.network_id, "interface": self.interface})
+
+    def user_data(
+        self, node: NodeSpec, *, ssh_user: str, ssh_public_key: str
+    ) -> pulumi.Output[str]:
+        """The node's cloud-init, carrying its own identity: a Pulumi secret."""
+        identity = self.identities[node.name]
+        rendered = pulumi.Output.all(self.network_id, identity.secret, identity.public).apply(
+            lambda args: render_user_data(
+                node,
+                ssh_user=ssh_user,
+                ssh_public_key=ssh_public_key,
+                overlay=OverlayFiles(
+                    network_id=args[0], identity_secret=args[1], identity_public=args[2]
+                ),
+            )
+        )
+        return pulumi.Output.secret(rendered)

@@ -1,0 +1,87 @@
+"""Small pieces of composition that keep ``__main__.py`` one screen long."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pulumi
+
+from components.cloud_site import CloudSite
+from components.config import ClusterConfig, ClusterSettings, DigitalOceanSiteConfig, Secrets
+from components.digitalocean_site import DigitalOceanSite
+from components.nodes import NodeSpec
+from components.openstack_site import OpenStackSite
+from components.overlay import Overlay
+from rke.cluster_yml import ClusterSettings as RkeClusterSettings
+
+
+def build_site(name: str, config: ClusterConfig, secrets: Secrets, overlay: Overlay) -> CloudSite:
+    """The site component for ``sites.<name>``, whichever cloud it is on."""
+    settings = config.settings
+    site = settings.sites[name]
+    specs = config.site_nodes(name)
+    user_data = {
+        node.name: overlay.user_data(
+            node, ssh_user=settings.ssh_user, ssh_public_key=settings.ssh_public_key
+        )
+        for node in specs
+    }
+    if isinstance(site, DigitalOceanSiteConfig):
+        assert secrets.digitalocean_token is not None  # load_config requires it
+        return DigitalOceanSite(
+            name,
+            cluster_name=settings.cluster_name,
+            site=site,
+            specs=specs,
+            ssh_public_key=settings.ssh_public_key,
+            admin_cidrs=settings.admin_cidrs,
+            user_data=user_data,
+            token=secrets.digitalocean_token,
+            rebuild=settings.rebuild,
+        )
+    return OpenStackSite(
+        name,
+        cluster_name=settings.cluster_name,
+        site=site,
+        specs=specs,
+        ssh_public_key=settings.ssh_public_key,
+        admin_cidrs=settings.admin_cidrs,
+        user_data=user_data,
+        rebuild=settings.rebuild,
+        auth_secret=(secrets.openstack or {}).get(name),
+    )
+
+
+def node_row(spec: NodeSpec, ssh_address: str) -> dict[str, object]:
+    return {
+        "name": spec.name,
+        "site": spec.site,
+        "roles": list(spec.roles),
+        "size": spec.size,
+        "overlayIp": spec.zerotier_ip,
+        "sshAddress": ssh_address,
+        "ingress": spec.ingress,
+    }
+
+
+def node_table(
+    specs: Sequence[NodeSpec], ssh: Mapping[str, pulumi.Output[str]]
+) -> pulumi.Output[list[dict[str, object]]]:
+    """The stack's node table: what an operator looks up first."""
+    addresses = [ssh[spec.name] for spec in specs]
+    return pulumi.Output.all(*addresses).apply(
+        lambda resolved: [node_row(s, a) for s, a in zip(specs, resolved, strict=True)]
+    )
+
+
+def cluster_settings(settings: ClusterSettings) -> RkeClusterSettings:
+    """What cluster.yml needs from the stack config. The flannel interface is the
+    overlay's, which RkeCluster takes as an Output (known once the network exists)."""
+    return RkeClusterSettings(
+        cluster_name=settings.cluster_name,
+        ssh_user=settings.ssh_user,
+        kubernetes_version=settings.kubernetes_version,
+        flannel_iface="",
+        overlay_cidr=settings.overlay_cidr,
+        rke=settings.rke,
+    )

@@ -1,0 +1,61 @@
+"""Helpers for tests that evaluate the whole program under mocks."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from scripts.offline import Registration, Run, reveal, run_program, stack_config
+
+VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
+RKE_COMMAND = "command:local:Command"
+
+
+def edited(stack: str, edit: Callable[[dict[str, Any]], None]) -> tuple[dict[str, str], list[str]]:
+    """The stack's config with ``edit`` applied to the parsed structured values."""
+    config, secrets = stack_config(stack)
+    values = {
+        k: json.loads(v) if k.endswith((":sites", ":rke", ":entrypoint")) else v
+        for k, v in config.items()
+    }
+    values = copy.deepcopy(values)
+    edit(values)
+    return {
+        k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in values.items()
+    }, secrets
+
+
+@cache
+def committed(stack: str, preview: bool = False) -> Run:
+    config, secrets = stack_config(stack)
+    run = run_program(config, secret_keys=secrets, stack=stack, preview=preview)
+    assert run.error is None, run.error
+    return run
+
+
+def run_edited(stack: str, edit: Callable[[dict[str, Any]], None], preview: bool = False) -> Run:
+    config, secrets = edited(stack, edit)
+    return run_program(config, secret_keys=secrets, stack=stack, preview=preview)
+
+
+def by_urn(run: Run) -> dict[str, Registration]:
+    return {r.urn: r for r in run.registrations}
+
+
+def changed_inputs(before: Run, after: Run) -> dict[str, list[str]]:
+    """URN -> names of top-level inputs whose (revealed) values differ."""
+    old, new = by_urn(before), by_urn(after)
+    changes = {}
+    for urn in old.keys() & new.keys():
+        a, b = reveal(old[urn].inputs), reveal(new[urn].inputs)
+        keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if keys:
+            changes[urn] = keys
+    return changes
+
+
+def vms(run: Run) -> list[Registration]:
+    return [r for r in run.registrations if r.type in VM_TYPES]

@@ -1,0 +1,389 @@
+"""The whole program under mocks: what `pulumi up` would register, and how it changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.cloud_init import ZEROTIER_HOME
+from scripts.offline import PLACEHOLDER, Run, is_secret, reveal, run_program, stack_config
+from tests.program import RKE_COMMAND, by_urn, changed_inputs, committed, edited, run_edited, vms
+from tests.test_cloud_init import cloud_init_schema
+
+STACKS = ("home", "prod")
+IDENTITY = "-zt-identity"
+MEMBER = "-zt-member"
+
+
+def dynamic(run: Run, suffix: str) -> dict[str, Any]:
+    return {
+        r.name.removesuffix(suffix): r
+        for r in run.registrations
+        if r.type.startswith("pulumi-python:dynamic") and r.name.endswith(suffix)
+    }
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
+@pytest.mark.parametrize("stack", STACKS)
+def test_committed_stacks_evaluate(stack: str, preview: bool) -> None:
+    run = committed(stack, preview)
+    assert vms(run)
+    assert len(run.of_type(RKE_COMMAND)) == 1
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_resource_counts_follow_config(stack: str) -> None:
+    run = committed(stack)
+    config, _ = stack_config(stack)
+    sites = json.loads(config["multicloud:sites"])
+    for name, site in sites.items():
+        site_vms = [v for v in vms(run) if v.name.startswith(f"mc-{stack}-{name}-")]
+        assert len(site_vms) == site["masters"] + site["workers"], name
+        assert all(v.parent.endswith(f"::{name}") for v in site_vms)
+    total = sum(s["masters"] + s["workers"] for s in sites.values())
+    assert len(dynamic(run, IDENTITY)) == len(dynamic(run, MEMBER)) == total
+    assert len([r for r in run.registrations if r.name.endswith("-ready")]) == total
+
+
+def test_each_site_uses_its_own_provider() -> None:
+    run = committed("prod")
+    providers = {r.urn: r for r in run.registrations if r.type.startswith("pulumi:providers:")}
+    used: dict[str, set[str]] = {}
+    for vm in vms(run):
+        provider_urn = vm.provider.rsplit("::", 1)[0]  # a provider reference is "<urn>::<id>"
+        assert provider_urn in providers
+        used.setdefault(vm.parent.rsplit("::", 1)[-1], set()).add(provider_urn)
+    assert set(used) == {"ramnode", "home", "digitalocean"}
+    assert all(len(urns) == 1 for urns in used.values())
+    assert len(set().union(*used.values())) == 3
+    openstack = [p for p in providers.values() if p.type == "pulumi:providers:openstack"]
+    assert sorted(reveal(p.inputs)["cloud"] for p in openstack) == ["home", "ramnode"]
+
+
+def _firewall(run: Run) -> dict[str, set[tuple[str, int, str]]]:
+    """Group name -> {(protocol, port, source)} for both clouds."""
+    groups: dict[str, set[tuple[str, int, str]]] = {}
+    for rule in run.of_type("openstack:networking/secGroupRule:SecGroupRule"):
+        inputs = reveal(rule.inputs)
+        assert inputs["direction"] == "ingress" and inputs["portRangeMin"] == inputs["portRangeMax"]
+        group = rule.parent.rsplit("::", 1)[-1]
+        groups.setdefault(group, set()).add(
+            (inputs["protocol"], int(inputs["portRangeMin"]), inputs["remoteIpPrefix"])
+        )
+    for fw in run.of_type("digitalocean:index/firewall:Firewall"):
+        inputs = reveal(fw.inputs)
+        for rule in inputs.get("inboundRules", []):
+            for source in rule["sourceAddresses"]:
+                groups.setdefault(fw.name, set()).add(
+                    (rule["protocol"], int(rule["portRange"]), source)
+                )
+    return groups
+
+
+def test_firewall_is_exactly_the_policy() -> None:
+    run = committed("prod")
+    admins = json.loads(stack_config("prod")[0]["multicloud:adminCidrs"])
+    anywhere = ("0.0.0.0/0", "::/0")
+    expected = {
+        "node": {("tcp", 22, a) for a in admins} | {("udp", 9993, a) for a in anywhere},
+        "api": {("tcp", 6443, a) for a in admins},
+        "ingress": {("tcp", p, a) for p in (80, 443) for a in anywhere},
+    }
+    groups = _firewall(run)
+    assert {g.split("-", 1)[0] for g in groups} == {"ramnode", "home", "digitalocean"}
+    for name, rules in groups.items():
+        assert rules == expected[name.split("-", 1)[1]], name
+    everything = set().union(*groups.values())
+    public = {r for r in everything if r[2] in anywhere}
+    assert {port for _, port, _ in public} == {80, 443, 9993}  # no 22, 6443, etcd, kubelet, VXLAN
+    # DigitalOcean firewalls select droplets by tag, never by droplet id.
+    for fw in run.of_type("digitalocean:index/firewall:Firewall"):
+        inputs = reveal(fw.inputs)
+        assert inputs["tags"] and not inputs.get("dropletIds")
+
+
+def test_ingress_ports_only_on_ingress_nodes() -> None:
+    run = committed("prod")
+    ports = {
+        r.name.removesuffix("-port"): reveal(r.inputs)
+        for r in run.of_type("openstack:networking/port:Port")
+    }
+    group_ids = {r.name: r.urn for r in run.of_type("openstack:networking/secGroup:SecGroup")}
+    assert group_ids
+    for name, port in ports.items():
+        groups = " ".join(port["securityGroupIds"])
+        assert ("ingress" in groups) == ("ramnode-worker" in name), name
+    for droplet in run.of_type("digitalocean:index/droplet:Droplet"):
+        tags = reveal(droplet.inputs)["tags"]
+        assert ("mc-prod-digitalocean-ingress" in tags) == droplet.name.endswith("worker-0")
+        assert ("mc-prod-digitalocean-api" in tags) == ("master" in droplet.name)
+
+
+def _scale(workers: int):
+    def edit(values: dict[str, Any]) -> None:
+        values["multicloud:sites"]["digitalocean"]["workers"] = workers
+
+    return edit
+
+
+def test_scaling_up_adds_only_the_new_node() -> None:
+    before, after = committed("prod"), run_edited("prod", _scale(2))
+    assert after.error is None
+    added = set(by_urn(after)) - set(by_urn(before))
+    assert added and all("mc-prod-digitalocean-worker-1" in urn for urn in added), added
+    assert not set(by_urn(before)) - set(by_urn(after))
+    changes = changed_inputs(before, after)
+    [command_urn] = [u for u in changes if u.endswith("::cluster-rke-up")]
+    assert changes.pop(command_urn) == ["environment"]
+    assert changes == {}, changes  # every other existing registration is untouched
+    old_env = reveal(by_urn(before)[command_urn].inputs)["environment"]
+    new_env = reveal(by_urn(after)[command_urn].inputs)["environment"]
+    assert {k for k in new_env if new_env[k] != old_env.get(k)} == {"RKE_CLUSTER_YML"}
+    assert "mc-prod-digitalocean-worker-1" in new_env["RKE_CLUSTER_YML"]
+
+
+def test_scaling_down_removes_the_highest_index_only() -> None:
+    two = run_edited("prod", _scale(2))
+    one = committed("prod")
+    removed = set(by_urn(two)) - set(by_urn(one))
+    assert removed and all("mc-prod-digitalocean-worker-1" in urn for urn in removed)
+    assert all("worker-0" not in urn for urn in removed)
+
+
+def test_template_change_replaces_no_vm_and_leaves_rke_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import components.cloud_init as cloud_init
+
+    before = committed("prod")
+    monkeypatch.setattr(cloud_init, "DOCKER_VERSION", "5:27.0.3-1~debian.12~bookworm")
+    after = run_edited("prod", lambda values: None)
+    changes = changed_inputs(before, after)
+    assert changes and all(keys == ["userData"] for keys in changes.values())
+    for vm in vms(after):
+        assert "userData" in vm.ignore_changes  # the engine keeps the booted user-data
+    assert not [u for u in changes if u.endswith("::cluster-rke-up")]
+
+
+def test_rebuild_takes_the_new_template_for_one_node_only() -> None:
+    def edit(values: dict[str, Any]) -> None:
+        values["multicloud:rebuild"] = ["mc-prod-home-worker-1"]
+
+    run = run_edited("prod", edit)
+    assert run.error is None
+    for vm in vms(run):
+        assert (vm.ignore_changes == []) == (vm.name == "mc-prod-home-worker-1"), vm.name
+
+
+def test_cluster_yml_never_reaches_triggers() -> None:
+    for run in (committed("prod"), committed("prod", True)):
+        [command] = run.of_type(RKE_COMMAND)
+        assert "triggers" not in command.inputs
+        assert "RKE_CLUSTER_YML" in command.inputs["environment"]
+        assert command.additional_secret_outputs == ["stdout"]
+
+
+def test_rke_waits_for_every_gate_and_gates_wait_for_vm_and_member() -> None:
+    run = committed("prod")
+    [command] = run.of_type(RKE_COMMAND)
+    gates = {
+        r.name.removesuffix("-ready"): r for r in run.registrations if r.name.endswith("-ready")
+    }
+    assert {g.urn for g in gates.values()} <= set(command.dependencies)
+    urns = {r.name: r.urn for r in run.registrations}
+    for node, gate in gates.items():
+        assert urns[node] in gate.dependencies
+        assert urns[f"{node}{MEMBER}"] in gate.dependencies
+
+
+def test_members_have_the_node_overlay_address_and_follow_the_network() -> None:
+    run = committed("prod")
+    network = next(r for r in run.registrations if r.name == "overlay-network")
+    table = {row["name"]: row for row in reveal(run.outputs["nodes"])}
+    members = dynamic(run, MEMBER)
+    identities = dynamic(run, IDENTITY)
+    assert set(members) == set(identities) == set(table)
+    for node, member in members.items():
+        inputs = reveal(member.inputs)
+        assert inputs["ip"] == table[node]["overlayIp"]
+        assert network.urn in member.dependencies
+        assert is_secret(member.inputs["token"])
+        assert identities[node].urn in member.property_dependencies["node_id"]
+
+
+def test_user_data_carries_its_own_identity_only_and_is_secret() -> None:
+    run = committed("prod")
+    secrets = {}
+    for vm in vms(run):
+        assert is_secret(vm.inputs["userData"]), vm.name
+        doc = yaml.safe_load(reveal(vm.inputs["userData"]))
+        files = {f["path"]: f["content"] for f in doc["write_files"]}
+        secrets[vm.name] = files[f"{ZEROTIER_HOME}/identity.secret"].strip()
+    assert len(set(secrets.values())) == len(secrets)
+    for vm in vms(run):
+        text = reveal(vm.inputs["userData"])
+        others = [s for n, s in secrets.items() if n != vm.name]
+        assert secrets[vm.name] in text and not any(o in text for o in others)
+
+
+def test_scaling_leaves_identities_and_members_untouched() -> None:
+    before, after = committed("prod"), run_edited("prod", _scale(2))
+    old, new = by_urn(before), by_urn(after)
+    for urn, reg in old.items():
+        if reg.name.endswith((IDENTITY, MEMBER)):
+            assert reveal(new[urn].inputs) == reveal(reg.inputs)
+
+
+def test_canary_secrets_never_appear_in_plaintext() -> None:
+    canaries = {
+        key: f"canary-{key}-7f3a"
+        for key in (
+            "zerotierToken",
+            "sshPrivateKey",
+            "digitaloceanToken",
+            "cloudflareApiToken",
+            "etcdS3AccessKey",
+            "etcdS3SecretKey",
+        )
+    }
+    config, _ = stack_config("prod")
+    config |= {f"multicloud:{k}": v for k, v in canaries.items()}
+    run = run_program(config, secret_keys=[f"multicloud:{k}" for k in canaries], stack="prod")
+    assert run.error is None, run.error
+
+    def plaintext(value: Any) -> str:
+        if is_secret(value):
+            return ""
+        if isinstance(value, dict):
+            return " ".join(plaintext(v) for v in value.values())
+        if isinstance(value, list):
+            return " ".join(plaintext(v) for v in value)
+        return str(value)
+
+    seen_somewhere = set()
+    for reg in run.registrations:
+        text = plaintext(reg.inputs)
+        for canary in canaries.values():
+            assert canary not in text, (reg.name, canary)
+        seen_somewhere |= {c for c in canaries.values() if c in json.dumps(reveal(reg.inputs))}
+    assert seen_somewhere == set(canaries.values())  # every canary was really used
+    assert canaries["sshPrivateKey"] not in plaintext(run.outputs)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("multicloud:zerotierToken", None, "multicloud:zerotierToken: missing"),
+        (
+            "multicloud:digitaloceanToken",
+            None,
+            "multicloud:digitaloceanToken: missing; site 'digitalocean'",
+        ),
+        ("multicloud:sitez", "{}", "multicloud:sitez: unknown key"),
+    ],
+)
+def test_bad_stack_config_stops_before_any_resource(
+    key: str, value: str | None, message: str
+) -> None:
+    import pulumi
+
+    config, secrets = stack_config("prod")
+    if value is None:
+        config.pop(key)
+    else:
+        config[key] = value
+    run = run_program(config, secret_keys=secrets, stack="prod")
+    assert isinstance(run.error, pulumi.RunError)
+    assert message in str(run.error)
+    assert run.registrations == []
+
+
+def test_plaintext_secret_is_refused() -> None:
+    import pulumi
+
+    config, secrets = stack_config("prod")
+    secrets.remove("multicloud:digitaloceanToken")
+    run = run_program(config, secret_keys=secrets, stack="prod")
+    assert isinstance(run.error, pulumi.RunError)
+    assert "digitaloceanToken: stored in plaintext" in str(run.error)
+    assert run.registrations == []
+
+
+def test_duplicate_site_is_refused() -> None:
+    import pulumi
+
+    config, secrets = stack_config("home")
+    text = config["multicloud:sites"]
+    config["multicloud:sites"] = text[:-1] + ", " + text[1:]  # the same site twice
+    run = run_program(config, secret_keys=secrets, stack="home")
+    assert isinstance(run.error, pulumi.RunError)
+    assert "duplicate key 'home'" in str(run.error)
+
+
+def test_prod_user_data_passes_cloud_init_schema(tmp_path: Path) -> None:
+    run = committed("prod")
+    picks = [v for v in vms(run) if v.name.endswith(("ramnode-master-0", "digitalocean-worker-0"))]
+    paths = []
+    for vm in picks:
+        path = tmp_path / f"{vm.name}.yaml"
+        path.write_text(reveal(vm.inputs["userData"]))
+        paths.append(path)
+    for result in cloud_init_schema(paths):
+        assert result.returncode == 0, result.stdout
+
+
+def test_placeholders_stay_secret_in_render() -> None:
+    run = committed("prod")
+    for reg in run.registrations:
+        text = json.dumps(reg.inputs)
+        if PLACEHOLDER in text:
+            assert PLACEHOLDER not in json.dumps(_plain_only(reg.inputs)), reg.name
+
+
+def _plain_only(value: Any) -> Any:
+    if is_secret(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_only(v) for v in value]
+    return value
+
+
+def test_home_runs_services_without_a_public_record() -> None:
+    run = committed("home")
+    types = {r.type for r in run.registrations}
+    assert not [t for t in types if t.startswith(("cloudflare:", "pulumi:providers:cloudflare"))]
+    assert "kubernetes:helm.sh/v3:Release" in types  # Longhorn
+    names = {r.name for r in run.registrations}
+    assert not [n for n in names if "updater" in n or "ddns" in n]
+    assert "recordName" not in run.outputs and run.outputs["appUrl"] == "http://app.home.lan/"
+
+
+def test_edited_helper_round_trips() -> None:
+    config, _ = edited("home", lambda values: None)
+    assert json.loads(config["multicloud:sites"]) == json.loads(
+        stack_config("home")[0]["multicloud:sites"]
+    )
+
+
+def test_readme_shows_the_rendered_prod_diagram_and_failover_bound() -> None:
+    from components.config import CONDITIONAL_SECRETS, DECLARED_SECRETS, parse_config
+    from components.diagram import architecture_mermaid
+    from components.entrypoint_settings import failover_bound_seconds
+    from scripts.offline import ROOT
+
+    config, _ = stack_config("prod")
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("multicloud:")}
+    for key in ("sites", "adminCidrs", "rebuild", "rke", "entrypoint"):
+        raw[key] = json.loads(raw[key])
+    secret = set(DECLARED_SECRETS + CONDITIONAL_SECRETS)
+    parsed = parse_config({k: v for k, v in raw.items() if k not in secret})
+    readme = (ROOT / "README.md").read_text()
+    assert f"```mermaid\n{architecture_mermaid(parsed)}```" in readme
+    assert parsed.settings.entrypoint is not None
+    assert f"worst case of **{failover_bound_seconds(parsed.settings.entrypoint)} s**" in readme
