@@ -129,3 +129,17 @@ def test_no_overlay_means_no_zerotier() -> None:
     assert not [path for path in files if "zerotier" in path]
     script = files["/usr/local/sbin/multicloud-bootstrap"]["content"]
     assert "zerotier.list" not in script and "enable --now zerotier-one" not in script
+
+
+def test_zerotier_install_matches_the_reference() -> None:
+    from components.cloud_init import ZEROTIER_APT, ZEROTIER_KEY_URL
+    from tests import reference
+
+    ref = reference.load("zerotier-install.json")
+    assert ref["signing_key_fingerprint"] == ZEROTIER_KEY_FINGERPRINT
+    assert ref["signing_key_url"] == ZEROTIER_KEY_URL
+    script = {f["path"]: f for f in document()["write_files"]}[
+        "/usr/local/sbin/multicloud-bootstrap"
+    ]
+    assert ref["apt_source"] in script["content"]
+    assert ZEROTIER_APT in ref["apt_source"]

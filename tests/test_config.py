@@ -347,3 +347,14 @@ def test_addresses_are_unique_across_sites_kinds_and_indexes(kind: str) -> None:
     assert len(seen) == 18
     with pytest.raises(ValueError, match=r"siteId 4 is outside 1\.\.3"):
         overlay_address(overlay, 4, kind, 0)  # type: ignore[arg-type]
+
+
+def test_kubernetes_versions_are_the_ones_rke_ships() -> None:
+    from components.config import DEFAULT_KUBERNETES_VERSION, RKE_KUBERNETES_VERSIONS
+    from tests import reference
+
+    latest = reference.load("rke-kubernetes-versions.json")["v1.8.14"]
+    assert set(RKE_KUBERNETES_VERSIONS) == set(latest["kubernetes_versions"])
+    # the default is the one not behind RKE's extended-life subscription
+    assert DEFAULT_KUBERNETES_VERSION in latest["kubernetes_versions"]
+    assert DEFAULT_KUBERNETES_VERSION not in latest["note"]

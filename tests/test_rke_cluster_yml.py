@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,8 +14,9 @@ from pydantic import ValidationError
 from components.nodes import INGRESS_LABEL, ZONE_LABEL, NodeSpec
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
 from rke.settings import CidrOverlapError, RkeSettings, validate_cidrs
+from tests import reference
 
-SCHEMA = json.loads(Path("/work/shared/reference/rke-cluster.schema.json").read_text())
+SCHEMA = reference.load("rke-cluster.schema.json")
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 S3 = {
     "bucket": "etcd-snapshots",

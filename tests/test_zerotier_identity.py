@@ -1,6 +1,5 @@
 """ZeroTier identities and interface names, against ZeroTier's own vectors."""
 
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -14,10 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from components.zerotier import identity as identity_module
 from components.zerotier.identity import Identity, generate_identity, validate_identity
 from components.zerotier.naming import interface_name, is_node_id, validate_network_id
+from tests import reference
 
-VECTORS = json.loads(
-    (Path(__file__).resolve().parents[2] / "shared/reference/zerotier-vectors.json").read_text()
-)
+VECTORS = reference.load("zerotier-vectors.json")
 VALID = VECTORS["valid_identities"]
 KNOWN_GOOD = VALID["zerotierone_selftest_known_good"]
 INTERFACE_NAMES = {k: v for k, v in VECTORS["interface_names"].items() if k != "about"}
