@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 
@@ -19,6 +20,18 @@ BOOT_ONLY = {
 }
 
 
+@dataclass(frozen=True)
+class SiteArgs:
+    """What every site needs, whichever cloud it is on."""
+
+    cluster_name: str
+    specs: Sequence[NodeSpec]
+    ssh_public_key: str
+    admin_cidrs: Sequence[str]
+    user_data: Mapping[str, pulumi.Output[str]]  # per node name, a Pulumi secret
+    rebuild: Sequence[str] = ()
+
+
 class CloudSite(pulumi.ComponentResource):
     """A site's VMs, firewall and SSH key. Subclasses fill ``self.nodes``."""
 
@@ -29,19 +42,20 @@ class CloudSite(pulumi.ComponentResource):
         type_name: str,
         name: str,
         site: SiteBase,
-        specs: Sequence[NodeSpec],
+        args: SiteArgs,
         opts: pulumi.ResourceOptions | None,
     ) -> None:
         super().__init__(type_name, name, None, opts)
-        self.site_name = name
         self.site = site
-        self.specs = tuple(specs)
+        self.args = args
+        self.prefix = f"{args.cluster_name}-{name}"
         self.nodes = []
 
-    def vm_options(
-        self, kind: str, spec: NodeSpec, rebuild: Sequence[str], **extra: object
-    ) -> pulumi.ResourceOptions:
-        ignore = [] if spec.name in rebuild else BOOT_ONLY[kind]
+    def user_data(self, spec: NodeSpec) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.args.user_data[spec.name])
+
+    def vm_options(self, kind: str, spec: NodeSpec, **extra: object) -> pulumi.ResourceOptions:
+        ignore = [] if spec.name in self.args.rebuild else BOOT_ONLY[kind]
         return pulumi.ResourceOptions(parent=self, ignore_changes=ignore, **extra)  # type: ignore[arg-type]
 
     def ssh_address(
@@ -63,9 +77,3 @@ class CloudSite(pulumi.ComponentResource):
                 "nodes": {node.name: node.ssh_address for node in self.nodes},
             }
         )
-
-
-def user_data_for(
-    user_data: Mapping[str, pulumi.Output[str]], spec: NodeSpec
-) -> pulumi.Output[str]:
-    return pulumi.Output.secret(user_data[spec.name])

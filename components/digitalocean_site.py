@@ -2,46 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import pulumi
 import pulumi_digitalocean as digitalocean
 
-from components.cloud_site import CloudSite, user_data_for
+from components.cloud_site import CloudSite, SiteArgs
 from components.cluster_node import ClusterNode
 from components.config import DigitalOceanSiteConfig
 from components.firewall import ANYWHERE, groups_for, policy
-from components.nodes import NodeSpec
 
 
 class DigitalOceanSite(CloudSite):
     def __init__(
         self,
         name: str,
-        *,
-        cluster_name: str,
+        args: SiteArgs,
         site: DigitalOceanSiteConfig,
-        specs: Sequence[NodeSpec],
-        ssh_public_key: str,
-        admin_cidrs: Sequence[str],
-        user_data: Mapping[str, pulumi.Output[str]],
         token: pulumi.Output[str],
-        rebuild: Sequence[str] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("multicloud:site:DigitalOceanSite", name, site, specs, opts)
-        prefix = f"{cluster_name}-{name}"
+        super().__init__("multicloud:site:DigitalOceanSite", name, site, args, opts)
+        prefix = self.prefix
         self.provider = digitalocean.Provider(
             f"{name}-digitalocean", token=token, opts=pulumi.ResourceOptions(parent=self)
         )
         on_cloud = pulumi.ResourceOptions(parent=self, provider=self.provider)
 
         key = digitalocean.SshKey(
-            f"{name}-ssh", name=prefix, public_key=ssh_public_key, opts=on_cloud
+            f"{name}-ssh", name=prefix, public_key=args.ssh_public_key, opts=on_cloud
         )
         # Firewalls select droplets by tag, so adding a droplet never rewrites a firewall.
         tags = {}
-        for group, rules in policy(admin_cidrs).items():
+        for group, rules in policy(args.admin_cidrs).items():
             tag = digitalocean.Tag(f"{name}-{group}", name=f"{prefix}-{group}", opts=on_cloud)
             inbound = [
                 digitalocean.FirewallInboundRuleArgs(
@@ -78,7 +69,7 @@ class DigitalOceanSite(CloudSite):
             )
             tags[group] = tag
 
-        for spec in self.specs:
+        for spec in args.specs:
             droplet = digitalocean.Droplet(
                 spec.name,
                 name=spec.name,
@@ -89,8 +80,8 @@ class DigitalOceanSite(CloudSite):
                 tags=[tags[g].name for g in groups_for(spec)],
                 vpc_uuid=site.vpc_uuid,
                 monitoring=True,
-                user_data=user_data_for(user_data, spec),
-                opts=self.vm_options("digitalocean", spec, rebuild, provider=self.provider),
+                user_data=self.user_data(spec),
+                opts=self.vm_options("digitalocean", spec, provider=self.provider),
             )
             public = droplet.ipv4_address
             self.nodes.append(

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_openstack as openstack
 
-from components.cloud_site import CloudSite, user_data_for
+from components.cloud_site import CloudSite, SiteArgs
 from components.cluster_node import ClusterNode
 from components.config import OpenStackSiteConfig
 from components.firewall import ethertype, groups_for, policy
-from components.nodes import NodeSpec
 
 
 class OpenStackSite(CloudSite):
     def __init__(
         self,
         name: str,
-        *,
-        cluster_name: str,
+        args: SiteArgs,
         site: OpenStackSiteConfig,
-        specs: Sequence[NodeSpec],
-        ssh_public_key: str,
-        admin_cidrs: Sequence[str],
-        user_data: Mapping[str, pulumi.Output[str]],
-        rebuild: Sequence[str] = (),
         auth_secret: pulumi.Output[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("multicloud:site:OpenStackSite", name, site, specs, opts)
-        prefix = f"{cluster_name}-{name}"
+        super().__init__("multicloud:site:OpenStackSite", name, site, args, opts)
+        prefix = self.prefix
         child = pulumi.ResourceOptions(parent=self)
 
         # Its own provider: two OpenStack clouds never share credentials or a region.
@@ -42,10 +34,10 @@ class OpenStackSite(CloudSite):
         invoke = pulumi.InvokeOptions(provider=self.provider, parent=self)
 
         keypair = openstack.compute.Keypair(
-            f"{name}-ssh", name=prefix, public_key=ssh_public_key, opts=on_cloud
+            f"{name}-ssh", name=prefix, public_key=args.ssh_public_key, opts=on_cloud
         )
         groups = {}
-        for group, rules in policy(admin_cidrs).items():
+        for group, rules in policy(args.admin_cidrs).items():
             sg = openstack.networking.SecGroup(
                 f"{name}-{group}",
                 name=f"{prefix}-{group}",
@@ -75,7 +67,7 @@ class OpenStackSite(CloudSite):
             else None
         )
 
-        for spec in self.specs:
+        for spec in args.specs:
             # The port outlives a replaced VM, so a node keeps its LAN address.
             port = openstack.networking.Port(
                 f"{spec.name}-port",
@@ -105,9 +97,13 @@ class OpenStackSite(CloudSite):
                     if image_id is not None
                     else None
                 ),
-                user_data=user_data_for(user_data, spec),
-                metadata={"cluster": cluster_name, "site": name, "roles": ",".join(spec.roles)},
-                opts=self.vm_options("openstack", spec, rebuild, provider=self.provider),
+                user_data=self.user_data(spec),
+                metadata={
+                    "cluster": args.cluster_name,
+                    "site": name,
+                    "roles": ",".join(spec.roles),
+                },
+                opts=self.vm_options("openstack", spec, provider=self.provider),
             )
             private = port.all_fixed_ips[0]
             public: pulumi.Output[str] | None = None

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pulumi
 
-from components.cloud_site import CloudSite
+from components.cloud_site import CloudSite, SiteArgs
 from components.config import ClusterConfig, ClusterSettings, DigitalOceanSiteConfig, Secrets
 from components.digitalocean_site import DigitalOceanSite
 from components.nodes import NodeSpec
@@ -20,36 +20,23 @@ def build_site(name: str, config: ClusterConfig, secrets: Secrets, overlay: Over
     settings = config.settings
     site = settings.sites[name]
     specs = config.site_nodes(name)
-    user_data = {
-        node.name: overlay.user_data(
-            node, ssh_user=settings.ssh_user, ssh_public_key=settings.ssh_public_key
-        )
-        for node in specs
-    }
-    if isinstance(site, DigitalOceanSiteConfig):
-        assert secrets.digitalocean_token is not None  # load_config requires it
-        return DigitalOceanSite(
-            name,
-            cluster_name=settings.cluster_name,
-            site=site,
-            specs=specs,
-            ssh_public_key=settings.ssh_public_key,
-            admin_cidrs=settings.admin_cidrs,
-            user_data=user_data,
-            token=secrets.digitalocean_token,
-            rebuild=settings.rebuild,
-        )
-    return OpenStackSite(
-        name,
+    args = SiteArgs(
         cluster_name=settings.cluster_name,
-        site=site,
         specs=specs,
         ssh_public_key=settings.ssh_public_key,
         admin_cidrs=settings.admin_cidrs,
-        user_data=user_data,
+        user_data={
+            node.name: overlay.user_data(
+                node, ssh_user=settings.ssh_user, ssh_public_key=settings.ssh_public_key
+            )
+            for node in specs
+        },
         rebuild=settings.rebuild,
-        auth_secret=(secrets.openstack or {}).get(name),
     )
+    if isinstance(site, DigitalOceanSiteConfig):
+        assert secrets.digitalocean_token is not None  # load_config requires it
+        return DigitalOceanSite(name, args, site, token=secrets.digitalocean_token)
+    return OpenStackSite(name, args, site, auth_secret=(secrets.openstack or {}).get(name))
 
 
 def node_row(spec: NodeSpec, ssh_address: str) -> dict[str, object]:

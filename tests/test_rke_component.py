@@ -17,6 +17,7 @@ from rke.cluster_yml import ClusterSettings
 from rke.component import RkeCluster, runner_commands
 from rke.readiness import node_readiness, readiness_script
 from rke.settings import RkeSettings
+from tests.mocking import Recorder
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 PRIVATE_KEY = (
@@ -44,16 +45,6 @@ class Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         return {}, []
-
-
-class Recorder(pulumi.runtime.mocks.MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        super().__init__(mocks)
-        self.requests: list[Any] = []
-
-    def RegisterResource(self, request: Any) -> Any:
-        self.requests.append(request)
-        return super().RegisterResource(request)
 
 
 def spec(site: str, kind: str, index: int, roles: tuple[str, ...], octet: int) -> NodeSpec:

@@ -25,6 +25,7 @@ from components.zerotier.resources import (
     ZeroTierNetwork,
 )
 from tests.fake_central import TOKEN, FakeCentral, central_fixture  # noqa: F401
+from tests.mocking import Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
 SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
@@ -291,16 +292,6 @@ class Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         return {}, []
-
-
-class Recorder(pulumi.runtime.mocks.MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        super().__init__(mocks)
-        self.requests: list[Any] = []
-
-    def RegisterResource(self, request: Any) -> Any:
-        self.requests.append(request)
-        return super().RegisterResource(request)
 
 
 def test_resources_register_with_secrets_and_no_token_in_the_provider() -> None:
