@@ -13,7 +13,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.zerotier import resources
+from components.zerotier import identity as identity_module
 from components.zerotier.central import CentralRateLimitError, NetworkNotFoundError
 from components.zerotier.identity import Identity
 from components.zerotier.resources import (
@@ -77,7 +77,7 @@ def outs(result: CreateResult | ReadResult | UpdateResult) -> dict[str, Any]:
 
 def test_identity_is_generated_once_and_never_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     known = Identity(KNOWN_GOOD[:10], KNOWN_GOOD.rsplit(":", 1)[0], KNOWN_GOOD)
-    monkeypatch.setattr(resources, "generate_identity", lambda: known)
+    monkeypatch.setattr(identity_module, "generate_identity", lambda: known)
     provider = IdentityProvider()
     created = provider.create({"address": None, "public": None, "secret": None})
     assert created.id == known.address

@@ -26,7 +26,6 @@ from pulumi.dynamic import (
 from pulumi.runtime.rpc import UNKNOWN
 
 from .central import DEFAULT_BASE_URL, CentralClient, CentralNotFoundError, NetworkNotFoundError
-from .identity import generate_identity
 from .naming import is_network_id, is_node_id
 
 DEFAULT_MTU = 2800
@@ -97,6 +96,10 @@ class IdentityProvider(ResourceProvider):
     """Generates an identity once; it lives only in state, so nothing here calls out."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        # Imported here: numpy and cryptography cost about a second to import, and only
+        # the provider process that creates an identity needs them (not previews).
+        from .identity import generate_identity
+
         identity = generate_identity()
         outs = {"address": identity.address, "public": identity.public, "secret": identity.secret}
         return CreateResult(identity.address, outs)
