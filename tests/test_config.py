@@ -358,3 +358,18 @@ def test_kubernetes_versions_are_the_ones_rke_ships() -> None:
     # the default is the one not behind RKE's extended-life subscription
     assert DEFAULT_KUBERNETES_VERSION in latest["kubernetes_versions"]
     assert DEFAULT_KUBERNETES_VERSION not in latest["note"]
+
+
+def test_secret_keys_are_declared_or_checked_by_the_program() -> None:
+    """Declared secrets are refused in plaintext by the CLI; the rest by load_config."""
+    import yaml
+
+    from components.config import CONDITIONAL_SECRETS, DECLARED_SECRETS
+    from scripts.offline import ROOT
+
+    schema = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    declared_secret = {key for key, value in schema.items() if value.get("secret")}
+    assert declared_secret == set(DECLARED_SECRETS)
+    for key in DECLARED_SECRETS:
+        assert "default" not in schema[key]  # a secret key with a plaintext default is refused
+    assert not set(CONDITIONAL_SECRETS) & set(schema)
