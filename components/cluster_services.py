@@ -71,6 +71,22 @@ class ClusterServices(pulumi.ComponentResource):
             f"{self._name}-{part}-ns", metadata=manifest["metadata"], opts=self._opts()
         )
 
+    def _release(
+        self, chart: str, version: str, repo: str, namespace: str, values: dict[str, Any]
+    ) -> k8s.helm.v3.Release:
+        """A pinned chart in its own namespace (registered first)."""
+        ns = self._namespace(chart, namespace)
+        return k8s.helm.v3.Release(
+            f"{self._name}-{chart}",
+            name=chart,
+            chart=chart,
+            version=version,
+            repository_opts={"repo": repo},
+            namespace=namespace,
+            values=values,
+            opts=self._opts(ns),
+        )
+
     def _object(
         self, part: str, manifest: dict[str, Any], *deps: pulumi.Resource
     ) -> pulumi.Resource:
@@ -104,16 +120,12 @@ class ClusterServices(pulumi.ComponentResource):
         self._object("updater", workloads.updater_deployment(settings), ns, secret)
 
     def _cert_manager(self, settings: EntrypointSettings) -> list[pulumi.Resource]:
-        ns = self._namespace("cert-manager", workloads.CERT_MANAGER_NAMESPACE)
-        release = k8s.helm.v3.Release(
-            f"{self._name}-cert-manager",
-            name="cert-manager",
-            chart="cert-manager",
-            version=settings.cert_manager.chart_version,
-            repository_opts={"repo": workloads.CERT_MANAGER_REPO},
-            namespace=workloads.CERT_MANAGER_NAMESPACE,
-            values=workloads.cert_manager_values(),
-            opts=self._opts(ns),
+        release = self._release(
+            "cert-manager",
+            settings.cert_manager.chart_version,
+            workloads.CERT_MANAGER_REPO,
+            workloads.CERT_MANAGER_NAMESPACE,
+            workloads.cert_manager_values(),
         )
         assert settings.cert_manager.email is not None  # validated when enabled
         return [
@@ -129,16 +141,12 @@ class ClusterServices(pulumi.ComponentResource):
         ]
 
     def _longhorn(self, settings: EntrypointSettings, site_count: int) -> None:
-        ns = self._namespace("longhorn", workloads.LONGHORN_NAMESPACE)
-        k8s.helm.v3.Release(
-            f"{self._name}-longhorn",
-            name="longhorn",
-            chart="longhorn",
-            version=settings.longhorn.chart_version,
-            repository_opts={"repo": workloads.LONGHORN_REPO},
-            namespace=workloads.LONGHORN_NAMESPACE,
-            values=workloads.longhorn_values(settings, site_count),
-            opts=self._opts(ns),
+        self._release(
+            "longhorn",
+            settings.longhorn.chart_version,
+            workloads.LONGHORN_REPO,
+            workloads.LONGHORN_NAMESPACE,
+            workloads.longhorn_values(settings, site_count),
         )
 
     def _app(self, settings: EntrypointSettings, issuers: Sequence[pulumi.Resource]) -> None:
