@@ -387,3 +387,27 @@ def test_readme_shows_the_rendered_prod_diagram_and_failover_bound() -> None:
     assert f"```mermaid\n{architecture_mermaid(parsed)}```" in readme
     assert parsed.settings.entrypoint is not None
     assert f"worst case of **{failover_bound_seconds(parsed.settings.entrypoint)} s**" in readme
+
+
+def test_render_writes_the_build_and_refuses_bad_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import scripts.render as render
+
+    assert render.main(["--stack", "home", "--out", str(tmp_path)]) == 0
+    out = tmp_path / "home"
+    assert "mc-home-home-worker-1" in (out / "nodes.md").read_text()
+    assert "flannel_iface: zt" in (out / "cluster.yml").read_text()
+    assert (out / "architecture.mmd").read_text().startswith("flowchart")
+    assert len(list((out / "user-data").glob("*.yaml"))) == 3
+    resources = json.loads((out / "resources.json").read_text())
+    assert PLACEHOLDER not in json.dumps(resources)  # secrets are masked
+
+    def typo(values: dict[str, Any]) -> None:
+        values["multicloud:sites"]["home"]["worker"] = 3
+
+    monkeypatch.setattr(render, "stack_config", lambda stack: edited("home", typo))
+    capsys.readouterr()
+    assert render.main(["--stack", "home", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "multicloud:sites.home.worker: unknown key" in err and "Traceback" not in err
