@@ -90,7 +90,16 @@ def fake_call(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Mocks(pulumi.runtime.Mocks):
+    """Stand-in cloud. In a preview nothing exists yet, so it computes nothing: every
+    output the cloud would decide (addresses, ids, identities, the kubeconfig) stays unknown,
+    as in a first `pulumi preview`."""
+
+    def __init__(self, preview: bool) -> None:
+        self.preview = preview
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if self.preview:
+            return "", {k: v for k, v in args.inputs.items() if k != "__provider"}
         return f"{args.name}-id", fake_outputs(args.typ, args.name, args.inputs)
 
     def call(
@@ -201,7 +210,7 @@ def run_program(
 ) -> Run:
     """Run ``__main__.py`` with ``config`` (full keys -> strings as the CLI passes them)."""
     pulumi.runtime.reset_options()
-    monitor = RecordingMonitor(_Mocks())
+    monitor = RecordingMonitor(_Mocks(preview))
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), secret_keys or [])
     settings.SETTINGS.rpc_manager.clear()
@@ -240,7 +249,16 @@ def project_schema() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
 
 
-def stack_config(stack: str, *, placeholders: bool = True) -> tuple[dict[str, str], list[str]]:
+def _config_string(value: Any) -> str:
+    """A config value as the CLI hands it to the program: objects and lists as JSON."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
     """The stack file's config plus project defaults, secrets replaced by placeholders.
 
     Returns (config, secret_keys). Secure values cannot be decrypted without the
@@ -259,34 +277,20 @@ def stack_config(stack: str, *, placeholders: bool = True) -> tuple[dict[str, st
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[full] = f"{PLACEHOLDER}-{full.split(':', 1)[1]}"
             secret_keys.append(full)
-        elif isinstance(value, dict | list):
-            config[full] = json.dumps(value)
-        elif isinstance(value, bool):
-            config[full] = "true" if value else "false"
         else:
-            config[full] = str(value)
-    for key, declared in project_schema().items():
+            config[full] = _config_string(value)
+    for key, declared in project_schema().items():  # the CLI applies Pulumi.yaml defaults
         full = f"{PROJECT}:{key}"
         if full not in config and "default" in declared:
-            default = declared["default"]
-            config[full] = (
-                json.dumps(default)
-                if isinstance(default, list | dict)
-                else str(default).lower()
-                if isinstance(default, bool)
-                else str(default)
-            )
-    if placeholders:
-        sites = json.loads(config.get(f"{PROJECT}:sites", "{}"))
-        wanted = list(DECLARED_SECRETS) + list(CONDITIONAL_SECRETS)
-        wanted += [
-            openstack_secret_key(n)
-            for n, s in sites.items()
-            if isinstance(s, dict) and s.get("auth")
-        ]
-        for key in wanted:
-            full = f"{PROJECT}:{key}"
-            if full not in config:
-                config[full] = f"{PLACEHOLDER}-{key}"
-                secret_keys.append(full)
+            config[full] = _config_string(declared["default"])
+    sites = json.loads(config.get(f"{PROJECT}:sites", "{}"))
+    wanted = list(DECLARED_SECRETS) + list(CONDITIONAL_SECRETS)
+    wanted += [
+        openstack_secret_key(n) for n, s in sites.items() if isinstance(s, dict) and s.get("auth")
+    ]
+    for key in wanted:
+        full = f"{PROJECT}:{key}"
+        if full not in config:
+            config[full] = f"{PLACEHOLDER}-{key}"
+            secret_keys.append(full)
     return config, secret_keys

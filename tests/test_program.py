@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from components.cloud_init import ZEROTIER_HOME
-from scripts.offline import PLACEHOLDER, Run, is_secret, reveal, run_program, stack_config
+from scripts.offline import (
+    PLACEHOLDER,
+    UNKNOWN,
+    Run,
+    is_secret,
+    reveal,
+    run_program,
+    stack_config,
+)
 from tests.program import RKE_COMMAND, by_urn, changed_inputs, committed, edited, run_edited, vms
 from tests.test_cloud_init import cloud_init_schema
 
@@ -33,6 +41,10 @@ def test_committed_stacks_evaluate(stack: str, preview: bool) -> None:
     run = committed(stack, preview)
     assert vms(run)
     assert len(run.of_type(RKE_COMMAND)) == 1
+    if preview:  # a first preview: nothing exists, every cloud-decided value is unknown
+        assert all(reveal(vm.inputs["userData"]) == UNKNOWN for vm in vms(run))
+        [command] = run.of_type(RKE_COMMAND)
+        assert reveal(command.inputs["environment"]).get("RKE_CLUSTER_YML", UNKNOWN) == UNKNOWN
 
 
 @pytest.mark.parametrize("stack", STACKS)
