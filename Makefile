@@ -4,7 +4,6 @@ VENV ?= venv
 PY := $(VENV)/bin/python
 # `make up` keeps state in a local directory unless PULUMI_BACKEND_URL says otherwise.
 PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
-export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: render test lint typecheck unit up preview bench
 
