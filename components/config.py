@@ -30,7 +30,7 @@ from pydantic import (
 from components.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
 from components.entrypoint_settings import EntrypointSettings
 from components.model import ConfigModel
-from components.nodes import INGRESS_LABEL, ZONE_LABEL, NodeSpec
+from components.nodes import NodeSpec
 from rke.settings import CidrOverlapError, RkeSettings, validate_cidrs
 
 NAMESPACE = "multicloud"
@@ -257,10 +257,6 @@ class ClusterConfig:
     settings: ClusterSettings
     nodes: tuple[NodeSpec, ...]
 
-    @property
-    def overlay(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(self.settings.overlay_cidr)
-
     def site_nodes(self, site: str) -> tuple[NodeSpec, ...]:
         return tuple(node for node in self.nodes if node.site == site)
 
@@ -413,7 +409,6 @@ def _node_specs(settings: ClusterSettings) -> tuple[NodeSpec, ...]:
                         size=site.size_for(kind),
                         zerotier_ip=str(overlay_address(overlay, site.site_id, kind, index)),  # type: ignore[arg-type]
                         ingress=ingress,
-                        labels={ZONE_LABEL: site_name, INGRESS_LABEL: str(ingress).lower()},
                     )
                 )
     return tuple(specs)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["master", "worker"]
@@ -24,4 +23,9 @@ class NodeSpec:
     size: str  # flavor (OpenStack) or droplet size (DigitalOcean)
     zerotier_ip: str  # overlay address, a pure function of (site, kind, index)
     ingress: bool  # may take public 80/443 traffic
-    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Kubernetes node labels: the site as zone (Longhorn spreads replicas by it) and
+        whether RKE's ingress controller and the DNS updater may run here."""
+        return {ZONE_LABEL: self.site, INGRESS_LABEL: "true" if self.ingress else "false"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from components.nodes import INGRESS_LABEL, ZONE_LABEL, NodeSpec
+from components.nodes import INGRESS_LABEL, NodeSpec
 from rke.settings import RkeSettings
 
 ROLE_ORDER = ("controlplane", "etcd", "worker")
@@ -33,12 +33,8 @@ class RkeNode:
 
     @classmethod
     def from_spec(cls, spec: NodeSpec, address: str) -> RkeNode:
-        """The node as RKE sees it; zone and ingress labels are derived from the spec."""
-        labels = {ZONE_LABEL: spec.site}
-        if spec.ingress:
-            labels[INGRESS_LABEL] = "true"
-        labels.update(spec.labels)
-        return cls(spec.name, address, spec.zerotier_ip, spec.roles, labels)
+        """The node as RKE sees it, with the spec's zone and ingress labels."""
+        return cls(spec.name, address, spec.zerotier_ip, spec.roles, spec.labels)
 
 
 @dataclass(frozen=True)

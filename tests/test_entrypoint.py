@@ -152,7 +152,6 @@ def node(site: str, index: int, *, ingress: bool, public: str | None) -> Cluster
         size="small",
         zerotier_ip=f"10.147.{index}.{len(site)}",
         ingress=ingress,
-        labels={INGRESS_LABEL: "true"} if ingress else {},
     )
     return ClusterNode(
         spec=spec,
