@@ -474,21 +474,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _all_keys() -> set[str]:
-    from pulumi.runtime import config as runtime_config
-
-    keys = set(runtime_config.CONFIG.get())
-    keys |= set(runtime_config.get_config_env() or {})
-    return {key for key in keys if key.startswith(f"{NAMESPACE}:")}
-
-
 def read_raw() -> dict[str, Any]:
-    """The non-secret stack config as plain values, refusing unknown top-level keys."""
+    """The stack's non-secret config, as the running Pulumi program receives it."""
     from pulumi.runtime import config as runtime_config
 
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env() or {})
+    return raw_values({key: runtime_config.get_config(key) for key in keys})
+
+
+def raw_values(config: Mapping[str, str]) -> dict[str, Any]:
+    """Plain values from config as the CLI passes it (full keys -> strings, structured
+    values as JSON), refusing unknown top-level keys. Secret keys are left out."""
     known = set(SCALAR_KEYS + OBJECT_KEYS + DECLARED_SECRETS + CONDITIONAL_SECRETS)
     raw: dict[str, Any] = {}
-    for full_key in sorted(_all_keys()):
+    for full_key in sorted(k for k in config if k.startswith(f"{NAMESPACE}:")):
         key = full_key.split(":", 1)[1]
         if key.endswith("OpenstackSecret"):
             continue
@@ -498,7 +497,7 @@ def read_raw() -> dict[str, Any]:
             )
         if key in DECLARED_SECRETS + CONDITIONAL_SECRETS:
             continue
-        value = runtime_config.get_config(full_key)
+        value = config[full_key]
         if key in OBJECT_KEYS:
             try:
                 value = json.loads(value, object_pairs_hook=_unique_keys)

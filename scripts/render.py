@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pulumi
 
+from components.config import ClusterConfig, parse_config, raw_values
+from components.diagram import architecture_mermaid
 from scripts.offline import ROOT, Run, masked, reveal, run_program, stack_config
 
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
 
 
-def nodes_markdown(run: Run) -> str:
-    from components.config import parse_config, read_raw
-
-    config = parse_config(read_raw())
+def nodes_markdown(config: ClusterConfig) -> str:
     rows = [
         "| site | node | roles | size | overlay address | ingress |",
         "|---|---|---|---|---|---|",
@@ -61,17 +60,15 @@ def render(stack: str, out: Path) -> int:
         return 1
     if run.error is not None:
         raise run.error
-    from components.config import parse_config, read_raw
-    from components.diagram import architecture_mermaid
-
+    parsed = parse_config(raw_values(config))  # the program accepted it: this cannot fail
     target = out / stack
     (target / "user-data").mkdir(parents=True, exist_ok=True)
     for old in (target / "user-data").glob("*.yaml"):
         old.unlink()
-    table = nodes_markdown(run)
+    table = nodes_markdown(parsed)
     (target / "nodes.md").write_text(table)
     (target / "cluster.yml").write_text(cluster_yml(run))
-    (target / "architecture.mmd").write_text(architecture_mermaid(parse_config(read_raw())))
+    (target / "architecture.mmd").write_text(architecture_mermaid(parsed))
     (target / "resources.json").write_text(resources_json(run))
     for vm in run.registrations:
         if vm.type in VM_TYPES:

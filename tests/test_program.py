@@ -384,17 +384,12 @@ def test_edited_helper_round_trips() -> None:
 
 
 def test_readme_shows_the_rendered_prod_diagram_and_failover_bound() -> None:
-    from components.config import CONDITIONAL_SECRETS, DECLARED_SECRETS, parse_config
+    from components.config import parse_config, raw_values
     from components.diagram import architecture_mermaid
     from components.entrypoint_settings import failover_bound_seconds
     from scripts.offline import ROOT
 
-    config, _ = stack_config("prod")
-    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("multicloud:")}
-    for key in ("sites", "adminCidrs", "rebuild", "rke", "entrypoint"):
-        raw[key] = json.loads(raw[key])
-    secret = set(DECLARED_SECRETS + CONDITIONAL_SECRETS)
-    parsed = parse_config({k: v for k, v in raw.items() if k not in secret})
+    parsed = parse_config(raw_values(stack_config("prod")[0]))
     readme = (ROOT / "README.md").read_text()
     assert f"```mermaid\n{architecture_mermaid(parsed)}```" in readme
     assert parsed.settings.entrypoint is not None
