@@ -54,9 +54,11 @@ class CloudSite(pulumi.ComponentResource):
     def user_data(self, spec: NodeSpec) -> pulumi.Output[str]:
         return pulumi.Output.secret(self.args.user_data[spec.name])
 
-    def vm_options(self, kind: str, spec: NodeSpec, **extra: object) -> pulumi.ResourceOptions:
+    def vm_options(
+        self, kind: str, spec: NodeSpec, provider: pulumi.ProviderResource
+    ) -> pulumi.ResourceOptions:
         ignore = [] if spec.name in self.args.rebuild else BOOT_ONLY[kind]
-        return pulumi.ResourceOptions(parent=self, ignore_changes=ignore, **extra)  # type: ignore[arg-type]
+        return pulumi.ResourceOptions(parent=self, provider=provider, ignore_changes=ignore)
 
     def ssh_address(
         self,

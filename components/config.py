@@ -9,6 +9,8 @@ stack trace, before any resource is registered.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
@@ -213,9 +215,6 @@ class ClusterSettings(ConfigModel):
     @field_validator("ssh_public_key")
     @classmethod
     def _ssh_key(cls, value: str) -> str:
-        import base64
-        import binascii
-
         match = SSH_KEY.match(value.strip())
         if not match:
             raise ValueError(
