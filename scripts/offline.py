@@ -62,7 +62,7 @@ def fake_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, 
                 "secret": f"{address}:0:{'ab' * 64}:{PLACEHOLDER}",
             }
         elif type_.endswith(":Network"):
-            out["network_id"] = inputs.get("network_id") or _digest("nw", name)[:8].hex()
+            out["network_id"] = inputs.get("adopt_network_id") or _digest("nw", name)[:8].hex()
     elif type_ == "command:local:Command":
         out["stdout"] = json.dumps(
             {

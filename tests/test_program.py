@@ -418,3 +418,19 @@ def test_render_writes_the_build_and_refuses_bad_config(
     assert render.main(["--stack", "home", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "multicloud:sites.home.worker: unknown key" in err and "Traceback" not in err
+
+
+def test_adopted_network_joins_nodes_to_that_network() -> None:
+    nwid = "8056c2e21c000001"
+
+    def adopt(values: dict[str, Any]) -> None:
+        values["multicloud:zerotierNetworkId"] = nwid
+
+    run = run_edited("home", adopt)
+    assert run.error is None
+    for vm in vms(run):
+        doc = yaml.safe_load(reveal(vm.inputs["userData"]))
+        assert f"{ZEROTIER_HOME}/networks.d/{nwid}.conf" in [f["path"] for f in doc["write_files"]]
+    [command] = run.of_type(RKE_COMMAND)
+    # the interface name comes from the network id (reference vector: ztmjfmfyq5)
+    assert "flannel_iface: ztmjfmfyq5" in reveal(command.inputs["environment"])["RKE_CLUSTER_YML"]
