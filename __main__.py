@@ -2,11 +2,11 @@
 
 import pulumi
 
-from components.cluster_services import ClusterServices
 from components.config import load_config
-from components.entrypoint import Entrypoint
-from components.overlay import Overlay
+from components.overlay.network import Overlay
 from components.program import build_site, cluster_settings, node_table
+from components.services.cloudflare import Entrypoint
+from components.services.cluster_services import ClusterServices
 from rke.component import RkeCluster
 from rke.readiness import node_readiness
 

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20, help="identities to generate")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from components.zerotier.identity import generate_identity
+    from components.overlay.zerotier.identity import generate_identity
 
     load_before = os.getloadavg()[0]
     cpu_before = _cpu_seconds()

@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 
 import pulumi
 
-from components.cloud_site import CloudSite, SiteArgs
 from components.config import ClusterConfig, ClusterSettings, DigitalOceanSiteConfig, Secrets
-from components.digitalocean_site import DigitalOceanSite
 from components.nodes import NodeSpec
-from components.openstack_site import OpenStackSite
-from components.overlay import Overlay
+from components.overlay.network import Overlay
+from components.sites.base import CloudSite, SiteArgs
+from components.sites.digitalocean import DigitalOceanSite
+from components.sites.openstack import OpenStackSite
 from rke.cluster_yml import ClusterSettings as RkeClusterSettings
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from components.model import ConfigModel
+from components.config.model import ConfigModel
 
 _MAX_UNAVAILABLE = re.compile(r"^[0-9]+%?$")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from components.zerotier import central as central_module
+from components.overlay.zerotier import central as central_module
 
 TOKEN = "fake-central-token-4b1d"
 _NETWORK = re.compile(r"/api/v1/network/([^/]+)")

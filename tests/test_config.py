@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.addressing import overlay_address
 from components.config import ConfigError, parse_config
+from components.overlay.addressing import overlay_address
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
 

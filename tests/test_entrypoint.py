@@ -15,16 +15,16 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi_cloudflare.outputs import GetApiTokenPermissionGroupsListResultResult as GroupResult
 
 from components.cluster_node import ClusterNode
-from components.cluster_services import ClusterServices
-from components.entrypoint import (
+from components.config.entrypoint import EntrypointSettings
+from components.nodes import INGRESS_LABEL, NodeSpec
+from components.services.cloudflare import (
     UPDATER_PERMISSION_GROUPS,
     ZONE_SCOPE,
     Entrypoint,
     permission_group_id,
     zone_resource,
 )
-from components.entrypoint_settings import EntrypointSettings
-from components.nodes import INGRESS_LABEL, NodeSpec
+from components.services.cluster_services import ClusterServices
 from tests.test_workloads import ZONE_ID, settings
 
 PERMISSION_GROUPS_TOKEN = (

@@ -385,8 +385,8 @@ def test_edited_helper_round_trips() -> None:
 
 def test_readme_shows_the_rendered_prod_diagram_and_failover_bound() -> None:
     from components.config import parse_config, raw_values
+    from components.config.entrypoint import failover_bound_seconds
     from components.diagram import architecture_mermaid
-    from components.entrypoint_settings import failover_bound_seconds
     from scripts.offline import ROOT
 
     parsed = parse_config(raw_values(stack_config("prod")[0]))

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from components import workloads
-from components.entrypoint_settings import (
+from components.config.entrypoint import (
     NODE_MONITOR_GRACE_SECONDS,
     EntrypointSettings,
     failover_bound_seconds,
 )
 from components.nodes import INGRESS_LABEL, ZONE_LABEL
+from components.services import workloads
 
 K8S_VERSION = "1.30"
 ZONE_ID = "0123456789abcdef0123456789abcdef"

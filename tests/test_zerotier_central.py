@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from components.zerotier.central import (
+from components.overlay.zerotier.central import (
     CentralAuthError,
     CentralClient,
     CentralError,

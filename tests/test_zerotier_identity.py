@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from components.zerotier import identity as identity_module
-from components.zerotier.identity import Identity, generate_identity, validate_identity
-from components.zerotier.naming import interface_name, is_node_id, validate_network_id
+from components.overlay.zerotier import identity as identity_module
+from components.overlay.zerotier.identity import Identity, generate_identity, validate_identity
+from components.overlay.zerotier.naming import interface_name, is_node_id, validate_network_id
 from tests import reference
 
 VECTORS = reference.load("zerotier-vectors.json")

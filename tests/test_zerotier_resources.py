@@ -13,10 +13,10 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.zerotier import identity as identity_module
-from components.zerotier.central import CentralRateLimitError, NetworkNotFoundError
-from components.zerotier.identity import Identity
-from components.zerotier.resources import (
+from components.overlay.zerotier import identity as identity_module
+from components.overlay.zerotier.central import CentralRateLimitError, NetworkNotFoundError
+from components.overlay.zerotier.identity import Identity
+from components.overlay.zerotier.resources import (
     IdentityProvider,
     MemberProvider,
     NetworkProvider,
@@ -269,7 +269,7 @@ def test_member_check(central: FakeCentral) -> None:
 @pytest.mark.parametrize("provider", [IdentityProvider(), NetworkProvider(), MemberProvider()])
 def test_providers_pickle_by_reference_and_load_in_a_fresh_process(provider: Any) -> None:
     serialized = serialize_provider(provider)
-    assert b"components.zerotier.resources" in base64.b64decode(serialized)
+    assert b"components.overlay.zerotier.resources" in base64.b64decode(serialized)
     code = (
         "import base64, dill, sys\n"
         "provider = dill.loads(base64.b64decode(sys.stdin.read()))\n"
@@ -283,7 +283,7 @@ def test_providers_pickle_by_reference_and_load_in_a_fresh_process(provider: Any
         text=True,
         check=True,
     )
-    assert loaded.stdout == f"components.zerotier.resources.{type(provider).__name__}"
+    assert loaded.stdout == f"components.overlay.zerotier.resources.{type(provider).__name__}"
 
 
 class Mocks(pulumi.runtime.Mocks):

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.model import ConfigModel
+from components.config.model import ConfigModel
 
 # favonia/cloudflare-ddns 1.15.1: the fix for Cloudflare "error code: 1034" in cloudflare.trace,
 # and the first line supporting the CLOUDFLARE_* variable names used in workloads.py.

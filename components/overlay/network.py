@@ -8,8 +8,8 @@ import pulumi
 
 from components.cloud_init import OverlayFiles, render_user_data
 from components.nodes import NodeSpec
-from components.zerotier.naming import interface_name
-from components.zerotier.resources import ZeroTierIdentity, ZeroTierMember, ZeroTierNetwork
+from components.overlay.zerotier.naming import interface_name
+from components.overlay.zerotier.resources import ZeroTierIdentity, ZeroTierMember, ZeroTierNetwork
 
 
 class Overlay(pulumi.ComponentResource):

@@ -7,10 +7,10 @@ from typing import Any
 import pulumi
 import pulumi_openstack as openstack
 
-from components.cloud_site import CloudSite, SiteArgs
 from components.cluster_node import ClusterNode
 from components.config import OpenStackSiteConfig
-from components.firewall import ethertype, groups_for, policy
+from components.sites.base import CloudSite, SiteArgs
+from components.sites.firewall import ethertype, groups_for, policy
 
 
 class OpenStackSite(CloudSite):

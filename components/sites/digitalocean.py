@@ -5,10 +5,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_digitalocean as digitalocean
 
-from components.cloud_site import CloudSite, SiteArgs
 from components.cluster_node import ClusterNode
 from components.config import DigitalOceanSiteConfig
-from components.firewall import ANYWHERE, groups_for, policy
+from components.sites.base import CloudSite, SiteArgs
+from components.sites.firewall import ANYWHERE, groups_for, policy
 
 
 class DigitalOceanSite(CloudSite):

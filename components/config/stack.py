@@ -29,15 +29,15 @@ from pydantic import (
     model_validator,
 )
 
-from components.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
-from components.entrypoint_settings import EntrypointSettings
-from components.model import ConfigModel
+from components.config.entrypoint import EntrypointSettings
+from components.config.model import ConfigModel
 from components.nodes import NodeSpec
+from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
 from rke.settings import CidrOverlapError, RkeSettings, validate_cidrs
 
 NAMESPACE = "multicloud"
 DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
-# Kubernetes versions RKE v1.8.14 (the pinned RKE) ships; see shared/reference.
+# Kubernetes versions RKE v1.8.14 (the pinned RKE) ships (reference/rke-kubernetes-versions.json).
 # The 1.31/1.32 builds need RKE's paid extended-life subscription.
 RKE_KUBERNETES_VERSIONS = ("v1.30.14-rancher1-1", "v1.31.14-rancher1-1", "v1.32.13-rancher1-3")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

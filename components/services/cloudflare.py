@@ -14,7 +14,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 
 from components.cluster_node import ClusterNode
-from components.entrypoint_settings import EntrypointSettings
+from components.config.entrypoint import EntrypointSettings
 
 ZONE_SCOPE = "com.cloudflare.api.account.zone"
 # favonia/cloudflare-ddns documents "Zone - DNS - Edit" (group "DNS Write") as what it needs;

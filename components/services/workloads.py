@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.entrypoint_settings import EntrypointSettings
+from components.config.entrypoint import EntrypointSettings
 from components.nodes import INGRESS_LABEL, ZONE_LABEL
 
 Manifest = dict[str, Any]

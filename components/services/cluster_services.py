@@ -13,8 +13,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import workloads
-from components.entrypoint_settings import EntrypointSettings
+from components.config.entrypoint import EntrypointSettings
+from components.services import workloads
 
 
 class ClusterServices(pulumi.ComponentResource):

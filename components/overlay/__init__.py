@@ -1,0 +1,1 @@
+"""The overlay: ZeroTier network, identities and members, and the address plan."""

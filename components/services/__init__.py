@@ -1,0 +1,1 @@
+"""What makes the cluster reachable and useful: the Cloudflare entrypoint and services."""

@@ -1,0 +1,1 @@
+"""Sites: one component per cloud kind, all producing the same ``ClusterNode``s."""
