@@ -1,4 +1,4 @@
-"""The team's reference data: ../shared/reference beside the checkout (as in CI)."""
+"""The upstream facts the tests check against: ``reference/`` in this repository."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 
 
 def load(name: str) -> Any:
-    path = REFERENCE / name
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the tests expect ../shared/reference beside the checkout"
-        )
-    return json.loads(path.read_text())
+    """A JSON file of ``reference/`` (see ``reference/README.md`` for where each came from)."""
+    return json.loads((REFERENCE / name).read_text())
