@@ -148,6 +148,40 @@ def test_adopted_network_is_configured_but_never_created_or_deleted(central: Fak
     assert not any(method == "DELETE" for method, _ in central.requests)
 
 
+def test_created_network_without_an_mtu_gets_zerotiers_default(central: FakeCentral) -> None:
+    created = NetworkProvider().create(network_props(central, mtu=None))
+    assert central.networks[created.id]["config"]["mtu"] == 2800
+
+
+def test_adopted_network_keeps_its_mtu_unless_one_is_given(central: FakeCentral) -> None:
+    # a network whose MTU was lowered by hand (the usual fix for stalled large transfers)
+    existing = central.add_network("8056c2e21c000001", name="theirs", mtu=1400)
+    provider = NetworkProvider()
+    props = network_props(central, adopt_network_id=existing, mtu=None)
+    created = provider.create(props)
+    assert central.networks[existing]["config"]["mtu"] == 1400
+    # an update (another input changed) leaves it too, and nothing reads as drift
+    renamed = network_props(central, adopt_network_id=existing, mtu=None, network_name="mc-2")
+    assert provider.diff(existing, outs(created), renamed).changes
+    updated = provider.update(existing, outs(created), renamed)
+    assert central.networks[existing]["config"]["mtu"] == 1400
+    read = provider.read(existing, outs(updated))
+    assert outs(read)["mtu"] is None
+    assert provider.diff(existing, outs(read), renamed).changes is False
+    # state written before the setting existed held mtu 2800: dropping it is no change
+    legacy = {**outs(updated), "mtu": 2800.0}
+    assert provider.diff(existing, legacy, renamed).changes is False
+    # given explicitly, it is applied and then kept in step with Central
+    lowered = network_props(central, adopt_network_id=existing, mtu=1200.0, network_name="mc-2")
+    assert provider.diff(existing, outs(read), lowered).changes
+    provider.update(existing, outs(read), lowered)
+    assert central.networks[existing]["config"]["mtu"] == 1200
+    central.networks[existing]["config"]["mtu"] = 2800  # changed behind our back
+    drifted = provider.read(existing, lowered)
+    assert outs(drifted)["mtu"] == 2800
+    assert provider.diff(existing, outs(drifted), lowered).changes
+
+
 def test_adopting_a_missing_network_fails_clearly(central: FakeCentral) -> None:
     props = network_props(central, adopt_network_id="0123456789abcdef")
     with pytest.raises(NetworkNotFoundError, match="0123456789abcdef"):

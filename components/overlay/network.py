@@ -28,6 +28,7 @@ class Overlay(pulumi.ComponentResource):
         token: pulumi.Output[str],
         network_id: str | None,
         central_url: str,
+        mtu: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("multicloud:overlay:Overlay", name, None, opts)
@@ -39,6 +40,7 @@ class Overlay(pulumi.ComponentResource):
             network_name=cluster_name,
             description=f"multicloud cluster {cluster_name}",
             cidr=overlay_cidr,
+            mtu=mtu,
             base_url=central_url,
             opts=child,
         )

@@ -28,7 +28,7 @@ from pulumi.runtime.rpc import UNKNOWN
 from .central import DEFAULT_BASE_URL, CentralClient, CentralNotFoundError, NetworkNotFoundError
 from .naming import is_network_id, is_node_id
 
-DEFAULT_MTU = 2800
+DEFAULT_MTU = 2800  # ZeroTier's default network MTU (ZT_DEFAULT_MTU); a created network gets it
 _IDENTITY_OUTS = ("address", "public", "secret")
 _NETWORK_INPUTS = (
     "token", "base_url", "adopt_network_id", "network_name", "description", "cidr", "mtu", "private"
@@ -119,19 +119,30 @@ class IdentityProvider(ResourceProvider):
         """Nothing to delete outside Pulumi's state."""
 
 
-def _network_settings(props: dict[str, Any]) -> dict[str, Any]:
-    """What this resource owns of a network: the overlay route, no auto-assignment."""
-    return {
-        "description": props["description"],
-        "config": {
-            "name": props["network_name"],
-            "private": props["private"],
-            "mtu": int(props["mtu"]),
-            "routes": [{"target": props["cidr"], "via": None}],
-            "ipAssignmentPools": [],
-            "v4AssignMode": {"zt": False},
-        },
+def _network_settings(props: dict[str, Any], *, created: bool = False) -> dict[str, Any]:
+    """What this resource owns of a network: the overlay route, no auto-assignment, and the
+    MTU when one is given (a created network without one gets ``DEFAULT_MTU``; an adopted
+    one keeps its own: Central merges the posted config field by field)."""
+    config: dict[str, Any] = {
+        "name": props["network_name"],
+        "private": props["private"],
+        "routes": [{"target": props["cidr"], "via": None}],
+        "ipAssignmentPools": [],
+        "v4AssignMode": {"zt": False},
     }
+    mtu = props.get("mtu")
+    if mtu is not None or created:
+        config["mtu"] = int(mtu if mtu is not None else DEFAULT_MTU)
+    return {"description": props["description"], "config": config}
+
+
+def _network_changes(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+    """Inputs that changed; an MTU no longer given is not a change (it is left as it is)."""
+    return [
+        key
+        for key in _changed(olds, news, _NETWORK_INPUTS)
+        if not (key == "mtu" and news.get("mtu") is None)
+    ]
 
 
 def _managed_cidr(config: dict[str, Any]) -> str | None:
@@ -151,8 +162,9 @@ class NetworkProvider(ResourceProvider):
     """A ZeroTier network, created or adopted.
 
     An adopted network (``adopt_network_id`` set) is taken over: its name, description,
-    MTU, privacy and routing are set like a created one's. It is never deleted; a created
-    network is deleted with the resource. Changing the adoption target replaces.
+    privacy and routing are set like a created one's, its MTU only when ``mtu`` is given.
+    It is never deleted; a created network is deleted with the resource. Changing the
+    adoption target replaces.
     """
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -165,7 +177,7 @@ class NetworkProvider(ResourceProvider):
             client.update_network(adopt, _network_settings(props))
             network_id = adopt
         else:
-            network_id = client.create_network(_network_settings(props))["id"]
+            network_id = client.create_network(_network_settings(props, created=True))["id"]
         return CreateResult(network_id, {**_pick(props, _NETWORK_INPUTS), "network_id": network_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -177,7 +189,8 @@ class NetworkProvider(ResourceProvider):
         live = {
             "network_name": config.get("name", ""),
             "description": network.get("description", ""),
-            "mtu": config.get("mtu"),
+            # an MTU this resource does not set is not ours to report as drift
+            "mtu": config.get("mtu") if props.get("mtu") is not None else None,
             "private": config.get("private"),
             "cidr": _managed_cidr(config),
         }
@@ -185,7 +198,7 @@ class NetworkProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = _changed(olds, news, ("adopt_network_id",))
-        changed = _changed(olds, news, _NETWORK_INPUTS)
+        changed = _network_changes(olds, news)
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -269,13 +282,14 @@ class ZeroTierIdentity(Resource, module="zerotier", name="Identity"):
 class ZeroTierNetwork(Resource, module="zerotier", name="Network"):
     """A ZeroTier network routing ``cidr``, addresses assigned only by members' fixed IPs.
 
-    With ``network_id`` the existing network is adopted and never deleted.
+    With ``network_id`` the existing network is adopted and never deleted. ``mtu`` None:
+    ZeroTier's default for a created network, the network's own for an adopted one.
     """
 
     network_id: pulumi.Output[str]
     network_name: pulumi.Output[str]
     cidr: pulumi.Output[str]
-    mtu: pulumi.Output[int]
+    mtu: pulumi.Output[int | None]
 
     def __init__(
         self,
@@ -286,7 +300,7 @@ class ZeroTierNetwork(Resource, module="zerotier", name="Network"):
         network_name: pulumi.Input[str] | None = None,
         description: pulumi.Input[str] = "",
         network_id: pulumi.Input[str] | None = None,
-        mtu: pulumi.Input[int] = DEFAULT_MTU,
+        mtu: pulumi.Input[int] | None = None,
         private: pulumi.Input[bool] = True,
         base_url: pulumi.Input[str] = DEFAULT_BASE_URL,
         opts: pulumi.ResourceOptions | None = None,
