@@ -1,26 +1,37 @@
 """The stack config: typed models, the whole-stack checks, and reading it from Pulumi.
 
 ``stack`` holds the models and ``parse_config`` (pure), ``entrypoint`` the
-``multicloud:entrypoint`` section, ``model`` the base every section derives from.
+``multicloud:entrypoint`` section, ``deployer`` the ``multicloud:deployer`` one,
+``ranges`` the address-range check, ``model`` the base every section derives from.
+
+The names below load ``stack`` on first use (PEP 562): ``rke.settings`` derives from
+``model`` and ``stack`` imports ``rke.settings``, so importing ``stack`` eagerly here
+would make ``import rke.settings`` (or ``rke.cluster_yml``) fail when it comes first.
 """
 
-from components.config.stack import (
-    CONDITIONAL_SECRETS,
-    DECLARED_SECRETS,
-    DEFAULT_KUBERNETES_VERSION,
-    RKE_KUBERNETES_VERSIONS,
-    ClusterConfig,
-    ClusterSettings,
-    ConfigError,
-    DigitalOceanSiteConfig,
-    OpenStackSiteConfig,
-    Secrets,
-    SiteBase,
-    load_config,
-    openstack_secret_key,
-    parse_config,
-    raw_values,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.config.stack import (
+        CONDITIONAL_SECRETS,
+        DECLARED_SECRETS,
+        DEFAULT_KUBERNETES_VERSION,
+        RKE_KUBERNETES_VERSIONS,
+        ClusterConfig,
+        ClusterSettings,
+        ConfigError,
+        DigitalOceanSiteConfig,
+        OpenStackSiteConfig,
+        Secrets,
+        SiteBase,
+        load_config,
+        openstack_secret_key,
+        parse_config,
+        raw_values,
+    )
 
 __all__ = [
     "CONDITIONAL_SECRETS",
@@ -39,3 +50,9 @@ __all__ = [
     "parse_config",
     "raw_values",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("components.config.stack"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
