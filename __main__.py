@@ -3,6 +3,7 @@
 import pulumi
 
 from components.config import load_config
+from components.nodes import schedulable_zones
 from components.overlay.network import Overlay
 from components.program import build_site, cluster_settings, node_table
 from components.services.cloudflare import Entrypoint
@@ -22,6 +23,7 @@ overlay = Overlay(
     token=secrets.zerotier_token,
     network_id=settings.zerotier_network_id,
     central_url=settings.zerotier_central_url,
+    mtu=settings.overlay_mtu,
 )
 
 # 2. The sites: VMs that boot already joined to the overlay.
@@ -58,7 +60,7 @@ if settings.entrypoint is not None:
         settings.entrypoint,
         kubeconfig=cluster.kubeconfig,
         cluster=cluster.command,
-        sites=list(settings.sites),
+        zones=schedulable_zones(config.nodes),
         updater_token=entrypoint.updater_token if entrypoint else None,
     )
     if services.app_url is not None:

@@ -36,6 +36,6 @@ def architecture_mermaid(config: ClusterConfig) -> str:
         lines.append(f"  rke -.-> {_id(node.name)}")
     if cloudflare is not None:
         for node in config.nodes:
-            if node.ingress:
+            if node.public_ingress:
                 lines.append(f"  dns --> {_id(node.name)}")
     return "\n".join(lines) + "\n"

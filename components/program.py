@@ -24,7 +24,7 @@ def build_site(name: str, config: ClusterConfig, secrets: Secrets, overlay: Over
         cluster_name=settings.cluster_name,
         specs=specs,
         ssh_public_key=settings.ssh_public_key,
-        admin_cidrs=settings.admin_cidrs,
+        policy=config.network.firewall[name],
         user_data={
             node.name: overlay.user_data(
                 node, ssh_user=settings.ssh_user, ssh_public_key=settings.ssh_public_key

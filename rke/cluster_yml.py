@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from components.nodes import INGRESS_LABEL, NodeSpec
+from components.nodes import INGRESS_CONTROLLER_LABEL, NodeSpec
 from rke.settings import RkeSettings
 
 ROLE_ORDER = ("controlplane", "etcd", "worker")
@@ -68,6 +68,12 @@ def _check_nodes(nodes: Sequence[RkeNode], overlay_cidr: str) -> None:
         if not node.roles or unknown:
             raise ValueError(
                 f"node {node.name}: roles must be among {ROLE_ORDER}, got {node.roles}"
+            )
+        if node.address == node.internal_address:
+            # RKE would start kubelet without --node-ip (rke/engine.py ssh_via_problem).
+            raise ValueError(
+                f"node {node.name}: address equals internal_address {node.address}; "
+                "RKE v1 needs the SSH address to differ from the overlay address"
             )
         if ipaddress.ip_address(node.internal_address) not in overlay:
             raise ValueError(
@@ -123,7 +129,9 @@ def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[
         else {"ssh_agent_auth": False, "ssh_key_path": settings.ssh_key_path or "~/.ssh/id_rsa"}
     )
     ingress: dict[str, Any] = (
-        {"provider": "nginx", "node_selector": {INGRESS_LABEL: "true"}}
+        # ingress-nginx's DaemonSet and admission Jobs take this node_selector (and the
+        # DaemonSet also requires node-role.kubernetes.io/worker): see components/nodes.py.
+        {"provider": "nginx", "node_selector": {INGRESS_CONTROLLER_LABEL: "true"}}
         if rke.ingress.enabled
         else {"provider": "none"}
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -19,14 +18,6 @@ _MAX_UNAVAILABLE = re.compile(r"^[0-9]+%?$")
 
 # etcd refuses an election timeout above 50 s (etcdserver: "election-timeout ... 50000").
 _ETCD_MAX_ELECTION_TIMEOUT_MS = 50_000
-
-
-class CidrOverlapError(ValueError):
-    """Two address ranges overlap; ``key`` is the config key (camelCase) to blame."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 def _network(value: str, field: str) -> ipaddress.IPv4Network:
@@ -77,7 +68,8 @@ class EtcdSettings(ConfigModel):
 
 
 class IngressSettings(ConfigModel):
-    """RKE's nginx ingress controller, scheduled on nodes labelled as ingress-capable."""
+    """RKE's nginx ingress controller, on worker-role nodes of sites with `ingress` public
+    or private (the `multicloud.io/ingress-controller` label, components/nodes.py)."""
 
     enabled: bool = True
 
@@ -168,30 +160,3 @@ class RkeSettings(ConfigModel):
         """The cluster DNS service address: the .10 of the service range (RKE convention)."""
         return str(ipaddress.ip_network(self.service_cidr)[10])
 
-
-def validate_cidrs(settings: RkeSettings, overlay_cidr: str, lan_cidrs: Mapping[str, str]) -> None:
-    """Refuse overlapping ranges: service vs pod vs overlay vs each site's LAN.
-
-    Raises ``CidrOverlapError`` (a ``ValueError``) whose ``key`` is ``serviceCidr`` or
-    ``podCidr``; the message names the other range and, for a LAN, the site.
-    """
-    ranges = {
-        "serviceCidr": _network(settings.service_cidr, "serviceCidr"),
-        "podCidr": _network(settings.pod_cidr, "podCidr"),
-    }
-    others: list[tuple[str, ipaddress.IPv4Network]] = [
-        (f"the ZeroTier overlay ({overlay_cidr})", _network(overlay_cidr, "overlay CIDR"))
-    ]
-    for site in sorted(lan_cidrs):
-        net = _network(lan_cidrs[site], f"LAN CIDR of site {site!r}")
-        others.append((f"the LAN of site {site!r} ({lan_cidrs[site]})", net))
-    if ranges["serviceCidr"].overlaps(ranges["podCidr"]):
-        raise CidrOverlapError(
-            "serviceCidr", f"{settings.service_cidr} overlaps podCidr {settings.pod_cidr}"
-        )
-    for key, net in ranges.items():
-        for what, other in others:
-            if net.overlaps(other):
-                raise CidrOverlapError(
-                    key, f"{net} overlaps {what}; pick a range used nowhere else"
-                )

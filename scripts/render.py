@@ -1,7 +1,8 @@
 """`make render STACK=<stack>`: evaluate the real program offline and write what it would do.
 
 Needs no cloud credentials and no Pulumi CLI. Writes to build/<stack>/:
-nodes.md, cluster.yml, architecture.mmd, resources.json and user-data/<node>.yaml.
+nodes.md, reachability.md, cluster.yml, architecture.mmd, resources.json and
+user-data/<node>.yaml, and prints the node and reachability tables.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ def nodes_markdown(config: ClusterConfig) -> str:
     for node in config.nodes:
         rows.append(
             f"| {node.site} | {node.name} | {', '.join(node.roles)} | {node.size} | "
-            f"{node.zerotier_ip} | {'yes' if node.ingress else 'no'} |"
+            f"{node.zerotier_ip} | {node.ingress} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def reachability_markdown(stack: str, config: ClusterConfig) -> str:
+    """The preflight's table (components/preflight.py) under a heading naming the stack."""
+    return f"# Reachability: stack {stack}\n\n{config.network.markdown()}"
 
 
 def cluster_yml(run: Run) -> str:
@@ -67,6 +73,8 @@ def render(stack: str, out: Path) -> int:
         old.unlink()
     table = nodes_markdown(parsed)
     (target / "nodes.md").write_text(table)
+    reachability = reachability_markdown(stack, parsed)
+    (target / "reachability.md").write_text(reachability)
     (target / "cluster.yml").write_text(cluster_yml(run))
     (target / "architecture.mmd").write_text(architecture_mermaid(parsed))
     (target / "resources.json").write_text(resources_json(run))
@@ -77,6 +85,7 @@ def render(stack: str, out: Path) -> int:
             )
     print(f"stack {stack}: {len(run.registrations)} resources\n")
     print(table)
+    print(reachability)
     print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
     return 0
 

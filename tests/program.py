@@ -18,7 +18,7 @@ def edited(stack: str, edit: Callable[[dict[str, Any]], None]) -> tuple[dict[str
     """The stack's config with ``edit`` applied to the parsed structured values."""
     config, secrets = stack_config(stack)
     values = {
-        k: json.loads(v) if k.endswith((":sites", ":rke", ":entrypoint")) else v
+        k: json.loads(v) if k.endswith((":sites", ":rke", ":entrypoint", ":deployer")) else v
         for k, v in config.items()
     }
     values = copy.deepcopy(values)

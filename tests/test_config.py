@@ -29,7 +29,7 @@ def base() -> dict[str, Any]:
                 "flavor": "4GB",
                 "network": "Public",
                 "networkIsPublic": True,
-                "ingress": True,
+                "ingress": "public",
                 "masters": 1,
                 "workers": 1,
             },
@@ -51,7 +51,7 @@ def base() -> dict[str, Any]:
                 "region": "nyc1",
                 "size": "s-2vcpu-4gb",
                 "image": "debian-12-x64",
-                "ingress": True,
+                "ingress": "public",
                 "masters": 1,
                 "workers": 1,
             },
@@ -74,6 +74,10 @@ def with_(path: str, value: Any, raw: dict[str, Any] | None = None) -> dict[str,
 
 
 DELETE = object()
+CLOUDFLARE_ENTRYPOINT = {
+    "cloudflare": {"zoneId": "0" * 32, "zone": "example.com", "recordName": "*.k8s.example.com"},
+    "certManager": {"email": "ops@example.com"},
+}
 
 
 def test_base_config_is_valid() -> None:
@@ -90,9 +94,11 @@ def test_base_config_is_valid() -> None:
     home = config.site_nodes("home")
     assert home[0].roles == ("controlplane", "etcd")
     assert home[1].roles == ("worker",)
-    assert not any(n.ingress for n in home)  # home is behind NAT
-    assert config.site_nodes("ramnode")[1].ingress
-    assert not config.site_nodes("ramnode")[0].ingress  # masters do not carry ingress
+    assert all(n.ingress == "none" for n in home)  # home is behind NAT, no ingress set
+    assert config.site_nodes("ramnode")[1].ingress == "public"
+    assert config.site_nodes("ramnode")[0].ingress == "none"  # masters do not carry ingress
+    assert config.deployer.lan == "home"  # the one sshVia: private site, by default
+    assert config.deployer.sources == ("198.51.100.0/24",) and not config.deployer.explicit
 
 
 def test_defaults_match_pulumi_yaml() -> None:
@@ -188,6 +194,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("even etcd members", with_("sites.home.masters", 2), "sites: 4 etcd members"),
     (
+        "etcd majority in one of two sites",
+        with_("sites.home.masters", 2, with_("sites.digitalocean.masters", 0)),
+        "sites.home.masters: 2 of 3 etcd members in one site",
+    ),
+    (
         "one site holds a majority",
         with_("sites.home.masters", 3, with_("sites.ramnode.masters", 1)),
         "sites.home.masters: 3 of 5 etcd members in one site",
@@ -222,9 +233,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "sites.home.lanCidr: 10.147.0.0/24 overlaps overlayCidr",
     ),
     (
-        "ingress behind NAT",
-        with_("sites.home.ingress", True),
-        "sites.home.ingress: ingress needs a public address",
+        "public ingress behind NAT",
+        with_("sites.home.ingress", "public"),
+        "sites.home.ingress: 'public' ingress needs a public address",
     ),
     (
         "public SSH without a public address",
@@ -287,6 +298,165 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         ),
         "does not resolve through cloudflare.recordName",
     ),
+    # --- the network preflight and its checks (issue 10) ---
+    (
+        "ingress as a boolean",
+        with_("sites.ramnode.ingress", True),
+        "sites.ramnode.ingress: expected one of public | private | none",
+    ),
+    (
+        "private ingress without a LAN range",
+        with_("sites.digitalocean.ingress", "private"),
+        "sites.digitalocean.ingress: 'private' opens 80/443 to the site's LAN only",
+    ),
+    (
+        "SSH over the LAN of a site the deployer is not on",
+        with_("deployer", {"lan": None}),
+        "sites.home.sshVia: deployer -> nodes of site home on 22/tcp",
+    ),
+    (
+        "deployer on an unknown site's LAN",
+        with_("deployer", {"lan": "office"}),
+        "deployer.lan: 'office' is not a site of this stack",
+    ),
+    (
+        "deployer on a LAN without a range",
+        with_("deployer", {"lan": "ramnode"}),
+        "sites.ramnode.lanCidr: the deployer sits on this site's LAN",
+    ),
+    (
+        "two private-SSH sites and no deployer",
+        with_(
+            "sites.digitalocean.sshVia",
+            "private",
+            with_("sites.digitalocean.lanCidr", "10.116.0.0/20"),
+        ),
+        "deployer.lan: sites home, digitalocean are all reached over SSH on LAN addresses",
+    ),
+    (
+        "SSH over the overlay with RKE",
+        with_("sites.home.sshVia", "overlay"),
+        "sites.home.sshVia: 'overlay' makes the node's RKE address equal its internal",
+    ),
+    (
+        "pod range on Docker's bridge",
+        with_("rke", {"podCidr": "172.17.0.0/16"}),
+        "rke.podCidr: 172.17.0.0/16 overlaps Docker's default bridge",
+    ),
+    (
+        "overlay on Docker's bridge",
+        with_("overlayCidr", "172.17.0.0/16"),
+        "overlayCidr: 172.17.0.0/16 overlaps Docker's default bridge",
+    ),
+    (
+        "overlay not private",
+        with_("overlayCidr", "100.64.0.0/16"),
+        "overlayCidr: 100.64.0.0/16 is not an RFC 1918 private range",
+    ),
+    (
+        "service range not private",
+        with_("rke", {"serviceCidr": "198.18.0.0/16"}),
+        "rke.serviceCidr: 198.18.0.0/16 is not an RFC 1918 private range",
+    ),
+    (
+        "LAN on Docker's bridge",
+        with_("sites.home.lanCidr", "172.17.8.0/24"),
+        "sites.home.lanCidr: 172.17.8.0/24 overlaps Docker's default bridge",
+    ),
+    (
+        "DigitalOcean VPC overlapping the pod range",
+        with_("sites.digitalocean.lanCidr", "10.42.0.0/20"),
+        "rke.podCidr: 10.42.0.0/16 overlaps the VPC of site 'digitalocean'",
+    ),
+    (
+        "DNS upstream inside the service range",
+        with_("rke", {"dnsUpstreams": ["10.43.0.10"]}),
+        "rke.dnsUpstreams[0]: 10.43.0.10 lies in serviceCidr",
+    ),
+    (
+        "DNS upstream on one site's LAN",
+        with_("rke", {"dnsUpstreams": ["1.1.1.1", "192.168.50.1"]}),
+        "rke.dnsUpstreams[1]: 192.168.50.1 lies in the LAN of site 'home'",
+    ),
+    (
+        "DNS upstream on link-local",
+        with_("rke", {"dnsUpstreams": ["169.254.169.253"]}),
+        "rke.dnsUpstreams[0]: 169.254.169.253 lies in link-local",
+    ),
+    (
+        "admin CIDR opening the world",
+        with_("adminCidrs", ["0.0.0.0/0"]),
+        "adminCidrs[0]: 0.0.0.0/0 is wider than a /8",
+    ),
+    (
+        "admin CIDR opening the IPv6 world",
+        with_("adminCidrs", ["198.51.100.0/24", "::/0"]),
+        "adminCidrs[1]: ::/0 is wider than a /32",
+    ),
+    (
+        "admin CIDRs that add up to the world",
+        with_("adminCidrs", ["0.0.0.0/1", "128.0.0.0/1"]),
+        "adminCidrs[0]: 0.0.0.0/0 is wider than a /8",
+    ),
+    (
+        "deployer sources opening the world",
+        with_("deployer", {"lan": "home", "sourceCidrs": ["0.0.0.0/0"]}),
+        "deployer.sourceCidrs[0]: 0.0.0.0/0 is wider than a /8",
+    ),
+    ("overlay MTU out of ZeroTier's range", with_("overlayMtu", 1000), "overlayMtu"),
+    (
+        "Longhorn replicas without nodes to hold them",
+        with_(
+            "entrypoint",
+            {"updater": {"enabled": False}, "app": {"enabled": False}, "longhorn": {"replicas": 5}},
+        ),
+        "entrypoint.longhorn.replicas: 5 replicas need 5 schedulable (worker-role) nodes",
+    ),
+    (
+        "an Ingress and RKE's ingress disabled",
+        with_(
+            "rke",
+            {"ingress": {"enabled": False}},
+            with_("entrypoint", {"updater": {"enabled": False}, "app": {"host": "app.home.lan"}}),
+        ),
+        "rke.ingress.enabled: entrypoint.app creates an Ingress",
+    ),
+    (
+        "an Ingress and no node running the controller",
+        with_(
+            "sites.ramnode.ingress",
+            "none",
+            with_(
+                "sites.digitalocean.ingress",
+                "none",
+                with_(
+                    "entrypoint", {"updater": {"enabled": False}, "app": {"host": "app.home.lan"}}
+                ),
+            ),
+        ),
+        "entrypoint.app.enabled: the app's Ingress needs an ingress controller",
+    ),
+    (
+        "a Cloudflare record and no public-ingress node",
+        with_(
+            "sites.ramnode.ingress",
+            "none",
+            with_("sites.digitalocean.ingress", "none", with_("entrypoint", CLOUDFLARE_ENTRYPOINT)),
+        ),
+        "entrypoint.cloudflare: the Cloudflare record and the DNS updater need a public-ingress",
+    ),
+    (
+        "ACME HTTP-01 for a host without a public record",
+        with_(
+            "entrypoint",
+            {
+                "updater": {"enabled": False},
+                "certManager": {"enabled": True, "email": "ops@example.com"},
+                "app": {"host": "app.home.lan"},
+            },
+        ),
+        "entrypoint.certManager.enabled: Let's Encrypt's HTTP-01 check connects to app.home.lan",
+    ),
 ]
 
 
@@ -301,7 +471,7 @@ def test_bad_config_names_the_key(raw: dict[str, Any], expected: str) -> None:
 
 
 def test_bad_config_table_is_large_and_distinct() -> None:
-    assert len(BAD) >= 20
+    assert len(BAD) >= 20 + 12
     assert len({json.dumps(raw, sort_keys=True) for _, raw, _ in BAD}) == len(BAD)
 
 
@@ -312,7 +482,7 @@ def test_masters_schedulable_gives_masters_the_worker_role() -> None:
     raw["mastersSchedulable"] = True
     config = parse_config(raw)
     assert all(n.roles == ("controlplane", "etcd", "worker") for n in config.nodes)
-    assert [n.name for n in config.nodes if n.ingress] == [
+    assert [n.name for n in config.nodes if n.public_ingress] == [
         "mc-ramnode-master-0",
         "mc-digitalocean-master-0",
     ]

@@ -16,7 +16,7 @@ from pulumi_cloudflare.outputs import GetApiTokenPermissionGroupsListResultResul
 
 from components.cluster_node import ClusterNode
 from components.config.entrypoint import EntrypointSettings
-from components.nodes import INGRESS_LABEL, NodeSpec
+from components.nodes import PUBLIC_INGRESS_LABEL, NodeSpec
 from components.services.cloudflare import (
     UPDATER_PERMISSION_GROUPS,
     ZONE_SCOPE,
@@ -151,7 +151,7 @@ def node(site: str, index: int, *, ingress: bool, public: str | None) -> Cluster
         roles=("worker",),
         size="small",
         zerotier_ip=f"10.147.{index}.{len(site)}",
-        ingress=ingress,
+        ingress="public" if ingress else "none",
     )
     return ClusterNode(
         spec=spec,
@@ -192,7 +192,7 @@ def run(
             s,
             kubeconfig=rke.kubeconfig,
             cluster=rke,
-            sites=["home", "ramnode", "digitalocean"],
+            zones=["home", "ramnode", "digitalocean"],
             updater_token=entry.updater_token,
         )
         built.update(rke=rke, entry=entry, services=services)
@@ -340,7 +340,7 @@ def test_updater_deployment_on_ingress_nodes(full: tuple[World, dict[str, Any]])
     secret = world.one("kubernetes:core/v1:Secret")
     assert secret.urn in deployment.dependencies
     pod = deployment.inputs["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {INGRESS_LABEL: "true"}
+    assert pod["nodeSelector"] == {PUBLIC_INGRESS_LABEL: "true"}
     assert {(t["key"], t["tolerationSeconds"]) for t in pod["tolerations"]} == {
         ("node.kubernetes.io/not-ready", 30),
         ("node.kubernetes.io/unreachable", 30),

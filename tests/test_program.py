@@ -97,21 +97,46 @@ def _firewall(run: Run) -> dict[str, set[tuple[str, int, str]]]:
 
 
 def test_firewall_is_exactly_the_policy() -> None:
+    """Public sites: SSH/API from the admins (= the deployer's public sources by default);
+    home (behind NAT, reached on its LAN by the deployer): SSH/API and 80/443 from the LAN."""
     run = committed("prod")
     admins = json.loads(stack_config("prod")[0]["multicloud:adminCidrs"])
+    lan = "192.168.50.0/24"
     anywhere = ("0.0.0.0/0", "::/0")
-    expected = {
-        "node": {("tcp", 22, a) for a in admins} | {("udp", 9993, a) for a in anywhere},
+    zerotier = {("udp", 9993, a) for a in anywhere}
+    public = {
+        "node": {("tcp", 22, a) for a in admins} | zerotier,
         "api": {("tcp", 6443, a) for a in admins},
         "ingress": {("tcp", p, a) for p in (80, 443) for a in anywhere},
     }
+    expected = {
+        "ramnode": public,
+        "digitalocean": public,
+        "home": {
+            "node": {("tcp", 22, lan)} | zerotier,
+            "api": {("tcp", 6443, lan)},
+            "lan-ingress": {("tcp", 80, lan), ("tcp", 443, lan)},
+        },
+    }
     groups = _firewall(run)
-    assert {g.split("-", 1)[0] for g in groups} == {"ramnode", "home", "digitalocean"}
+    assert {name: set(expected[name]) for name in expected} == {
+        site: {g.split("-", 1)[1] for g in groups if g.startswith(f"{site}-")} for site in expected
+    }
     for name, rules in groups.items():
-        assert rules == expected[name.split("-", 1)[1]], name
+        site, group = name.split("-", 1)
+        assert rules == expected[site][group], name
+    # what is registered is what the preflight checked
+    from components.config import parse_config, raw_values
+
+    checked = parse_config(raw_values(stack_config("prod")[0])).network.firewall
+    for site, policy in checked.items():
+        for group, group_rules in policy.groups.items():
+            assert groups[f"{site}-{group}"] == {
+                (r.protocol, r.port, src) for r in group_rules for src in r.sources
+            }
     everything = set().union(*groups.values())
-    public = {r for r in everything if r[2] in anywhere}
-    assert {port for _, port, _ in public} == {80, 443, 9993}  # no 22, 6443, etcd, kubelet, VXLAN
+    world = {r for r in everything if r[2] in anywhere}
+    assert {port for _, port, _ in world} == {80, 443, 9993}  # no 22, 6443, etcd, kubelet, VXLAN
     # DigitalOcean firewalls select droplets by tag, never by droplet id.
     for fw in run.of_type("digitalocean:index/firewall:Firewall"):
         inputs = reveal(fw.inputs)
@@ -127,8 +152,9 @@ def test_ingress_ports_only_on_ingress_nodes() -> None:
     group_ids = {r.name: r.urn for r in run.of_type("openstack:networking/secGroup:SecGroup")}
     assert group_ids
     for name, port in ports.items():
-        groups = " ".join(port["securityGroupIds"])
-        assert ("ingress" in groups) == ("ramnode-worker" in name), name
+        groups = {g.removesuffix("-id") for g in port["securityGroupIds"]}
+        assert ("ramnode-ingress" in groups) == ("ramnode-worker" in name), name
+        assert ("home-lan-ingress" in groups) == ("home-worker" in name), name
     for droplet in run.of_type("digitalocean:index/droplet:Droplet"):
         tags = reveal(droplet.inputs)["tags"]
         assert ("mc-prod-digitalocean-ingress" in tags) == droplet.name.endswith("worker-0")
@@ -296,6 +322,8 @@ def test_canary_secrets_never_appear_in_plaintext() -> None:
             "multicloud:digitaloceanToken: missing; site 'digitalocean'",
         ),
         ("multicloud:sitez", "{}", "multicloud:sitez: unknown key"),
+        # the network preflight: a deployer on no LAN cannot reach home's LAN addresses
+        ("multicloud:deployer", '{"overlay": true}', "multicloud:sites.home.sshVia: deployer"),
     ],
 )
 def test_bad_stack_config_stops_before_any_resource(
@@ -376,6 +404,72 @@ def test_home_runs_services_without_a_public_record() -> None:
     assert "recordName" not in run.outputs and run.outputs["appUrl"] == "http://app.home.lan/"
 
 
+def test_home_ingress_controller_runs_on_the_lan_workers() -> None:
+    """An Ingress exists only when RKE's controller can run, and it runs on the home
+    workers, reachable on 80/443 from the LAN only."""
+    import pulumi
+
+    run = committed("home")
+    [command] = run.of_type(RKE_COMMAND)
+    doc = yaml.safe_load(reveal(command.inputs["environment"])["RKE_CLUSTER_YML"])
+    selector = doc["ingress"]["node_selector"]
+    # ingress-nginx's DaemonSet needs the worker role too (its nodeAffinity), the admission
+    # Jobs only the node_selector: both land on the same nodes here
+    runs = [
+        n["hostname_override"]
+        for n in doc["nodes"]
+        if "worker" in n["role"] and all(n["labels"].get(k) == v for k, v in selector.items())
+    ]
+    assert runs == ["mc-home-home-worker-0", "mc-home-home-worker-1"]
+    assert len(run.of_type("kubernetes:networking.k8s.io/v1:Ingress")) == 1
+    ports = {
+        r.name.removesuffix("-port"): {
+            g.removesuffix("-id") for g in reveal(r.inputs)["securityGroupIds"]
+        }
+        for r in run.of_type("openstack:networking/port:Port")
+    }
+    assert {name for name, groups in ports.items() if "home-lan-ingress" in groups} == set(runs)
+    lan_rules = {
+        (reveal(r.inputs)["portRangeMin"], reveal(r.inputs)["remoteIpPrefix"])
+        for r in run.of_type("openstack:networking/secGroupRule:SecGroupRule")
+        if r.parent.endswith("::home-lan-ingress")
+    }
+    assert lan_rules == {(80, "192.168.50.0/24"), (443, "192.168.50.0/24")}
+
+    def no_controller(values: dict[str, Any]) -> None:
+        values["multicloud:sites"]["home"]["ingress"] = "none"
+
+    refused = run_edited("home", no_controller)
+    assert isinstance(refused.error, pulumi.RunError)
+    assert "multicloud:sites.home.ingress: private" in str(refused.error)
+    assert refused.registrations == []
+
+    def no_controller_no_app(values: dict[str, Any]) -> None:
+        no_controller(values)
+        values["multicloud:entrypoint"]["app"] = {"enabled": False}
+
+    quiet = run_edited("home", no_controller_no_app)
+    assert quiet.error is None, quiet.error
+    assert not quiet.of_type("kubernetes:networking.k8s.io/v1:Ingress")
+
+
+def test_longhorn_counts_only_zones_with_workers() -> None:
+    """prod with digitalocean's workers at 0: two zones can hold replicas, so the default is
+    2 replicas with hard zone anti-affinity (it was 3 over three sites, never satisfiable)."""
+
+    def edit(values: dict[str, Any]) -> None:
+        values["multicloud:sites"]["digitalocean"]["workers"] = 0
+        del values["multicloud:entrypoint"]["longhorn"]["replicas"]
+
+    run = run_edited("prod", edit)
+    assert run.error is None, run.error
+    [longhorn] = [
+        r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.name.endswith("-longhorn")
+    ]
+    defaults = reveal(longhorn.inputs)["values"]["defaultSettings"]
+    assert (defaults["defaultReplicaCount"], defaults["replicaZoneSoftAntiAffinity"]) == (2, False)
+
+
 def test_edited_helper_round_trips() -> None:
     config, _ = edited("home", lambda values: None)
     assert json.loads(config["multicloud:sites"]) == json.loads(
@@ -406,6 +500,11 @@ def test_render_writes_the_build_and_refuses_bad_config(
     assert "mc-home-home-worker-1" in (out / "nodes.md").read_text()
     assert "flannel_iface: zt" in (out / "cluster.yml").read_text()
     assert (out / "architecture.mmd").read_text().startswith("flowchart")
+    reachability = (out / "reachability.md").read_text()
+    assert reachability.startswith("# Reachability: stack home")
+    assert "| path | from | to | port | verdict | note |" in reachability
+    assert "| lan-ingress | LAN of home (192.168.50.0/24) | mc-home-home-worker-1" in reachability
+    assert reachability in capsys.readouterr().out  # printed too
     assert len(list((out / "user-data").glob("*.yaml"))) == 3
     resources = json.loads((out / "resources.json").read_text())
     assert PLACEHOLDER not in json.dumps(resources)  # secrets are masked

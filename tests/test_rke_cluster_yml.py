@@ -11,9 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from components.nodes import INGRESS_LABEL, ZONE_LABEL, NodeSpec
+from components.nodes import (
+    INGRESS_CONTROLLER_LABEL,
+    PUBLIC_INGRESS_LABEL,
+    ZONE_LABEL,
+    NodeSpec,
+)
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
-from rke.settings import CidrOverlapError, RkeSettings, validate_cidrs
+from rke.settings import RkeSettings
 from tests import reference
 
 SCHEMA = reference.load("rke-cluster.schema.json")
@@ -47,7 +52,7 @@ def three_sites() -> list[RkeNode]:
                 spec = NodeSpec(
                     name=f"mc-{site}-{kind}-{n}", site=site, kind=kind, index=n, roles=roles,  # type: ignore[arg-type]
                     size="s", zerotier_ip=f"10.147.{i}.{10 + n if kind == 'master' else 100 + n}",
-                    ingress=kind == "worker" and site != "home",
+                    ingress="public" if kind == "worker" and site != "home" else "none",
                 )  # fmt: skip
                 nodes.append(RkeNode.from_spec(spec, f"203.0.113.{len(nodes) + 1}"))
     return nodes
@@ -66,7 +71,9 @@ def test_three_site_example_validates_and_has_the_expected_content() -> None:
     assert [n["hostname_override"] for n in doc["nodes"]] == sorted(n.name for n in three_sites())
     node = next(n for n in doc["nodes"] if n["hostname_override"] == "mc-ramnode-worker-1")
     assert node["internal_address"] == "10.147.1.101" and node["user"] == "debian"
-    assert node["labels"] == {INGRESS_LABEL: "true", ZONE_LABEL: "ramnode"}
+    assert node["labels"] == {
+        INGRESS_CONTROLLER_LABEL: "true", PUBLIC_INGRESS_LABEL: "true", ZONE_LABEL: "ramnode",
+    }  # fmt: skip
     assert doc["network"] == {"plugin": "flannel", "options": {"flannel_iface": "ztks575eoa"}}
     etcd = doc["services"]["etcd"]
     assert etcd["extra_args"] == {"heartbeat-interval": "500", "election-timeout": "5000"}
@@ -75,7 +82,7 @@ def test_three_site_example_validates_and_has_the_expected_content() -> None:
     }  # fmt: skip
     assert doc["services"]["kubelet"]["cluster_dns_server"] == "10.43.0.10"
     assert doc["services"]["kube-controller"]["cluster_cidr"] == "10.42.0.0/16"
-    assert doc["ingress"]["node_selector"] == {INGRESS_LABEL: "true"}
+    assert doc["ingress"]["node_selector"] == {INGRESS_CONTROLLER_LABEL: "true"}
     assert doc["dns"]["upstreamnameservers"] == ["8.8.8.8"]
     assert doc["ssh_agent_auth"] is True
 
@@ -109,6 +116,11 @@ def test_deterministic_regardless_of_input_order() -> None:
         (
             [RkeNode("a", "1.1.1.1", "10.147.0.1", ("etcd", "controlplane", "worker"))] * 2,
             "duplicate",
+        ),
+        # RKE would start kubelet without --node-ip (rke/engine.py)
+        (
+            [RkeNode("a", "10.147.0.1", "10.147.0.1", ("etcd", "controlplane", "worker"))],
+            "address equals internal_address",
         ),
     ],
 )
@@ -203,17 +215,3 @@ def test_settings_defaults_and_camel_case() -> None:
 def test_settings_errors_name_the_field(raw: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         RkeSettings.model_validate(raw)
-
-
-def test_validate_cidrs() -> None:
-    s = RkeSettings()
-    validate_cidrs(s, "10.147.0.0/16", {"home": "192.168.1.0/24", "do": "10.10.0.0/16"})
-    with pytest.raises(CidrOverlapError, match="site 'home'") as err:
-        validate_cidrs(s, "10.147.0.0/16", {"home": "10.42.7.0/24"})
-    assert err.value.key == "podCidr"
-    with pytest.raises(CidrOverlapError, match="overlay") as err:
-        validate_cidrs(s, "10.0.0.0/8", {})
-    assert err.value.key == "serviceCidr"
-    overlapping = RkeSettings.model_construct(service_cidr="10.42.0.0/24", pod_cidr="10.42.0.0/16")
-    with pytest.raises(CidrOverlapError, match="podCidr"):
-        validate_cidrs(overlapping, "10.147.0.0/16", {})

@@ -50,7 +50,8 @@ class Mocks(pulumi.runtime.Mocks):
 def spec(site: str, kind: str, index: int, roles: tuple[str, ...], octet: int) -> NodeSpec:
     return NodeSpec(
         name=f"mc-{site}-{kind}-{index}", site=site, kind=kind, index=index,  # type: ignore[arg-type]
-        roles=roles, size="s", zerotier_ip=f"10.147.0.{octet}", ingress=kind == "worker",
+        roles=roles, size="s", zerotier_ip=f"10.147.0.{octet}",
+        ingress="public" if kind == "worker" else "none",
     )  # fmt: skip
 
 

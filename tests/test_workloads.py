@@ -15,7 +15,7 @@ from components.config.entrypoint import (
     EntrypointSettings,
     failover_bound_seconds,
 )
-from components.nodes import INGRESS_LABEL, ZONE_LABEL
+from components.nodes import PUBLIC_INGRESS_LABEL, ZONE_LABEL
 from components.services import workloads
 
 K8S_VERSION = "1.30"
@@ -117,7 +117,7 @@ def test_updater_deployment_is_pinned_hardened_and_quick_to_move() -> None:
     spec = workloads.updater_deployment(s)["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
-    assert pod["nodeSelector"] == {INGRESS_LABEL: "true"}
+    assert pod["nodeSelector"] == {PUBLIC_INGRESS_LABEL: "true"}
     assert {t["key"] for t in pod["tolerations"]} == {
         "node.kubernetes.io/not-ready",
         "node.kubernetes.io/unreachable",
@@ -198,16 +198,16 @@ def test_cluster_issuers_shape() -> None:
 
 def test_chart_values() -> None:
     assert workloads.cert_manager_values() == {"crds": {"enabled": True, "keep": True}}
-    three = workloads.longhorn_values(settings(), site_count=3)
+    three = workloads.longhorn_values(settings(), zone_count=3)
     assert three["persistence"] == {"defaultClass": True, "defaultClassReplicaCount": 3}
     assert three["defaultSettings"] == {
         "defaultReplicaCount": 3,
         "replicaZoneSoftAntiAffinity": False,
         "replicaAutoBalance": "best-effort",
     }
-    home = workloads.longhorn_values(settings(), site_count=1)
+    home = workloads.longhorn_values(settings(), zone_count=1)
     assert home["defaultSettings"]["defaultReplicaCount"] == 1
-    more = workloads.longhorn_values(settings(longhorn={"replicas": 3}), site_count=2)
+    more = workloads.longhorn_values(settings(longhorn={"replicas": 3}), zone_count=2)
     assert more["defaultSettings"]["replicaZoneSoftAntiAffinity"] is True
 
 

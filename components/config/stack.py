@@ -17,11 +17,10 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     ValidationError,
@@ -29,13 +28,18 @@ from pydantic import (
     model_validator,
 )
 
+from components.config.deployer import Deployer, DeployerSettings
 from components.config.entrypoint import EntrypointSettings
-from components.config.model import ConfigModel
-from components.nodes import NodeSpec
+from components.config.model import NAMESPACE, Cidr, ConfigError, ConfigModel, fail
+from components.config.ranges import check_address_ranges
+from components.nodes import INGRESS_MODES, IngressMode, NodeSpec
 from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
-from rke.settings import CidrOverlapError, RkeSettings, validate_cidrs
+from rke.engine import ENGINE, ssh_via_problem
+from rke.settings import RkeSettings
 
-NAMESPACE = "multicloud"
+if TYPE_CHECKING:
+    from components.preflight import NetworkPlan
+
 DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
 # Kubernetes versions RKE v1.8.14 (the pinned RKE) ships (reference/rke-kubernetes-versions.json).
 # The 1.31/1.32 builds need RKE's paid extended-life subscription.
@@ -48,10 +52,6 @@ SSH_KEY = re.compile(
 )
 
 
-class ConfigError(ValueError):
-    """A stack config problem, already phrased for the person editing the stack file."""
-
-
 def _no_bool(value: Any) -> Any:
     # YAML `true` would otherwise pass as the count 1.
     if isinstance(value, bool):
@@ -59,16 +59,24 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
-def _check_cidr(value: str) -> str:
-    try:
-        ipaddress.ip_network(value, strict=True)
-    except ValueError as err:
-        raise ValueError(f"{value!r} is not a network in CIDR notation ({err})") from None
+def _ingress_mode(value: Any) -> Any:
+    # `ingress: true/false` was the setting before public and LAN ingress were split.
+    if isinstance(value, bool):
+        raise ValueError(
+            f"expected one of {' | '.join(INGRESS_MODES)}, got the boolean {value}: "
+            "'public' runs the ingress controller and takes public 80/443 (what true meant), "
+            "'private' runs it for the site's LAN only (lanCidr), 'none' runs none "
+            "(what false meant)"
+        )
     return value
 
 
 Count = Annotated[int, BeforeValidator(_no_bool), Field(ge=0)]
-Cidr = Annotated[str, AfterValidator(_check_cidr)]
+Ingress = Annotated[IngressMode, BeforeValidator(_ingress_mode)]
+# Wider than this is "the world" for adminCidrs and deployer.sourceCidrs: a /8 is the
+# largest block one organisation holds (a legacy class A), a /32 is an ISP's usual
+# IPv6 allocation (RIR minimum for an LIR).
+WIDEST_ADMIN_PREFIX = {4: 8, 6: 32}
 
 
 class OpenStackAuth(ConfigModel):
@@ -97,9 +105,22 @@ class SiteBase(ConfigModel):
     site_id: int = Field(ge=1, description="overlay block of the site; never reuse or change")
     masters: Count = 0
     workers: Count = 0
-    ingress: bool = False
+    ingress: Ingress = Field(
+        default="none",
+        description=(
+            "`public`: the site's workers run the ingress controller and take public 80/443 "
+            "(firewall open to the world, DNS record target, DNS updater); `private`: they "
+            "run it for the site's LAN only (80/443 from `lanCidr`); `none`: no controller."
+        ),
+    )
     ssh_via: Literal["public", "private", "overlay"] = "public"
-    lan_cidr: Cidr | None = None
+    lan_cidr: Cidr | None = Field(
+        default=None,
+        description=(
+            "The site's LAN (for DigitalOcean: its VPC's IP range): nodes' private addresses "
+            "live there; the deployer on it reaches `sshVia: private` nodes from it."
+        ),
+    )
 
     @property
     def has_public_address(self) -> bool:
@@ -177,6 +198,30 @@ class ClusterSettings(ConfigModel):
     sites: dict[str, SiteConfig] = Field(min_length=1)
     rke: RkeSettings = Field(default_factory=RkeSettings)
     entrypoint: EntrypointSettings | None = None
+    deployer: DeployerSettings | None = Field(
+        default=None,
+        description=(
+            "Where the machine running `pulumi up` sits (see docs/network.md). Unset: on the "
+            "LAN of the one site with `sshVia: private`, reaching public addresses from "
+            "`adminCidrs`."
+        ),
+    )
+    overlay_mtu: int | None = Field(
+        default=None,
+        ge=1280,
+        le=10000,
+        description=(
+            "MTU of the ZeroTier network (ZeroTier allows 1280..10000). Unset: a created "
+            "network gets ZeroTier's default 2800 and an adopted one keeps its own."
+        ),
+    )
+    allow_wide_admin_cidrs: bool = Field(
+        default=False,
+        description=(
+            "Accept `adminCidrs` or `deployer.sourceCidrs` wider than a /8 (IPv6: /32), such "
+            "as 0.0.0.0/0: SSH and the Kubernetes API then face the internet."
+        ),
+    )
 
     @field_validator("cluster_name")
     @classmethod
@@ -253,8 +298,13 @@ class Secrets:
 
 @dataclass(frozen=True)
 class ClusterConfig:
+    """The validated stack: settings, node specs, the resolved deployer and the network plan
+    (each site's firewall policy and the reachability table, see ``components.preflight``)."""
+
     settings: ClusterSettings
     nodes: tuple[NodeSpec, ...]
+    deployer: Deployer
+    network: NetworkPlan
 
     def site_nodes(self, site: str) -> tuple[NodeSpec, ...]:
         return tuple(node for node in self.nodes if node.site == site)
@@ -282,8 +332,10 @@ SCALAR_KEYS = (
     "mastersSchedulable",
     "zerotierNetworkId",
     "zerotierCentralUrl",
+    "overlayMtu",
+    "allowWideAdminCidrs",
 )
-OBJECT_KEYS = ("sites", "adminCidrs", "rebuild", "rke", "entrypoint")
+OBJECT_KEYS = ("sites", "adminCidrs", "rebuild", "rke", "entrypoint", "deployer")
 
 
 def openstack_secret_key(site: str) -> str:
@@ -335,13 +387,22 @@ def parse_config(raw: Mapping[str, Any]) -> ClusterConfig:
     except ValidationError as err:
         raise ConfigError(_format(err)) from None
     _check_sites(settings)
+    _check_admin_ranges(settings)
     nodes = _node_specs(settings)
     _check_topology(settings, nodes)
-    return ClusterConfig(settings=settings, nodes=nodes)
+    check_address_ranges(settings)
+    _check_engine(settings)
+    deployer = _resolve_deployer(settings)
+    # Imported here: the preflight renders the firewall from components.sites, which
+    # imports this package's models.
+    from components.preflight import plan_network, require_reachable
+
+    network = plan_network(settings, nodes, deployer)
+    require_reachable(network.paths)
+    return ClusterConfig(settings=settings, nodes=nodes, deployer=deployer, network=network)
 
 
-def _fail(path: str, message: str) -> ConfigError:
-    return ConfigError(f"invalid stack config:\n  {NAMESPACE}:{path}: {message}")
+_fail = fail
 
 
 def _check_sites(settings: ClusterSettings) -> None:
@@ -367,15 +428,16 @@ def _check_sites(settings: ClusterSettings) -> None:
             raise _fail(f"{path}.masters", f"at most {MAX_MASTERS} per site fit the overlay layout")
         if site.workers > MAX_WORKERS:
             raise _fail(f"{path}.workers", f"at most {MAX_WORKERS} per site fit the overlay layout")
-        if site.lan_cidr and ipaddress.ip_network(site.lan_cidr).overlaps(overlay):
-            raise _fail(
-                f"{path}.lanCidr",
-                f"{site.lan_cidr} overlaps overlayCidr {overlay}: routing would loop",
-            )
-        if site.ingress and not site.has_public_address:
+        if site.ingress == "public" and not site.has_public_address:
             raise _fail(
                 f"{path}.ingress",
-                "ingress needs a public address: set floatingIpPool or networkIsPublic: true",
+                "'public' ingress needs a public address (floatingIpPool or networkIsPublic: "
+                "true); use 'private' for an ingress controller reachable on the site's LAN",
+            )
+        if site.ingress == "private" and not site.lan_cidr:
+            raise _fail(
+                f"{path}.ingress",
+                f"'private' opens 80/443 to the site's LAN only: set {path}.lanCidr",
             )
         if site.ssh_via == "public" and not site.has_public_address:
             raise _fail(
@@ -397,7 +459,7 @@ def _node_specs(settings: ClusterSettings) -> tuple[NodeSpec, ...]:
                         roles += ("worker",)
                 else:
                     roles = ("worker",)
-                ingress = site.ingress and "worker" in roles
+                ingress: IngressMode = site.ingress if "worker" in roles else "none"
                 specs.append(
                     NodeSpec(
                         name=f"{settings.cluster_name}-{site_name}-{kind}-{index}",
@@ -425,13 +487,19 @@ def _check_topology(settings: ClusterSettings, nodes: tuple[NodeSpec, ...]) -> N
             f"than {total - 1} would, and an even split leaves no quorum; "
             "use an odd number of masters",
         )
-    if len(etcd) >= 3:
+    if len(etcd) >= 2:  # one site holding them all is a choice, not a hidden single point
         for site, count in etcd.items():
             if count * 2 > total:
+                two = (
+                    " (with masters in two sites one of them always holds a majority: use one "
+                    "site, or three or more)"
+                    if len(etcd) == 2
+                    else ""
+                )
                 raise _fail(
                     f"sites.{site}.masters",
                     f"{count} of {total} etcd members in one site: losing that site loses quorum; "
-                    "spread masters so no site holds a majority",
+                    f"spread masters so no site holds a majority{two}",
                 )
     if not any("worker" in node.roles for node in nodes):
         raise _fail(
@@ -452,13 +520,87 @@ def _check_topology(settings: ClusterSettings, nodes: tuple[NodeSpec, ...]) -> N
             "rebuild",
             f"{', '.join(rebuilding_etcd)} are etcd members; rebuild one master at a time",
         )
-    lans = {name: site.lan_cidr for name, site in settings.sites.items() if site.lan_cidr}
-    try:
-        validate_cidrs(settings.rke, settings.overlay_cidr, lans)
-    except CidrOverlapError as err:
-        raise ConfigError(f"invalid stack config:\n  {NAMESPACE}:rke.{err}") from None
-    except ValueError as err:
-        raise _fail("sites", str(err)) from None
+
+
+def _check_admin_ranges(settings: ClusterSettings) -> None:
+    """Refuse admin/deployer source ranges that open SSH and the API to the world."""
+    if settings.allow_wide_admin_cidrs:
+        return
+    lists = {"adminCidrs": settings.admin_cidrs}
+    if settings.deployer is not None and settings.deployer.source_cidrs:
+        lists["deployer.sourceCidrs"] = settings.deployer.source_cidrs
+    for key, cidrs in lists.items():
+        networks = [ipaddress.ip_network(c) for c in cidrs]
+        for version, widest in WIDEST_ADMIN_PREFIX.items():
+            same = [n for n in networks if n.version == version]
+            # collapsed, so that 0.0.0.0/1 + 128.0.0.0/1 counts as the world it is
+            for merged in ipaddress.collapse_addresses(same):  # type: ignore[type-var]
+                if merged.prefixlen < widest:
+                    index = next(
+                        (
+                            i
+                            for i, n in enumerate(networks)
+                            if n.version == version and n.subnet_of(merged)  # type: ignore[arg-type]
+                        ),
+                        0,
+                    )
+                    raise _fail(
+                        f"{key}[{index}]",
+                        f"{merged} is wider than a /{widest}: it opens SSH (22) and the "
+                        "Kubernetes API (6443) of every node to the internet; list the "
+                        "addresses you administer from, or set allowWideAdminCidrs: true "
+                        "to accept that exposure on purpose",
+                    )
+
+
+def _check_engine(settings: ClusterSettings) -> None:
+    """What the install engine (RKE v1, rke/engine.py) cannot do with this stack."""
+    for name, site in settings.sites.items():
+        problem = ssh_via_problem(name, site.ssh_via)
+        if problem:
+            raise _fail(f"sites.{name}.sshVia", f"{problem} ({ENGINE} engine)")
+
+
+def _resolve_deployer(settings: ClusterSettings) -> Deployer:
+    """The deployer as configured, or the documented default.
+
+    Default (``multicloud:deployer`` unset): a machine on the LAN of the one site whose
+    nodes are reached with ``sshVia: private`` (none: on no LAN), reaching public
+    addresses from ``adminCidrs``. Two or more such sites are ambiguous and refused:
+    the deployer sits on one LAN.
+    """
+    configured = settings.deployer
+    if configured is None:
+        private = [n for n, s in settings.sites.items() if s.ssh_via == "private"]
+        if len(private) > 1:
+            raise _fail(
+                "deployer.lan",
+                f"sites {', '.join(private)} are all reached over SSH on LAN addresses "
+                "(sshVia: private), and the deployer sits on one LAN: say which with "
+                "`pulumi config set --path deployer.lan <site>` and reach the others on "
+                "public addresses (sshVia: public); see docs/network.md",
+            )
+        lan = private[0] if private else None
+        overlay, sources, explicit = False, tuple(settings.admin_cidrs), False
+    else:
+        lan = configured.lan
+        if lan is not None and lan not in settings.sites:
+            raise _fail(
+                "deployer.lan",
+                f"{lan!r} is not a site of this stack; expected one of "
+                f"{', '.join(settings.sites)}, or leave it unset (on no site's LAN)",
+            )
+        overlay, explicit = configured.overlay, True
+        sources = tuple(configured.source_cidrs or settings.admin_cidrs)
+    lan_cidr = settings.sites[lan].lan_cidr if lan else None
+    if lan is not None and lan_cidr is None:
+        reason = "multicloud:deployer.lan names it" if explicit else "its nodes use sshVia: private"
+        raise _fail(
+            f"sites.{lan}.lanCidr",
+            f"the deployer sits on this site's LAN ({reason}): give the LAN's range so the "
+            "firewall opens SSH and the Kubernetes API to it",
+        )
+    return Deployer(lan=lan, lan_cidr=lan_cidr, overlay=overlay, sources=sources, explicit=explicit)
 
 
 # --- reading the stack through Pulumi -------------------------------------------------
@@ -562,6 +704,9 @@ def load_config() -> tuple[ClusterConfig, Secrets]:
     """Read and validate the whole stack config, or stop with a readable error."""
     try:
         config = parse_config(read_raw())
+        for path in config.network.paths:  # broken paths stopped parse_config already
+            if path.verdict == "warn":
+                pulumi.log.warn(f"network preflight: {NAMESPACE}:{path.key}: {path.note}")
         return config, read_secrets(config)
     except ConfigError as err:
         raise pulumi.RunError(str(err)) from None

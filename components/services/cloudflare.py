@@ -28,9 +28,9 @@ def zone_resource(zone_id: str) -> str:
 
 
 def entry_node(nodes: Sequence[ClusterNode]) -> ClusterNode:
-    """The first ingress-capable node with a public address: the record's initial target."""
+    """The first public-ingress node with a public address: the record's initial target."""
     for node in nodes:
-        if node.spec.ingress and node.public_address is not None:
+        if node.spec.public_ingress and node.public_address is not None:
             return node
     raise ValueError(
         "entrypoint: no ingress-capable node with a public address; mark at least one site's "

@@ -18,7 +18,11 @@ from components.services import workloads
 
 
 class ClusterServices(pulumi.ComponentResource):
-    """Workloads and charts of the cluster; exports ``app_url`` and ``record_name``."""
+    """Workloads and charts of the cluster; exports ``app_url`` and ``record_name``.
+
+    ``zones``: the sites with schedulable (worker-role) nodes, where Longhorn can place
+    replicas (``components.nodes.schedulable_zones``).
+    """
 
     provider: k8s.Provider
     record_name: str | None
@@ -30,7 +34,7 @@ class ClusterServices(pulumi.ComponentResource):
         settings: EntrypointSettings,
         kubeconfig: pulumi.Input[str],
         cluster: pulumi.Resource,
-        sites: Sequence[str],
+        zones: Sequence[str],
         updater_token: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -53,7 +57,7 @@ class ClusterServices(pulumi.ComponentResource):
         if settings.cert_manager.enabled:
             issuers = self._cert_manager(settings)
         if settings.longhorn.enabled:
-            self._longhorn(settings, len(set(sites)))
+            self._longhorn(settings, len(set(zones)))
         if settings.app.enabled:
             self._app(settings, issuers)
             self.app_url = pulumi.Output.from_input(workloads.app_url(settings))
@@ -140,13 +144,13 @@ class ClusterServices(pulumi.ComponentResource):
             for issuer in workloads.cluster_issuers(settings.cert_manager.email)
         ]
 
-    def _longhorn(self, settings: EntrypointSettings, site_count: int) -> None:
+    def _longhorn(self, settings: EntrypointSettings, zone_count: int) -> None:
         self._release(
             "longhorn",
             settings.longhorn.chart_version,
             workloads.LONGHORN_REPO,
             workloads.LONGHORN_NAMESPACE,
-            workloads.longhorn_values(settings, site_count),
+            workloads.longhorn_values(settings, zone_count),
         )
 
     def _app(self, settings: EntrypointSettings, issuers: Sequence[pulumi.Resource]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.config.entrypoint import EntrypointSettings
-from components.nodes import INGRESS_LABEL, ZONE_LABEL
+from components.nodes import PUBLIC_INGRESS_LABEL, ZONE_LABEL
 
 Manifest = dict[str, Any]
 
@@ -103,7 +103,7 @@ def updater_env(settings: EntrypointSettings) -> dict[str, str]:
 
 
 def updater_deployment(settings: EntrypointSettings) -> Manifest:
-    """One updater on an ingress node; evicted quickly when its node stops reporting."""
+    """One updater on a public-ingress node; evicted quickly when its node stops reporting."""
     seconds = settings.updater.toleration_seconds
     pod_sc, container_sc = _hardened(1000)
     labels = _labels(UPDATER_NAME)
@@ -125,7 +125,7 @@ def updater_deployment(settings: EntrypointSettings) -> Manifest:
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "nodeSelector": {INGRESS_LABEL: "true"},
+                    "nodeSelector": {PUBLIC_INGRESS_LABEL: "true"},
                     "tolerations": [
                         {
                             "key": key,
@@ -278,24 +278,31 @@ def cert_manager_values() -> Manifest:
     return {"crds": {"enabled": True, "keep": True}}
 
 
-def longhorn_replicas(settings: EntrypointSettings, site_count: int) -> int:
-    """Configured replicas, else one per site (at most 3, at least 1)."""
-    return settings.longhorn.replicas or max(1, min(3, site_count))
+def longhorn_replicas(settings: EntrypointSettings, zone_count: int) -> int:
+    """Configured replicas, else one per zone (at most 3, at least 1).
+
+    ``zone_count``: the sites that have schedulable (worker-role) nodes
+    (``components.nodes.schedulable_zones``); Longhorn places replicas only where its
+    instance managers run, and sites with masters only carry RKE's NoSchedule/NoExecute
+    taints, so they hold no replica.
+    """
+    return settings.longhorn.replicas or max(1, min(3, zone_count))
 
 
-def longhorn_values(settings: EntrypointSettings, site_count: int) -> Manifest:
+def longhorn_values(settings: EntrypointSettings, zone_count: int) -> Manifest:
     """longhorn chart values: default StorageClass, replicas in distinct zones (= sites).
 
-    Zone anti-affinity is hard whenever every replica can have its own site, so a site outage
-    never takes every copy of a volume; with more replicas than sites it must stay soft or the
-    extra replicas could never be scheduled.
+    Zone anti-affinity is hard whenever every replica can have its own zone with
+    schedulable nodes, so a site outage never takes every copy of a volume; with more
+    replicas than such zones it must stay soft or the extra replicas could never be
+    scheduled. ``zone_count`` as for ``longhorn_replicas``.
     """
-    replicas = longhorn_replicas(settings, site_count)
+    replicas = longhorn_replicas(settings, zone_count)
     return {
         "persistence": {"defaultClass": True, "defaultClassReplicaCount": replicas},
         "defaultSettings": {
             "defaultReplicaCount": replicas,
-            "replicaZoneSoftAntiAffinity": replicas > site_count,
+            "replicaZoneSoftAntiAffinity": replicas > zone_count,
             "replicaAutoBalance": "best-effort",
         },
     }

@@ -10,6 +10,7 @@ import pulumi
 from components.cluster_node import ClusterNode
 from components.config import SiteBase
 from components.nodes import NodeSpec
+from components.sites.firewall import SitePolicy
 
 # Properties a VM only reads at boot. Changing them would replace every VM at once
 # (and every etcd member with it), so existing VMs keep what they booted with; a
@@ -27,7 +28,7 @@ class SiteArgs:
     cluster_name: str
     specs: Sequence[NodeSpec]
     ssh_public_key: str
-    admin_cidrs: Sequence[str]
+    policy: SitePolicy  # the site's firewall, rendered by the config (ClusterConfig.network)
     user_data: Mapping[str, pulumi.Output[str]]  # per node name, a Pulumi secret
     rebuild: Sequence[str] = ()
 

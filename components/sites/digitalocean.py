@@ -8,7 +8,7 @@ import pulumi_digitalocean as digitalocean
 from components.cluster_node import ClusterNode
 from components.config import DigitalOceanSiteConfig
 from components.sites.base import CloudSite, SiteArgs
-from components.sites.firewall import ANYWHERE, groups_for, policy
+from components.sites.firewall import ANYWHERE
 
 
 class DigitalOceanSite(CloudSite):
@@ -32,7 +32,7 @@ class DigitalOceanSite(CloudSite):
         )
         # Firewalls select droplets by tag, so adding a droplet never rewrites a firewall.
         tags = {}
-        for group, rules in policy(args.admin_cidrs).items():
+        for group, rules in args.policy.groups.items():
             tag = digitalocean.Tag(f"{name}-{group}", name=f"{prefix}-{group}", opts=on_cloud)
             inbound = [
                 digitalocean.FirewallInboundRuleArgs(
@@ -77,7 +77,7 @@ class DigitalOceanSite(CloudSite):
                 size=spec.size,
                 image=site.image,
                 ssh_keys=[key.fingerprint],
-                tags=[tags[g].name for g in groups_for(spec)],
+                tags=[tags[g].name for g in args.policy.groups_for(spec)],
                 vpc_uuid=site.vpc_uuid,
                 monitoring=True,
                 user_data=self.user_data(spec),

@@ -10,7 +10,7 @@ import pulumi_openstack as openstack
 from components.cluster_node import ClusterNode
 from components.config import OpenStackSiteConfig
 from components.sites.base import CloudSite, SiteArgs
-from components.sites.firewall import ethertype, groups_for, policy
+from components.sites.firewall import ethertype
 
 
 class OpenStackSite(CloudSite):
@@ -37,7 +37,7 @@ class OpenStackSite(CloudSite):
             f"{name}-ssh", name=prefix, public_key=args.ssh_public_key, opts=on_cloud
         )
         groups = {}
-        for group, rules in policy(args.admin_cidrs).items():
+        for group, rules in args.policy.groups.items():
             sg = openstack.networking.SecGroup(
                 f"{name}-{group}",
                 name=f"{prefix}-{group}",
@@ -73,7 +73,7 @@ class OpenStackSite(CloudSite):
                 f"{spec.name}-port",
                 name=spec.name,
                 network_id=network.id,
-                security_group_ids=[groups[g].id for g in groups_for(spec)],
+                security_group_ids=[groups[g].id for g in args.policy.groups_for(spec)],
                 opts=on_cloud,
             )
             vm = openstack.compute.Instance(

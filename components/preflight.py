@@ -1,0 +1,591 @@
+"""The reachability preflight: the plan checked as a network before anything is created.
+
+``plan_network`` is pure: from the validated settings, the node specs and the resolved
+deployer it renders each site's firewall policy (``components/sites/firewall.py``, the
+same objects the sites register) and derives every path the deployment needs:
+
+- ``ssh``: deployer -> each node's SSH address, 22/tcp (readiness gates, ``rke up``);
+- ``kube-api``: deployer -> each control plane's address, 6443/tcp. RKE writes the first
+  control plane's ``address`` into the kubeconfig (rancher/rke ``pki/services.go``,
+  ``"https://"+cpHosts[0].Address+":6443"``; cluster.yml lists nodes by name) and
+  pulumi-kubernetes uses that kubeconfig for every in-cluster resource; RKE falls back
+  to the other control planes' addresses (``cluster/cluster.go`` ``RebuildKubeconfig``);
+- ``overlay``: site <-> site on ZeroTier's 9993/udp, direct when one side accepts it from
+  anywhere (a public address), otherwise a warning: both sides behind NAT depend on
+  hole punching or ZeroTier's relays;
+- ``ingress`` / ``lan-ingress``: internet -> 80/443 on every public-ingress node (the DNS
+  record's possible targets), the site's LAN -> 80/443 on private-ingress nodes;
+- ``dns-record`` and ``acme-http01``: the Cloudflare record has a target, and Let's
+  Encrypt's HTTP-01 check can reach the app's host on 80;
+- ``ingress-controller``: RKE's ingress-nginx DaemonSet and admission Jobs match a node
+  whenever an Ingress is created (the admission webhook has failurePolicy Fail);
+- ``longhorn``: the replica count and zone anti-affinity fit the zones (sites) with
+  schedulable nodes.
+
+``require_reachable`` raises ``ConfigError`` with one line per broken path, naming the
+config key to change and the fix; ``parse_config`` calls both, so every broken path
+stops ``pulumi preview``, ``pulumi up`` and ``make render`` before any registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from components.config.model import NAMESPACE, ConfigError
+from components.nodes import INGRESS_CONTROLLER_LABEL, PUBLIC_INGRESS_LABEL, NodeSpec
+from components.nodes import schedulable_zones as zones_of
+from components.sites.firewall import (
+    API_PORT,
+    HTTP_PORTS,
+    SSH_PORT,
+    ZEROTIER_PORT,
+    SitePolicy,
+    site_policy,
+)
+
+if TYPE_CHECKING:
+    from components.config.deployer import Deployer
+    from components.config.stack import ClusterSettings, SiteBase
+
+Verdict = Literal["ok", "warn", "broken"]
+WORLD = "0.0.0.0/0"
+COLUMNS = ("path", "from", "to", "port", "verdict", "note")
+
+
+@dataclass(frozen=True)
+class NetworkPath:
+    """One row of the reachability table.
+
+    ``key``: the config key (without namespace) to change when ``verdict`` is not ok;
+    ``note``: why it holds, or what breaks and the fix.
+    """
+
+    path: str
+    source: str
+    target: str
+    port: str
+    verdict: Verdict
+    note: str
+    key: str | None = None
+
+    def row(self) -> tuple[str, str, str, str, str, str]:
+        return (self.path, self.source, self.target, self.port, self.verdict, self.note)
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """The rendered firewall policy per site and every path it must carry."""
+
+    deployer: Deployer
+    firewall: Mapping[str, SitePolicy]
+    paths: tuple[NetworkPath, ...]
+
+    def markdown(self) -> str:
+        """The reachability table as Markdown (what ``make render`` prints and writes)."""
+        lines = [
+            f"Deployer: {self.deployer.describe()}",
+            "",
+            "| " + " | ".join(COLUMNS) + " |",
+            "|" + "---|" * len(COLUMNS),
+        ]
+        for path in self.paths:
+            cells = (cell.replace("|", "\\|") for cell in path.row())
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+
+def plan_network(
+    settings: ClusterSettings, nodes: Sequence[NodeSpec], deployer: Deployer
+) -> NetworkPlan:
+    """Each site's firewall policy and the preflight's paths over it (pure, no I/O)."""
+    by_site: dict[str, list[NodeSpec]] = {name: [] for name in settings.sites}
+    for node in nodes:
+        by_site[node.site].append(node)
+    firewall = {
+        name: site_policy(name, site, deployer, settings.admin_cidrs, by_site[name])
+        for name, site in settings.sites.items()
+    }
+    return NetworkPlan(deployer, firewall, preflight(settings, nodes, deployer, firewall))
+
+
+def require_reachable(paths: Sequence[NetworkPath]) -> None:
+    """Raise ``ConfigError`` listing every broken path once (warnings pass)."""
+    lines: dict[str, None] = {}
+    for path in paths:
+        if path.verdict == "broken":
+            lines.setdefault(f"{NAMESPACE}:{path.key}: {path.note}")
+    if lines:
+        count = f"{len(lines)} broken path{'s' if len(lines) > 1 else ''}"
+        raise ConfigError(
+            f"invalid stack config: the network preflight found {count} "
+            "(see docs/network.md):\n  " + "\n  ".join(lines)
+        )
+
+
+def preflight(
+    settings: ClusterSettings,
+    nodes: Sequence[NodeSpec],
+    deployer: Deployer,
+    firewall: Mapping[str, SitePolicy],
+) -> tuple[NetworkPath, ...]:
+    """Every path of the deployment with its verdict, in a stable order (see module doc)."""
+    check = _Check(settings, nodes, deployer, firewall)
+    return (
+        *check.deployer_paths(),
+        *check.overlay_paths(),
+        *check.ingress_paths(),
+        *check.in_cluster_paths(),
+    )
+
+
+class _Check:
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        nodes: Sequence[NodeSpec],
+        deployer: Deployer,
+        firewall: Mapping[str, SitePolicy],
+    ) -> None:
+        self.settings = settings
+        self.nodes = nodes
+        self.deployer = deployer
+        self.firewall = firewall
+        self.by_site: dict[str, list[NodeSpec]] = {name: [] for name in settings.sites}
+        for node in nodes:
+            self.by_site[node.site].append(node)
+
+    # --- deployer -> nodes -------------------------------------------------------------
+
+    def deployer_paths(self) -> list[NetworkPath]:
+        paths = []
+        for node in self.nodes:
+            paths.append(self._from_deployer(node, "ssh", SSH_PORT))
+        # cluster.yml lists nodes by name; RKE's kubeconfig names the first control plane.
+        planes = sorted((n for n in self.nodes if "controlplane" in n.roles), key=lambda n: n.name)
+        for i, node in enumerate(planes):
+            path = self._from_deployer(node, "kube-api", API_PORT)
+            if i == 0 and path.verdict == "ok":
+                path = _with_note(path, "kubeconfig server: rke and pulumi-kubernetes use it")
+            paths.append(path)
+        return paths
+
+    def _from_deployer(self, node: NodeSpec, kind: str, port: int) -> NetworkPath:
+        site: SiteBase = self.settings.sites[node.site]
+        policy = self.firewall[node.site]
+        deployer = self.deployer
+        purpose = (
+            "SSH for the readiness gates and rke up"
+            if kind == "ssh"
+            else "the Kubernetes API for rke and pulumi-kubernetes"
+        )
+        what = f"deployer -> nodes of site {node.site} on {port}/tcp ({purpose})"
+        via = site.ssh_via
+        if via == "public":
+            source = f"deployer from {', '.join(deployer.sources)}"
+            target = f"{node.name} public address"
+            missing = [c for c in deployer.sources if not policy.admits(node, "tcp", port, c)]
+            if not site.has_public_address:
+                return NetworkPath(
+                    kind,
+                    source,
+                    target,
+                    f"{port}/tcp",
+                    "broken",
+                    f"{what}: the site has no public address; set sshVia: private and run "
+                    "the deployer on its LAN",
+                    f"sites.{node.site}.sshVia",
+                )
+            if missing:
+                return NetworkPath(
+                    kind,
+                    source,
+                    target,
+                    f"{port}/tcp",
+                    "broken",
+                    f"{what}: the firewall does not open {port}/tcp to {', '.join(missing)}",
+                    "deployer.sourceCidrs" if deployer.explicit else "adminCidrs",
+                )
+            return NetworkPath(
+                kind, source, target, f"{port}/tcp", "ok", "firewall: from deployer sources"
+            )
+        if via == "private":
+            source = (
+                f"deployer on LAN of {deployer.lan} ({deployer.lan_cidr})"
+                if deployer.lan
+                else "deployer (on no site's LAN)"
+            )
+            target = f"{node.name} LAN address"
+            if deployer.lan != node.site:
+                where = (
+                    f"on the LAN of site {deployer.lan} (multicloud:deployer.lan)"
+                    if deployer.lan
+                    else "on no site's LAN (multicloud:deployer.lan is unset)"
+                )
+                return NetworkPath(
+                    kind,
+                    source,
+                    target,
+                    f"{port}/tcp",
+                    "broken",
+                    f"{what}: sshVia 'private' reaches them on their LAN addresses, but the "
+                    f"deployer is {where}; run it on that LAN and set "
+                    f"multicloud:deployer.lan: {node.site}, or give the site public addresses "
+                    "and set sshVia: public",
+                    f"sites.{node.site}.sshVia",
+                )
+            assert site.lan_cidr is not None  # resolving the deployer requires it
+            if not policy.admits(node, "tcp", port, site.lan_cidr):
+                return NetworkPath(
+                    kind,
+                    source,
+                    target,
+                    f"{port}/tcp",
+                    "broken",
+                    f"{what}: the firewall does not open {port}/tcp to the LAN {site.lan_cidr}",
+                    f"sites.{node.site}.lanCidr",
+                )
+            return NetworkPath(
+                kind, source, target, f"{port}/tcp", "ok", f"firewall: from LAN {site.lan_cidr}"
+            )
+        source = "deployer on the overlay" if deployer.overlay else "deployer (not on the overlay)"
+        target = f"{node.name} overlay {node.zerotier_ip}"
+        if not deployer.overlay:
+            return NetworkPath(
+                kind,
+                source,
+                target,
+                f"{port}/tcp",
+                "broken",
+                f"{what}: sshVia 'overlay' reaches them on their ZeroTier addresses, but the "
+                "deployer is not a member of the network; join it (an address in block 0 of "
+                "overlayCidr) and set multicloud:deployer.overlay: true",
+                "deployer.overlay",
+            )
+        return NetworkPath(kind, source, target, f"{port}/tcp", "ok", "inside ZeroTier (9993/udp)")
+
+    # --- node <-> node -----------------------------------------------------------------
+
+    def overlay_paths(self) -> list[NetworkPath]:
+        sites = [name for name in self.settings.sites if self.by_site[name]]
+        open_to_world = {name: self._zerotier_reachable(name) for name in sites}
+        port = f"{ZEROTIER_PORT}/udp"
+        paths = []
+        for i, a in enumerate(sites):
+            if len(self.by_site[a]) > 1:
+                paths.append(
+                    NetworkPath(
+                        "overlay",
+                        f"{a} nodes",
+                        f"{a} nodes",
+                        port,
+                        "ok",
+                        "same site network: direct",
+                    )
+                )
+            for b in sites[i + 1 :]:
+                reachable = [s for s in (a, b) if open_to_world[s]]
+                if reachable:
+                    note = f"direct: {reachable[0]} accepts {port} from anywhere"
+                    paths.append(
+                        NetworkPath("overlay", f"{a} nodes", f"{b} nodes", port, "ok", note)
+                    )
+                    continue
+                paths.append(
+                    NetworkPath(
+                        "overlay",
+                        f"{a} nodes",
+                        f"{b} nodes",
+                        port,
+                        "warn",
+                        f"sites {a} and {b} are both behind NAT: ZeroTier needs UDP hole "
+                        "punching, else it relays through its root servers (slow); forward "
+                        f"{port} to one of them or give one a public address",
+                        f"sites.{b}",
+                    )
+                )
+        return paths
+
+    def _zerotier_reachable(self, name: str) -> bool:
+        site = self.settings.sites[name]
+        node = self.by_site[name][0]
+        return site.has_public_address and self.firewall[name].admits(
+            node, "udp", ZEROTIER_PORT, WORLD
+        )
+
+    # --- clients -> ingress ------------------------------------------------------------
+
+    def ingress_paths(self) -> list[NetworkPath]:
+        settings = self.settings
+        enabled = settings.rke.ingress.enabled
+        cloudflare = settings.entrypoint.cloudflare if settings.entrypoint else None
+        ports = ",".join(map(str, HTTP_PORTS)) + "/tcp"
+        paths = []
+        for name, site in settings.sites.items():
+            if site.ingress != "none" and not any(n.schedulable for n in self.by_site[name]):
+                paths.append(
+                    NetworkPath(
+                        "ingress",
+                        "-",
+                        f"site {name}",
+                        ports,
+                        "warn",
+                        f"sites.{name}.ingress is {site.ingress!r} but the site has no "
+                        "worker-role node: nothing there runs the ingress controller",
+                        f"sites.{name}.ingress",
+                    )
+                )
+        for node in self.nodes:
+            if node.ingress == "none":
+                continue
+            policy = self.firewall[node.site]
+            if node.public_ingress:
+                source, target, origin = "internet", f"{node.name} public address", WORLD
+            else:
+                lan = settings.sites[node.site].lan_cidr
+                assert lan is not None  # `ingress: private` requires lanCidr
+                source, target, origin = (
+                    f"LAN of {node.site} ({lan})",
+                    f"{node.name} LAN address",
+                    lan,
+                )
+            kind = "ingress" if node.public_ingress else "lan-ingress"
+            if not all(policy.admits(node, "tcp", p, origin) for p in HTTP_PORTS):
+                paths.append(
+                    NetworkPath(
+                        kind,
+                        source,
+                        target,
+                        ports,
+                        "broken",
+                        f"the firewall of site {node.site} does not open {ports} from {origin}",
+                        f"sites.{node.site}.ingress",
+                    )
+                )
+            elif not enabled:
+                verdict: Verdict = "broken" if node.public_ingress and cloudflare else "warn"
+                paths.append(
+                    NetworkPath(
+                        kind,
+                        source,
+                        target,
+                        ports,
+                        verdict,
+                        f"sites.{node.site}.ingress opens {ports} but rke.ingress.enabled is "
+                        "false: no controller listens there; enable it or set the site's "
+                        "ingress: none",
+                        "rke.ingress.enabled",
+                    )
+                )
+            else:
+                note = "ingress-nginx hostPort" + (
+                    f"; DNS record target ({PUBLIC_INGRESS_LABEL}=true)"
+                    if node.public_ingress and cloudflare
+                    else ""
+                )
+                paths.append(NetworkPath(kind, source, target, ports, "ok", note))
+        paths += self._record_paths()
+        return paths
+
+    def _record_paths(self) -> list[NetworkPath]:
+        entry = self.settings.entrypoint
+        if entry is None:
+            return []
+        app = entry.app.enabled
+        acme = entry.cert_manager.enabled and app
+        cloudflare = entry.cloudflare
+        targets = [n for n in self.nodes if n.public_ingress]
+        paths: list[NetworkPath] = []
+        no_target = (
+            "the Cloudflare record and the DNS updater need a public-ingress node with a "
+            "public address (nodes behind NAT cannot be the entrypoint): set "
+            "sites.<name>.ingress: public on a site with a public address and workers "
+            f"({', '.join(self._public_sites_with_workers()) or 'none yet'})"
+        )
+        if cloudflare is not None:
+            if targets:
+                note = (
+                    f"first target {targets[0].name}; the DNS updater "
+                    f"({PUBLIC_INGRESS_LABEL}=true) keeps it on a live node"
+                )
+                paths.append(
+                    NetworkPath(
+                        "dns-record",
+                        f"Cloudflare {cloudflare.record_name}",
+                        f"{len(targets)} public-ingress nodes",
+                        "-",
+                        "ok",
+                        note,
+                    )
+                )
+            else:
+                paths.append(
+                    NetworkPath(
+                        "dns-record",
+                        f"Cloudflare {cloudflare.record_name}",
+                        "no public-ingress node",
+                        "-",
+                        "broken",
+                        no_target,
+                        "entrypoint.cloudflare",
+                    )
+                )
+        if acme:
+            source, target = (
+                "Let's Encrypt (internet)",
+                f"http://{entry.app_host}/.well-known/acme-challenge/",
+            )
+            if cloudflare is None:
+                paths.append(
+                    NetworkPath(
+                        "acme-http01",
+                        source,
+                        target,
+                        "80/tcp",
+                        "broken",
+                        f"Let's Encrypt's HTTP-01 check connects to {entry.app_host} from the "
+                        "internet, and there is no public record (entrypoint.cloudflare is "
+                        "unset): set entrypoint.certManager.enabled: false, or add "
+                        "entrypoint.cloudflare",
+                        "entrypoint.certManager.enabled",
+                    )
+                )
+            elif not targets:
+                paths.append(
+                    NetworkPath(
+                        "acme-http01",
+                        source,
+                        target,
+                        "80/tcp",
+                        "broken",
+                        no_target,
+                        "entrypoint.cloudflare",
+                    )
+                )
+            else:
+                paths.append(
+                    NetworkPath(
+                        "acme-http01",
+                        source,
+                        target,
+                        "80/tcp",
+                        "ok",
+                        f"via {cloudflare.record_name} to the public-ingress nodes",
+                    )
+                )
+        return paths
+
+    def _public_sites_with_workers(self) -> list[str]:
+        return [
+            name
+            for name, site in self.settings.sites.items()
+            if site.has_public_address and any(n.schedulable for n in self.by_site[name])
+        ]
+
+    # --- in the cluster ----------------------------------------------------------------
+
+    def in_cluster_paths(self) -> list[NetworkPath]:
+        paths: list[NetworkPath] = []
+        entry = self.settings.entrypoint
+        ingress_created = entry is not None and entry.app.enabled
+        enabled = self.settings.rke.ingress.enabled
+        controllers = [n for n in self.nodes if n.runs_ingress_controller and n.schedulable]
+        source = "RKE ingress-nginx DaemonSet + admission Jobs"
+        selector = f"{INGRESS_CONTROLLER_LABEL}=true + node-role.kubernetes.io/worker"
+        if ingress_created and not enabled:
+            paths.append(
+                NetworkPath(
+                    "ingress-controller",
+                    source,
+                    selector,
+                    "-",
+                    "broken",
+                    "entrypoint.app creates an Ingress, and rke.ingress.enabled is false: "
+                    "nothing serves it; enable it or set entrypoint.app.enabled: false",
+                    "rke.ingress.enabled",
+                )
+            )
+        elif ingress_created and not controllers:
+            candidates = [
+                f"multicloud:sites.{name}.ingress: {'private' if site.lan_cidr else 'public'}"
+                for name, site in self.settings.sites.items()
+                if any(n.schedulable for n in self.by_site[name])
+                and (site.lan_cidr or site.has_public_address)
+            ]
+            paths.append(
+                NetworkPath(
+                    "ingress-controller",
+                    source,
+                    selector,
+                    "-",
+                    "broken",
+                    "the app's Ingress needs an ingress controller and no node runs one (RKE "
+                    "schedules ingress-nginx and its admission Jobs only on worker-role nodes "
+                    f"labelled {INGRESS_CONTROLLER_LABEL}=true, and the admission webhook, "
+                    "failurePolicy Fail, refuses every Ingress until one runs): set "
+                    + " or ".join(candidates or ["workers and an ingress mode on a site"])
+                    + " ('private' serves the site's LAN, 'public' the internet), "
+                    "or set entrypoint.app.enabled: false",
+                    "entrypoint.app.enabled",
+                )
+            )
+        elif enabled:
+            where = ", ".join(dict.fromkeys(n.site for n in controllers)) or "no node"
+            note = (
+                f"{len(controllers)} nodes ({where})"
+                if controllers
+                else "no node: no Ingress is created"
+            )
+            paths.append(NetworkPath("ingress-controller", source, selector, "-", "ok", note))
+        if entry is not None and entry.longhorn.enabled:
+            paths.append(self._longhorn(entry))
+        return paths
+
+    def _longhorn(self, entry: object) -> NetworkPath:
+        from components.services.workloads import longhorn_replicas
+
+        zones = zones_of(self.nodes)
+        schedulable = sum(1 for n in self.nodes if n.schedulable)
+        replicas = longhorn_replicas(entry, len(zones))  # type: ignore[arg-type]
+        hard = replicas <= len(zones)
+        target = f"zones with schedulable nodes: {', '.join(zones)}"
+        source = f"Longhorn, {replicas} replicas"
+        if replicas > schedulable:
+            return NetworkPath(
+                "longhorn",
+                source,
+                target,
+                "-",
+                "broken",
+                f"{replicas} replicas need {replicas} schedulable (worker-role) nodes, one "
+                f"replica per node, and the stack has {schedulable}: lower "
+                "entrypoint.longhorn.replicas or add workers",
+                "entrypoint.longhorn.replicas",
+            )
+        if not hard and len(zones) > 1:
+            return NetworkPath(
+                "longhorn",
+                source,
+                target,
+                "-",
+                "warn",
+                f"{replicas} replicas over {len(zones)} zones: zone anti-affinity is soft, so "
+                "two replicas may share a site; set entrypoint.longhorn.replicas to at most "
+                f"{len(zones)} or add workers to another site",
+                "entrypoint.longhorn.replicas",
+            )
+        note = f"zone anti-affinity {'hard' if hard else 'soft (one zone)'}"
+        return NetworkPath("longhorn", source, target, "-", "ok", note)
+
+
+def _with_note(path: NetworkPath, note: str) -> NetworkPath:
+    return NetworkPath(
+        path.path,
+        path.source,
+        path.target,
+        path.port,
+        path.verdict,
+        f"{path.note}; {note}",
+        path.key,
+    )

@@ -1,0 +1,275 @@
+"""The reachability preflight: both committed stacks path by path, and what it catches."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError, parse_config, raw_values
+from components.config.deployer import Deployer
+from components.config.stack import ClusterSettings, _node_specs
+from components.preflight import NetworkPath, plan_network, preflight, require_reachable
+from components.services import workloads
+from components.sites.firewall import Rule, SitePolicy
+from scripts.offline import stack_config
+from tests.test_config import base, with_
+
+PUBLIC = "deployer from 198.51.100.0/24, 203.0.113.7/32"
+HOME_LAN = "deployer on LAN of home (192.168.50.0/24)"
+LAN = "LAN of home (192.168.50.0/24)"
+FROM_SOURCES = "firewall: from deployer sources"
+FROM_LAN = "firewall: from LAN 192.168.50.0/24"
+KUBECONFIG = "; kubeconfig server: rke and pulumi-kubernetes use it"
+CONTROLLER = "RKE ingress-nginx DaemonSet + admission Jobs"
+SELECTOR = "multicloud.io/ingress-controller=true + node-role.kubernetes.io/worker"
+HOSTPORT = "ingress-nginx hostPort"
+RECORD_TARGET = HOSTPORT + "; DNS record target (multicloud.io/public-ingress=true)"
+
+
+def table(stack: str) -> list[tuple[str, ...]]:
+    config = parse_config(raw_values(stack_config(stack)[0]))
+    return [path.row() for path in config.network.paths]
+
+
+def row(path: str, source: str, target: str, port: str, note: str) -> tuple[str, ...]:
+    return (path, source, target, port, "ok", note)
+
+
+def prod_node(name: str, address: str) -> str:
+    return f"mc-prod-{name} {address} address"
+
+
+def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
+    direct = "direct: {} accepts 9993/udp from anywhere"
+    same = "same site network: direct"
+    assert table("prod") == [
+        *(
+            row("ssh", PUBLIC, prod_node(n, "public"), "22/tcp", FROM_SOURCES)
+            for n in ("ramnode-master-0", "ramnode-worker-0")
+        ),
+        *(
+            row("ssh", HOME_LAN, prod_node(n, "LAN"), "22/tcp", FROM_LAN)
+            for n in ("home-master-0", "home-worker-0", "home-worker-1")
+        ),
+        *(
+            row("ssh", PUBLIC, prod_node(n, "public"), "22/tcp", FROM_SOURCES)
+            for n in ("digitalocean-master-0", "digitalocean-worker-0")
+        ),
+        # cluster.yml lists nodes by name: RKE's kubeconfig names digitalocean's master
+        row(
+            "kube-api",
+            PUBLIC,
+            prod_node("digitalocean-master-0", "public"),
+            "6443/tcp",
+            FROM_SOURCES + KUBECONFIG,
+        ),
+        row("kube-api", HOME_LAN, prod_node("home-master-0", "LAN"), "6443/tcp", FROM_LAN),
+        row("kube-api", PUBLIC, prod_node("ramnode-master-0", "public"), "6443/tcp", FROM_SOURCES),
+        row("overlay", "ramnode nodes", "ramnode nodes", "9993/udp", same),
+        row("overlay", "ramnode nodes", "home nodes", "9993/udp", direct.format("ramnode")),
+        row("overlay", "ramnode nodes", "digitalocean nodes", "9993/udp", direct.format("ramnode")),
+        row("overlay", "home nodes", "home nodes", "9993/udp", same),
+        row(
+            "overlay", "home nodes", "digitalocean nodes", "9993/udp", direct.format("digitalocean")
+        ),
+        row("overlay", "digitalocean nodes", "digitalocean nodes", "9993/udp", same),
+        row(
+            "ingress",
+            "internet",
+            prod_node("ramnode-worker-0", "public"),
+            "80,443/tcp",
+            RECORD_TARGET,
+        ),
+        row("lan-ingress", LAN, prod_node("home-worker-0", "LAN"), "80,443/tcp", HOSTPORT),
+        row("lan-ingress", LAN, prod_node("home-worker-1", "LAN"), "80,443/tcp", HOSTPORT),
+        row(
+            "ingress",
+            "internet",
+            prod_node("digitalocean-worker-0", "public"),
+            "80,443/tcp",
+            RECORD_TARGET,
+        ),
+        row(
+            "dns-record",
+            "Cloudflare *.k8s.example.com",
+            "2 public-ingress nodes",
+            "-",
+            "first target mc-prod-ramnode-worker-0; the DNS updater "
+            "(multicloud.io/public-ingress=true) keeps it on a live node",
+        ),
+        row(
+            "acme-http01",
+            "Let's Encrypt (internet)",
+            "http://app.k8s.example.com/.well-known/acme-challenge/",
+            "80/tcp",
+            "via *.k8s.example.com to the public-ingress nodes",
+        ),
+        row(
+            "ingress-controller", CONTROLLER, SELECTOR, "-", "4 nodes (ramnode, home, digitalocean)"
+        ),
+        row(
+            "longhorn",
+            "Longhorn, 3 replicas",
+            "zones with schedulable nodes: ramnode, home, digitalocean",
+            "-",
+            "zone anti-affinity hard",
+        ),
+    ]
+
+
+def test_committed_home_table() -> None:
+    node = "mc-home-home-{} LAN address"
+    assert table("home") == [
+        ("ssh", HOME_LAN, node.format("master-0"), "22/tcp", "ok", FROM_LAN),
+        ("ssh", HOME_LAN, node.format("worker-0"), "22/tcp", "ok", FROM_LAN),
+        ("ssh", HOME_LAN, node.format("worker-1"), "22/tcp", "ok", FROM_LAN),
+        ("kube-api", HOME_LAN, node.format("master-0"), "6443/tcp", "ok", FROM_LAN + KUBECONFIG),
+        ("overlay", "home nodes", "home nodes", "9993/udp", "ok", "same site network: direct"),
+        ("lan-ingress", LAN, node.format("worker-0"), "80,443/tcp", "ok", HOSTPORT),
+        ("lan-ingress", LAN, node.format("worker-1"), "80,443/tcp", "ok", HOSTPORT),
+        ("ingress-controller", CONTROLLER, SELECTOR, "-", "ok", "2 nodes (home)"),
+        (
+            "longhorn",
+            "Longhorn, 2 replicas",
+            "zones with schedulable nodes: home",
+            "-",
+            "ok",
+            "zone anti-affinity soft (one zone)",
+        ),
+    ]
+
+
+def test_the_old_admin_only_firewall_is_caught() -> None:
+    """Issue 10's first fault: home's SSH opened to adminCidrs only. The preflight over that
+    policy (not the one the sites render now) reports every home node broken."""
+    config = parse_config(raw_values(stack_config("prod")[0]))
+    settings = config.settings
+    admins = tuple(settings.admin_cidrs)
+    old = dict(config.network.firewall)
+    old["home"] = SitePolicy(
+        "home",
+        {
+            **old["home"].groups,
+            "node": (Rule("tcp", 22, admins, "SSH from admins"),),
+            "api": (Rule("tcp", 6443, admins, "Kubernetes API from admins"),),
+        },
+    )
+    paths = preflight(settings, config.nodes, config.deployer, old)
+    broken = [(p.path, p.target) for p in paths if p.verdict == "broken"]
+    assert broken == [
+        ("ssh", "mc-prod-home-master-0 LAN address"),
+        ("ssh", "mc-prod-home-worker-0 LAN address"),
+        ("ssh", "mc-prod-home-worker-1 LAN address"),
+        ("kube-api", "mc-prod-home-master-0 LAN address"),
+    ]
+    with pytest.raises(ConfigError) as err:
+        require_reachable(paths)
+    assert (
+        str(err.value).count("multicloud:sites.home.lanCidr: deployer -> nodes of site home") == 2
+    )
+
+
+def test_a_deployer_off_the_lan_is_refused_for_ssh_and_the_api() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(with_("deployer", {"lan": None, "overlay": True}))
+    message = str(err.value)
+    assert "found 2 broken paths" in message
+    assert "on 22/tcp (SSH for the readiness gates and rke up)" in message
+    assert "on 6443/tcp (the Kubernetes API for rke and pulumi-kubernetes)" in message
+    assert "set multicloud:deployer.lan: home" in message
+
+
+def _unchecked(raw: dict[str, Any]) -> tuple[ClusterSettings, tuple[Any, ...]]:
+    """Settings and nodes without the whole-stack checks: the preflight alone, as another
+    engine (one that allows sshVia: overlay) would run it."""
+    settings = ClusterSettings.model_validate(raw)
+    return settings, _node_specs(settings)
+
+
+def _nat_pair() -> dict[str, Any]:
+    raw = with_("sites.home.sshVia", "overlay")
+    raw["sites"]["office"] = copy.deepcopy(raw["sites"]["home"]) | {
+        "siteId": 4,
+        "lanCidr": "192.168.60.0/24",
+        "masters": 0,
+        "workers": 1,
+    }
+    return raw
+
+
+def test_two_sites_behind_nat_are_a_warning_and_overlay_ssh_needs_the_deployer_there() -> None:
+    settings, nodes = _unchecked(_nat_pair())
+    on_overlay = Deployer(None, None, True, ("198.51.100.0/24",), True)
+    plan = plan_network(settings, nodes, on_overlay)
+    pair = next(p for p in plan.paths if (p.source, p.target) == ("home nodes", "office nodes"))
+    assert (pair.verdict, pair.key) == ("warn", "sites.office")
+    assert "both behind NAT" in pair.note
+    ssh = [p for p in plan.paths if p.path == "ssh" and "overlay" in p.target]
+    assert len(ssh) == 4 and all(p.verdict == "ok" for p in ssh)
+    require_reachable(plan.paths)  # a warning does not stop the run
+    off = replace(on_overlay, overlay=False)
+    broken = {p.key for p in plan_network(settings, nodes, off).paths if p.verdict == "broken"}
+    assert broken == {"deployer.overlay"}
+
+
+def test_the_kubeconfig_server_is_the_first_control_plane_by_name() -> None:
+    raw = with_("sites.ramnode.masters", 2)
+    raw["sites"]["aardvark"] = copy.deepcopy(raw["sites"]["digitalocean"]) | {"siteId": 9}
+    api = [p for p in parse_config(raw).network.paths if p.path == "kube-api"]
+    assert api[0].target == "mc-aardvark-master-0 public address"
+    assert api[0].note.endswith("kubeconfig server: rke and pulumi-kubernetes use it")
+    assert [p for p in api if "kubeconfig" in p.note] == api[:1]
+
+
+@pytest.mark.parametrize(
+    ("replicas", "expected", "soft", "verdict"),
+    [(None, 2, False, "ok"), (2, 2, False, "ok"), (3, 3, True, "warn")],
+)
+def test_longhorn_follows_the_zones_with_schedulable_nodes(
+    replicas: int | None, expected: int, soft: bool, verdict: str
+) -> None:
+    """digitalocean has a master only: two zones can hold replicas, not three."""
+    entry = {"updater": {"enabled": False}, "app": {"host": "app.home.lan"}, "longhorn": {}}
+    if replicas:
+        entry["longhorn"] = {"replicas": replicas}
+    config = parse_config(with_("entrypoint", entry, with_("sites.digitalocean.workers", 0)))
+    [row] = [p for p in config.network.paths if p.path == "longhorn"]
+    assert (row.source, row.target, row.verdict) == (
+        f"Longhorn, {expected} replicas",
+        "zones with schedulable nodes: ramnode, home",
+        verdict,
+    )
+    assert config.settings.entrypoint is not None
+    values = workloads.longhorn_values(config.settings.entrypoint, zone_count=2)
+    assert values["defaultSettings"]["defaultReplicaCount"] == expected
+    assert values["defaultSettings"]["replicaZoneSoftAntiAffinity"] is soft
+
+
+def test_a_site_with_ingress_but_no_workers_is_a_warning() -> None:
+    config = parse_config(with_("sites.digitalocean.workers", 0))
+    [row] = [p for p in config.network.paths if p.target == "site digitalocean"]
+    assert (row.verdict, row.key) == ("warn", "sites.digitalocean.ingress")
+
+
+def test_three_sites_of_a_hundred_nodes() -> None:
+    raw = base()
+    for site in raw["sites"].values():
+        site["workers"] = 99
+    config = parse_config(raw)
+    rows = config.network.paths
+    assert len(config.nodes) == 300
+    assert sum(p.path == "ssh" for p in rows) == 300
+    assert all(p.verdict == "ok" for p in rows)
+
+
+def test_markdown_escapes_pipes_and_lists_every_path() -> None:
+    config = parse_config(raw_values(stack_config("home")[0]))
+    odd = NetworkPath("x", "a|b", "c", "-", "ok", "n")
+    plan = replace(config.network, paths=(*config.network.paths, odd))
+    text = plan.markdown()
+    assert text.startswith("Deployer: deployer on the LAN of site home (192.168.50.0/24)")
+    assert "| x | a\\|b | c | - | ok | n |" in text
+    assert text.count("\n| ") == len(plan.paths) + 1  # header + one line per path
