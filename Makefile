@@ -30,6 +30,7 @@ unit: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/identity_bench.py
 	$(PY) bench/render_bench.py
+	$(PY) bench/preflight_bench.py
 
 preview up: $(VENV)/.installed
 	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/" >&2; exit 1; }

@@ -1,0 +1,79 @@
+"""Time the reachability preflight: ``venv/bin/python bench/preflight_bench.py [--runs N]``.
+
+For the committed prod stack and for a 3 x 100-node stack (prod's sites with 1 master
+and 99 workers each) it prints the median and best in-process time of what the
+preflight adds to a run: rendering each site's firewall policy, deriving and checking
+every path (``plan_network`` + ``require_reachable``), and formatting the table.
+``make render`` parses the stack twice (the program's ``load_config`` and the render
+script), so it pays the preflight twice and the table once: that sum is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from components.config import parse_config, raw_values
+from components.preflight import plan_network, require_reachable
+from components.sites import firewall
+from scripts.offline import stack_config
+
+
+def timed(work: Callable[[], object], runs: int) -> list[float]:
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def large(raw: dict[str, Any], per_site: int) -> dict[str, Any]:
+    """``raw`` with every site at 1 master and ``per_site - 1`` workers."""
+    raw = copy.deepcopy(raw)
+    for site in raw["sites"].values():
+        site["masters"], site["workers"] = 1, per_site - 1
+    return raw
+
+
+def report(name: str, raw: dict[str, Any], runs: int) -> None:
+    config = parse_config(raw)
+    settings, nodes, deployer = config.settings, config.nodes, config.deployer
+
+    def check() -> None:
+        firewall._covers.cache_clear()  # every run as cold as a render's first parse
+        require_reachable(plan_network(settings, nodes, deployer).paths)
+
+    table = timed(config.network.markdown, runs)
+    preflight = timed(check, runs)
+    med, best, md = statistics.median(preflight), min(preflight), statistics.median(table)
+    print(
+        f"{name}: {len(nodes)} nodes, {len(config.network.paths)} paths; preflight median "
+        f"{med * 1000:.2f} ms (best {best * 1000:.2f} ms), table {md * 1000:.2f} ms; "
+        f"per make render (2 x preflight + table) {(2 * med + md) * 1000:.2f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args()
+    prod = raw_values(stack_config("prod")[0])
+    json.dumps(prod)  # plain values only
+    print(f"1-min load average {os.getloadavg()[0]:.2f}")
+    report("prod", prod, args.runs)
+    report("3 x 100 nodes", large(prod, 100), args.runs)
+
+
+if __name__ == "__main__":
+    main()
