@@ -14,7 +14,14 @@ LAN only; ``none`` runs no controller."""
 INGRESS_MODES: tuple[str, ...] = get_args(IngressMode)
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
-# RKE's `ingress.node_selector` (rke/cluster_yml.py) selects nodes by this label.
+# RKE's `ingress.node_selector` (rke/cluster_yml.py) selects nodes by this label. RKE v1.8
+# with Kubernetes v1.30 deploys ingress-nginx 1.11.2 (rancher/kontainer-driver-metadata
+# pkg/rke/templates/templates.go -> nginx-v1.11.2-rancher2.go): the controller DaemonSet
+# takes the node_selector and also requires node-role.kubernetes.io/worker (node
+# affinity); the admission Jobs (ingress-nginx-admission-create/-patch), whose secret the
+# controller mounts, take the same node_selector and tolerate every taint. The
+# ValidatingWebhookConfiguration has failurePolicy: Fail, so an Ingress can be created
+# only once a controller runs on a node with this label and the worker role.
 INGRESS_CONTROLLER_LABEL = "multicloud.io/ingress-controller"
 # The DNS updater's nodeSelector and the record's first target use this one.
 PUBLIC_INGRESS_LABEL = "multicloud.io/public-ingress"

@@ -159,4 +159,3 @@ class RkeSettings(ConfigModel):
     def cluster_dns_server(self) -> str:
         """The cluster DNS service address: the .10 of the service range (RKE convention)."""
         return str(ipaddress.ip_network(self.service_cidr)[10])
-

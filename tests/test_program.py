@@ -453,7 +453,7 @@ def test_home_ingress_controller_runs_on_the_lan_workers() -> None:
     assert not quiet.of_type("kubernetes:networking.k8s.io/v1:Ingress")
 
 
-def test_longhorn_counts_only_zones_with_workers() -> None:
+def test_longhorn_counts_only_zones_with_workers(caplog: pytest.LogCaptureFixture) -> None:
     """prod with digitalocean's workers at 0: two zones can hold replicas, so the default is
     2 replicas with hard zone anti-affinity (it was 3 over three sites, never satisfiable)."""
 
@@ -468,6 +468,14 @@ def test_longhorn_counts_only_zones_with_workers() -> None:
     ]
     defaults = reveal(longhorn.inputs)["values"]["defaultSettings"]
     assert (defaults["defaultReplicaCount"], defaults["replicaZoneSoftAntiAffinity"]) == (2, False)
+    # the preflight's warnings reach the person running `pulumi up` (pulumi.log.warn; the
+    # mock engine hands them to Python's logging)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warned if w.startswith("network preflight: ")] == [
+        "network preflight: multicloud:sites.digitalocean.ingress: sites.digitalocean.ingress "
+        "is 'public' but the site has no worker-role node: nothing there runs the ingress "
+        "controller"
+    ]
 
 
 def test_edited_helper_round_trips() -> None:
