@@ -532,9 +532,14 @@ def test_adopted_network_joins_nodes_to_that_network() -> None:
 
     def adopt(values: dict[str, Any]) -> None:
         values["multicloud:zerotierNetworkId"] = nwid
+        values["multicloud:overlayMtu"] = "1400"  # as `pulumi config set overlayMtu 1400` stores it
 
     run = run_edited("home", adopt)
     assert run.error is None
+    network = reveal(run.by_name["overlay-network"].inputs)
+    assert (network["adopt_network_id"], network["mtu"]) == (nwid, 1400)
+    # unset, the adopted network's own MTU is left alone (components/overlay/zerotier)
+    assert "mtu" not in reveal(committed("home").by_name["overlay-network"].inputs)
     for vm in vms(run):
         doc = yaml.safe_load(reveal(vm.inputs["userData"]))
         assert f"{ZEROTIER_HOME}/networks.d/{nwid}.conf" in [f["path"] for f in doc["write_files"]]
