@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 from components.config.model import NAMESPACE, ConfigError
 from components.nodes import INGRESS_CONTROLLER_LABEL, PUBLIC_INGRESS_LABEL, NodeSpec
 from components.nodes import schedulable_zones as zones_of
+from components.services.workloads import longhorn_replicas
 from components.sites.firewall import (
     API_PORT,
     HTTP_PORTS,
@@ -47,6 +48,7 @@ from components.sites.firewall import (
 
 if TYPE_CHECKING:
     from components.config.deployer import Deployer
+    from components.config.entrypoint import EntrypointSettings
     from components.config.stack import ClusterSettings, SiteBase
 
 Verdict = Literal["ok", "warn", "broken"]
@@ -71,6 +73,7 @@ class NetworkPath:
     key: str | None = None
 
     def row(self) -> tuple[str, str, str, str, str, str]:
+        """The table's columns: path, from, to, port, verdict, note."""
         return (self.path, self.source, self.target, self.port, self.verdict, self.note)
 
 
@@ -542,12 +545,10 @@ class _Check:
             paths.append(self._longhorn(entry))
         return paths
 
-    def _longhorn(self, entry: object) -> NetworkPath:
-        from components.services.workloads import longhorn_replicas
-
+    def _longhorn(self, entry: EntrypointSettings) -> NetworkPath:
         zones = zones_of(self.nodes)
         schedulable = sum(1 for n in self.nodes if n.schedulable)
-        replicas = longhorn_replicas(entry, len(zones))  # type: ignore[arg-type]
+        replicas = longhorn_replicas(entry, len(zones))
         hard = replicas <= len(zones)
         target = f"zones with schedulable nodes: {', '.join(zones)}"
         source = f"Longhorn, {replicas} replicas"

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
@@ -34,11 +34,9 @@ from components.config.model import NAMESPACE, Cidr, ConfigError, ConfigModel, f
 from components.config.ranges import check_address_ranges
 from components.nodes import INGRESS_MODES, IngressMode, NodeSpec
 from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
+from components.preflight import NetworkPlan, plan_network, require_reachable
 from rke.engine import ENGINE, ssh_via_problem
 from rke.settings import RkeSettings
-
-if TYPE_CHECKING:
-    from components.preflight import NetworkPlan
 
 DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
 # Kubernetes versions RKE v1.8.14 (the pinned RKE) ships (reference/rke-kubernetes-versions.json).
@@ -393,10 +391,6 @@ def parse_config(raw: Mapping[str, Any]) -> ClusterConfig:
     check_address_ranges(settings)
     _check_engine(settings)
     deployer = _resolve_deployer(settings)
-    # Imported here: the preflight renders the firewall from components.sites, which
-    # imports this package's models.
-    from components.preflight import plan_network, require_reachable
-
     network = plan_network(settings, nodes, deployer)
     require_reachable(network.paths)
     return ClusterConfig(settings=settings, nodes=nodes, deployer=deployer, network=network)
