@@ -111,7 +111,14 @@ class SiteBase(ConfigModel):
             "run it for the site's LAN only (80/443 from `lanCidr`); `none`: no controller."
         ),
     )
-    ssh_via: Literal["public", "private", "overlay"] = "public"
+    ssh_via: Literal["public", "private", "overlay"] = Field(
+        default="public",
+        description=(
+            "Which address RKE and the readiness gates SSH to: `public`, `private` (the LAN "
+            "address; the deployer sits on this site's LAN) or `overlay` (refused by the RKE "
+            "v1 engine: kubelet would get no --node-ip)."
+        ),
+    )
     lan_cidr: Cidr | None = Field(
         default=None,
         description=(
@@ -188,7 +195,14 @@ class ClusterSettings(ConfigModel):
     overlay_cidr: Cidr = "10.147.0.0/16"
     ssh_user: str = "rke"
     ssh_public_key: str
-    admin_cidrs: list[Cidr] = Field(min_length=1)
+    admin_cidrs: list[Cidr] = Field(
+        min_length=1,
+        description=(
+            "Ranges allowed to reach SSH (22) and the Kubernetes API (6443) on public "
+            "addresses; the deployer's default public sources. Wider than a /8 (IPv6: /32) "
+            "only with `allowWideAdminCidrs`."
+        ),
+    )
     masters_schedulable: bool = False
     rebuild: list[str] = Field(default_factory=list)
     zerotier_network_id: str | None = None
