@@ -1,13 +1,16 @@
 """Which Pulumi stacks a change touches, for the CI workflows.
 
 A stack is affected by the program (root ``*.py``, ``components/``, ``rke/``),
-its dependencies (``requirements.txt``), the project file (``Pulumi.yaml``),
+its dependencies (``requirements.txt`` and the hashed ``requirements.lock`` that CI
+installs), the project file (``Pulumi.yaml``),
 and its own stack file (``Pulumi.<stack>.yaml``). Another stack's file never
 affects it: editing ``Pulumi.home.yaml`` does not preview or deploy prod. With
 ``--include-ci``, the files that decide how a preview runs count too, so a pull
 request that changes them previews every stack.
 
-Usage (prints a JSON list, and ``stacks=<json>`` to $GITHUB_OUTPUT when set)::
+Usage (prints a JSON list; when $GITHUB_OUTPUT is set, also writes ``stacks=<json>``
+and ``unaffected=<json>``, the other stacks as ``[{"stack": name}]`` for a matrix
+``exclude``)::
 
     python scripts/changed_stacks.py --base <sha> --head <sha> [--include-ci]
     python scripts/changed_stacks.py --all
@@ -26,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[A-Za-z0-9_.-]+)\.yaml$")
-SHARED_FILES = frozenset({"requirements.txt", "Pulumi.yaml"})
+SHARED_FILES = frozenset({"requirements.txt", "requirements.lock", "Pulumi.yaml"})
 SHARED_DIRS = ("components/", "rke/")
 # How a preview runs: changing one of these is a reason to preview again.
 CI_FILES = frozenset(
@@ -62,6 +65,12 @@ def affected_stacks(
     """The stacks, in the order given, that any of the changed paths affects."""
     paths = list(changed)
     return [s for s in stacks if any(affects(p, s, include_ci=include_ci) for p in paths)]
+
+
+def matrix_exclude(affected: Iterable[str], stacks: Iterable[str]) -> list[dict[str, str]]:
+    """``[{"stack": s}]`` for every stack not in ``affected``: a matrix ``exclude`` list."""
+    keep = set(affected)
+    return [{"stack": s} for s in stacks if s not in keep]
 
 
 def git_changed(base: str, head: str, cwd: Path) -> list[str]:
@@ -101,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if output := os.environ.get("GITHUB_OUTPUT"):
         with open(output, "a", encoding="utf-8") as fh:
             fh.write(f"stacks={encoded}\n")
+            fh.write(f"unaffected={json.dumps(matrix_exclude(result, stacks))}\n")
     return 0
 
 
