@@ -11,6 +11,8 @@ Pulumi CLI and rke, hash-checked Python dependencies.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import importlib.util
 import io
@@ -62,12 +64,18 @@ render_summary = _script("render_summary")
 fetch_rke = _script("fetch_rke")
 
 
-def _load(path: Path) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert isinstance(doc, dict), path
+@functools.cache
+def _parse(text: str) -> dict[str, Any]:
+    doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert isinstance(doc, dict), text[:200]
     if True in doc:  # YAML 1.1 reads the key `on` as a boolean
         doc["on"] = doc.pop(True)
     return doc
+
+
+def _load(path: Path) -> dict[str, Any]:
+    """The YAML document at ``path`` (parsed once per content; the caller gets a copy)."""
+    return copy.deepcopy(_parse(path.read_text(encoding="utf-8")))
 
 
 def _wf(name: str) -> dict[str, Any]:
