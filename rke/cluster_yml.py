@@ -119,6 +119,29 @@ def _etcd(rke: RkeSettings) -> dict[str, Any]:
     }
 
 
+def _controller_args(rke: RkeSettings) -> dict[str, str]:
+    """kube-controller-manager flags that set how fast a dead node's pods move.
+
+    RKE's ``BuildKubeControllerProcess`` (cluster/plan.go) lets ``extra_args`` override the KDM
+    defaults, which already pass ``node-monitor-grace-period: 40s``.
+    """
+    return {
+        "node-monitor-grace-period": f"{rke.node_monitor_grace_period_seconds}s",
+        "node-eviction-rate": f"{rke.node_eviction_rate:g}",
+    }
+
+
+def _kubelet(rke: RkeSettings) -> dict[str, Any]:
+    kubelet: dict[str, Any] = {
+        "cluster_domain": rke.cluster_domain,
+        "cluster_dns_server": rke.cluster_dns_server,
+    }
+    env = rke.kubelet_http2_env
+    if env:  # RKE's BuildKubeletProcess passes extra_env to the kubelet container
+        kubelet["extra_env"] = [f"{k}={v}" for k, v in sorted(env.items())]
+    return kubelet
+
+
 def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[str, Any]:
     """The cluster.yml document as plain data (no None values)."""
     _check_nodes(nodes, settings.overlay_cidr)
@@ -148,11 +171,9 @@ def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[
             "kube-controller": {
                 "cluster_cidr": rke.pod_cidr,
                 "service_cluster_ip_range": rke.service_cidr,
+                "extra_args": _controller_args(rke),
             },
-            "kubelet": {
-                "cluster_domain": rke.cluster_domain,
-                "cluster_dns_server": rke.cluster_dns_server,
-            },
+            "kubelet": _kubelet(rke),
         },
         "authentication": {"strategy": "x509"},
         "authorization": {"mode": "rbac"},

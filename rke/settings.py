@@ -19,6 +19,25 @@ _MAX_UNAVAILABLE = re.compile(r"^[0-9]+%?$")
 # etcd refuses an election timeout above 50 s (etcdserver: "election-timeout ... 50000").
 _ETCD_MAX_ELECTION_TIMEOUT_MS = 50_000
 
+# How often a kubelet sends a node health signal, in seconds. Kubernetes'
+# node_lifecycle_controller.go (the ``nodeMonitorGracePeriod`` field comment) calls it "the
+# minimal of" kubelet's --node-status-update-frequency (default 10 s) and the node Lease renew
+# interval (25 % of nodeLeaseDurationSeconds, default 40 s: 10 s). RKE and its KDM service options
+# set neither, and the lease duration is a kubelet config-file field with no flag RKE could pass.
+KUBELET_HEARTBEAT_SECONDS = 10
+# The same comment: the grace "must be N times more than the node health signal update
+# frequency, where N means number of retries allowed". Kubernetes' own default allows 4 (40 s);
+# three missed heartbeats is the least this project accepts over a WAN overlay.
+MIN_MISSED_HEARTBEATS = 3
+# ... and it "should be greater than the sum of HTTP2_PING_TIMEOUT_SECONDS and
+# HTTP2_READ_IDLE_TIMEOUT_SECONDS": client-go drops a silently dead API connection only after
+# both (defaults 30 s + 15 s, apimachinery pkg/util/net/http.go readIdleTimeoutSeconds,
+# pingTimeoutSeconds). A kubelet whose connection went (through RKE's nginx-proxy) to a master
+# that died would otherwise miss heartbeats for that long and be marked NotReady while alive.
+HTTP2_DEFAULT_DETECTION_SECONDS = 30 + 15
+# What the kubelets get (services.kubelet.extra_env) when the grace is not above that default.
+KUBELET_HTTP2_ENV = {"HTTP2_READ_IDLE_TIMEOUT_SECONDS": 10, "HTTP2_PING_TIMEOUT_SECONDS": 5}
+
 
 def _network(value: str, field: str) -> ipaddress.IPv4Network:
     try:
@@ -110,6 +129,47 @@ class RkeSettings(ConfigModel):
     ingress: IngressSettings = IngressSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
     ssh_agent_auth: bool = True
+    node_monitor_grace_period_seconds: int = Field(
+        40,
+        ge=1,
+        le=600,
+        description=(
+            "kube-controller-manager --node-monitor-grace-period in seconds: how long a node may "
+            "send no heartbeat before it is marked NotReady (its pods leave Service endpoints and "
+            "it is tainted). RKE's default is 40. Shorter moves the entrypoint sooner and makes a "
+            "WAN hiccup mark live nodes NotReady; at least 3 heartbeats (30)."
+        ),
+    )
+    node_eviction_rate: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description=(
+            "kube-controller-manager --node-eviction-rate: nodes per second of one zone (site) "
+            "that get the NoExecute taint once they are NotReady. Kubernetes' default 0.1 taints "
+            "the nodes of a dead site 10 s apart."
+        ),
+    )
+
+    @field_validator("node_monitor_grace_period_seconds")
+    @classmethod
+    def _grace(cls, v: int) -> int:
+        least = MIN_MISSED_HEARTBEATS * KUBELET_HEARTBEAT_SECONDS
+        if v < least:
+            raise ValueError(
+                f"nodeMonitorGracePeriodSeconds: {v} allows fewer than {MIN_MISSED_HEARTBEATS} "
+                f"missed kubelet heartbeats ({KUBELET_HEARTBEAT_SECONDS} s apart); Kubernetes "
+                f"requires N times the heartbeat interval: use at least {least}"
+            )
+        return v
+
+    @property
+    def kubelet_http2_env(self) -> dict[str, int]:
+        """Environment for the kubelets: tighter HTTP/2 health checks when the grace period is
+        not above client-go's default dead-connection detection (45 s), else none."""
+        if self.node_monitor_grace_period_seconds > HTTP2_DEFAULT_DETECTION_SECONDS:
+            return {}
+        return dict(KUBELET_HTTP2_ENV)
 
     @field_validator("service_cidr")
     @classmethod
