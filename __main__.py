@@ -62,6 +62,7 @@ if settings.entrypoint is not None:
         cluster=cluster.command,
         zones=schedulable_zones(config.nodes),
         updater_token=entrypoint.updater_token if entrypoint else None,
+        cert_manager_token=entrypoint.cert_manager_token if entrypoint else None,
     )
     if services.app_url is not None:
         pulumi.export("appUrl", services.app_url)

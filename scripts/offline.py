@@ -23,6 +23,8 @@ from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from scripts import fake_cloudflare
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "multicloud"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -70,9 +72,20 @@ def fake_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, 
                 "rkestate": PLACEHOLDER,
             }
         )
-    elif type_ == "cloudflare:index/apiToken:ApiToken":
-        out["value"] = PLACEHOLDER
+    elif type_.startswith("cloudflare:"):
+        out = fake_cloudflare.created_state(type_, inputs) or out
     return out
+
+
+# Zone-scoped API token permission groups as the API lists them (ids made up), plus one of
+# another scope with a name that is also zone-scoped elsewhere.
+CLOUDFLARE_PERMISSION_GROUPS = (
+    ("DNS Read", "com.cloudflare.api.account.zone"),
+    ("DNS Write", "com.cloudflare.api.account.zone"),
+    ("Zone Read", "com.cloudflare.api.account.zone"),
+    ("Zone Write", "com.cloudflare.api.account.zone"),
+    ("Zone Read", "com.cloudflare.api.account"),
+)
 
 
 def fake_call(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,8 +97,19 @@ def fake_call(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
             "name": args.get("name"),
         }
     if token.startswith("cloudflare:index/getApiTokenPermissionGroupsList"):
-        groups = ("DNS Write", "Zone Read")
-        return {"results": [{"id": _digest("cf", g)[:16].hex(), "name": g} for g in groups]}
+        scope, name = args.get("scope"), args.get("name")
+        results = [
+            {
+                "id": _digest("cf", g, s)[:16].hex(),
+                "name": g,
+                "scopes": [s],
+                "category": "dns_and_zones",
+                "isSelectable": True,
+            }
+            for g, s in CLOUDFLARE_PERMISSION_GROUPS
+            if (scope is None or s == scope) and (name is None or name in g)
+        ]
+        return {"results": results}
     return {}
 
 
@@ -125,6 +149,7 @@ class Registration:
     ignore_changes: list[str]
     replace_on_changes: list[str]
     delete_before_replace: bool
+    outputs: dict[str, Any] = field(default_factory=dict)  # the state the stand-in cloud keeps
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -133,6 +158,7 @@ class RecordingMonitor(mocks.MockMonitor):
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             message = json_format.MessageToDict(request, preserving_proto_field_name=True)
             self.registrations.append(
@@ -152,9 +178,10 @@ class RecordingMonitor(mocks.MockMonitor):
                     ignore_changes=list(request.ignoreChanges),
                     replace_on_changes=list(request.replaceOnChanges),
                     delete_before_replace=request.deleteBeforeReplace,
+                    outputs=json_format.MessageToDict(response.object),
                 )
             )
-        return super().RegisterResource(request)
+        return response
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pulumi
 
-from components.config import ClusterConfig, parse_config, raw_values
+from components.config import ClusterConfig, parse_config, raw_values, stack_failover_budget
 from components.diagram import architecture_mermaid
 from scripts.offline import ROOT, Run, masked, reveal, run_program, stack_config
 
@@ -37,6 +37,23 @@ def nodes_markdown(config: ClusterConfig) -> str:
 def reachability_markdown(stack: str, config: ClusterConfig) -> str:
     """The preflight's table (components/preflight.py) under a heading naming the stack."""
     return f"# Reachability: stack {stack}\n\n{config.network.markdown()}"
+
+
+def failover_text(config: ClusterConfig) -> str:
+    """The entrypoint's computed worst-case failover and its terms, or why there is none."""
+    entry = config.settings.entrypoint
+    if entry is None or entry.cloudflare is None:
+        return "entrypoint failover: none, this stack has no public record to move\n"
+    if not entry.updater.enabled:
+        return "entrypoint failover: none, the updater is off and the record stays put\n"
+    try:
+        budget = stack_failover_budget(config)
+    except ValueError as err:  # accepted only with failoverBoundSeconds: null
+        return f"entrypoint failover: none, {err}\n"
+    lines = budget.lines()
+    bound = entry.failover_bound_seconds
+    lines[0] = f"entrypoint failover, {lines[0]} (bound: {f'{bound} s' if bound else 'none'})"
+    return "\n".join(lines) + "\n"
 
 
 def cluster_yml(run: Run) -> str:
@@ -86,6 +103,7 @@ def render(stack: str, out: Path) -> int:
     print(f"stack {stack}: {len(run.registrations)} resources\n")
     print(table)
     print(reachability)
+    print(failover_text(parsed))
     print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
     return 0
 

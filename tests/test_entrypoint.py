@@ -1,4 +1,5 @@
-"""Entrypoint + ClusterServices under Pulumi mocks: ordering, secrets, scoping, toggles."""
+"""Entrypoint + ClusterServices under Pulumi mocks: ordering, secrets, scoping, toggles;
+the Cloudflare inputs in the provider's stored form, and the permission-group lookup's query."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import pulumi
 import pytest
@@ -17,22 +17,27 @@ from pulumi_cloudflare.outputs import GetApiTokenPermissionGroupsListResultResul
 from components.cluster_node import ClusterNode
 from components.config.entrypoint import EntrypointSettings
 from components.nodes import PUBLIC_INGRESS_LABEL, NodeSpec
+from components.services import workloads
 from components.services.cloudflare import (
-    UPDATER_PERMISSION_GROUPS,
+    ZONE_DNS_PERMISSION_GROUPS,
     ZONE_SCOPE,
     Entrypoint,
-    permission_group_id,
+    permission_group_ids,
+    policy_resources,
     zone_resource,
 )
 from components.services.cluster_services import ClusterServices
+from scripts import fake_cloudflare
+from scripts.offline import reveal, run_program, stack_config
+from tests.program import committed
 from tests.test_workloads import ZONE_ID, settings
 
 PERMISSION_GROUPS_TOKEN = (
     "cloudflare:index/getApiTokenPermissionGroupsList:getApiTokenPermissionGroupsList"
 )
 GROUP_IDS = {
-    "DNS Write": "4755a26eedb94da69e1066d98aa820be",
-    "Zone Read": "c8fed203ed3043cba015a93ad1616f1f",
+    "DNS Write": "c8fed203ed3043cba015a93ad1616f1f",
+    "Zone Read": "4755a26eedb94da69e1066d98aa820be",
 }
 SECRET_KEY = "4dabf18193072939515e22adb298388d"  # Pulumi's special-value signature key
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -89,16 +94,19 @@ class Mocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         self.world.calls.append(args)
         if args.token == PERMISSION_GROUPS_TOKEN:
-            name = unquote(args.args["name"])
-            result = {
-                "id": GROUP_IDS[name],
-                "name": name,
-                "scopes": [args.args["scope"]],
-                "category": "dns_and_zones",
-                "isSelectable": True,
-            }
-            decoy = {**result, "id": "0" * 32, "name": f"{name} Extra"}  # substring match
-            return {"results": [decoy, result]}, []
+            zone = {"scopes": [ZONE_SCOPE], "category": "dns_and_zones", "isSelectable": True}
+            results = [
+                {**zone, "id": "0" * 32, "name": "DNS Write Extra"},  # a longer name
+                {**zone, "id": GROUP_IDS["DNS Write"], "name": "DNS Write"},
+                {
+                    **zone,
+                    "id": "1" * 32,
+                    "scopes": ["com.cloudflare.api.account"],
+                    "name": "Zone Read",
+                },
+                {**zone, "id": GROUP_IDS["Zone Read"], "name": "Zone Read"},
+            ]
+            return {"results": results}, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
 
@@ -194,6 +202,7 @@ def run(
             cluster=rke,
             zones=["home", "ramnode", "digitalocean"],
             updater_token=entry.updater_token,
+            cert_manager_token=entry.cert_manager_token,
         )
         built.update(rke=rke, entry=entry, services=services)
         return pulumi.Output.all(entry.urn, services.urn)
@@ -304,21 +313,43 @@ def test_record_points_at_first_public_ingress_node(full: tuple[World, dict[str,
     assert built["entry"].record_name == built["services"].record_name == "*.k8s.example.com"
 
 
+@pytest.mark.parametrize(
+    ("cloudflare", "ttl"),
+    [({"proxied": True}, 1), ({"proxied": False, "ttl": 300}, 300), ({"ttl": 120}, 120)],
+)
+def test_proxied_record_has_ttl_1_and_a_dns_only_record_keeps_its_ttl(
+    cloudflare: dict[str, Any], ttl: int
+) -> None:
+    world, _ = run(settings(cloudflare=cloudflare))
+    record = world.one("cloudflare:index/dnsRecord:DnsRecord").inputs
+    assert (record["ttl"], record["proxied"]) == (ttl, cloudflare.get("proxied", False))
+    # the provider's Create accepts it (it refuses proxied with any other ttl)
+    assert fake_cloudflare.created_state(fake_cloudflare.DNS_RECORD, record) is not None
+    pod = world.one("kubernetes:apps/v1:Deployment", "svc-updater-deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in pod.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (env["TTL"], env["PROXIED"]) == (str(ttl), str(record["proxied"]).lower())
+
+
 def test_updater_token_is_scoped_to_the_zone(full: tuple[World, dict[str, Any]]) -> None:
     world, _ = full
     token = world.one("cloudflare:index/apiToken:ApiToken")
     cf_provider = world.one("pulumi:providers:cloudflare")
     (policy,) = token.inputs["policies"]
     assert policy["effect"] == "allow"
-    assert json.loads(policy["resources"]) == {zone_resource(ZONE_ID): "*"}
+    resources = policy["resources"]
+    assert resources == json.dumps(json.loads(resources), separators=(",", ":"))  # compact
+    assert " " not in resources and resources == policy_resources(ZONE_ID)
+    assert json.loads(resources) == {f"com.cloudflare.api.account.zone.{ZONE_ID}": "*"}
     assert zone_resource(ZONE_ID) == f"com.cloudflare.api.account.zone.{ZONE_ID}"
-    assert [g["id"] for g in policy["permissionGroups"]] == [
-        GROUP_IDS[n] for n in UPDATER_PERMISSION_GROUPS
-    ]
-    lookups = [c for c in world.calls if c.token == PERMISSION_GROUPS_TOKEN]
-    assert sorted(unquote(c.args["name"]) for c in lookups) == sorted(UPDATER_PERMISSION_GROUPS)
-    assert all(c.provider.startswith(cf_provider.urn + "::") for c in lookups)
-    assert all(c.args["scope"] == "com.cloudflare.api.account.zone" for c in lookups)
+    # exact names and the zone scope picked the right ids; listed in the provider's order
+    ids = [g["id"] for g in policy["permissionGroups"]]
+    assert ids == sorted(GROUP_IDS[n] for n in ZONE_DNS_PERMISSION_GROUPS)
+    (lookup,) = [c for c in world.calls if c.token == PERMISSION_GROUPS_TOKEN]
+    assert lookup.provider.startswith(cf_provider.urn + "::")
+    assert lookup.args == {"scope": "com.cloudflare.api.account.zone"}
 
 
 def test_updater_token_is_secret_everywhere(full: tuple[World, dict[str, Any]]) -> None:
@@ -354,16 +385,111 @@ def test_no_public_ingress_node_is_a_clear_error() -> None:
         run(settings(), nodes=lambda: [node("home", 0, ingress=True, public=None)])
 
 
-def test_permission_group_is_matched_by_exact_name() -> None:
-    def group(gid: str, name: str) -> Any:
-        return GroupResult(
-            category="dns_and_zones", id=gid, is_selectable=True, name=name, scopes=[ZONE_SCOPE]
-        )
+def _group(gid: str, name: str, scope: str = ZONE_SCOPE) -> Any:
+    return GroupResult(
+        category="dns_and_zones", id=gid, is_selectable=True, name=name, scopes=[scope]
+    )
 
-    groups = [group("1", "DNS Write Extra"), group("2", "DNS Write")]
-    assert permission_group_id(groups, "DNS Write") == "2"
-    with pytest.raises(ValueError, match="no API token permission group named 'Zone Read'"):
-        permission_group_id(groups, "Zone Read")
+
+def test_permission_groups_are_matched_by_exact_name_and_zone_scope() -> None:
+    groups = [
+        _group("9", "DNS Write Extra"),
+        _group("8", "DNS Write"),
+        _group("1", "Zone Read", scope="com.cloudflare.api.account"),
+        _group("7", "Zone Read"),
+    ]
+    assert permission_group_ids(groups, ["DNS Write", "Zone Read"]) == ["7", "8"]
+
+
+def test_a_failed_lookup_lists_the_groups_it_found() -> None:
+    groups = [_group("9", "DNS Write Extra"), _group("7", "Zone Read"), _group("6", "DNS Read")]
+    groups.append(_group("1", "Account Settings Read", scope="com.cloudflare.api.account"))
+    with pytest.raises(ValueError) as err:
+        permission_group_ids(groups, ["Zone Read", "DNS Write"])
+    message = str(err.value)
+    assert "no API token permission groups named 'DNS Write'" in message
+    assert "the 3 it listed for that scope: DNS Read, DNS Write Extra, Zone Read" in message
+    twice = [_group("2", "DNS Write"), _group("3", "DNS Write")]
+    with pytest.raises(ValueError, match=r"lists 2 \(2, 3\) API token permission groups"):
+        permission_group_ids(twice, ["DNS Write"])
+
+
+def test_the_lookup_query_as_cloudflare_go_encodes_it(full: tuple[World, dict[str, Any]]) -> None:
+    """The data source's arguments go through cloudflare-go's query building (modelled in
+    scripts/fake_cloudflare.py from its source): it percent-encodes by itself."""
+    world, _ = full
+    (lookup,) = [c for c in world.calls if c.token == PERMISSION_GROUPS_TOKEN]
+    query = fake_cloudflare.query_string({k: lookup.args.get(k) for k in ("name", "scope")})
+    assert query == "scope=com.cloudflare.api.account.zone"
+    # What the issue asked to settle: a name is encoded once, by the library; a name encoded
+    # beforehand (as the SDK's "must be URL-encoded" suggests) reaches the API encoded twice.
+    assert fake_cloudflare.query_string({"name": "DNS Write"}) == "name=DNS+Write"
+    assert fake_cloudflare.query_string({"name": "DNS%20Write"}) == "name=DNS%2520Write"
+    assert (
+        fake_cloudflare.query_string({"scope": "a.b", "name": "Zone: Read/~x", "max": None})
+        == "name=Zone%3A+Read%2F~x&scope=a.b"
+    )
+
+
+# --- no perpetual diff: a second run against the state the first one left ----------------------
+
+CLOUDFLARE_TYPES = (fake_cloudflare.API_TOKEN, fake_cloudflare.DNS_RECORD)
+
+
+def test_a_second_run_shows_no_cloudflare_change() -> None:
+    """Run prod, keep what the provider would store (its normalization, modelled from its
+    source), run the program again and diff its inputs against that state, before and after
+    a refresh read the state back from the API."""
+    first = committed("prod")
+    config, secrets = stack_config("prod")
+    second = run_program(config, secret_keys=secrets, stack="prod")
+    assert second.error is None, second.error
+    stored = {r.urn: r for r in first.registrations}
+    checked = []
+    for reg in second.registrations:
+        if reg.type not in CLOUDFLARE_TYPES:
+            continue
+        state = reveal(stored[reg.urn].outputs)
+        inputs = reveal(reg.inputs)
+        assert fake_cloudflare.input_diff(inputs, state, reg.ignore_changes) == [], reg.name
+        refreshed = fake_cloudflare.refreshed_state(reg.type, state)
+        assert fake_cloudflare.input_diff(inputs, refreshed, reg.ignore_changes) == [], reg.name
+        checked.append(reg.type)
+    assert sorted(checked) == sorted([fake_cloudflare.API_TOKEN] * 2 + [fake_cloudflare.DNS_RECORD])
+
+
+def test_the_diff_model_catches_what_the_provider_would_rewrite() -> None:
+    """The model is not a mirror: inputs the provider stores differently come out as a diff."""
+    token = {
+        "name": "t",
+        "policies": [
+            {
+                "effect": "allow",
+                "permissionGroups": [{"id": "b"}, {"id": "a"}],
+                "resources": json.dumps({zone_resource(ZONE_ID): "*"}),  # ", " and ": "
+            }
+        ],
+    }
+    state = fake_cloudflare.created_state(fake_cloudflare.API_TOKEN, token)
+    assert state is not None
+    assert fake_cloudflare.input_diff(token, state, []) == ["policies"]
+    (policy,) = state["policies"]
+    assert policy["resources"] == policy_resources(ZONE_ID)  # the API's compact echo
+    # unmatched against the plan, the provider sorts the groups by id (reorderPoliciesFromSnapshot)
+    assert [g["id"] for g in policy["permissionGroups"]] == ["a", "b"]
+
+    compact = {
+        **token,
+        "policies": [{**token["policies"][0], "resources": policy_resources(ZONE_ID)}],
+    }
+    kept = fake_cloudflare.created_state(fake_cloudflare.API_TOKEN, compact)
+    assert kept is not None and fake_cloudflare.input_diff(compact, kept, []) == []
+    refreshed = fake_cloudflare.refreshed_state(fake_cloudflare.API_TOKEN, kept)
+    assert [g["id"] for g in refreshed["policies"][0]["permissionGroups"]] == ["b", "a"]
+
+    record = {"zoneId": ZONE_ID, "name": "k8s.example.com", "type": "A", "ttl": 60, "proxied": True}
+    with pytest.raises(ValueError, match="ttl must be set to 1 when `proxied` is true"):
+        fake_cloudflare.created_state(fake_cloudflare.DNS_RECORD, record)
 
 
 def test_components_are_parents(full: tuple[World, dict[str, Any]]) -> None:
@@ -378,6 +504,35 @@ def test_components_are_parents(full: tuple[World, dict[str, Any]]) -> None:
 
 
 # --- toggles ----------------------------------------------------------------------------------
+
+
+def test_dns01_gets_its_own_zone_token_in_cert_managers_namespace() -> None:
+    world, built = run(settings(certManager={"solver": "dns01"}))
+    tokens = {t.name: t for t in world.by_type("cloudflare:index/apiToken:ApiToken")}
+    assert set(tokens) == {"entry-updater-token", "entry-cert-manager-token"}
+    cm = tokens["entry-cert-manager-token"]
+    assert cm.inputs["policies"] == tokens["entry-updater-token"].inputs["policies"]
+    assert "value" in cm.additional_secret_outputs
+    secret = world.one("kubernetes:core/v1:Secret", "svc-cert-manager-token-secret")
+    assert secret.inputs["metadata"]["namespace"] == workloads.CERT_MANAGER_NAMESPACE
+    assert is_secret(secret.inputs["stringData"])
+    assert unwrap(secret.inputs["stringData"]) == {
+        workloads.CERT_MANAGER_TOKEN_KEY: "scoped-updater-token"
+    }
+    assert cm.urn in secret.dependencies
+    release = world.one("kubernetes:helm.sh/v3:Release", "svc-cert-manager")
+    assert release.urn in secret.dependencies
+    for issuer in world.by_type("kubernetes:cert-manager.io/v1:ClusterIssuer"):
+        assert secret.urn in issuer.dependencies
+        (solver,) = issuer.inputs["spec"]["acme"]["solvers"]
+        ref = solver["dns01"]["cloudflare"]["apiTokenSecretRef"]
+        assert ref == {
+            "name": secret.inputs["metadata"]["name"],
+            "key": workloads.CERT_MANAGER_TOKEN_KEY,
+        }
+    assert output_is_secret(built["entry"].cert_manager_token)
+    assert len([c for c in world.calls if c.token == PERMISSION_GROUPS_TOKEN]) == 1  # shared
+
 
 PARTS = {
     "updater": {

@@ -486,16 +486,14 @@ def test_edited_helper_round_trips() -> None:
 
 
 def test_readme_shows_the_rendered_prod_diagram_and_failover_bound() -> None:
-    from components.config import parse_config, raw_values
-    from components.config.entrypoint import failover_bound_seconds
+    from components.config import parse_config, raw_values, stack_failover_budget
     from components.diagram import architecture_mermaid
     from scripts.offline import ROOT
 
     parsed = parse_config(raw_values(stack_config("prod")[0]))
     readme = (ROOT / "README.md").read_text()
     assert f"```mermaid\n{architecture_mermaid(parsed)}```" in readme
-    assert parsed.settings.entrypoint is not None
-    assert f"worst case of **{failover_bound_seconds(parsed.settings.entrypoint)} s**" in readme
+    assert f"worst case of **{stack_failover_budget(parsed).total} s**" in readme
 
 
 def test_render_writes_the_build_and_refuses_bad_config(

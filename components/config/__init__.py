@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         openstack_secret_key,
         parse_config,
         raw_values,
+        stack_failover_budget,
     )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "openstack_secret_key",
     "parse_config",
     "raw_values",
+    "stack_failover_budget",
 ]
 
 

@@ -1,15 +1,19 @@
 """The ``multicloud:entrypoint`` stack config: Cloudflare record, DNS updater, cluster services.
 
 Every image and chart is pinned to an exact version; validators name the offending key.
-``failover_bound_seconds`` is the documented worst case for the record to follow a dead node.
+``failover_budget`` computes, from the config, the worst case for traffic to leave a dead site;
+the stack check refuses a config whose worst case exceeds ``failoverBoundSeconds``.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from components.config.model import ConfigModel
 
@@ -20,11 +24,14 @@ DEFAULT_CERT_MANAGER_CHART = "v1.16.3"  # jetstack/cert-manager; crds.enabled si
 DEFAULT_LONGHORN_CHART = "1.8.1"  # longhorn/longhorn
 DEFAULT_APP_IMAGE = "traefik/whoami:v1.10.3"
 
-# kube-controller-manager --node-monitor-grace-period default for Kubernetes <= 1.31 (40s; it
-# became 50s in 1.32). RKE v1 does not override it unless services.kube-controller.extra_args
-# does. After this grace the node is NotReady/Unknown and gets the NoExecute taints the updater
-# tolerates for only ``tolerationSeconds``.
-NODE_MONITOR_GRACE_SECONDS = 40
+# Record TTLs, from the dns_record resource of terraform-provider-cloudflare v5 (what
+# pulumi-cloudflare 6.x bridges): internal/services/dns_record/schema.go describes ttl as "Setting
+# to 1 means 'automatic'. Value must be between 60 and 86400, with the minimum reduced to 30 for
+# Enterprise zones", and resource.go Create refuses `proxied` with any ttl but 1.
+PROXIED_TTL = 1
+MIN_TTL = 60
+MAX_TTL = 86400
+DEFAULT_TTL = 60
 
 _ZONE_ID = re.compile(r"^[0-9a-f]{32}$")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
@@ -49,11 +56,56 @@ def _pinned_image(value: str, field: str) -> str:
 class CloudflareSettings(ConfigModel):
     """The zone and the A record that is the cluster's public entrypoint."""
 
-    zone_id: str
-    zone: str
-    record_name: str
-    ttl: int = Field(default=60, ge=60, le=86400)
-    proxied: bool = False
+    zone_id: str = Field(description="Cloudflare zone id (32 lowercase hex characters).")
+    zone: str = Field(description="The zone's domain, e.g. example.com.")
+    record_name: str = Field(
+        description=(
+            "The A record the updater keeps on a live ingress node: a lowercase FQDN inside "
+            "zone, optionally *.<name> (a wildcard)."
+        )
+    )
+    proxied: bool = Field(
+        False,
+        description=(
+            "Proxy the record through Cloudflare: visitors resolve Cloudflare's addresses, which "
+            "never change, and Cloudflare's edge follows the record. Only HTTP(S) on Cloudflare's "
+            "ports passes; the TTL is Cloudflare's (1, automatic)."
+        ),
+    )
+    ttl: int | None = Field(
+        None,
+        description=(
+            "TTL in seconds of a DNS-only record: 60 to 86400 (Cloudflare's range outside "
+            "Enterprise zones), default 60. Leave it out for a proxied record."
+        ),
+    )
+    edge_propagation_seconds: int = Field(
+        10,
+        ge=0,
+        le=300,
+        description=(
+            "Proxied records only: allowance for Cloudflare to carry a record change to its "
+            "edge (Cloudflare says its configuration reaches every location within seconds)."
+        ),
+    )
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if info.data.get("proxied"):
+            if value not in (None, PROXIED_TTL):
+                raise ValueError(
+                    f"a proxied record's TTL is Cloudflare's ({PROXIED_TTL}, automatic; the "
+                    f"provider refuses any other): remove ttl, or set proxied: false (got {value})"
+                )
+            return value
+        if value is not None and not MIN_TTL <= value <= MAX_TTL:
+            hint = " (1, automatic, is 300 s for a DNS-only record: write 300)"
+            raise ValueError(
+                f"a DNS-only record's TTL must be {MIN_TTL} to {MAX_TTL} seconds"
+                f"{hint if value == 1 else ''} (got {value})"
+            )
+        return value
 
     @field_validator("zone_id")
     @classmethod
@@ -93,6 +145,13 @@ class CloudflareSettings(ConfigModel):
         return self
 
     @property
+    def record_ttl(self) -> int:
+        """The TTL the record is created with: 1 (automatic) when proxied, else the DNS TTL."""
+        if self.proxied:
+            return PROXIED_TTL
+        return self.ttl if self.ttl is not None else DEFAULT_TTL
+
+    @property
     def wildcard(self) -> bool:
         return self.record_name.startswith("*.")
 
@@ -114,10 +173,39 @@ class CloudflareSettings(ConfigModel):
 class UpdaterSettings(ConfigModel):
     """The in-cluster favonia/cloudflare-ddns Deployment that moves the record."""
 
-    enabled: bool = True
-    image: str = DEFAULT_UPDATER_IMAGE
-    update_interval_seconds: int = Field(default=60, ge=10, le=3600)
-    toleration_seconds: int = Field(default=30, ge=0, le=3600)
+    enabled: bool = Field(
+        True, description="Run the DNS updater (needs cloudflare): the record follows a live node."
+    )
+    image: str = Field(
+        DEFAULT_UPDATER_IMAGE, description="favonia/cloudflare-ddns image with an exact tag."
+    )
+    update_interval_seconds: int = Field(
+        60,
+        ge=10,
+        le=3600,
+        description=(
+            "UPDATE_CRON '@every <n>s': how often the updater re-checks its node's address, so "
+            "also how long a failed update waits for its retry. A new updater updates at once."
+        ),
+    )
+    toleration_seconds: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description=(
+            "tolerationSeconds of the updater for the node.kubernetes.io/not-ready and "
+            "unreachable NoExecute taints: how long it stays on a node once that is tainted."
+        ),
+    )
+    startup_seconds: int = Field(
+        20,
+        ge=1,
+        le=600,
+        description=(
+            "Allowance from the eviction of the updater's pod to its replacement's first "
+            "update: scheduling, image pull, start, address detection, Cloudflare API calls."
+        ),
+    )
 
     @field_validator("image")
     @classmethod
@@ -134,10 +222,22 @@ class UpdaterSettings(ConfigModel):
 class CertManagerSettings(ConfigModel):
     """cert-manager from the jetstack chart plus Let's Encrypt ClusterIssuers."""
 
-    enabled: bool = True
-    chart_version: str = DEFAULT_CERT_MANAGER_CHART
-    email: str | None = None
-    issuer: Literal["staging", "production"] = "production"  # the one the example app uses
+    enabled: bool = Field(True, description="Install cert-manager and Let's Encrypt issuers.")
+    chart_version: str = Field(
+        DEFAULT_CERT_MANAGER_CHART, description="jetstack/cert-manager chart, v1.15.0 or later."
+    )
+    email: str | None = Field(None, description="Let's Encrypt ACME account contact.")
+    issuer: Literal["staging", "production"] = Field(
+        "production", description="The ClusterIssuer the example app's certificate comes from."
+    )
+    solver: Literal["http01", "dns01"] = Field(
+        "http01",
+        description=(
+            "ACME challenge: http01 through the ingress (port 80 must reach it; behind a proxied "
+            "record see docs/entrypoint.md), or dns01 with a second token scoped to "
+            "cloudflare.zone like the updater's (works behind the proxy; needs cloudflare)."
+        ),
+    )
 
     @field_validator("chart_version")
     @classmethod
@@ -171,9 +271,11 @@ class CertManagerSettings(ConfigModel):
 class LonghornSettings(ConfigModel):
     """Longhorn from its chart: the default StorageClass, replicas spread over sites."""
 
-    enabled: bool = True
-    chart_version: str = DEFAULT_LONGHORN_CHART
-    replicas: int | None = Field(default=None, ge=1, le=10)  # None: one per site, at most 3
+    enabled: bool = Field(True, description="Install Longhorn as the default StorageClass.")
+    chart_version: str = Field(DEFAULT_LONGHORN_CHART, description="longhorn/longhorn chart.")
+    replicas: int | None = Field(
+        default=None, ge=1, le=10, description="Replicas per volume; default one per site, max 3."
+    )
 
     @field_validator("chart_version")
     @classmethod
@@ -186,9 +288,12 @@ class LonghornSettings(ConfigModel):
 class AppSettings(ConfigModel):
     """A small example web app behind the RKE nginx ingress."""
 
-    enabled: bool = True
-    image: str = DEFAULT_APP_IMAGE
-    host: str | None = None  # default: app.<record base> for a wildcard record, else the record
+    enabled: bool = Field(True, description="Deploy the example app.")
+    image: str = Field(DEFAULT_APP_IMAGE, description="The app's image, with an exact tag.")
+    host: str | None = Field(
+        None,
+        description="The app's host; default app.<record> for a wildcard record, else the record.",
+    )
 
     @field_validator("image")
     @classmethod
@@ -206,11 +311,23 @@ class AppSettings(ConfigModel):
 class EntrypointSettings(ConfigModel):
     """``multicloud:entrypoint``: everything about how the world reaches the cluster."""
 
-    cloudflare: CloudflareSettings | None = None  # None: no public record (a lab behind NAT)
-    updater: UpdaterSettings = UpdaterSettings()
-    cert_manager: CertManagerSettings = CertManagerSettings(enabled=False)
-    longhorn: LonghornSettings = LonghornSettings()
-    app: AppSettings = AppSettings()
+    cloudflare: CloudflareSettings | None = Field(
+        None, description="The public record; leave out for a cluster without one (behind NAT)."
+    )
+    updater: UpdaterSettings = Field(UpdaterSettings(), description="The DNS updater.")
+    cert_manager: CertManagerSettings = Field(
+        CertManagerSettings(enabled=False), description="cert-manager (opt-in: needs an email)."
+    )
+    longhorn: LonghornSettings = Field(LonghornSettings(), description="Longhorn storage.")
+    app: AppSettings = Field(AppSettings(), description="The example app.")
+    failover_bound_seconds: int | None = Field(
+        90,
+        ge=1,
+        description=(
+            "Refuse the stack when the computed worst case for traffic to leave a dead ingress "
+            "site exceeds this many seconds (make render prints the terms); null: no bound."
+        ),
+    )
 
     @model_validator(mode="after")
     def _app_host_resolves(self) -> EntrypointSettings:
@@ -230,6 +347,16 @@ class EntrypointSettings(ConfigModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _dns01_needs_the_zone(self) -> EntrypointSettings:
+        cm = self.cert_manager
+        if cm.enabled and cm.solver == "dns01" and self.cloudflare is None:
+            raise ValueError(
+                "certManager.solver: dns01 needs cloudflare (its token is scoped to that zone); "
+                "use http01 without a Cloudflare zone"
+            )
+        return self
+
     @property
     def app_host(self) -> str:
         if self.app.host:
@@ -239,21 +366,179 @@ class EntrypointSettings(ConfigModel):
         return f"app.{cf.record_base}" if cf.wildcard else cf.record_name
 
 
-def failover_bound_seconds(settings: EntrypointSettings) -> int:
-    """Worst-case seconds from a node's death until resolvers return a live node's address.
+# --- the failover budget ---------------------------------------------------------------------
+#
+# What happens when the site running the updater goes dark, in order. Each constant below is an
+# upstream default this project does not change; each config key is a term the stack sets.
 
-    The record always points at the node running the updater (it publishes its own egress
-    address). When that node dies: ``NODE_MONITOR_GRACE_SECONDS`` until the node is marked
-    NotReady and tainted, ``toleration_seconds`` until the pod is evicted and rescheduled on
-    another ingress node, then one ``update_interval_seconds`` (the updater also updates on
-    start; the interval covers pod start-up and one failed first attempt), then the record's
-    ``ttl`` for cached answers to expire. A proxied record has no client-visible TTL to wait
-    for (Cloudflare's edge follows the origin change). Resolvers that cap TTLs upward are not
-    covered.
+# kube-controller-manager --leader-elect-lease-duration (15 s) + --leader-elect-retry-period (2 s),
+# defaults RKE's KDM service options leave alone: a standby takes the leader lease at most this
+# long after the dead leader's last renewal. Counted when the dead site runs a control plane.
+# The new leader's node lifecycle controller then starts every node's grace period afresh
+# (tryUpdateNodeHealth in kubernetes pkg/controller/nodelifecycle/node_lifecycle_controller.go:
+# "Missing timestamp for Node. Assuming now as a timestamp"), so this adds to the grace.
+CONTROLLER_TAKEOVER_SECONDS = 15 + 2
+# kube-controller-manager --node-monitor-period (5 s). monitorNodeHealth marks a node Unknown on
+# the first pass after its grace ran out and queues it for the NoExecute taint on the next one
+# (processTaintBaseEviction gets the Ready condition observed *before* the pass): two periods.
+NODE_MONITOR_PERIOD_SECONDS = 5
+NODE_MONITOR_PASSES = 2
+# The nodes of a dead site stop at once but their grace periods run out up to one heartbeat
+# (rke.settings.KUBELET_HEARTBEAT_SECONDS, 10 s) apart. Meanwhile a zone with more than two
+# NotReady nodes, at least 55 % of it, but not all, is "partially disrupted" (ComputeZoneState),
+# and in a cluster of 50 nodes or fewer tainting there stops (ReducedQPSFunc returns 0) until
+# the last node is NotReady too: one heartbeat and one monitor pass more. Only sites of four or
+# more nodes can pass through that state; after a leader takeover (counted instead) all grace
+# periods restart together and run out in the same pass.
+STAGGER_SECONDS = 10 + NODE_MONITOR_PERIOD_SECONDS
+STAGGER_MIN_NODES = 4
+
+
+@dataclass(frozen=True)
+class IngressSite:
+    """A site with public-ingress nodes (where the updater may run), as the budget sees it.
+
+    ``nodes`` counts every node of the site: they share one zone (the site is the
+    topology.kubernetes.io/zone label) and so one rate-limited NoExecute taint queue.
     """
-    cf = settings.cloudflare
-    if cf is None:
-        raise ValueError("no cloudflare record: there is no DNS failover to bound")
-    eviction = NODE_MONITOR_GRACE_SECONDS + settings.updater.toleration_seconds
-    ttl = 0 if cf.proxied else cf.ttl
-    return eviction + settings.updater.update_interval_seconds + ttl
+
+    name: str
+    nodes: int
+    control_plane: bool  # runs a kube-controller-manager that may be the leader
+
+
+@dataclass(frozen=True)
+class FailoverTerm:
+    """One step of the failover: ``seconds`` it may take, and the key or default it comes from."""
+
+    what: str
+    seconds: int
+    source: str
+
+
+@dataclass(frozen=True)
+class FailoverBudget:
+    """The worst case (in seconds) for traffic to leave a dead ingress ``site``."""
+
+    site: str
+    terms: tuple[FailoverTerm, ...]
+    retry_seconds: int  # what each failed updater attempt adds: its update interval
+
+    @property
+    def total(self) -> int:
+        return sum(term.seconds for term in self.terms)
+
+    def lines(self) -> list[str]:
+        """The budget as text: the total, then one line per term with its source."""
+        out = [f"worst case if site {self.site!r} goes dark: {self.total} s"]
+        out += [f"  {t.seconds:4d} s  {t.what} ({t.source})" for t in self.terms]
+        out.append(
+            f"  each failed updater attempt adds {self.retry_seconds} s "
+            "(entrypoint.updater.updateIntervalSeconds)"
+        )
+        return out
+
+
+def _site_terms(
+    settings: EntrypointSettings, site: IngressSite, grace_seconds: int, eviction_rate: float
+) -> tuple[FailoverTerm, ...]:
+    cf, updater = settings.cloudflare, settings.updater
+    assert cf is not None
+    queue = math.ceil((site.nodes - 1) / eviction_rate)
+    terms = []
+    if site.control_plane:
+        terms.append(
+            FailoverTerm(
+                "controller-manager leader moves off the dead site",
+                CONTROLLER_TAKEOVER_SECONDS,
+                "kube-controller-manager defaults: leader lease 15 s + retry 2 s",
+            )
+        )
+    elif site.nodes >= STAGGER_MIN_NODES:
+        terms.append(
+            FailoverTerm(
+                "the site's nodes go NotReady a heartbeat apart; tainting waits for the last",
+                STAGGER_SECONDS,
+                "Kubernetes' partial-disruption rule for a zone of 4 or more nodes",
+            )
+        )
+    terms += [
+        FailoverTerm(
+            "no heartbeat: node marked NotReady",
+            grace_seconds,
+            "rke.nodeMonitorGracePeriodSeconds",
+        ),
+        FailoverTerm(
+            "two node-monitor passes: Unknown, then queued for the NoExecute taint",
+            NODE_MONITOR_PASSES * NODE_MONITOR_PERIOD_SECONDS,
+            "kube-controller-manager --node-monitor-period 5 s",
+        ),
+        FailoverTerm(
+            f"taint queue: the updater's node last of the site's {site.nodes}",
+            queue,
+            "rke.nodeEvictionRate",
+        ),
+        FailoverTerm(
+            "updater tolerates the taint",
+            updater.toleration_seconds,
+            "entrypoint.updater.tolerationSeconds",
+        ),
+        FailoverTerm(
+            "replacement updater scheduled, started, record updated",
+            updater.startup_seconds,
+            "entrypoint.updater.startupSeconds",
+        ),
+    ]
+    if cf.proxied:
+        terms.append(
+            FailoverTerm(
+                "Cloudflare's edge follows the record (visitors' DNS answers do not change)",
+                cf.edge_propagation_seconds,
+                "entrypoint.cloudflare.edgePropagationSeconds",
+            )
+        )
+    else:
+        terms.append(
+            FailoverTerm(
+                "resolvers' cached answers expire", cf.record_ttl, "entrypoint.cloudflare.ttl"
+            )
+        )
+    return tuple(terms)
+
+
+def failover_budget(
+    settings: EntrypointSettings,
+    *,
+    grace_seconds: int,
+    eviction_rate: float,
+    sites: Sequence[IngressSite],
+) -> FailoverBudget:
+    """Worst case, in seconds, from an ingress site going dark to traffic reaching another.
+
+    The record always names the node running the single updater (it publishes its own egress
+    address); the worst case is the site running it dying, with the controller-manager leader.
+    Assumes each step succeeds on its first try (each failed updater attempt adds
+    ``updateIntervalSeconds``) and resolvers that honour the TTL. ``grace_seconds`` and
+    ``eviction_rate`` are kube-controller-manager's, ``sites`` every site with public-ingress
+    nodes.
+
+    Raises ``ValueError`` without a record, with the updater off, or when fewer than two sites
+    have public-ingress nodes (a dead site would then leave nowhere to move to).
+    """
+    if settings.cloudflare is None or not settings.updater.enabled:
+        raise ValueError("no record kept by the updater: nothing moves on failure")
+    if len(sites) < 2:
+        names = ", ".join(repr(s.name) for s in sites) or "none"
+        raise ValueError(
+            f"only one site has public-ingress nodes ({names}): when it goes dark the record "
+            "has nowhere to move"
+        )
+    budgets = [
+        FailoverBudget(
+            site=site.name,
+            terms=_site_terms(settings, site, grace_seconds, eviction_rate),
+            retry_seconds=settings.updater.update_interval_seconds,
+        )
+        for site in sites
+    ]
+    return max(budgets, key=lambda b: b.total)

@@ -29,7 +29,12 @@ from pydantic import (
 )
 
 from components.config.deployer import Deployer, DeployerSettings
-from components.config.entrypoint import EntrypointSettings
+from components.config.entrypoint import (
+    EntrypointSettings,
+    FailoverBudget,
+    IngressSite,
+    failover_budget,
+)
 from components.config.model import NAMESPACE, Cidr, ConfigError, ConfigModel, fail
 from components.config.ranges import check_address_ranges
 from components.nodes import INGRESS_MODES, IngressMode, NodeSpec
@@ -407,7 +412,9 @@ def parse_config(raw: Mapping[str, Any]) -> ClusterConfig:
     deployer = _resolve_deployer(settings)
     network = plan_network(settings, nodes, deployer)
     require_reachable(network.paths)
-    return ClusterConfig(settings=settings, nodes=nodes, deployer=deployer, network=network)
+    config = ClusterConfig(settings=settings, nodes=nodes, deployer=deployer, network=network)
+    _check_failover(config)
+    return config
 
 
 _fail = fail
@@ -609,6 +616,55 @@ def _resolve_deployer(settings: ClusterSettings) -> Deployer:
             "firewall opens SSH and the Kubernetes API to it",
         )
     return Deployer(lan=lan, lan_cidr=lan_cidr, overlay=overlay, sources=sources, explicit=explicit)
+
+
+def stack_failover_budget(config: ClusterConfig) -> FailoverBudget:
+    """The worst-case failover of the stack's entrypoint (see ``failover_budget``).
+
+    Raises ``ValueError`` when there is no record the updater moves, or only one ingress site.
+    """
+    settings = config.settings
+    if settings.entrypoint is None:
+        raise ValueError("no entrypoint")
+    sites = []
+    for name in settings.sites:
+        members = config.site_nodes(name)
+        if any(node.public_ingress for node in members):
+            control_plane = any("controlplane" in node.roles for node in members)
+            sites.append(IngressSite(name, len(members), control_plane))
+    return failover_budget(
+        settings.entrypoint,
+        grace_seconds=settings.rke.node_monitor_grace_period_seconds,
+        eviction_rate=settings.rke.node_eviction_rate,
+        sites=sites,
+    )
+
+
+def _check_failover(config: ClusterConfig) -> None:
+    """Refuse a stack whose computed worst-case failover exceeds entrypoint.failoverBoundSeconds."""
+    entry = config.settings.entrypoint
+    if entry is None or entry.cloudflare is None or not entry.updater.enabled:
+        return
+    bound = entry.failover_bound_seconds
+    if bound is None:
+        return
+    key = "entrypoint.failoverBoundSeconds"
+    try:
+        budget = stack_failover_budget(config)
+    except ValueError as err:
+        raise _fail(
+            key,
+            f"{err}. Give a second site ingress: public (nodes with a public address), or set "
+            f"{key}: null to accept an entrypoint that dies with its site",
+        ) from None
+    if budget.total > bound:
+        terms = "\n    ".join(budget.lines()[1:-1])
+        raise _fail(
+            key,
+            f"the worst case for traffic to leave site {budget.site!r} is {budget.total} s, "
+            f"over the bound of {bound} s:\n    {terms}\n  Shorten the terms that come "
+            "from keys (a proxied record has no TTL to wait for), or raise the bound",
+        )
 
 
 # --- reading the stack through Pulumi -------------------------------------------------

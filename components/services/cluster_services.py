@@ -7,7 +7,7 @@ Each part is switched by its ``enabled`` flag and owns only its own resources.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pulumi
@@ -36,11 +36,18 @@ class ClusterServices(pulumi.ComponentResource):
         cluster: pulumi.Resource,
         zones: Sequence[str],
         updater_token: pulumi.Input[str] | None = None,
+        cert_manager_token: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("multicloud:cluster:ClusterServices", name, None, opts)
         if settings.updater.enabled and updater_token is None:
             raise ValueError("ClusterServices: updater.enabled requires updater_token")
+        self._dns01 = settings.cert_manager.enabled and settings.cert_manager.solver == "dns01"
+        if self._dns01 and cert_manager_token is None:
+            raise ValueError(
+                "ClusterServices: certManager.solver dns01 requires cert_manager_token"
+            )
+        self._cert_manager_token = cert_manager_token
         self._name = name
         self._cluster = cluster
         self.provider = k8s.Provider(
@@ -106,21 +113,29 @@ class ClusterServices(pulumi.ComponentResource):
             name, metadata=manifest["metadata"], spec=manifest["spec"], opts=self._opts(*deps)
         )
 
-    def _updater(self, settings: EntrypointSettings, token: pulumi.Input[str]) -> None:
-        ns = self._namespace("updater", workloads.UPDATER_NAMESPACE)
-        template = workloads.updater_secret("")
-        secret = k8s.core.v1.Secret(
-            f"{self._name}-updater-secret",
+    def _secret(
+        self,
+        part: str,
+        build: Callable[[str], dict[str, Any]],
+        token: pulumi.Input[str],
+        *deps: pulumi.Resource,
+    ) -> k8s.core.v1.Secret:
+        """A token Secret from ``build`` (a workloads function); the token stays a secret."""
+        template = build("")
+        return k8s.core.v1.Secret(
+            f"{self._name}-{part}-secret",
             metadata=template["metadata"],
             type=template["type"],
-            string_data=pulumi.Output.secret(token).apply(
-                lambda t: workloads.updater_secret(t)["stringData"]
-            ),
+            string_data=pulumi.Output.secret(token).apply(lambda t: build(t)["stringData"]),
             opts=pulumi.ResourceOptions.merge(
-                self._opts(ns),
+                self._opts(*deps),
                 pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"]),
             ),
         )
+
+    def _updater(self, settings: EntrypointSettings, token: pulumi.Input[str]) -> None:
+        ns = self._namespace("updater", workloads.UPDATER_NAMESPACE)
+        secret = self._secret("updater", workloads.updater_secret, token, ns)
         self._object("updater", workloads.updater_deployment(settings), ns, secret)
 
     def _cert_manager(self, settings: EntrypointSettings) -> list[pulumi.Resource]:
@@ -132,6 +147,21 @@ class ClusterServices(pulumi.ComponentResource):
             workloads.cert_manager_values(),
         )
         assert settings.cert_manager.email is not None  # validated when enabled
+        deps: list[pulumi.Resource] = [release]
+        if self._dns01:
+            assert self._cert_manager_token is not None  # checked in __init__
+            # after the Release, hence after the namespace _release registers before it
+            deps.append(
+                self._secret(
+                    "cert-manager-token",
+                    workloads.cert_manager_token_secret,
+                    self._cert_manager_token,
+                    release,
+                )
+            )
+        issuers = workloads.cluster_issuers(
+            settings.cert_manager.email, settings.cert_manager.solver
+        )
         return [
             k8s.apiextensions.CustomResource(
                 f"{self._name}-{issuer['metadata']['name']}",
@@ -139,9 +169,9 @@ class ClusterServices(pulumi.ComponentResource):
                 kind=issuer["kind"],
                 metadata=issuer["metadata"],
                 spec=issuer["spec"],
-                opts=self._opts(release),
+                opts=self._opts(*deps),
             )
-            for issuer in workloads.cluster_issuers(settings.cert_manager.email)
+            for issuer in issuers
         ]
 
     def _longhorn(self, settings: EntrypointSettings, zone_count: int) -> None:

@@ -19,8 +19,16 @@ UPDATER_NAMESPACE = "cloudflare-ddns"
 UPDATER_NAME = "cloudflare-ddns"
 UPDATER_SECRET = "cloudflare-ddns-token"
 UPDATER_SECRET_KEY = "token"
+# The updater resolves api.cloudflare.com through Cloudflare's public resolvers, not the
+# cluster DNS: CoreDNS may have run on the dead site, and until its endpoints are dropped (or
+# its pods rescheduled, 300 s by default) half the lookups would go nowhere.
+UPDATER_NAMESERVERS = ("1.1.1.1", "1.0.0.1")
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
+# The DNS-01 solver's token: a ClusterIssuer reads secrets from cert-manager's "cluster resource
+# namespace", the namespace cert-manager runs in unless --cluster-resource-namespace says else.
+CERT_MANAGER_TOKEN_SECRET = "cloudflare-api-token"
+CERT_MANAGER_TOKEN_KEY = "api-token"
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 LONGHORN_NAMESPACE = "longhorn-system"  # the Longhorn chart supports no other namespace
 LONGHORN_REPO = "https://charts.longhorn.io"
@@ -69,30 +77,48 @@ def namespace(name: str) -> Manifest:
     }
 
 
-def updater_secret(token: str) -> Manifest:
-    """The updater's Cloudflare token; the Pulumi layer passes it as a secret Output."""
+def _token_secret(name: str, namespace: str, key: str, token: str, app: str) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": UPDATER_SECRET,
-            "namespace": UPDATER_NAMESPACE,
-            "labels": _labels(UPDATER_NAME),
-        },
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels(app)},
         "type": "Opaque",
-        "stringData": {UPDATER_SECRET_KEY: token},
+        "stringData": {key: token},
     }
 
 
+def updater_secret(token: str) -> Manifest:
+    """The updater's Cloudflare token; the Pulumi layer passes it as a secret Output."""
+    return _token_secret(UPDATER_SECRET, UPDATER_NAMESPACE, UPDATER_SECRET_KEY, token, UPDATER_NAME)
+
+
+def cert_manager_token_secret(token: str) -> Manifest:
+    """cert-manager's zone-scoped Cloudflare token for DNS-01 (a secret Output upstream)."""
+    return _token_secret(
+        CERT_MANAGER_TOKEN_SECRET,
+        CERT_MANAGER_NAMESPACE,
+        CERT_MANAGER_TOKEN_KEY,
+        token,
+        "cert-manager",
+    )
+
+
 def updater_env(settings: EntrypointSettings) -> dict[str, str]:
-    """favonia/cloudflare-ddns settings (README "All Settings"), all as strings."""
+    """favonia/cloudflare-ddns 1.15 settings (README "All Settings"), all as strings.
+
+    PROXIED and TTL apply only to records the updater creates (README: "The updater will
+    preserve existing parameters"); Pulumi creates the record, so they merely agree with it.
+    UPDATE_ON_START makes a new updater update at once (cmd/ddns/ddns.go ``realMain`` runs
+    ``UpdateIPs`` before its first wait), so failover does not wait for UPDATE_CRON, which only
+    spaces re-checks and retries. TTL 1 is favonia's "automatic", accepted next to 30-86400.
+    """
     cf, updater = settings.cloudflare, settings.updater
     if cf is None:
         raise ValueError("the DNS updater needs entrypoint.cloudflare")
     return {
         "DOMAINS": cf.record_name,
         "PROXIED": "true" if cf.proxied else "false",
-        "TTL": str(cf.ttl),
+        "TTL": str(cf.record_ttl),
         "UPDATE_CRON": f"@every {updater.update_interval_seconds}s",
         "UPDATE_ON_START": "true",
         "DELETE_ON_STOP": "false",  # a rescheduled pod must never delete the entrypoint
@@ -103,7 +129,14 @@ def updater_env(settings: EntrypointSettings) -> dict[str, str]:
 
 
 def updater_deployment(settings: EntrypointSettings) -> Manifest:
-    """One updater on a public-ingress node; evicted quickly when its node stops reporting."""
+    """One updater on a public-ingress node; evicted quickly when its node stops reporting.
+
+    Exactly one replica: each updater publishes its own node's address, and favonia has no
+    leader election, so two running updaters would take the record in turns. When the node
+    dies the NoExecute taint evicts the pod after ``tolerationSeconds``; the ReplicaSet counts
+    a pod being deleted as gone (``controller.IsPodActive``) and starts the replacement on
+    another public-ingress node at once, even though the dead kubelet never confirms the deletion.
+    """
     seconds = settings.updater.toleration_seconds
     pod_sc, container_sc = _hardened(1000)
     labels = _labels(UPDATER_NAME)
@@ -140,6 +173,8 @@ def updater_deployment(settings: EntrypointSettings) -> Manifest:
                     ],
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
+                    "dnsPolicy": "None",
+                    "dnsConfig": {"nameservers": list(UPDATER_NAMESERVERS)},
                     "terminationGracePeriodSeconds": 10,
                     "securityContext": pod_sc,
                     "containers": [
@@ -161,8 +196,20 @@ def updater_deployment(settings: EntrypointSettings) -> Manifest:
     }
 
 
-def cluster_issuers(email: str) -> list[Manifest]:
-    """Let's Encrypt staging and production, ACME HTTP-01 through the nginx ingress class."""
+def acme_solver(solver: str) -> Manifest:
+    """The ClusterIssuers' one solver: HTTP-01 through the nginx ingress class, or DNS-01 in
+    the Cloudflare zone with a zone-scoped token (cert-manager's
+    ``ACMEIssuerDNS01ProviderCloudflare.apiTokenSecretRef``)."""
+    if solver == "http01":
+        return {"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}}
+    if solver == "dns01":
+        ref = {"name": CERT_MANAGER_TOKEN_SECRET, "key": CERT_MANAGER_TOKEN_KEY}
+        return {"dns01": {"cloudflare": {"apiTokenSecretRef": ref}}}
+    raise ValueError(f"unknown ACME solver {solver!r}")
+
+
+def cluster_issuers(email: str, solver: str = "http01") -> list[Manifest]:
+    """Let's Encrypt staging and production with one ACME solver (see ``acme_solver``)."""
     return [
         {
             "apiVersion": "cert-manager.io/v1",
@@ -173,7 +220,7 @@ def cluster_issuers(email: str) -> list[Manifest]:
                     "server": server,
                     "email": email,
                     "privateKeySecretRef": {"name": f"{issuer_name(which)}-account-key"},
-                    "solvers": [{"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}}],
+                    "solvers": [acme_solver(solver)],
                 }
             },
         }
