@@ -65,6 +65,7 @@ class World:
     registrations: list[Registration] = field(default_factory=list)
     calls: list[pulumi_mocks.MockCallArgs] = field(default_factory=list)
     preview: bool = False
+    renamed: str | None = None  # a permission group Cloudflare lists under another name
 
     def by_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -106,6 +107,9 @@ class Mocks(pulumi.runtime.Mocks):
                 },
                 {**zone, "id": GROUP_IDS["Zone Read"], "name": "Zone Read"},
             ]
+            for group in results:
+                if group["name"] == self.world.renamed:
+                    group["name"] += " (renamed)"
             return {"results": results}, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
@@ -183,9 +187,10 @@ def run(
     *,
     preview: bool = False,
     nodes: Callable[[], list[ClusterNode]] = default_nodes,
+    renamed: str | None = None,
 ) -> tuple[World, dict[str, Any]]:
     """Build Entrypoint + ClusterServices in a fresh mocked stack; return what was registered."""
-    world = World(preview=preview)
+    world = World(preview=preview, renamed=renamed)
     mocks = Mocks(world)
     pulumi.runtime.reset_options()
     pulumi.runtime.set_mocks(mocks, preview=preview, monitor=Recorder(mocks))
@@ -412,6 +417,16 @@ def test_a_failed_lookup_lists_the_groups_it_found() -> None:
     twice = [_group("2", "DNS Write"), _group("3", "DNS Write")]
     with pytest.raises(ValueError, match=r"lists 2 \(2, 3\) API token permission groups"):
         permission_group_ids(twice, ["DNS Write"])
+
+
+def test_a_renamed_group_stops_the_program_with_the_list_it_found() -> None:
+    with pytest.raises(pulumi.RunError) as err:
+        run(settings(), renamed="Zone Read")
+    assert str(err.value) == (
+        "entrypoint.cloudflare: Cloudflare lists no API token permission groups named "
+        "'Zone Read' with scope com.cloudflare.api.account.zone; the 3 it listed for that "
+        "scope: DNS Write, DNS Write Extra, Zone Read (renamed)"
+    )
 
 
 def test_the_lookup_query_as_cloudflare_go_encodes_it(full: tuple[World, dict[str, Any]]) -> None:

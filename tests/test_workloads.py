@@ -287,6 +287,11 @@ def test_failover_budget_terms_follow_the_config_and_the_manifest() -> None:
         failover_budget(s, grace_seconds=40, eviction_rate=0.3, sites=TWO_SITES).terms[3].seconds
         == 4
     )
+    slow = [IngressSite("x", 10, True)] * 2  # 9 / 0.009 is 1000.0000000000001 in floats
+    assert (
+        failover_budget(s, grace_seconds=40, eviction_rate=0.009, sites=slow).terms[3].seconds
+        == 1000
+    )
 
 
 def test_a_big_site_without_a_master_waits_for_its_last_node() -> None:

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -444,7 +445,8 @@ def _site_terms(
 ) -> tuple[FailoverTerm, ...]:
     cf, updater = settings.cloudflare, settings.updater
     assert cf is not None
-    queue = math.ceil((site.nodes - 1) / eviction_rate)
+    # exact decimal arithmetic: 3 / 0.3 is 10.000000000000002 in floats
+    queue = math.ceil(Fraction(site.nodes - 1) / Fraction(str(eviction_rate)))
     terms = []
     if site.control_plane:
         terms.append(

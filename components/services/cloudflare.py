@@ -95,9 +95,14 @@ def _zone_permission_group_ids(
         scope=ZONE_SCOPE,
         opts=pulumi.InvokeOutputOptions(provider=provider, parent=parent),
     )
-    return found.apply(
-        lambda result: permission_group_ids(result.results or [], ZONE_DNS_PERMISSION_GROUPS)
-    )
+
+    def pick(result: cloudflare.GetApiTokenPermissionGroupsListResult) -> list[str]:
+        try:
+            return permission_group_ids(result.results or [], ZONE_DNS_PERMISSION_GROUPS)
+        except ValueError as err:  # RunError: Pulumi prints it without a stack trace
+            raise pulumi.RunError(f"entrypoint.cloudflare: {err}") from None
+
+    return found.apply(pick)
 
 
 def zone_dns_policy(
