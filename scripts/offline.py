@@ -77,8 +77,8 @@ def fake_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-# Zone-scoped API token permission groups as the API lists them (ids made up), plus one of
-# another scope with a name that is also zone-scoped elsewhere.
+# Zone-scoped API token permission groups as the API lists them (ids made up), and a group of
+# the account scope named like a zone-scoped one: the lookup has to pick by scope too.
 CLOUDFLARE_PERMISSION_GROUPS = (
     ("DNS Read", "com.cloudflare.api.account.zone"),
     ("DNS Write", "com.cloudflare.api.account.zone"),
