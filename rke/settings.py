@@ -16,6 +16,16 @@ from components.config.model import ConfigModel
 
 _MAX_UNAVAILABLE = re.compile(r"^[0-9]+%?$")
 
+# What the RKE command can carry. pulumi-command hands the runner's previous stdout
+# (the compressed RKE state) back in ONE environment variable, at most 128 KiB on Linux.
+# Measured with the fake RKE's state (tests/test_rke_state.py, whose certificates have
+# RSA-2048 sizes): ~42 KB for the shared certificates and kubeconfig, ~3 KB per etcd
+# member (its own certificate), ~24 bytes per node. 3 sites x (1 master + 200 workers)
+# take 62.5 KB (48% of the limit); 640 nodes with 7 etcd members 76 KB (58%). etcd itself
+# is best at 3, 5 or 7 members.
+RUNNER_MAX_NODES = 640
+RUNNER_MAX_ETCD_MEMBERS = 7
+
 # etcd refuses an election timeout above 50 s (etcdserver: "election-timeout ... 50000").
 _ETCD_MAX_ELECTION_TIMEOUT_MS = 50_000
 
@@ -118,6 +128,38 @@ class UpgradeSettings(ConfigModel):
         return v
 
 
+_SNAPSHOT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,252}$")
+
+
+class RestoreSettings(ConfigModel):
+    """An etcd snapshot restore the RKE command runs once, instead of ``rke up``.
+
+    The runner calls ``rke etcd snapshot-restore --name <snapshot>`` (with every S3
+    flag when ``s3`` is true) and stores the resulting state like any other run; while
+    the setting names the same snapshot, later runs are plain ``rke up`` runs. Remove
+    it after the restore (docs/recovery.md).
+    """
+
+    snapshot: str = Field(
+        description="snapshot name as RKE lists it (without .zip), e.g. "
+        "rke_etcd_snapshot_2026-11-29T06:00:00Z"
+    )
+    s3: bool = Field(
+        False,
+        description="download the snapshot from rke.etcd.s3 (true) or use the copy in "
+        "/opt/rke/etcd-snapshots on the etcd nodes (false)",
+    )
+
+    @field_validator("snapshot")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v.endswith(".zip"):
+            raise ValueError(f"snapshot: give the name without .zip ({v[:-4]!r})")
+        if not _SNAPSHOT.match(v):
+            raise ValueError(f"snapshot: {v!r} is not an RKE snapshot name")
+        return v
+
+
 class RkeSettings(ConfigModel):
     """Typed ``multicloud:rke`` config object."""
 
@@ -170,6 +212,19 @@ class RkeSettings(ConfigModel):
         if self.node_monitor_grace_period_seconds > HTTP2_DEFAULT_DETECTION_SECONDS:
             return {}
         return dict(KUBELET_HTTP2_ENV)
+    restore: RestoreSettings | None = Field(
+        None, description="run `rke etcd snapshot-restore` once (docs/recovery.md)"
+    )
+
+    @field_validator("restore")
+    @classmethod
+    def _restore_source(
+        cls, v: RestoreSettings | None, info: ValidationInfo
+    ) -> RestoreSettings | None:
+        etcd = info.data.get("etcd")
+        if v is not None and v.s3 and (etcd is None or etcd.s3 is None):
+            raise ValueError("s3 is true but rke.etcd.s3 is not configured")
+        return v
 
     @field_validator("service_cidr")
     @classmethod

@@ -117,6 +117,20 @@ def test_defaults_match_pulumi_yaml() -> None:
         assert getattr(settings, attr) == field or (key == "zerotierNetworkId"), key
 
 
+def _too_many_nodes() -> dict[str, Any]:
+    """3 sites x (1 master + 200 workers), the largest the overlay takes, plus 40 more."""
+    raw = base()
+    for site in raw["sites"].values():
+        site["workers"] = 200
+    raw["sites"]["extra"] = {
+        **raw["sites"]["digitalocean"],
+        "siteId": 4,
+        "masters": 0,
+        "workers": 40,
+    }
+    return raw
+
+
 BAD: list[tuple[str, dict[str, Any], str]] = [
     ("typo in a site key", with_("sites.home.worker", 2), "sites.home.worker: unknown key"),
     ("typo at top level", with_("clusterNmae", "x"), "clusterNmae: unknown key"),
@@ -249,6 +263,30 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "rke.serviceCidr",
     ),
     ("pod CIDR overlapping the overlay", with_("rke", {"podCidr": "10.147.0.0/16"}), "rke.podCidr"),
+    (
+        "more etcd members than the RKE state carries",
+        with_(
+            "sites.home.masters",
+            3,
+            with_("sites.ramnode.masters", 3, with_("sites.digitalocean.masters", 3)),
+        ),
+        "sites: 9 etcd members (one per master); at most 7",
+    ),
+    (
+        "more nodes than the RKE state carries",
+        _too_many_nodes(),
+        "sites: 643 nodes in total; the RKE command carries at most 640",
+    ),
+    (
+        "an S3 restore without S3",
+        with_("rke", {"restore": {"snapshot": "rke_etcd_snapshot_1", "s3": True}}),
+        "rke.restore: s3 is true but rke.etcd.s3 is not configured",
+    ),
+    (
+        "a restore naming the .zip file",
+        with_("rke", {"restore": {"snapshot": "rke_etcd_snapshot_1.zip"}}),
+        "rke.restore.snapshot: snapshot: give the name without .zip",
+    ),
     (
         "rebuild of an unknown node",
         with_("rebuild", ["mc-home-worker-9"]),
@@ -523,11 +561,18 @@ def test_kubernetes_versions_are_the_ones_rke_ships() -> None:
     from components.config import DEFAULT_KUBERNETES_VERSION, RKE_KUBERNETES_VERSIONS
     from tests import reference
 
-    latest = reference.load("rke-kubernetes-versions.json")["v1.8.14"]
+    data = reference.load("rke-releases.json")
+    latest = data["releases"][data["latest"]]
     assert set(RKE_KUBERNETES_VERSIONS) == set(latest["kubernetes_versions"])
     # the default is the one not behind RKE's extended-life subscription
     assert DEFAULT_KUBERNETES_VERSION in latest["kubernetes_versions"]
-    assert DEFAULT_KUBERNETES_VERSION not in latest["note"]
+    assert DEFAULT_KUBERNETES_VERSION not in latest["extended_life_only"]
+
+
+def test_the_largest_accepted_cluster_is_three_sites_of_two_hundred_workers() -> None:
+    raw = _too_many_nodes()
+    del raw["sites"]["extra"]
+    assert len(parse_config(raw).nodes) == 603
 
 
 def test_secret_keys_are_declared_or_checked_by_the_program() -> None:

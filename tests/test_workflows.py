@@ -924,8 +924,8 @@ def test_rke_pin_names_a_release_that_ships_the_stacks_kubernetes() -> None:
         assert asset["url"].startswith("https://github.com/"), key
         assert asset["url"].endswith(f"/{pin['version']}/{asset['name']}"), key
         assert asset["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", asset["sha256"]), key
-    shipped = json.loads((ROOT / "reference" / "rke-kubernetes-versions.json").read_text())
-    versions = shipped[pin["version"]]["kubernetes_versions"]
+    shipped = json.loads((ROOT / "reference" / "rke-releases.json").read_text())
+    versions = shipped["releases"][pin["version"]]["kubernetes_versions"]
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     for stack in _stacks():
         doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}

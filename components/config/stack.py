@@ -40,13 +40,15 @@ from components.config.ranges import check_address_ranges
 from components.nodes import INGRESS_MODES, IngressMode, NodeSpec
 from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
 from components.preflight import NetworkPlan, plan_network, require_reachable
+from rke import releases as rke_releases
 from rke.engine import ENGINE, ssh_via_problem
-from rke.settings import RkeSettings
+from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES, RkeSettings
 
 DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
-# Kubernetes versions RKE v1.8.14 (the pinned RKE) ships (reference/rke-kubernetes-versions.json).
-# The 1.31/1.32 builds need RKE's paid extended-life subscription.
-RKE_KUBERNETES_VERSIONS = ("v1.30.14-rancher1-1", "v1.31.14-rancher1-1", "v1.32.13-rancher1-3")
+# The versions the last RKE release ships (reference/rke-releases.json, read by
+# rke.releases; the runner checks `rke --version` against the same data). The 1.31/1.32
+# builds need RKE's paid extended-life subscription.
+RKE_KUBERNETES_VERSIONS = rke_releases.supported_kubernetes_versions()
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 K8S_VERSION = re.compile(r"^v1\.\d+\.\d+-rancher\d+-\d+$")
 SSH_KEY = re.compile(
@@ -254,7 +256,7 @@ class ClusterSettings(ConfigModel):
             raise ValueError(f"expected an RKE version such as {DEFAULT_KUBERNETES_VERSION}")
         if value not in RKE_KUBERNETES_VERSIONS:
             raise ValueError(
-                f"RKE v1.8.14 does not ship {value}; "
+                f"RKE {rke_releases.latest().name} does not ship {value}; "
                 f"expected one of {', '.join(RKE_KUBERNETES_VERSIONS)}"
             )
         return value
@@ -516,6 +518,19 @@ def _check_topology(settings: ClusterSettings, nodes: tuple[NodeSpec, ...]) -> N
                     f"{count} of {total} etcd members in one site: losing that site loses quorum; "
                     f"spread masters so no site holds a majority{two}",
                 )
+    if total > RUNNER_MAX_ETCD_MEMBERS:
+        raise _fail(
+            "sites",
+            f"{total} etcd members (one per master); at most {RUNNER_MAX_ETCD_MEMBERS}: each "
+            "member adds its certificates to the RKE state, which must fit one environment "
+            "variable (rke/settings.py)",
+        )
+    if len(nodes) > RUNNER_MAX_NODES:
+        raise _fail(
+            "sites",
+            f"{len(nodes)} nodes in total; the RKE command carries at most {RUNNER_MAX_NODES} "
+            "(its state must fit one environment variable, rke/settings.py)",
+        )
     if not any("worker" in node.roles for node in nodes):
         raise _fail(
             "sites",
