@@ -1,9 +1,16 @@
 """RkeCluster: one ``local.Command`` that runs ``rke up`` once every node is ready.
 
-cluster.yml travels in the command's ``environment`` (never ``triggers``): a changed
-cluster.yml is an *update* that re-runs ``rke up``; a replacement would run the old
-resource's ``delete``. The command's stdout (rkestate, kubeconfig) is a secret and
-is not logged; ``rke.runner`` documents the protocol.
+cluster.yml travels as the command's ``stdin`` (never ``triggers``): a changed
+cluster.yml is an *update* that re-runs ``rke up`` (pulumi-command's ``Update`` runs the
+``update`` command with the new inputs, ``local/commandController.go``); a replacement
+would run the old resource's ``delete`` and start the new one without the previous
+stdout. Standard input, unlike one environment variable, has no 128 KiB limit, and a
+PR preview shows its diff as text. The command's stdout (rkestate, kubeconfig) is a
+secret and is not logged; ``rke.runner`` documents the protocol.
+
+The command is ``protect``ed: a ``pulumi destroy``, a ``--replace`` or a change that
+would replace it stops with an error instead of forgetting the cluster's state
+(docs/recovery.md says how to remove it on purpose).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pulumi_command import local, remote
 
 from components.cluster_node import ClusterNode
 from rke.cluster_yml import ClusterSettings, RkeNode, render_cluster_yml
+from rke.state import kubeconfig_of
 
 
 def runner_commands() -> tuple[str, str]:
@@ -53,7 +61,12 @@ def _node_ids(gates: Sequence[pulumi.Resource], names: set[str]) -> pulumi.Outpu
 
 
 def _kubeconfig(stdout: str | None) -> str:
-    return json.loads(stdout)["kubeconfig"] if stdout else ""
+    return kubeconfig_of(stdout)
+
+
+def state_key() -> str:
+    """``<project>/<stack>``: names the runner's private local copy of this stack's state."""
+    return f"{pulumi.get_project()}/{pulumi.get_stack()}"
 
 
 class RkeCluster(pulumi.ComponentResource):
@@ -72,7 +85,6 @@ class RkeCluster(pulumi.ComponentResource):
         ssh_private_key: pulumi.Input[str] | None = None,
         s3_access_key: pulumi.Input[str] | None = None,
         s3_secret_key: pulumi.Input[str] | None = None,
-        rke_version: str = "v1.8.",
         flannel_iface: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -94,10 +106,12 @@ class RkeCluster(pulumi.ComponentResource):
             raise ValueError("RkeCluster needs the flannel interface (settings or flannel_iface)")
         self.cluster_yml = pulumi.Output.all(iface, *[n.ssh_address for n in ordered]).apply(render)
         environment: dict[str, pulumi.Input[str]] = {
-            "RKE_CLUSTER_YML": self.cluster_yml,
-            "RKE_VERSION_REQUIRED": rke_version,
+            "RKE_STATE_KEY": state_key(),
             "RKE_NODE_IDS": _node_ids(ready, {n.name for n in ordered}),
         }
+        restore = settings.rke.restore
+        if restore is not None:
+            environment["RKE_RESTORE"] = json.dumps(restore.model_dump(), sort_keys=True)
         secrets = {
             "RKE_SSH_PRIVATE_KEY": ssh_private_key,
             "RKE_S3_ACCESS_KEY": s3_access_key,
@@ -113,12 +127,14 @@ class RkeCluster(pulumi.ComponentResource):
             create=up,
             update=up,
             delete=delete,
+            stdin=self.cluster_yml,
             environment=environment,
             logging=local.Logging.STDERR,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(ready),
                 additional_secret_outputs=["stdout"],
+                protect=True,
             ),
         )
         self.kubeconfig = pulumi.Output.secret(self.command.stdout.apply(_kubeconfig))

@@ -19,6 +19,40 @@ from components.cluster_node import ClusterNode
 
 DEFAULT_TIMEOUT_SECONDS = 15 * 60
 _IFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# pulumi-command dials with the Pulumi SDK's retry.Until defaults (dialWithRetry in
+# provider/pkg/provider/remote/connection.go, v1.2.1; sdk/go/common/util/retry/until.go):
+# first wait 0.1 s, times 1.5 after each failure, never more than 5 s.
+DIAL_DELAY, DIAL_BACKOFF, DIAL_MAX_DELAY = 0.1, 1.5, 5.0
+PER_DIAL_TIMEOUT = 30
+TIMEOUT_GRACE_SECONDS = 60
+
+
+def dial_wait_seconds(limit: int) -> float:
+    """Seconds pulumi-command spends waiting between dials before it gives up, when every
+    dial fails at once (connection refused, a host key or handshake error).
+
+    With ``dialErrorLimit`` L it dials L+1 times (it stops once ``dials > limit``,
+    ``reachedDialingErrorLimit``) and waits after each of the first L failures; the k-th
+    wait is min(0.1 * 1.5**k, 5) s. The waits reach the 5 s cap at k = 10 (0.1 * 1.5**10
+    = 5.77), and the first ten add up to 0.1 * (1.5**10 - 1) / 0.5 = 11.33 s, so
+
+        dial_wait_seconds(L) = 11.33 + 5 * (L - 10)   for L >= 10.
+
+    L = 30 waits 111.3 s: that is why a gate with ``dialErrorLimit: 30`` gave up after
+    about 2 minutes instead of 15 when nodes refused connections.
+    """
+    return sum(min(DIAL_DELAY * DIAL_BACKOFF**k, DIAL_MAX_DELAY) for k in range(limit))
+
+
+def dial_error_limit(bound_seconds: int) -> int:
+    """The smallest ``dialErrorLimit`` whose fast failures keep dialling for
+    ``bound_seconds``: 188 for 15 minutes (11.33 + 5 * 178 = 901.3 s). Slow failures (each
+    dial waiting ``PER_DIAL_TIMEOUT``) would take longer; the gate's custom timeout cuts
+    those off at the same bound (``node_readiness``)."""
+    limit = 1
+    while dial_wait_seconds(limit) < bound_seconds:
+        limit += 1
+    return limit
 
 
 def readiness_script(
@@ -70,7 +104,14 @@ def node_readiness(
     opts: pulumi.ResourceOptions | None = None,
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
 ) -> remote.Command:
-    """A remote Command that succeeds once ``node`` is ready for RKE (SSH key or agent)."""
+    """A remote Command that succeeds once ``node`` is ready for RKE (SSH key or agent).
+
+    It waits ``timeout_seconds`` however the node fails to answer: ``dialErrorLimit`` is
+    computed from pulumi-command's backoff (``dial_error_limit``), and a custom timeout of
+    ``timeout_seconds`` + 60 s bounds the whole create/update, dials that hang included
+    (pulumi-go-provider turns a resource's timeout into the operation's context deadline,
+    ``middleware/cancel/cancel.go`` Wrap, and the dial loop stops with the context).
+    """
     depends: list[pulumi.Resource] = [node.vm] + ([node.member] if node.member else [])
     # A replaced VM gets a new id: replace the gate so it runs again (it has no delete).
     triggers = [node.vm.id] if isinstance(node.vm, pulumi.CustomResource) else None
@@ -80,13 +121,22 @@ def node_readiness(
             host=node.ssh_address,
             user=connection_user,
             private_key=pulumi.Output.secret(private_key) if private_key is not None else None,
-            # The VM may still be booting: keep dialling for about the same bound.
-            dial_error_limit=max(10, timeout_seconds // 30),
-            per_dial_timeout=30,
+            # The VM may still be booting: keep dialling for the same bound.
+            dial_error_limit=dial_error_limit(timeout_seconds),
+            per_dial_timeout=PER_DIAL_TIMEOUT,
         ),
         create=pulumi.Output.from_input(interface).apply(
             lambda iface: readiness_script(node.name, node.zerotier_ip, iface, timeout_seconds)
         ),
         triggers=triggers,
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends)),
+        opts=pulumi.ResourceOptions.merge(
+            opts,
+            pulumi.ResourceOptions(
+                depends_on=depends,
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=f"{timeout_seconds + TIMEOUT_GRACE_SECONDS}s",
+                    update=f"{timeout_seconds + TIMEOUT_GRACE_SECONDS}s",
+                ),
+            ),
+        ),
     )

@@ -1,71 +1,121 @@
 """The program behind the RKE ``pulumi_command.local.Command``: ``python -m rke.runner up|delete``.
 
-Contract (environment in, one JSON object out):
+Contract (standard input and environment in, one JSON object out):
 
-- ``RKE_CLUSTER_YML``     cluster.yml text without secrets (required for ``up``)
+- standard input          cluster.yml without secrets (``up``). Not an environment
+                          variable: one of those holds at most 128 KiB on Linux, and a
+                          large cluster's cluster.yml is bigger.
+- ``RKE_STATE_KEY``       ``<project>/<stack>``: names this stack's private local state
+                          copy (pulumi-command tells a command nothing about its stack)
 - ``RKE_SSH_PRIVATE_KEY`` optional secret; written 0600 and used as ``ssh_key_path``
-                          (otherwise RKE uses the SSH agent, ``SSH_AUTH_SOCK``)
-- ``RKE_S3_ACCESS_KEY``, ``RKE_S3_SECRET_KEY``  optional secrets, added to the
-                          ``s3backupconfig`` of the copy written to disk
+                          (otherwise RKE and ssh use the agent, ``SSH_AUTH_SOCK``)
+- ``RKE_S3_ACCESS_KEY``, ``RKE_S3_SECRET_KEY``  optional secrets for the
+                          ``s3backupconfig`` of the cluster.yml written to disk
 - ``RKE_NODE_IDS``        optional JSON ``{node name: machine id}`` from the readiness gates
-- ``RKE_VERSION_REQUIRED`` prefix ``rke --version`` must show, default ``v1.8.``
+- ``RKE_RESTORE``         optional JSON ``{"snapshot": name, "s3": bool}``: run
+                          ``rke etcd snapshot-restore`` once instead of ``rke up``
 - ``RKE_SKIP_DRAIN=1``    escape hatch: remove workers without draining (dead nodes)
+- ``RKE_ETCD_HEALTH_TIMEOUT``  seconds to wait for etcd to be healthy after an etcd
+                          step (default 90, RKE's own ``isEtcdHealthy`` bound: 18 x 5 s)
+- ``RKE_RUNNER_TMPDIR``   where private run directories go (default /dev/shm)
 - ``PULUMI_COMMAND_STDOUT`` set by pulumi-command on update/delete: this runner's
                           previous stdout, i.e. the previous state
 
-On success stdout carries exactly one JSON object ``{"clusterYml", "kubeconfig",
-"nodeIds", "rkestate", "version"}``; ``rkestate`` is ``xz+b64:`` + base64(xz(text)) to
-stay well below Linux's 128 KiB limit for one environment string (it comes back as
-``PULUMI_COMMAND_STDOUT``). On failure stdout stays empty and the exit code is
-non-zero: pulumi-command then records nothing, so the previous state stays in
-Pulumi's state. Progress goes to stderr, with known secrets redacted.
+On success stdout carries exactly one JSON object (``rke.state.encode_result``) and
+the local copy of the state is removed. On failure stdout stays empty, the exit code
+is non-zero, and the newest state RKE wrote stays in the local copy, which the next
+run starts from. Progress goes to stderr (bounded, redacted; ``rke.tools.Console``).
 
-``delete`` never removes the cluster; ``extract DIR`` turns a saved stdout (stdin)
-back into cluster.yml / cluster.rkestate / kube_config_cluster.yml for manual ``rke``.
+Where the state comes from, in order: the previous stdout and the local copy (the newer
+of the two), then the cluster: when neither exists the runner checks over SSH whether
+any node already carries RKE certificates, and if so recovers the state
+(``rke util get-state-file``, else the ``kube-system/full-cluster-state`` Secret read
+on a control-plane node) or refuses. ``rke up`` never runs without a state on nodes
+that have one.
+
+Modes: ``delete`` never removes the cluster; ``extract DIR`` turns a saved stdout
+(stdin) back into cluster.yml / cluster.rkestate / kube_config_cluster.yml for manual
+``rke``; ``import-state KEY FILE`` puts a recovered ``cluster.rkestate`` into the
+local copy of stack ``KEY`` for the next ``pulumi up`` (docs/recovery.md).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import json
-import lzma
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
+import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
-FORMAT_VERSION = 1
-STATE_PREFIX = "xz+b64:"
+from rke import plan as planning
+from rke.plan import Host, PlanError, Step
+from rke.releases import check_release
+from rke.state import (
+    STDOUT_LIMIT,
+    LocalCopy,
+    Result,
+    StateError,
+    StateStore,
+    applied_nodes,
+    ca_fingerprint,
+    check_rkestate,
+    digest,
+    encode_result,
+    now,
+    parse_previous,
+    pem_fingerprint,
+)
+from rke.tools import Console, Interrupted, Supervisor, child_env, run_quick, ssh_argv
+from rke.workdir import (
+    KUBECONFIG_FILE,
+    STATE_FILE,
+    RunDir,
+    find_leftovers,
+    private_base,
+    replace_secret,
+    write_secret,
+)
+
 TAIL_LINES = 40
-ENV_STRING_LIMIT = 131_072  # MAX_ARG_STRLEN on Linux
-DEFAULT_VERSION_REQUIRED = "v1.8."
 DEFAULT_DRAIN_TIMEOUT = 300
+DEFAULT_ETCD_HEALTH_TIMEOUT = 90.0
+LEFTOVER_WAIT_SECONDS = 30.0
+SSH_PROBE_TIMEOUT = 60.0
 SECRET_ENV = ("RKE_SSH_PRIVATE_KEY", "RKE_S3_ACCESS_KEY", "RKE_S3_SECRET_KEY")
-PRIVATE_ENV = (*SECRET_ENV, "RKE_CLUSTER_YML", "PULUMI_COMMAND_STDOUT", "PULUMI_COMMAND_STDERR")
+# RKE's paths on a node (pki/constants.go CertPathPrefix, pki/util.go GetCertPath).
+NODE_CA_PATH = "/etc/kubernetes/ssl/kube-ca.pem"
+NODE_KUBECONFIG = "/etc/kubernetes/ssl/kubecfg-kube-node.yaml"
+STATE_WRITTEN = "Successfully Deployed state file"  # cluster/state.go WriteStateFile
 
 INSTALL_HINT = (
-    "Install RKE v1.8.x: download the `rke_linux-amd64` (or darwin/arm64) binary of the latest "
-    "1.8 release from https://github.com/rancher/rke/releases (now rancher-archives/rke), "
-    "verify its sha256, `install -m 0755 rke_linux-amd64 ~/.local/bin/rke`, and make sure it "
-    "is on PATH for `pulumi up`."
+    "Install RKE v1.8.14 (the last RKE v1 release): download `rke_linux-amd64` (or the "
+    "darwin/arm64 build) from https://github.com/rancher-archives/rke/releases/tag/v1.8.14, "
+    "verify its sha256, `install -m 0755 rke_linux-amd64 ~/.local/bin/rke`, and make sure "
+    "it is on PATH for `pulumi up`."
 )
-ETCD_PROCEDURE = (
-    "Replacing etcd nodes is one master at a time, or the cluster loses quorum "
-    "(or RKE refuses and leaves a half-changed cluster):\n"
-    "  1. remove or replace ONE etcd node in the stack config, `pulumi up`;\n"
-    "  2. wait until `kubectl get nodes` and `docker exec etcd etcdctl member list` on a "
-    "master show the member set healthy again;\n"
-    "  3. repeat for the next one.\n"
-    "A node whose address or machine id changes counts as replaced."
+NO_STATE = (
+    "Nodes of this cluster already carry RKE certificates ({nodes}), but no RKE state is "
+    "known: not in Pulumi (the RKE command's previous stdout is empty: a first run that "
+    "failed, a replaced or renamed command), not in this machine's local copy ({copy}), "
+    "and it could not be read back from the cluster ({why}).\n"
+    "Refusing to run `rke up`: without the state RKE mints a new cluster CA and every node "
+    "stops trusting the others.\n"
+    "Recover the state (docs/recovery.md, 'The RKE state is lost'): copy the local copy "
+    "from the machine that ran the last `pulumi up`, or read "
+    "kube-system/full-cluster-state on a control-plane node, then `python -m rke.runner "
+    "import-state {key} cluster.rkestate` and run `pulumi up` again."
 )
 DELETE_NOTICE = (
     "rke.runner delete: the Kubernetes cluster is NOT removed. Deleting this Pulumi resource "
@@ -76,7 +126,7 @@ DELETE_NOTICE = (
     'if type=="object" then (.plaintext|fromjson) else . end\' stack.json \\\n'
     "     | python -m rke.runner extract ./rke-teardown\n"
     "  cd rke-teardown && rke remove --config cluster.yml   # destroys etcd data on every node\n"
-    "Then delete the directory: it holds the cluster CA keys."
+    "Then delete the directory: it holds the cluster CA keys. See docs/recovery.md."
 )
 
 
@@ -84,8 +134,16 @@ class RunnerError(Exception):
     """A refusal or failure with an explanation for the person running ``pulumi up``."""
 
 
+_console: Console | None = None
+
+
 def log(message: str) -> None:
-    print(f"[rke-runner] {message}", file=sys.stderr, flush=True)
+    line = f"[rke-runner] {message}"
+    if _console is not None:
+        for part in line.splitlines() or [""]:
+            _console.line(part)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -120,167 +178,36 @@ class Redactor:
         return _KEY_VALUE.sub(r"\1[redacted]", line)
 
 
-# -- state carried in stdout -----------------------------------------------------------------
-
-
-def encode_state(text: str) -> str:
-    return STATE_PREFIX + base64.b64encode(lzma.compress(text.encode())).decode()
-
-
-def decode_state(value: str) -> str:
-    if value.startswith(STATE_PREFIX):
-        return lzma.decompress(base64.b64decode(value[len(STATE_PREFIX) :])).decode()
-    return value
-
-
-@dataclass(frozen=True)
-class PreviousRun:
-    """What the last successful ``up`` printed (all ``None`` on the first run)."""
-
-    rkestate: str | None = None
-    kubeconfig: str | None = None
-    cluster_yml: str | None = None
-    node_ids: Mapping[str, str] = field(default_factory=dict)
-
-
-def parse_previous(stdout: str | None) -> PreviousRun:
-    """Read ``PULUMI_COMMAND_STDOUT``; refuse anything that is not this runner's output."""
-    if not stdout or not stdout.strip():
-        return PreviousRun()
-    try:
-        data = json.loads(stdout)
-        rkestate = decode_state(data["rkestate"])
-        json.loads(rkestate)
-    except (ValueError, KeyError, TypeError, lzma.LZMAError) as err:
-        raise RunnerError(
-            "PULUMI_COMMAND_STDOUT (the previous run's output) is set but does not hold a "
-            f"cluster.rkestate ({type(err).__name__}). Refusing to run `rke up` without it: "
-            "a missing state makes RKE mint a new CA and breaks the cluster."
-        ) from None
-    return PreviousRun(
-        rkestate=rkestate,
-        kubeconfig=data.get("kubeconfig") or None,
-        cluster_yml=data.get("clusterYml") or None,
-        node_ids=dict(data.get("nodeIds") or {}),
-    )
-
-
-def result_json(
-    rkestate: str, kubeconfig: str, cluster_yml: str, node_ids: Mapping[str, str]
-) -> str:
-    return json.dumps(
-        {
-            "clusterYml": cluster_yml,
-            "kubeconfig": kubeconfig,
-            "nodeIds": dict(sorted(node_ids.items())),
-            "rkestate": encode_state(rkestate),
-            "version": FORMAT_VERSION,
-        },
-        sort_keys=True,
-    )
-
-
-# -- planning --------------------------------------------------------------------------------
-
-
-def _nodes(cluster_yml: str | None) -> dict[str, dict[str, Any]]:
-    if not cluster_yml:
-        return {}
-    doc = yaml.safe_load(cluster_yml) or {}
-    return {str(n.get("hostname_override") or n["address"]): n for n in doc.get("nodes") or []}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What an ``rke up`` from the previous cluster.yml to the new one takes away."""
-
-    etcd_before: tuple[str, ...]
-    etcd_removed: tuple[str, ...]  # removed, demoted or replaced
-    workers_leaving: tuple[str, ...]
-
-
-def plan_changes(
-    previous_yml: str | None,
-    new_yml: str,
-    previous_ids: Mapping[str, str] | None = None,
-    new_ids: Mapping[str, str] | None = None,
-) -> Plan:
-    old, new = _nodes(previous_yml), _nodes(new_yml)
-    previous_ids, new_ids = previous_ids or {}, new_ids or {}
-    etcd_before = sorted(name for name, n in old.items() if "etcd" in n.get("role", []))
-    removed = []
-    for name in etcd_before:
-        after = new.get(name)
-        replaced = after is not None and (
-            after.get("address") != old[name].get("address")
-            or after.get("internal_address") != old[name].get("internal_address")
-            or (name in previous_ids and name in new_ids and previous_ids[name] != new_ids[name])
-        )
-        if after is None or "etcd" not in after.get("role", []) or replaced:
-            removed.append(name)
-    leaving = sorted(
-        name for name, n in old.items() if name not in new and "worker" in n.get("role", [])
-    )
-    return Plan(tuple(etcd_before), tuple(removed), tuple(leaving))
-
-
-def check_etcd_quorum(plan: Plan) -> None:
-    """Refuse removing/replacing more than one etcd member, or all of them, in one run."""
-    if len(plan.etcd_removed) > 1 or (
-        plan.etcd_removed and len(plan.etcd_removed) == len(plan.etcd_before)
-    ):
-        raise RunnerError(
-            f"refusing `rke up`: it would remove or replace {len(plan.etcd_removed)} of "
-            f"{len(plan.etcd_before)} etcd nodes at once ({', '.join(plan.etcd_removed)}).\n"
-            + ETCD_PROCEDURE
-        )
-
-
-# -- tools -----------------------------------------------------------------------------------
-
-
-def child_env() -> dict[str, str]:
-    """The environment for rke/kubectl: ours minus secrets and the previous state."""
-    return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
-
-
-def check_rke(required: str) -> str:
-    path = shutil.which("rke")
-    if path is None:
-        raise RunnerError("`rke` is not on PATH. " + INSTALL_HINT)
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=60, env=child_env()
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise RunnerError(f"`{path} --version` did not run: {err}. " + INSTALL_HINT) from None
-    match = re.search(r"\bv\d+\.\d+\.\d+\S*", out.stdout + out.stderr)
-    if out.returncode != 0 or match is None:
-        raise RunnerError(f"`{path} --version` gave no version. " + INSTALL_HINT)
-    if not match.group(0).startswith(required):
-        raise RunnerError(
-            f"{path} is RKE {match.group(0)}, this project needs {required}x. " + INSTALL_HINT
-        )
-    return match.group(0)
-
-
-def _write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+# -- cluster.yml on disk ---------------------------------------------------------------------
 
 
 def disk_cluster_yml(
-    cluster_yml: str, key_path: Path | None, s3_access: str | None, s3_secret: str | None
+    doc: Mapping[str, Any],
+    key_path: Path | None,
+    s3_access: str | None,
+    s3_secret: str | None,
+    keep_s3: bool = True,
 ) -> str:
-    """The cluster.yml rke reads: the rendered one plus the secrets from the environment."""
-    doc = yaml.safe_load(cluster_yml)
+    """The cluster.yml rke reads: ``doc`` plus the SSH key path and the S3 keys.
+
+    ``ignore_docker_version`` is dropped: ``rke up`` overwrites it with its
+    ``--ignore-docker-version`` flag (``setOptionsFromCLI`` in ``cmd/common.go``), which
+    this runner never passes, so RKE checks each node's Docker version (the pinned 26.1
+    is in its list for Kubernetes 1.30: ``loadK8sVersionDockerInfo`` in
+    kontainer-driver-metadata ``pkg/rke/k8s_docker_info.go``). ``keep_s3=False`` drops
+    the S3 block (a restore from a snapshot on the nodes: with an S3 block RKE would try
+    S3 first, ``PrepareBackup`` in ``cluster/etcd.go``).
+    """
+    disk = json.loads(json.dumps(doc))  # a deep copy of plain data
+    disk.pop("ignore_docker_version", None)
     if key_path is not None:
-        doc["ssh_agent_auth"] = False
-        doc["ssh_key_path"] = str(key_path)
-    if s3_access or s3_secret:
-        backup = doc.get("services", {}).get("etcd", {}).get("backup_config", {})
-        s3 = backup.get("s3backupconfig")
+        disk["ssh_agent_auth"] = False
+        disk["ssh_key_path"] = str(key_path)
+    backup = disk.get("services", {}).get("etcd", {}).get("backup_config", {})
+    s3 = backup.get("s3backupconfig")
+    if not keep_s3:
+        backup.pop("s3backupconfig", None)
+    elif s3_access or s3_secret:
         if s3 is None:
             log("warning: S3 keys given but cluster.yml has no s3backupconfig; keys ignored")
         else:
@@ -288,162 +215,838 @@ def disk_cluster_yml(
                 s3["access_key"] = s3_access
             if s3_secret:
                 s3["secret_key"] = s3_secret
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+    return render(disk)
 
 
-def stream(cmd: list[str], cwd: Path, redact: Redactor) -> tuple[int, list[str]]:
-    """Run ``cmd``, copying its redacted output to stderr; return (exit code, tail)."""
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    with subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=child_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    ) as proc:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = redact(raw.rstrip("\n"))
-            tail.append(line)
-            print(line, file=sys.stderr, flush=True)
-    return proc.returncode, list(tail)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 20x faster on 600 nodes
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def drain(
-    workers: Iterable[str], kubeconfig: Path, timeout: int, workdir: Path, redact: Redactor
-) -> None:
-    kubectl = shutil.which("kubectl")
-    for name in workers:
-        assert kubectl is not None
-        log(f"draining worker {name} before RKE removes it")
-        rc, tail = stream(
-            [
-                kubectl, "--kubeconfig", str(kubeconfig), "drain", name,
-                "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={timeout}s",
-            ],
-            workdir,
-            redact,
-        )  # fmt: skip
-        if rc != 0 and any("NotFound" in ln or "not found" in ln for ln in tail):
-            log(f"node {name} is not in the cluster any more; nothing to drain")
-        elif rc != 0:
-            raise RunnerError(
-                f"`kubectl drain {name}` failed (exit {rc}); nothing was changed by RKE.\n"
-                + "\n".join(tail)
-                + "\nIf the node is dead and cannot be drained, re-run with RKE_SKIP_DRAIN=1."
-            )
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a safe loader (C or Python)
 
 
-# -- modes -----------------------------------------------------------------------------------
+def render(doc: Mapping[str, Any]) -> str:
+    return yaml.dump(
+        dict(doc), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000
+    )
 
 
-def up(env: Mapping[str, str]) -> str:
-    """Run ``rke up``; return the JSON for stdout. Raises RunnerError on any failure."""
-    cluster_yml = env.get("RKE_CLUSTER_YML", "")
-    if not cluster_yml.strip():
-        raise RunnerError("RKE_CLUSTER_YML is empty: nothing to deploy")
-    redact = Redactor.from_values(env.get(k) for k in SECRET_ENV)
-    previous = parse_previous(env.get("PULUMI_COMMAND_STDOUT"))
-    node_ids = json.loads(env.get("RKE_NODE_IDS") or "{}")
-    version = check_rke(env.get("RKE_VERSION_REQUIRED") or DEFAULT_VERSION_REQUIRED)
-    log(f"using RKE {version}; previous state: {'restored' if previous.rkestate else 'none'}")
+# -- one run ---------------------------------------------------------------------------------
 
-    plan = plan_changes(previous.cluster_yml, cluster_yml, previous.node_ids, node_ids)
-    check_etcd_quorum(plan)
-    workers = () if env.get("RKE_SKIP_DRAIN") == "1" else plan.workers_leaving
-    if workers and shutil.which("kubectl") is None:
-        raise RunnerError(
-            f"workers {', '.join(workers)} leave the cluster and must be drained first, but "
-            "`kubectl` is not on PATH. Install kubectl (or set RKE_SKIP_DRAIN=1 to remove "
-            "them undrained). Nothing was changed."
-        )
-    if workers and not previous.kubeconfig:
-        raise RunnerError("workers leave the cluster but no previous kubeconfig is in the state")
 
-    old_umask = os.umask(0o077)
-    workdir = Path(tempfile.mkdtemp(prefix="rke-"))
+@dataclass(frozen=True)
+class RestoreRequest:
+    """``rke.restore`` as the runner gets it (``RKE_RESTORE``)."""
+
+    snapshot: str
+    s3: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "s3": self.s3}
+
+
+def parse_restore(value: str | None) -> RestoreRequest | None:
+    if not value:
+        return None
     try:
-        os.chmod(workdir, 0o700)
-        key_path = None
-        if env.get("RKE_SSH_PRIVATE_KEY"):
-            key_path = workdir / "ssh_key"
-            _write(key_path, env["RKE_SSH_PRIVATE_KEY"].rstrip("\n") + "\n")
-        _write(
-            workdir / "cluster.yml",
+        data = json.loads(value)
+        return RestoreRequest(str(data["snapshot"]), bool(data.get("s3", False)))
+    except (ValueError, KeyError, TypeError):
+        raise RunnerError(f"RKE_RESTORE is not {{'snapshot': ..., 's3': ...}}: {value!r}") from None
+
+
+@dataclass(frozen=True)
+class EtcdStatus:
+    """``etcdctl member list`` and ``endpoint health --cluster`` as seen from one member."""
+
+    members: dict[str, tuple[str, ...]]  # member name -> client URLs
+    healthy: frozenset[str]  # member names whose endpoint answered healthy
+
+    def quorum_after_removing(self, names: Iterable[str]) -> tuple[bool, str]:
+        gone = set(names)
+        remaining = [m for m in self.members if m not in gone]
+        healthy = [m for m in remaining if m in self.healthy]
+        need_now = len(self.members) // 2 + 1
+        need_after = len(remaining) // 2 + 1
+        ok = len(self.healthy) >= need_now and len(healthy) >= need_after
+        return ok, (
+            f"{len(self.healthy)} of {len(self.members)} members healthy now; after the "
+            f"removal {len(healthy)} of {len(remaining)} (quorum {need_after})"
+        )
+
+
+class Run:
+    """One ``up``: state discovery, plan, the ``rke`` runs, and the result."""
+
+    def __init__(self, env: Mapping[str, str], cluster_yml: str, supervisor: Supervisor) -> None:
+        self.env = env
+        self.supervisor = supervisor
+        self.cluster_yml = cluster_yml
+        try:
+            doc = load_yaml(cluster_yml)
+        except yaml.YAMLError as err:
+            raise RunnerError(f"cluster.yml on standard input is not YAML: {err}") from None
+        if not isinstance(doc, dict) or not doc.get("nodes"):
+            raise RunnerError("cluster.yml on standard input has no nodes: nothing to deploy")
+        self.doc: dict[str, Any] = doc
+        self.key = env.get("RKE_STATE_KEY") or ""
+        if not re.fullmatch(r"[^/\s]+/[^/\s]+", self.key):
+            raise RunnerError(
+                "RKE_STATE_KEY must be <project>/<stack> (the RKE command sets it); "
+                f"got {self.key!r}"
+            )
+        self.store = StateStore(self.key, env)
+        self.redact = Redactor.from_values(env.get(k) for k in SECRET_ENV)
+        self.agent = not env.get("RKE_SSH_PRIVATE_KEY")
+        self.child_env = child_env(env, agent=self.agent)
+        try:
+            self.new_ids: dict[str, str] = dict(json.loads(env.get("RKE_NODE_IDS") or "{}"))
+        except (ValueError, TypeError):
+            raise RunnerError("RKE_NODE_IDS is not a JSON object of node name -> id") from None
+        self.restore = parse_restore(env.get("RKE_RESTORE"))
+        self.default_user = "root"  # RKE's default when a node has no `user`
+        self.run_dir: RunDir | None = None
+        self.key_path: Path | None = None
+        self.base_hash: str | None = None
+        self.saved_digest: str | None = None
+        self.ids: dict[str, str] = {}
+        self.restored: Mapping[str, Any] | None = None
+        self.step_yml = cluster_yml
+        self._seen: tuple[int, int] | None = None
+
+    # -- paths and tools
+
+    @property
+    def workdir(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir.path
+
+    def _tool(self, name: str, why: str) -> str:
+        path = shutil.which(name, path=self.child_env.get("PATH"))
+        if path is None:
+            hint = INSTALL_HINT if name == "rke" else f"Install `{name}` and put it on PATH."
+            raise RunnerError(f"`{name}` is not on PATH ({why}). {hint}")
+        return path
+
+    # -- state capture
+
+    def capture(self, origin: str) -> None:
+        """Keep the state RKE has written in the workdir, if it is new and complete."""
+        path = self.workdir / STATE_FILE
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._seen:
+            return
+        self._seen = stamp
+        try:
+            text = path.read_text()
+            check_rkestate(text)
+        except (OSError, StateError, UnicodeDecodeError):
+            return  # RKE is mid-write; the next look (or the last one) gets it
+        if digest(text) == self.saved_digest:
+            return
+        kubeconfig = None
+        with contextlib.suppress(OSError):
+            kubeconfig = (self.workdir / KUBECONFIG_FILE).read_text() or None
+        self.saved_digest = digest(text)
+        self.store.save(
+            LocalCopy(
+                key=self.key,
+                rkestate=text,
+                kubeconfig=kubeconfig,
+                cluster_yml=self.step_yml,
+                node_ids=dict(self.ids),
+                base_hash=self.base_hash,
+                state_time=now(),
+                origin=f"{origin} (runner pid {os.getpid()})",
+                restored=self.restored,
+            )
+        )
+
+    def harvest(self, base: Path) -> None:
+        """Keep the state dead runs of this stack left in their run dirs, then remove them."""
+        wait = float(self.env.get("RKE_LEFTOVER_WAIT") or LEFTOVER_WAIT_SECONDS)
+        dead, busy = find_leftovers(base, self.key, wait)
+        if busy:
+            raise RunnerError(
+                f"a previous rke for {self.key} is still running in {', '.join(map(str, busy))} "
+                f"(waited {wait:.0f}s). Wait for it to end (`ps -ef | grep rke`), or stop it "
+                "and run `pulumi up` again: its state is kept then."
+            )
+        for left in dead:
+            kept = "nothing to keep"
+            if left.rkestate:
+                try:
+                    check_rkestate(left.rkestate)
+                    kept = self._keep_leftover(left.rkestate, left.kubeconfig, left.path)
+                except StateError as err:
+                    kept = f"its cluster.rkestate is incomplete ({err}); not kept"
+            shutil.rmtree(left.path, ignore_errors=True)
+            log(f"removed the directory of a killed run (pid {left.owner_pid}): {kept}")
+
+    def _keep_leftover(self, text: str, kubeconfig: str | None, path: Path) -> str:
+        copy = self.store.load()
+        if copy is not None and digest(copy.rkestate) == digest(text):
+            return "its state is the local copy already"
+        # The dead run saved the local copy whenever RKE wrote the file; a different file
+        # there is a write it did not see (RKE wrote it as the runner was killed).
+        self.store.save(
+            LocalCopy(
+                key=self.key,
+                rkestate=text,
+                kubeconfig=kubeconfig or (copy.kubeconfig if copy else None),
+                cluster_yml=copy.cluster_yml if copy else None,
+                node_ids=dict(copy.node_ids) if copy else {},
+                base_hash=copy.base_hash if copy else None,
+                state_time=now(),
+                origin=f"left in {path.name} by a killed run",
+                restored=copy.restored if copy else None,
+            )
+        )
+        return f"its state is now the local copy {self.store.root}"
+
+    # -- where the state comes from
+
+    def starting_state(self) -> tuple[Result | None, str]:
+        try:
+            previous = parse_previous(self.env.get("PULUMI_COMMAND_STDOUT"))
+        except StateError as err:
+            raise RunnerError(
+                f"PULUMI_COMMAND_STDOUT (the previous run's output) is set but holds no RKE "
+                f"state ({err}). Refusing to run `rke up` without it: a missing state makes "
+                "RKE mint a new CA and breaks the cluster."
+            ) from None
+        try:
+            local = self.store.load()
+        except StateError as err:
+            raise RunnerError(
+                f"{err}. Move it aside after checking it (docs/recovery.md)."
+            ) from None
+        if local is None:
+            return previous, "the RKE command's previous output in Pulumi" if previous else ""
+        where = f"the local copy {self.store.root} ({local.origin}, {local.state_time})"
+        if previous is None:
+            return local.as_result(), where
+        if digest(previous.rkestate) == digest(local.rkestate):
+            return previous, "the RKE command's previous output in Pulumi (= the local copy)"
+        if local.base_hash == digest(previous.rkestate):
+            return local.as_result(), where + ", newer than Pulumi's: a run after it failed"
+        ca_pulumi = ca_fingerprint(check_rkestate(previous.rkestate))
+        ca_local = ca_fingerprint(check_rkestate(local.rkestate))
+        if ca_pulumi != ca_local:
+            raise RunnerError(
+                f"Pulumi's RKE state and {where} hold two different cluster CAs. Refusing "
+                "to guess: find out which one the nodes trust (`openssl x509 -in "
+                f"{NODE_CA_PATH} -noout -fingerprint` on a node), remove the other "
+                "(docs/recovery.md), and run `pulumi up` again."
+            )
+        if (previous.state_time or "") >= local.state_time:
+            return (
+                previous,
+                "the RKE command's previous output in Pulumi (newer than the local copy)",
+            )
+        return local.as_result(), where + ", newer than Pulumi's"
+
+    def probe_certificates(self, hosts: Sequence[Host]) -> dict[str, str | None]:
+        """address -> node's kube-ca fingerprint ("" when present but unreadable), or
+        None when the node has no RKE CA. Raises when a node cannot be asked."""
+        ssh = self._tool("ssh", "checking whether the nodes already carry RKE certificates")
+        command = (
+            f"f={NODE_CA_PATH}; if sudo -n test -e $f 2>/dev/null || test -e $f; then "
+            "echo RKE-CA-PRESENT; sudo -n cat $f 2>/dev/null || cat $f 2>/dev/null || true; "
+            "else echo RKE-CA-ABSENT; fi"
+        )
+
+        def ask(host: Host) -> tuple[str, int, str]:
+            argv = ssh_argv(ssh, host.entry, self.default_user, self.key_path, command)
+            rc, out = run_quick(argv, self.child_env, SSH_PROBE_TIMEOUT)
+            return host.address, rc, out
+
+        # control-plane and etcd nodes first: once one carries certificates the answer
+        # is known; workers are asked only when none does
+        inner = [h for h in hosts if h.has("controlplane") or h.has("etcd")]
+        outer = [h for h in hosts if h not in inner]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(ask, inner))
+            if all(rc == 0 and "RKE-CA-ABSENT" in out for _, rc, out in answers):
+                answers += list(pool.map(ask, outer))
+        found: dict[str, str | None] = {}
+        failed = []
+        for address, rc, out in answers:
+            if rc == 0 and "RKE-CA-ABSENT" in out:
+                found[address] = None
+            elif rc == 0 and "RKE-CA-PRESENT" in out:
+                pem = out.split("RKE-CA-PRESENT", 1)[1]
+                found[address] = pem_fingerprint(pem) if "BEGIN CERTIFICATE" in pem else ""
+            else:
+                failed.append(f"{address}: {self.redact(out.strip())[-200:]}")
+        if failed:
+            raise RunnerError(
+                "no RKE state is known, and these nodes could not be asked whether they "
+                "already carry RKE certificates, so running `rke up` could mint a second "
+                "CA:\n  " + "\n  ".join(failed)
+            )
+        return found
+
+    def recover(self, hosts: Sequence[Host]) -> Result | None:
+        """No state known: a first run when no node has RKE certificates; otherwise the
+        state read back from the cluster, or a refusal."""
+        found = self.probe_certificates(hosts)
+        carrying = [a for a, fp in found.items() if fp is not None]
+        if not carrying:
+            log("no RKE state known and no node carries RKE certificates: a first `rke up`")
+            return None
+        log(f"no RKE state known, but {len(carrying)} node(s) carry RKE certificates; "
+            "reading the state back from the cluster")  # fmt: skip
+        text, why = self._state_from_rke()
+        if text is None:
+            text, why2 = self._state_from_secret([h for h in hosts if h.address in carrying])
+            why = f"{why}; {why2}"
+        if text is None:
+            raise RunnerError(
+                NO_STATE.format(
+                    nodes=", ".join(carrying), copy=self.store.root, why=why, key=self.key
+                )
+            )
+        doc = check_rkestate(text)
+        fingerprints = {fp for fp in found.values() if fp}
+        if fingerprints and fingerprints != {ca_fingerprint(doc)}:
+            raise RunnerError(
+                "the state read back from the cluster has another CA than the nodes' "
+                f"{NODE_CA_PATH}; refusing it (docs/recovery.md)"
+            )
+        kubeconfig = None
+        with contextlib.suppress(OSError):
+            kubeconfig = (self.workdir / KUBECONFIG_FILE).read_text() or None
+        copy = LocalCopy(
+            self.key, text, kubeconfig, None, {}, None, now(), "recovered from the cluster"
+        )
+        self.store.save(copy)
+        log(f"recovered the RKE state from the cluster; kept it in {self.store.root}")
+        return copy.as_result()
+
+    def _state_from_rke(self) -> tuple[str | None, str]:
+        """``rke util get-state-file`` (``cmd/util.go`` getStateFile): reads the
+        ``full-cluster-state`` Secret with kube_config_cluster.yml when it works,
+        otherwise (over SSH) a ConfigMap that RKE stopped writing in v1.5.10/v1.6.3
+        (rancher-archives/rke#3760), so it mostly needs a kubeconfig."""
+        rke = self._tool("rke", "reading the state back")
+        self.write_cluster_yml(self.doc)
+        # not kept as it comes: it is checked against the nodes' CA first
+        rc, tail = self.stream(
+            [rke, "util", "get-state-file", "--config", "cluster.yml"], keep_state=False
+        )
+        path = self.workdir / STATE_FILE
+        if rc == 0 and path.exists():
+            text = path.read_text()
+            try:
+                check_rkestate(text)
+                return text, ""
+            except StateError as err:
+                return None, f"`rke util get-state-file` wrote no usable state ({err})"
+        return None, f"`rke util get-state-file` failed (exit {rc}: {(tail or [''])[-1]})"
+
+    def _state_from_secret(self, hosts: Sequence[Host]) -> tuple[str | None, str]:
+        """Read the Secret on a control-plane node with the node's own credentials, as
+        RKE's broken fallback would (``RunGetStateFileFromConfigMap`` in
+        ``services/controlplane.go``, for the Secret): kube-node is bound to the
+        ``system:node`` ClusterRole (``templates/authz.go``), which may get secrets."""
+        ssh = self._tool("ssh", "reading the state back")
+        command = (
+            "img=$(docker inspect kubelet --format '{{.Config.Image}}') && docker run --rm "
+            '--net=host -v /etc/kubernetes:/etc/kubernetes:ro --entrypoint kubectl "$img" '
+            f"--kubeconfig {NODE_KUBECONFIG} -n kube-system get secret full-cluster-state "
+            "-o 'jsonpath={.data.full-cluster-state}'"
+        )
+        reasons = []
+        for host in [h for h in hosts if h.has("controlplane")]:
+            argv = ssh_argv(ssh, host.entry, self.default_user, self.key_path, command)
+            rc, out = run_quick(argv, self.child_env, SSH_PROBE_TIMEOUT)
+            if rc == 0:
+                try:
+                    text = base64.b64decode(out.strip(), validate=True).decode()
+                    check_rkestate(text)
+                    return text, ""
+                except (binascii.Error, UnicodeDecodeError, StateError) as err:
+                    reasons.append(f"{host.address}: {type(err).__name__}")
+            else:
+                reasons.append(f"{host.address}: exit {rc}")
+        return None, "the full-cluster-state Secret could not be read (" + (
+            ", ".join(reasons) or "no control-plane node carries certificates"
+        ) + ")"
+
+    # -- tools
+
+    def stream(
+        self, argv: Sequence[str], origin: str = "rke", keep_state: bool = True
+    ) -> tuple[int, list[str]]:
+        """Run a tool in the workdir, its output redacted to the console; keep each state
+        it writes (``keep_state``) in the local copy. Returns (exit code, last lines)."""
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        keep = self.capture if keep_state else (lambda _origin: None)
+
+        def on_line(raw: str) -> None:
+            if not raw:
+                return
+            line = self.redact(raw)
+            tail.append(line)
+            assert _console is not None
+            _console.line(line)
+            if STATE_WRITTEN in raw:
+                keep(origin)
+
+        assert self.run_dir is not None
+        rc = self.supervisor.run(
+            argv,
+            self.workdir,
+            self.child_env,
+            on_line,
+            on_tick=lambda: keep(origin),
+            pass_fds=(self.run_dir.lock_fd,),
+        )
+        return rc, list(tail)
+
+    def check_rke(self, rke: str) -> str:
+        """``rke --version`` must be a release that ships the cluster's Kubernetes version."""
+        rc, out = run_quick([rke, "--version"], self.child_env, 60)
+        match = re.search(r"\bv\d+\.\d+\.\d+\S*", out)
+        if rc != 0 or match is None:
+            raise RunnerError(
+                f"`{rke} --version` gave no version ({out.strip()[:200]}). " + INSTALL_HINT
+            )
+        version = match.group(0)
+        wanted = str(self.doc.get("kubernetes_version") or "")
+        problem = check_release(version, wanted)
+        if problem is not None:
+            raise RunnerError(f"{rke}: {problem}. Nothing was changed. " + INSTALL_HINT)
+        return version
+
+    def write_cluster_yml(self, doc: Mapping[str, Any], keep_s3: bool = True) -> None:
+        replace_secret(
+            self.workdir / "cluster.yml",
             disk_cluster_yml(
-                cluster_yml, key_path, env.get("RKE_S3_ACCESS_KEY"), env.get("RKE_S3_SECRET_KEY")
+                doc,
+                self.key_path,
+                self.env.get("RKE_S3_ACCESS_KEY"),
+                self.env.get("RKE_S3_SECRET_KEY"),
+                keep_s3,
             ),
         )
-        if previous.rkestate:
-            _write(workdir / "cluster.rkestate", previous.rkestate)
-        if previous.kubeconfig:
-            _write(workdir / "kube_config_cluster.yml", previous.kubeconfig)
-        if workers:
-            timeout = (
-                (yaml.safe_load(cluster_yml).get("upgrade_strategy") or {})
-                .get("node_drain_input", {})
-                .get("timeout", DEFAULT_DRAIN_TIMEOUT)
-            )
-            drain(workers, workdir / "kube_config_cluster.yml", int(timeout), workdir, redact)
 
-        rke = shutil.which("rke") or "rke"
-        log("running `rke up --config cluster.yml`")
-        rc, tail = stream([rke, "up", "--config", "cluster.yml"], workdir, redact)
+    def drain(self, hosts: Sequence[Host]) -> None:
+        kubectl = self._tool("kubectl", "draining workers before RKE removes them")
+        timeout = int(
+            ((self.doc.get("upgrade_strategy") or {}).get("node_drain_input") or {}).get(
+                "timeout", DEFAULT_DRAIN_TIMEOUT
+            )
+        )
+        for host in hosts:
+            log(f"draining worker {host.label()} before RKE removes it")
+            rc, tail = self.stream(
+                [
+                    kubectl, "--kubeconfig", str(self.workdir / KUBECONFIG_FILE), "drain",
+                    host.name, "--ignore-daemonsets", "--delete-emptydir-data",
+                    f"--timeout={timeout}s",
+                ],
+                keep_state=False,
+            )  # fmt: skip
+            if rc != 0 and any("NotFound" in ln or "not found" in ln for ln in tail):
+                log(f"node {host.name} is not in the cluster any more; nothing to drain")
+            elif rc != 0:
+                raise RunnerError(
+                    f"`kubectl drain {host.name}` failed (exit {rc}).\n"
+                    + "\n".join(tail)
+                    + "\nIf the node is dead and cannot be drained, run this `pulumi up` with "
+                    "RKE_SKIP_DRAIN=1 (docs/recovery.md)."
+                )
+
+    # -- etcd health
+
+    def etcd_status(self, hosts: Sequence[Host]) -> EtcdStatus | None:
+        """The members and their health, asked on the first etcd host that answers
+        (``docker exec etcd etcdctl``: RKE sets ETCDCTL_* in the etcd container,
+        ``BuildEtcdProcess`` in ``cluster/plan.go``). Health is each member's
+        ``/health``, as RKE's own ``isEtcdHealthy`` (``services/etcd_util.go``) asks."""
+        ssh = self._tool("ssh", "checking etcd health between steps")
+        command = (
+            "docker exec etcd etcdctl member list -w json; echo; echo ==multicloud==; "
+            "docker exec etcd etcdctl endpoint health --cluster -w json"
+        )
+        for host in hosts:
+            argv = ssh_argv(ssh, host.entry, self.default_user, self.key_path, command)
+            _, out = run_quick(argv, self.child_env, SSH_PROBE_TIMEOUT)
+            if "==multicloud==" not in out:
+                continue
+            members_text, health_text = out.split("==multicloud==", 1)
+            try:
+                members = {
+                    str(m.get("name") or ""): tuple(m.get("clientURLs") or ())
+                    for m in json.loads(members_text).get("members", [])
+                }
+                health = json.loads(health_text.strip() or "[]")
+            except (ValueError, AttributeError):
+                continue
+            good = {str(e.get("endpoint")) for e in health if e.get("health") is True}
+            healthy = frozenset(n for n, urls in members.items() if n and set(urls) & good)
+            return EtcdStatus(members, healthy)
+        return None
+
+    def check_removal(self, step: Step, current: Sequence[Host]) -> None:
+        """Before a step that removes an etcd member: the others keep quorum without it."""
+        leaving = {h.address for h in step.change.etcd_removed}
+        askable = [h for h in current if h.has("etcd") and h.address not in leaving]
+        status = self.etcd_status(askable)
+        if status is None:
+            raise RunnerError(
+                "before removing "
+                + ", ".join(h.member for h in step.change.etcd_removed)
+                + ": no remaining etcd member answered `etcdctl member list` over SSH; "
+                "refusing to change the members of an etcd cluster whose health is unknown"
+            )
+        ok, detail = status.quorum_after_removing(h.member for h in step.change.etcd_removed)
+        if not ok:
+            unhealthy = sorted(set(status.members) - status.healthy)
+            raise RunnerError(
+                "removing "
+                + ", ".join(h.member for h in step.change.etcd_removed)
+                + f" now would lose etcd quorum ({detail}; unhealthy: "
+                + (", ".join(unhealthy) or "none")
+                + "). Bring the unhealthy members back "
+                "first; nothing was changed in this step."
+            )
+
+    def wait_healthy(self, step: Step) -> None:
+        """After an etcd step: the members are exactly the step's etcd hosts, all healthy."""
+        bound = float(self.env.get("RKE_ETCD_HEALTH_TIMEOUT") or DEFAULT_ETCD_HEALTH_TIMEOUT)
+        expected = {h.member for h in step.hosts if h.has("etcd")}
+        etcd_hosts = [h for h in step.hosts if h.has("etcd")]
+        deadline = time.monotonic() + bound
+        while True:
+            status = self.etcd_status(etcd_hosts)
+            if (
+                status is not None
+                and set(status.members) == expected
+                and status.healthy == expected
+            ):
+                log(f"etcd healthy: {len(expected)} members ({', '.join(sorted(expected))})")
+                return
+            if time.monotonic() >= deadline:
+                seen = (
+                    "no member answered"
+                    if status is None
+                    else f"members {sorted(status.members)}, healthy {sorted(status.healthy)}"
+                )
+                raise RunnerError(
+                    f"etcd did not become healthy within {bound:.0f}s after the step "
+                    f"(expected {sorted(expected)}; {seen}). Stopped here; the state of the "
+                    "completed steps is kept and the next `pulumi up` continues from it. "
+                    "Check `docker exec etcd etcdctl member list` on a master "
+                    "(docs/recovery.md)."
+                )
+            self.supervisor.check()
+            time.sleep(min(5.0, max(bound / 10, 0.05)))
+
+    # -- the run
+
+    def execute(self) -> str:
+        rke = self._tool("rke", "deploying the cluster")
+        version = self.check_rke(rke)
+        base = private_base(self.env)
+        self.harvest(base)
+        start, source = self.starting_state()
+        self.run_dir = RunDir.create(base, self.key)
+        try:
+            if self.env.get("RKE_SSH_PRIVATE_KEY"):
+                self.key_path = self.workdir / "ssh_key"
+                write_secret(self.key_path, self.env["RKE_SSH_PRIVATE_KEY"].rstrip("\n") + "\n")
+            after = planning.hosts_from_cluster_yml(self.doc)
+            if start is None and self.restore is None:
+                start = self.recover(after)
+                source = "the cluster" if start else ""
+            log(f"using RKE {version}; state from: {source or 'none (a new cluster)'}")
+            if start is not None:
+                self.base_hash = digest(start.rkestate)
+                replace_secret(self.workdir / STATE_FILE, start.rkestate)
+                if start.kubeconfig:
+                    replace_secret(self.workdir / KUBECONFIG_FILE, start.kubeconfig)
+                self._seen = None
+                self.saved_digest = digest(start.rkestate)
+            self.ids = dict(start.node_ids) if start else {}
+            if self.restore is not None and (
+                start is None or dict(start.restored or {}) != self.restore.as_dict()
+            ):
+                return self.run_restore(rke, start)
+            if start is not None and start.restored and self.restore is not None:
+                self.restored = start.restored
+            return self.run_up(rke, start, after)
+        finally:
+            self.supervisor.quiet = True  # a second signal must not cut the cleanup short
+            if self.run_dir is not None:
+                self.run_dir.remove()
+
+    def before_hosts(self, start: Result | None) -> list[Host]:
+        if start is None:
+            return []
+        nodes = applied_nodes(check_rkestate(start.rkestate))
+        if nodes is not None:
+            return planning.hosts_from_state(nodes)
+        if start.cluster_yml:
+            return planning.hosts_from_cluster_yml(load_yaml(start.cluster_yml))
+        return []
+
+    def run_up(self, rke: str, start: Result | None, after: list[Host]) -> str:
+        before = self.before_hosts(start)
+        replaced = planning.replaced_in_place(before, after, self.ids, self.new_ids)
+        try:
+            steps = planning.plan_steps(before, after, replaced)
+        except PlanError as err:
+            raise RunnerError(f"refusing this change: {err}") from None
+        skip_drain = self.env.get("RKE_SKIP_DRAIN") == "1"
+        multi = len(steps) > 1
+        log(
+            f"plan: {len(steps)} `rke up` run(s)"
+            + (" (etcd members change one at a time)" if multi else "")
+        )
+        for i, step in enumerate(steps, 1):
+            for line in step.change.describe():
+                log(f"  step {i}: {line}")
+        # what the plan needs, checked before anything changes
+        if any(s.change.drained for s in steps) and not skip_drain:
+            self._tool("kubectl", "draining the workers that leave")
+            if steps[0].change.drained and not (self.workdir / KUBECONFIG_FILE).exists():
+                raise RunnerError(
+                    "workers leave the cluster but the state has no kubeconfig to drain them "
+                    "with; run with RKE_SKIP_DRAIN=1 to remove them undrained"
+                )
+        if any(s.change.changes_etcd for s in steps) and before:
+            self._tool("ssh", "checking etcd health around member changes")
+
+        current: Sequence[Host] = before
+        for i, step in enumerate(steps, 1):
+            label = f"step {i}/{len(steps)}"
+            if step.change.etcd_removed and before:
+                self.check_removal(step, current)
+            if step.change.drained and not skip_drain:
+                self.drain(step.change.drained)
+            doc = planning.step_document(self.doc, step.hosts) if not step.final else self.doc
+            self.step_yml = render(doc) if not step.final else self.cluster_yml
+            self.write_cluster_yml(doc)
+            log(f"{label}: running `rke up --config cluster.yml`")
+            rc, tail = self.stream([rke, "up", "--config", "cluster.yml"], origin=f"rke up {label}")
+            if rc != 0:
+                done = f"{i - 1} of {len(steps)} steps completed; " if multi else ""
+                raise RunnerError(
+                    f"`rke up` failed in {label} (exit {rc}). {done}the newest state RKE "
+                    f"wrote is kept in {self.store.root} and the next `pulumi up` starts "
+                    f"from it. Last {len(tail)} lines:\n" + "\n".join(tail)
+                )
+            for address in step.completes:
+                host = next(h for h in step.hosts if h.address == address)
+                if host.name in self.new_ids:
+                    self.ids[host.name] = self.new_ids[host.name]
+            if step.final:
+                self.ids = dict(self.new_ids)
+            self._seen = None
+            self.saved_digest = None  # re-save with this step's node ids
+            self.capture(f"rke up {label} (completed)")
+            if step.change.changes_etcd and before:
+                self.wait_healthy(step)
+            current = step.hosts
+        return self.result()
+
+    def run_restore(self, rke: str, start: Result | None) -> str:
+        """``rke etcd snapshot-restore`` with every flag RKE needs (``cmd/etcd.go``)."""
+        assert self.restore is not None
+        request = self.restore
+        argv = [
+            rke,
+            "etcd",
+            "snapshot-restore",
+            "--config",
+            "cluster.yml",
+            "--name",
+            request.snapshot,
+        ]
+        if request.s3:
+            s3 = (
+                ((self.doc.get("services") or {}).get("etcd") or {}).get("backup_config") or {}
+            ).get("s3backupconfig")
+            access, secret = self.env.get("RKE_S3_ACCESS_KEY"), self.env.get("RKE_S3_SECRET_KEY")
+            if not s3 or not access or not secret:
+                raise RunnerError(
+                    "rke.restore.s3 is true but cluster.yml has no s3backupconfig or the S3 "
+                    "keys are missing (etcdS3AccessKey/etcdS3SecretKey)"
+                )
+            # `--s3` replaces the file's whole S3 block with the flags (setOptionsFromCLI,
+            # setS3OptionsFromCLI in cmd/common.go), and --s3-endpoint defaults to AWS:
+            # pass every field.
+            argv += [
+                "--s3", "--s3-endpoint", str(s3["endpoint"]), "--bucket-name",
+                str(s3["bucket_name"]), "--access-key", access, "--secret-key", secret,
+            ]  # fmt: skip
+            if s3.get("region"):
+                argv += ["--region", str(s3["region"])]
+            if s3.get("folder"):
+                argv += ["--folder", str(s3["folder"])]
+        if start is None:
+            log("warning: no RKE state is known; RKE takes the state from the snapshot archive")
+        self.write_cluster_yml(self.doc, keep_s3=request.s3)
+        self.restored = request.as_dict()
+        shown = " ".join(self.redact(a) for a in argv[1:])
+        log(f"restoring etcd snapshot {request.snapshot!r}: `rke {shown}`")
+        rc, tail = self.stream(argv, origin="rke etcd snapshot-restore")
         if rc != 0:
             raise RunnerError(
-                f"`rke up` failed (exit {rc}); the previous state is kept. Last "
-                f"{len(tail)} lines:\n" + "\n".join(tail)
+                f"`rke etcd snapshot-restore` failed (exit {rc}); the newest state RKE wrote "
+                f"is kept in {self.store.root}. Last {len(tail)} lines:\n" + "\n".join(tail)
             )
+        self.ids = dict(self.new_ids)
+        self._seen = None
+        self.saved_digest = None
+        self.capture("rke etcd snapshot-restore (completed)")
+        return self.result()
+
+    def result(self) -> str:
         try:
-            rkestate = (workdir / "cluster.rkestate").read_text()
-            kubeconfig = (workdir / "kube_config_cluster.yml").read_text()
+            rkestate = (self.workdir / STATE_FILE).read_text()
+            kubeconfig = (self.workdir / KUBECONFIG_FILE).read_text()
         except OSError as err:
             raise RunnerError(
-                f"`rke up` succeeded but wrote no {Path(err.filename).name}"
+                f"RKE succeeded but wrote no {Path(str(err.filename)).name}"
             ) from None
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.umask(old_umask)
-    out = result_json(rkestate, kubeconfig, cluster_yml, node_ids)
-    if len(out) + len("PULUMI_COMMAND_STDOUT=") > ENV_STRING_LIMIT * 0.9:
-        log(
-            f"WARNING: the state is {len(out)} bytes, close to Linux's {ENV_STRING_LIMIT}-byte "
-            "limit for one environment variable; the next update may fail to start."
+        try:
+            check_rkestate(rkestate)
+        except StateError as err:
+            raise RunnerError(
+                f"RKE succeeded but its cluster.rkestate is not a state: {err}"
+            ) from None
+        out = encode_result(
+            Result(rkestate, kubeconfig, self.cluster_yml, self.new_ids, now(), self.restored)
         )
-    return out
+        if len(out) > STDOUT_LIMIT:
+            raise RunnerError(
+                f"the result is {len(out)} bytes; pulumi-command hands it back in one "
+                f"environment variable, which holds at most {STDOUT_LIMIT}. The cluster "
+                f"changed; its state is kept in {self.store.root}. Reduce the number of "
+                "nodes (the stack config limits them for this reason)."
+            )
+        return out
+
+
+def up(env: Mapping[str, str], cluster_yml: str, supervisor: Supervisor, stdout: IO[str]) -> str:
+    """Run ``up`` and print its result to ``stdout``; returns it. Raises RunnerError."""
+    run = Run(env, cluster_yml, supervisor)
+    wait = float(env.get("RKE_LEFTOVER_WAIT") or LEFTOVER_WAIT_SECONDS)
+    try:
+        with run.store.locked(wait):
+            out = run.execute()
+            stdout.write(out + "\n")
+            stdout.flush()
+            run.store.remove()  # the result is on its way into Pulumi's state
+            return out
+    except StateError as err:
+        raise RunnerError(str(err)) from None
 
 
 def extract(directory: Path, stdout_json: str) -> None:
     """Write a saved stdout back as files for manual ``rke`` commands (0700 dir, 0600 files)."""
-    previous = parse_previous(stdout_json)
+    try:
+        previous = parse_previous(stdout_json)
+    except StateError as err:
+        raise RunnerError(f"standard input is not the RKE command's stdout: {err}") from None
+    if previous is None:
+        raise RunnerError("standard input is empty")
     directory.mkdir(mode=0o700, parents=True, exist_ok=False)
-    assert previous.rkestate is not None
-    _write(directory / "cluster.rkestate", previous.rkestate)
-    _write(directory / "cluster.yml", previous.cluster_yml or "")
-    _write(directory / "kube_config_cluster.yml", previous.kubeconfig or "")
+    write_secret(directory / STATE_FILE, previous.rkestate)
+    write_secret(directory / "cluster.yml", previous.cluster_yml)
+    write_secret(directory / KUBECONFIG_FILE, previous.kubeconfig)
 
 
-def main(argv: list[str]) -> int:
-    usage = "usage: python -m rke.runner up | delete | extract DIR < stdout.json"
-    if not argv or argv[0] not in ("up", "delete", "extract"):
-        print(usage, file=sys.stderr)
+def import_state(key: str, path: Path, env: Mapping[str, str]) -> Path:
+    """Make ``path`` (a cluster.rkestate) the local copy of stack ``key``."""
+    text = path.read_text()
+    try:
+        check_rkestate(text)
+    except StateError as err:
+        raise RunnerError(f"{path} is not an RKE state: {err}") from None
+    store = StateStore(key, env)
+    store.save(LocalCopy(key, text, None, None, {}, None, now(), f"imported from {path}"))
+    return store.root
+
+
+def _open_log(env: Mapping[str, str], key: str | None) -> Path | None:
+    """A new private log file for this run (the last 10 are kept)."""
+    if not key:
+        return None
+    with contextlib.suppress(OSError):
+        logs = StateStore(key, env).ensure_dir() / "logs"
+        logs.mkdir(mode=0o700, exist_ok=True)
+        old = sorted(logs.glob("*.log"))
+        for stale in old[:-9]:
+            stale.unlink()
+        return logs / f"{now().replace(':', '')}-{os.getpid()}.log"
+    return None
+
+
+def main(
+    argv: list[str],
+    env: Mapping[str, str] | None = None,
+    stdin: IO[str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    """The command line. ``env`` and the streams default to the process's own (tests
+    pass theirs to run the runner in-process)."""
+    global _console
+    usage = (
+        "usage: python -m rke.runner up < cluster.yml | delete | extract DIR < stdout.json"
+        " | import-state PROJECT/STACK FILE"
+    )
+    env = dict(os.environ if env is None else env)
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    if not argv or argv[0] not in ("up", "delete", "extract", "import-state"):
+        print(usage, file=stderr)
         return 2
+    supervisor = Supervisor()
+    previous_handlers = supervisor.install()
+    log_path = _open_log(env, env.get("RKE_STATE_KEY")) if argv[0] == "up" else None
+    _console = Console(log_path, stream=stderr)
     try:
         if argv[0] == "delete":
-            print(DELETE_NOTICE, file=sys.stderr)
+            _console.final(DELETE_NOTICE)
         elif argv[0] == "extract":
             if len(argv) != 2:
-                print(usage, file=sys.stderr)
+                print(usage, file=stderr)
                 return 2
-            extract(Path(argv[1]), sys.stdin.read())
+            extract(Path(argv[1]), stdin.read())
+        elif argv[0] == "import-state":
+            if len(argv) != 3:
+                print(usage, file=stderr)
+                return 2
+            root = import_state(argv[1], Path(argv[2]), env)
+            _console.final(f"[rke-runner] kept as the local copy in {root}; run `pulumi up`")
         else:
-            print(up(os.environ), flush=True)
+            up(env, stdin.read(), supervisor, stdout)
     except RunnerError as err:
-        print(f"[rke-runner] ERROR: {err}", file=sys.stderr, flush=True)
+        _console.final(f"[rke-runner] ERROR: {err}")
         return 1
+    except Interrupted as err:
+        supervisor.quiet = True
+        _console.final(
+            f"[rke-runner] interrupted by {err}: rke was stopped, the private run directory "
+            "removed, and the newest state RKE wrote kept for the next run."
+        )
+        return 128 + err.signum
+    finally:
+        supervisor.quiet = True
+        _console.close()
+        _console = None
+        supervisor.restore(previous_handlers)
     return 0
 
 

@@ -58,8 +58,7 @@ def failover_text(config: ClusterConfig) -> str:
 
 def cluster_yml(run: Run) -> str:
     commands = run.of_type("command:local:Command")
-    environment = reveal(commands[0].inputs.get("environment", {}))
-    return str(environment["RKE_CLUSTER_YML"])
+    return str(reveal(commands[0].inputs.get("stdin")))
 
 
 def resources_json(run: Run) -> str:

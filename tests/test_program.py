@@ -44,7 +44,7 @@ def test_committed_stacks_evaluate(stack: str, preview: bool) -> None:
     if preview:  # a first preview: nothing exists, every cloud-decided value is unknown
         assert all(reveal(vm.inputs["userData"]) == UNKNOWN for vm in vms(run))
         [command] = run.of_type(RKE_COMMAND)
-        assert reveal(command.inputs["environment"]).get("RKE_CLUSTER_YML", UNKNOWN) == UNKNOWN
+        assert reveal(command.inputs.get("stdin", UNKNOWN)) == UNKNOWN
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -176,12 +176,10 @@ def test_scaling_up_adds_only_the_new_node() -> None:
     assert not set(by_urn(before)) - set(by_urn(after))
     changes = changed_inputs(before, after)
     [command_urn] = [u for u in changes if u.endswith("::cluster-rke-up")]
-    assert changes.pop(command_urn) == ["environment"]
+    assert changes.pop(command_urn) == ["stdin"]  # the cluster.yml, and nothing else
     assert changes == {}, changes  # every other existing registration is untouched
-    old_env = reveal(by_urn(before)[command_urn].inputs)["environment"]
-    new_env = reveal(by_urn(after)[command_urn].inputs)["environment"]
-    assert {k for k in new_env if new_env[k] != old_env.get(k)} == {"RKE_CLUSTER_YML"}
-    assert "mc-prod-digitalocean-worker-1" in new_env["RKE_CLUSTER_YML"]
+    new_yml = reveal(by_urn(after)[command_urn].inputs)["stdin"]
+    assert "mc-prod-digitalocean-worker-1" in new_yml
 
 
 def test_scaling_down_removes_the_highest_index_only() -> None:
@@ -221,7 +219,7 @@ def test_cluster_yml_never_reaches_triggers() -> None:
     for run in (committed("prod"), committed("prod", True)):
         [command] = run.of_type(RKE_COMMAND)
         assert "triggers" not in command.inputs
-        assert "RKE_CLUSTER_YML" in command.inputs["environment"]
+        assert "stdin" in command.inputs
         assert command.additional_secret_outputs == ["stdout"]
 
 
@@ -546,4 +544,4 @@ def test_adopted_network_joins_nodes_to_that_network() -> None:
         assert f"{ZEROTIER_HOME}/networks.d/{nwid}.conf" in [f["path"] for f in doc["write_files"]]
     [command] = run.of_type(RKE_COMMAND)
     # the interface name comes from the network id (reference vector: ztmjfmfyq5)
-    assert "flannel_iface: ztmjfmfyq5" in reveal(command.inputs["environment"])["RKE_CLUSTER_YML"]
+    assert "flannel_iface: ztmjfmfyq5" in reveal(command.inputs["stdin"])

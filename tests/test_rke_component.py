@@ -5,18 +5,26 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 import pytest
 from google.protobuf import json_format
 
+import components.config  # noqa: F401 - rke.settings needs the config package loaded first
 from components.cluster_node import ClusterNode
 from components.nodes import NodeSpec
 from rke.cluster_yml import ClusterSettings
 from rke.component import RkeCluster, runner_commands
-from rke.readiness import node_readiness, readiness_script
+from rke.readiness import (
+    dial_error_limit,
+    dial_wait_seconds,
+    node_readiness,
+    readiness_script,
+)
 from rke.settings import RkeSettings
+from rke.state import Result, encode_result
 from tests.mocking import Recorder
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -32,6 +40,14 @@ SETTINGS = ClusterSettings(
     overlay_cidr="10.147.0.0/16",
     rke=RkeSettings.model_validate({"etcd": {"s3": {"bucket": "b", "endpoint": "s3.example"}}}),
 )
+RESTORE = "rke_etcd_snapshot_2026-11-29T06:00:00Z"
+RESTORING = replace(
+    SETTINGS,
+    rke=RkeSettings.model_validate(
+        {"etcd": {"s3": {"bucket": "b", "endpoint": "s3.example"}},
+         "restore": {"snapshot": RESTORE, "s3": True}}
+    ),
+)  # fmt: skip
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -41,6 +57,8 @@ class Mocks(pulumi.runtime.Mocks):
             outputs["stdout"] = f"machine-{args.name}"
         if args.typ == "command:local:Command":
             outputs["stdout"] = json.dumps({"kubeconfig": "KUBECONFIG-TEXT", "rkestate": "x"})
+        if args.typ == "command:local:Command" and RESTORE in json.dumps(args.inputs):
+            outputs["stdout"] = encode_result(Result("{}", "KUBECONFIG-V2", "", {}))
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
@@ -55,7 +73,7 @@ def spec(site: str, kind: str, index: int, roles: tuple[str, ...], octet: int) -
     )  # fmt: skip
 
 
-def build(preview: bool) -> tuple[Recorder, dict[str, Any]]:
+def build(preview: bool, settings: ClusterSettings = SETTINGS) -> tuple[Recorder, dict[str, Any]]:
     pulumi.runtime.reset_options()
     mocks = Mocks()
     recorder = Recorder(mocks)
@@ -83,7 +101,7 @@ def build(preview: bool) -> tuple[Recorder, dict[str, Any]]:
             for n in nodes
         ]
         cluster = RkeCluster(
-            "mc", nodes, SETTINGS, gates,
+            "mc", nodes, settings, gates,
             ssh_private_key=pulumi.Output.secret(PRIVATE_KEY),
             s3_access_key=pulumi.Output.secret("AKIAFAKE0000"),
             s3_secret_key=pulumi.Output.secret(S3_SECRET),
@@ -136,15 +154,20 @@ def test_each_gate_depends_on_its_vm_and_member(recorded: tuple[Recorder, dict[s
         assert inputs["triggers"] == [f"{node}-id"]  # a replaced VM re-runs the gate
 
 
-def test_cluster_yml_in_environment_not_triggers(recorded: tuple[Recorder, dict[str, Any]]) -> None:
+def test_cluster_yml_on_stdin_not_in_triggers(recorded: tuple[Recorder, dict[str, Any]]) -> None:
     recorder, seen = recorded
     [command] = by_type(recorder, "command:local:Command")
     inputs = json_format.MessageToDict(command.object)
     assert "triggers" not in inputs
+    assert inputs["stdin"] == seen["cluster_yml"]  # no 128 KiB limit, a readable diff
+    assert "flannel_iface: ztks575eoa" in inputs["stdin"]
+    assert "address: 203.0.113.4" in inputs["stdin"]
     env = inputs["environment"]
-    assert env["RKE_CLUSTER_YML"] == seen["cluster_yml"]
-    assert "flannel_iface: ztks575eoa" in env["RKE_CLUSTER_YML"]
-    assert "address: 203.0.113.4" in env["RKE_CLUSTER_YML"]
+    assert set(env) == {
+        "RKE_STATE_KEY", "RKE_NODE_IDS", "RKE_SSH_PRIVATE_KEY", "RKE_S3_ACCESS_KEY",
+        "RKE_S3_SECRET_KEY",
+    }  # fmt: skip
+    assert env["RKE_STATE_KEY"] == "project/stack"  # the mocks' project and stack
     node_ids = env["RKE_NODE_IDS"]  # secret when the gates' connections are
     ids = json.loads(node_ids["value"] if isinstance(node_ids, dict) else node_ids)
     assert ids["mc-do-worker-0"] == "machine-mc-do-worker-0-ready"
@@ -152,6 +175,27 @@ def test_cluster_yml_in_environment_not_triggers(recorded: tuple[Recorder, dict[
     assert inputs["create"] == inputs["update"] == up and up.endswith("-m rke.runner up")
     assert inputs["delete"] == delete and "rke.runner delete" in delete
     assert inputs["logging"] == "stderr"
+    assert command.protect  # no destroy, --replace or rename forgets the cluster's state
+
+
+def test_the_readiness_gate_waits_its_bound_however_dials_fail(
+    recorded: tuple[Recorder, dict[str, Any]],
+) -> None:
+    recorder, _ = recorded
+    for gate in by_type(recorder, "command:remote:Command"):
+        connection = json_format.MessageToDict(gate.object)["connection"]
+        connection = connection.get("value", connection)  # the provider marks it secret
+        assert connection["dialErrorLimit"] == 188 and connection["perDialTimeout"] == 30
+        assert gate.customTimeouts.create == gate.customTimeouts.update == "960s"
+
+
+def test_dial_arithmetic_matches_pulumi_commands_backoff() -> None:
+    # the k-th wait is min(0.1 * 1.5**k, 5) s; L errors allowed mean L waits
+    assert dial_wait_seconds(1) == pytest.approx(0.1)
+    assert dial_wait_seconds(10) == pytest.approx(11.333, abs=0.001)
+    assert dial_wait_seconds(30) == pytest.approx(111.333, abs=0.001)  # the old limit: ~2 min
+    assert dial_error_limit(15 * 60) == 188
+    assert dial_wait_seconds(188) >= 900 > dial_wait_seconds(187)
 
 
 def test_stdout_is_secret_and_secrets_are_wrapped(
@@ -178,6 +222,14 @@ def test_kubeconfig_output_is_secret(recorded: tuple[Recorder, dict[str, Any]]) 
     _, seen = recorded
     out: pulumi.Output[str] = seen["kubeconfig_secret"]
     assert pulumi.runtime.sync_await._sync_await(out.is_secret())
+
+
+def test_a_restore_reaches_the_runner_and_its_output_gives_the_kubeconfig() -> None:
+    recorder, seen = build(preview=False, settings=RESTORING)
+    [command] = by_type(recorder, "command:local:Command")
+    env = json_format.MessageToDict(command.object)["environment"]
+    assert json.loads(env["RKE_RESTORE"]) == {"snapshot": RESTORE, "s3": True}
+    assert seen["kubeconfig"] == "KUBECONFIG-V2"  # read from the compressed payload
 
 
 def test_preview_survives_unknown_outputs() -> None:
