@@ -88,6 +88,49 @@ WantedBy=docker.service multi-user.target
 """
 
 
+# --- overlay restarts: flannel's VXLAN device rides on the ZeroTier interface ---
+# When zerotier-one restarts (a package upgrade, a crash) its tap interface is deleted and
+# created again; the kernel deletes flannel.1 and its routes with it, and flannel before
+# v0.27.4 does not recreate them (flannel-io/flannel#2247, fixed by #2272): pods on the
+# node lose the network until kube-flannel restarts. Which flannel RKE ships for
+# v1.30.14-rancher1-1 could not be read here (the newest kontainer-driver-metadata data
+# available, dev-v2.10, gives v1.30.x flannel v0.25.1), so udev restarts the node's
+# kube-flannel container (its name in RKE's flannel manifests) whenever a zt*
+# interface appears and flannel.1 is missing.
+FLANNEL_RESTART_SCRIPT = """\
+#!/bin/sh
+# usage: multicloud-flannel-restart IFACE (started by udev when IFACE appears)
+set -u
+iface=$1
+tries=0
+until ip -4 -o addr show dev "$iface" 2>/dev/null | grep -q ' inet '; do
+  tries=$((tries + 1))
+  [ "$tries" -lt 120 ] || { echo "multicloud: $iface got no IPv4 address" >&2; exit 1; }
+  sleep 1
+done
+ip link show flannel.1 >/dev/null 2>&1 && exit 0
+ids=$(docker ps --quiet --filter label=io.kubernetes.container.name=kube-flannel 2>/dev/null)
+[ -n "$ids" ] || exit 0
+echo "multicloud: $iface came back without flannel.1; restarting kube-flannel" >&2
+docker restart $ids
+"""
+
+FLANNEL_RESTART_UNIT = """\
+[Unit]
+Description=Restart flannel when the ZeroTier interface %i comes back
+After=docker.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/multicloud-flannel-restart %i
+"""
+
+OVERLAY_UDEV_RULE = (
+    'ACTION=="add", SUBSYSTEM=="net", KERNEL=="zt*", TAG+="systemd", '
+    'ENV{SYSTEMD_WANTS}+="multicloud-flannel-restart@%k.service"\n'
+)
+
+
 def _bootstrap_script(ssh_user: str, overlay: OverlayFiles | None) -> str:
     lines = [
         "#!/bin/sh",
@@ -121,6 +164,8 @@ def _bootstrap_script(ssh_user: str, overlay: OverlayFiles | None) -> str:
         "systemctl enable --now docker iscsid multicloud-metadata-guard",
     ]
     if overlay is not None:
+        # held like Docker: an unattended upgrade would restart it (see FLANNEL_RESTART_SCRIPT)
+        lines.append("apt-mark hold zerotier-one")
         lines.append("systemctl enable --now zerotier-one")
     return "\n".join(lines) + "\n"
 
@@ -184,6 +229,16 @@ def render_user_data(
             },
             {"path": f"{ZEROTIER_HOME}/networks.d/{overlay.network_id}.conf", "content": ""},
             {"path": f"{ZEROTIER_HOME}/local.conf", "content": local_conf() + "\n"},
+            {
+                "path": "/usr/local/sbin/multicloud-flannel-restart",
+                "permissions": "0755",
+                "content": FLANNEL_RESTART_SCRIPT,
+            },
+            {
+                "path": "/etc/systemd/system/multicloud-flannel-restart@.service",
+                "content": FLANNEL_RESTART_UNIT,
+            },
+            {"path": "/etc/udev/rules.d/90-multicloud-overlay.rules", "content": OVERLAY_UDEV_RULE},
         ]
     document = {
         "hostname": node.name,

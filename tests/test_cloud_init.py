@@ -123,10 +123,26 @@ def test_pods_cannot_reach_the_metadata_service() -> None:
     assert "multicloud-metadata-guard" in files["/usr/local/sbin/multicloud-bootstrap"]["content"]
 
 
+def test_zerotier_is_held_and_flannel_restarts_when_its_interface_returns() -> None:
+    files = {f["path"]: f for f in document()["write_files"]}
+    bootstrap = files["/usr/local/sbin/multicloud-bootstrap"]["content"]
+    assert "apt-mark hold zerotier-one" in bootstrap
+    assert bootstrap.index("apt-mark hold zerotier-one") > bootstrap.index("apt-get install")
+    rule = files["/etc/udev/rules.d/90-multicloud-overlay.rules"]["content"]
+    assert 'KERNEL=="zt*"' in rule and "multicloud-flannel-restart@%k.service" in rule
+    unit = files["/etc/systemd/system/multicloud-flannel-restart@.service"]["content"]
+    assert "ExecStart=/usr/local/sbin/multicloud-flannel-restart %i" in unit
+    script = files["/usr/local/sbin/multicloud-flannel-restart"]
+    assert script["permissions"] == "0755"
+    assert "io.kubernetes.container.name=kube-flannel" in script["content"]
+    subprocess.run(["sh", "-n"], input=script["content"], text=True, check=True)
+
+
 def test_no_overlay_means_no_zerotier() -> None:
     doc = document(overlay=None)
     files = {f["path"]: f for f in doc["write_files"]}
-    assert not [path for path in files if "zerotier" in path]
+    assert not [path for path in files if "zerotier" in path or "flannel" in path]
+    assert "/etc/udev/rules.d/90-multicloud-overlay.rules" not in files
     script = files["/usr/local/sbin/multicloud-bootstrap"]["content"]
     assert "zerotier.list" not in script and "enable --now zerotier-one" not in script
 
