@@ -409,7 +409,7 @@ def test_home_ingress_controller_runs_on_the_lan_workers() -> None:
 
     run = committed("home")
     [command] = run.of_type(RKE_COMMAND)
-    doc = yaml.safe_load(reveal(command.inputs["environment"])["RKE_CLUSTER_YML"])
+    doc = yaml.safe_load(reveal(command.inputs["stdin"]))
     selector = doc["ingress"]["node_selector"]
     # ingress-nginx's DaemonSet needs the worker role too (its nodeAffinity), the admission
     # Jobs only the node_selector: both land on the same nodes here
