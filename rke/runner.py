@@ -553,8 +553,10 @@ class Run:
     def _state_from_secret(self, hosts: Sequence[Host]) -> tuple[str | None, str]:
         """Read the Secret on a control-plane node with the node's own credentials, as
         RKE's broken fallback would (``RunGetStateFileFromConfigMap`` in
-        ``services/controlplane.go``, for the Secret): kube-node is bound to the
-        ``system:node`` ClusterRole (``templates/authz.go``), which may get secrets."""
+        ``services/controlplane.go``, for the Secret): RKE binds the ``system:node``
+        ClusterRole to the nodes' group (``templates/authz.go``), and that role may get,
+        list and watch secrets (Kubernetes' ``NodeRules`` in
+        ``plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go``)."""
         ssh = self._tool("ssh", "reading the state back")
         command = (
             "img=$(docker inspect kubelet --format '{{.Config.Image}}') && docker run --rm "
