@@ -12,7 +12,6 @@ import pulumi
 import pytest
 from google.protobuf import json_format
 
-import components.config  # noqa: F401 - rke.settings needs the config package loaded first
 from components.cluster_node import ClusterNode
 from components.nodes import NodeSpec
 from rke.cluster_yml import ClusterSettings

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-import components.config  # noqa: F401 - rke.settings needs the config package loaded first
 from rke import runner
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
 from rke.settings import RkeSettings

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import components.config  # noqa: F401 - rke.settings needs the config package loaded first
 from rke import releases
 from rke.runner import EtcdStatus, disk_cluster_yml, load_yaml
 from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
