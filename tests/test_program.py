@@ -20,7 +20,7 @@ from scripts.offline import (
     stack_config,
 )
 from tests.program import RKE_COMMAND, by_urn, changed_inputs, committed, edited, run_edited, vms
-from tests.test_cloud_init import cloud_init_schema
+from tests.test_cloud_init import validate_user_data
 
 STACKS = ("home", "prod")
 IDENTITY = "-zt-identity"
@@ -370,8 +370,8 @@ def test_prod_user_data_passes_cloud_init_schema(tmp_path: Path) -> None:
         path = tmp_path / f"{vm.name}.yaml"
         path.write_text(reveal(vm.inputs["userData"]))
         paths.append(path)
-    for result in cloud_init_schema(paths):
-        assert result.returncode == 0, result.stdout
+    for verdict in validate_user_data(paths):
+        assert verdict.valid and not verdict.mirror.deprecations, verdict.why()
 
 
 def test_placeholders_stay_secret_in_render() -> None:

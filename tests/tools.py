@@ -1,0 +1,47 @@
+"""External tools the tests use: which are set up by `make test`, which are optional locally.
+
+`make test` installs the venv and node_modules itself, so tools from them are always
+required (a missing one fails). Debian packages (the `cloud-init` binary, Chromium) are
+optional on a developer's machine, where a pure-Python check runs instead, and required
+under ``CI=true``: `.ci/run` installs them, so CI runs every check.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / "node_modules"
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def debian_tool(name: str, package: str, path: str | None = None) -> str | None:
+    """The tool's path, or None when absent; absent under ``CI=true`` fails the test."""
+    found = path if path and Path(path).is_file() else shutil.which(name)
+    if found is None and IN_CI:
+        pytest.fail(f"{name} is not installed and CI=true requires it: apt-get install {package}")
+    return found
+
+
+def node_package(name: str) -> Path:
+    """A package `make test` installs with `npm ci`; missing means the set-up did not run."""
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed (Debian: apt-get install nodejs npm)")
+    package = NODE_MODULES / name
+    if not (package / "package.json").is_file():
+        pytest.fail(f"{package} is missing: run `make test` (it runs `npm ci --ignore-scripts`)")
+    return package
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed beside the running interpreter (requirements-dev.txt)."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: run `make test` (requirements-dev.txt)")
+    return found
