@@ -62,10 +62,10 @@ def _network(value: str, field: str) -> ipaddress.IPv4Network:
 class EtcdS3Settings(ConfigModel):
     """Where RKE uploads etcd snapshots (an S3-compatible bucket); keys come as secrets."""
 
-    bucket: str = Field(min_length=1)
+    bucket: str = Field(min_length=1, description="Bucket for the snapshots; must exist.")
     endpoint: str = Field(min_length=1, description="host[:port], e.g. s3.us-east-1.amazonaws.com")
-    region: str | None = None
-    folder: str | None = None
+    region: str | None = Field(None, description="The bucket's region, if the endpoint needs one.")
+    folder: str | None = Field(None, description="Folder (key prefix) in the bucket.")
 
     @field_validator("endpoint")
     @classmethod
@@ -78,13 +78,26 @@ class EtcdS3Settings(ConfigModel):
 class EtcdSettings(ConfigModel):
     """etcd snapshots and timing; the defaults suit members that talk across the internet."""
 
-    snapshot_interval_hours: int = Field(6, ge=1)
+    snapshot_interval_hours: int = Field(
+        6, ge=1, description="Hours between etcd snapshots (backup_config.interval_hours)."
+    )
     retention: int = Field(
         28, ge=1, description="number of snapshots kept (backup_config.retention)"
     )
-    heartbeat_interval_ms: int = Field(500, ge=10)
-    election_timeout_ms: int = Field(5000, ge=50, le=_ETCD_MAX_ELECTION_TIMEOUT_MS)
-    s3: EtcdS3Settings | None = None
+    heartbeat_interval_ms: int = Field(
+        500, ge=10, description="etcd --heartbeat-interval in ms; raised for members across a WAN."
+    )
+    election_timeout_ms: int = Field(
+        5000,
+        ge=50,
+        le=_ETCD_MAX_ELECTION_TIMEOUT_MS,
+        description="etcd --election-timeout in ms; at least 5x heartbeatIntervalMs.",
+    )
+    s3: EtcdS3Settings | None = Field(
+        None,
+        description="Also upload snapshots to this S3-compatible bucket; needs the secrets "
+        "etcdS3AccessKey and etcdS3SecretKey.",
+    )
 
     @model_validator(mode="after")
     def _election_vs_heartbeat(self) -> EtcdSettings:
@@ -100,16 +113,24 @@ class IngressSettings(ConfigModel):
     """RKE's nginx ingress controller, on worker-role nodes of sites with `ingress` public
     or private (the `multicloud.io/ingress-controller` label, components/nodes.py)."""
 
-    enabled: bool = True
+    enabled: bool = Field(
+        True, description="Run RKE's nginx ingress controller on the ingress nodes."
+    )
 
 
 class UpgradeSettings(ConfigModel):
     """RKE ``upgrade_strategy``: how many nodes go down at once, and draining."""
 
-    max_unavailable_worker: int | str = "10%"
-    max_unavailable_controlplane: int | str = 1
-    drain: bool = True
-    drain_timeout_seconds: int = Field(300, ge=1, le=10800)
+    max_unavailable_worker: int | str = Field(
+        "10%", description="Workers upgraded at once: a count, or a percentage like '10%'."
+    )
+    max_unavailable_controlplane: int | str = Field(
+        1, description="Masters upgraded at once: a count, or a percentage."
+    )
+    drain: bool = Field(True, description="Drain each node before upgrading it.")
+    drain_timeout_seconds: int = Field(
+        300, ge=1, le=10800, description="How long a drain may take before the upgrade fails."
+    )
 
     @field_validator("max_unavailable_worker", "max_unavailable_controlplane")
     @classmethod
@@ -161,16 +182,26 @@ class RestoreSettings(ConfigModel):
 
 
 class RkeSettings(ConfigModel):
-    """Typed ``multicloud:rke`` config object."""
+    """``multicloud:rke``: cluster networking, etcd, ingress and upgrades; every key optional."""
 
-    service_cidr: str = "10.43.0.0/16"
-    pod_cidr: str = "10.42.0.0/16"
-    cluster_domain: str = "cluster.local"
-    dns_upstreams: tuple[str, ...] = ("1.1.1.1", "9.9.9.9")
-    etcd: EtcdSettings = EtcdSettings()
-    ingress: IngressSettings = IngressSettings()
-    upgrade: UpgradeSettings = UpgradeSettings()
-    ssh_agent_auth: bool = True
+    service_cidr: str = Field(
+        "10.43.0.0/16", description="Kubernetes Service range (IPv4, /28 or larger)."
+    )
+    pod_cidr: str = Field(
+        "10.42.0.0/16", description="Pod range (IPv4, /24 or larger: flannel gives a /24 per node)."
+    )
+    cluster_domain: str = Field("cluster.local", description="The cluster's DNS domain.")
+    dns_upstreams: tuple[str, ...] = Field(
+        ("1.1.1.1", "9.9.9.9"), description="Resolvers CoreDNS forwards to (IP addresses)."
+    )
+    etcd: EtcdSettings = Field(EtcdSettings(), description="etcd snapshots and timing.")
+    ingress: IngressSettings = Field(IngressSettings(), description="RKE's ingress controller.")
+    upgrade: UpgradeSettings = Field(UpgradeSettings(), description="RKE's upgrade strategy.")
+    ssh_agent_auth: bool = Field(
+        True,
+        description="rke authenticates with the SSH agent (the runner switches to the key "
+        "file written from sshPrivateKey when it has one).",
+    )
     node_monitor_grace_period_seconds: int = Field(
         40,
         ge=1,

@@ -88,12 +88,18 @@ class OpenStackAuth(ConfigModel):
     """Explicit OpenStack auth; the password or application-credential secret comes
     from the secret config key ``<site>OpenstackSecret``."""
 
-    auth_url: str
-    user_name: str | None = None
-    project_name: str | None = None
-    user_domain_name: str | None = None
-    project_domain_name: str | None = None
-    application_credential_id: str | None = None
+    auth_url: str = Field(description="Keystone URL, e.g. https://cloud.example.com:5000/v3.")
+    user_name: str | None = Field(
+        None, description="User for password auth (exclusive with applicationCredentialId)."
+    )
+    project_name: str | None = Field(
+        None, description="Project to scope to; password auth needs it."
+    )
+    user_domain_name: str | None = Field(None, description="Domain of the user (password auth).")
+    project_domain_name: str | None = Field(None, description="Domain of the project.")
+    application_credential_id: str | None = Field(
+        None, description="Application credential id; its secret is `<site>OpenstackSecret`."
+    )
 
     @model_validator(mode="after")
     def _one_identity(self) -> OpenStackAuth:
@@ -107,9 +113,17 @@ class OpenStackAuth(ConfigModel):
 
 
 class SiteBase(ConfigModel):
-    site_id: int = Field(ge=1, description="overlay block of the site; never reuse or change")
-    masters: Count = 0
-    workers: Count = 0
+    site_id: int = Field(
+        ge=1,
+        description="The site's /24 block of the overlay (siteId 2 -> 10.147.2.0/24); never "
+        "change or reuse it: every node address derives from it.",
+    )
+    masters: Count = Field(
+        0,
+        description="Number of masters (RKE controlplane + etcd) in this site; the total "
+        "must be odd, with no site holding a majority.",
+    )
+    workers: Count = Field(0, description="Number of workers (RKE worker role) in this site.")
     ingress: Ingress = Field(
         default="none",
         description=(
@@ -143,18 +157,30 @@ class SiteBase(ConfigModel):
 
 
 class OpenStackSiteConfig(SiteBase):
-    kind: Literal["openstack"]
-    cloud: str | None = None
-    auth: OpenStackAuth | None = None
-    region: str | None = None
-    image: str
-    flavor: str
-    master_flavor: str | None = None
-    worker_flavor: str | None = None
-    network: str
-    network_is_public: bool = False
-    floating_ip_pool: str | None = None
-    boot_volume_gb: int | None = Field(default=None, ge=10)
+    kind: Literal["openstack"] = Field(description="The site's cloud: an OpenStack.")
+    cloud: str | None = Field(
+        None, description="Entry of clouds.yaml holding the credentials (exclusive with auth)."
+    )
+    auth: OpenStackAuth | None = Field(
+        None, description="Explicit credentials instead of a clouds.yaml entry."
+    )
+    region: str | None = Field(None, description="OpenStack region, if the cloud has several.")
+    image: str = Field(description="Image name for every VM (Debian 12), e.g. debian-12.")
+    flavor: str = Field(description="Flavor of every VM unless masterFlavor/workerFlavor say.")
+    master_flavor: str | None = Field(None, description="Flavor of masters (default: flavor).")
+    worker_flavor: str | None = Field(None, description="Flavor of workers (default: flavor).")
+    network: str = Field(description="Name of the network the VMs' ports are on.")
+    network_is_public: bool = Field(
+        False, description="The network's addresses are public (no floating IP needed)."
+    )
+    floating_ip_pool: str | None = Field(
+        None, description="Pool to give each VM a floating (public) IP from."
+    )
+    boot_volume_gb: int | None = Field(
+        default=None,
+        ge=10,
+        description="Boot from a volume of this size instead of the flavor's disk.",
+    )
 
     @model_validator(mode="after")
     def _one_auth(self) -> OpenStackSiteConfig:
@@ -174,13 +200,15 @@ class OpenStackSiteConfig(SiteBase):
 
 
 class DigitalOceanSiteConfig(SiteBase):
-    kind: Literal["digitalocean"]
-    region: str
-    size: str
-    master_size: str | None = None
-    worker_size: str | None = None
-    image: str
-    vpc_uuid: str | None = None
+    kind: Literal["digitalocean"] = Field(description="The site's cloud: DigitalOcean.")
+    region: str = Field(description="Droplet region slug, e.g. nyc1.")
+    size: str = Field(description="Droplet size slug of every VM unless masterSize/workerSize say.")
+    master_size: str | None = Field(None, description="Droplet size of masters (default: size).")
+    worker_size: str | None = Field(None, description="Droplet size of workers (default: size).")
+    image: str = Field(description="Droplet image slug (Debian 12), e.g. debian-12-x64.")
+    vpc_uuid: str | None = Field(
+        None, description="VPC to put the droplets in (default VPC if unset)."
+    )
 
     @property
     def has_public_address(self) -> bool:
@@ -214,9 +242,19 @@ class ClusterSettings(ConfigModel):
     rebuild: list[str] = Field(default_factory=list)
     zerotier_network_id: str | None = None
     zerotier_central_url: str = "https://api.zerotier.com/api/v1"
-    sites: dict[str, SiteConfig] = Field(min_length=1)
-    rke: RkeSettings = Field(default_factory=RkeSettings)
-    entrypoint: EntrypointSettings | None = None
+    sites: dict[str, SiteConfig] = Field(
+        min_length=1,
+        description="The sites by name (a DNS label of at most 20 characters): where the nodes "
+        "run and how many.",
+    )
+    rke: RkeSettings = Field(
+        default_factory=RkeSettings, description="Kubernetes networking, etcd, ingress, upgrades."
+    )
+    entrypoint: EntrypointSettings | None = Field(
+        None,
+        description="How the world reaches the cluster: the DNS record, its updater and the "
+        "in-cluster services; unset: none of them.",
+    )
     deployer: DeployerSettings | None = Field(
         default=None,
         description=(
