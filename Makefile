@@ -1,17 +1,30 @@
 # multicloud: `make render STACK=prod` (offline, no credentials) and `make test`.
+# `make test` sets itself up on a fresh clone (venv, pip requirements, npm ci) and keeps
+# stamps so a second run does not redo it. Needs python3 (3.11+) with venv, git, node/npm.
 STACK ?= prod
 VENV ?= venv
 PY := $(VENV)/bin/python
-# `make up` keeps state in a local directory unless PULUMI_BACKEND_URL says otherwise.
-PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+# `make init/preview/up` keep state in a local directory unless PULUMI_BACKEND_URL says
+# otherwise (in the environment or on the command line).
+DEFAULT_BACKEND := file://$(CURDIR)/.pulumi-state
+PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
-.PHONY: render test lint typecheck unit up preview bench
+.PHONY: setup render test lint typecheck unit docs up preview init bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is not installed (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	# No install scripts: puppeteer (for mermaid-cli) would download a browser; the
+	# diagram test uses Debian's /usr/bin/chromium.
+	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
 
 render: $(VENV)/.installed
 	$(PY) -m scripts.render --stack $(STACK)
@@ -24,15 +37,19 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-unit: $(VENV)/.installed
+unit: setup
 	$(VENV)/bin/pytest
+
+# Regenerate docs/config-reference.md from Pulumi.yaml and the config models.
+docs: $(VENV)/.installed
+	$(PY) -m scripts.config_reference
 
 bench: $(VENV)/.installed
 	$(PY) bench/identity_bench.py
 	$(PY) bench/render_bench.py
 	$(PY) bench/preflight_bench.py
 
-preview up: $(VENV)/.installed
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/" >&2; exit 1; }
-	PULUMI_BACKEND_URL=$(PULUMI_BACKEND_URL) pulumi stack select --create $(STACK)
-	PULUMI_BACKEND_URL=$(PULUMI_BACKEND_URL) pulumi $@ --stack $(STACK)
+# Never creates a stack implicitly: `make init` does, on the backend it names.
+init preview up: $(VENV)/.installed
+	@PULUMI_BACKEND_URL='$(PULUMI_BACKEND_URL)' $(PY) -m scripts.stack $@ --stack '$(STACK)' \
+		--default-backend '$(DEFAULT_BACKEND)'

