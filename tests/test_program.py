@@ -506,7 +506,12 @@ def test_render_writes_the_build_and_refuses_bad_config(
     out = tmp_path / "home"
     assert "mc-home-home-worker-1" in (out / "nodes.md").read_text()
     assert "flannel_iface: zt" in (out / "cluster.yml").read_text()
-    assert (out / "architecture.mmd").read_text().startswith("flowchart")
+    from components.config import parse_config, raw_values
+    from components.diagram import architecture_mermaid
+
+    # the README's diagram is this function's output for prod: the file is exactly it
+    parsed = parse_config(raw_values(stack_config("home")[0]))
+    assert (out / "architecture.mmd").read_text() == architecture_mermaid(parsed)
     reachability = (out / "reachability.md").read_text()
     assert reachability.startswith("# Reachability: stack home")
     assert "| path | from | to | port | verdict | note |" in reachability
