@@ -10,6 +10,7 @@ two declared nodes and never a subgraph, which is what made Mermaid draw NaN pat
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import xml.etree.ElementTree as ET
@@ -110,7 +111,7 @@ def test_committed_diagrams_render_with_every_edge_drawn(tmp_path: Path) -> None
     diagrams = {stack: architecture_mermaid(config(stack)) for stack in STACKS}
     for stack, text in diagrams.items():
         assert not structural_problems(text), (stack, structural_problems(text))
-    chromium = debian_tool("chromium", "chromium", "/usr/bin/chromium")
+    chromium = debian_tool("chromium", "chromium", os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     if chromium is None:
         return  # the structural check above is what can run without a browser
     results, console = render(diagrams, tmp_path)
