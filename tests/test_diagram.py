@@ -9,14 +9,19 @@ two declared nodes and never a subgraph, which is what made Mermaid draw NaN pat
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -24,7 +29,7 @@ from components.config import ClusterConfig, parse_config, raw_values
 from components.diagram import Diagram, Edge, Group, Node, architecture, architecture_mermaid
 from scripts.offline import fake_outputs, reveal, stack_config
 from tests.program import committed
-from tests.tools import ROOT, debian_tool, node_package
+from tests.tools import NODE_MODULES, ROOT, debian_tool, node_package
 
 STACKS = ("home", "prod")
 _EDGE = re.compile(r'^\s*(\w+)\s+(-->|---|==>|-\.->)(?:\|"([^"]*)"\|)?\s+(\w+)\s*$')
@@ -91,30 +96,66 @@ def expected_edge_ids(text: str) -> Counter[str]:
     return ids
 
 
-def render(diagrams: dict[str, str], tmp: Path) -> tuple[dict[str, dict[str, str]], str]:
-    """Render every diagram with mermaid-cli in one Chromium launch."""
-    node_package("@mermaid-js/mermaid-cli")
-    (tmp / "in.json").write_text(json.dumps(diagrams))
-    run = subprocess.run(
-        ["node", str(ROOT / "scripts" / "render_mermaid.mjs"), tmp / "in.json", tmp / "out.json"],
-        capture_output=True,
+class _Render:
+    """The one Chromium render of the committed diagrams, started as early as possible."""
+
+    proc: ClassVar[subprocess.Popen[str] | None] = None
+    workdir: ClassVar[Path | None] = None
+    diagrams: ClassVar[dict[str, str]] = {}
+
+
+def _chromium() -> str | None:
+    return debian_tool("chromium", "chromium", os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+
+
+def _start_render() -> None:
+    """Start ``scripts/render_mermaid.mjs`` on both stacks (one browser launch), once."""
+    if _Render.proc is not None:
+        return
+    _Render.diagrams = {stack: architecture_mermaid(config(stack)) for stack in STACKS}
+    _Render.workdir = Path(tempfile.mkdtemp(prefix="diagram-render-"))
+    atexit.register(shutil.rmtree, _Render.workdir, True)
+    (_Render.workdir / "in.json").write_text(json.dumps(_Render.diagrams))
+    script = ROOT / "scripts" / "render_mermaid.mjs"
+    _Render.proc = subprocess.Popen(
+        ["node", str(script), _Render.workdir / "in.json", _Render.workdir / "out.json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
-        check=False,
     )
-    assert run.returncode == 0, run.stderr
-    out: dict[str, dict[str, str]] = json.loads((tmp / "out.json").read_text())
-    return out, run.stderr
+    atexit.register(_Render.proc.kill)
 
 
-def test_committed_diagrams_render_with_every_edge_drawn(tmp_path: Path) -> None:
+def prefetch(selected: set[str]) -> None:
+    """Called by conftest.py after collection: when the render test is selected and can run,
+    start Chromium now, so its start-up overlaps the tests that run before this one."""
+    if "test_committed_diagrams_render_with_every_edge_drawn" not in selected:
+        return
+    if shutil.which("node") and (NODE_MODULES / "@mermaid-js" / "mermaid-cli").is_dir():
+        with contextlib.suppress(pytest.fail.Exception):
+            if _chromium():
+                _start_render()
+
+
+def render() -> tuple[dict[str, dict[str, str]], str]:
+    """Every committed diagram rendered by mermaid-cli, and what the browser console said."""
+    node_package("@mermaid-js/mermaid-cli")
+    _start_render()
+    assert _Render.proc is not None and _Render.workdir is not None
+    _, console = _Render.proc.communicate(timeout=300)
+    assert _Render.proc.returncode == 0, console
+    out: dict[str, dict[str, str]] = json.loads((_Render.workdir / "out.json").read_text())
+    return out, console
+
+
+def test_committed_diagrams_render_with_every_edge_drawn() -> None:
     diagrams = {stack: architecture_mermaid(config(stack)) for stack in STACKS}
     for stack, text in diagrams.items():
         assert not structural_problems(text), (stack, structural_problems(text))
-    chromium = debian_tool("chromium", "chromium", os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-    if chromium is None:
+    if _chromium() is None:
         return  # the structural check above is what can run without a browser
-    results, console = render(diagrams, tmp_path)
+    results, console = render()
+    assert _Render.diagrams == diagrams
     assert "NaN" not in console and "Error" not in console, console
     for stack, text in diagrams.items():
         assert "svg" in results[stack], results[stack].get("error")
