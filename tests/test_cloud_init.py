@@ -61,28 +61,31 @@ class Verdict:
         return self.mirror.report() if self.binary is None else self.binary.stdout
 
 
-def validate_user_data(paths: list[Path]) -> list[Verdict]:
-    """Validate every file with the mirror and, where installed, Debian's binary.
+MIRRORED_RELEASE = "22.4.2"  # the cloud-init release scripts/cloud_config_schema.py mirrors
 
-    The binary runs on all files in parallel (one process per file, ~0.4 s of CPU
-    each) while the mirror checks them; the two must agree on validity and print the
-    same text, or the test fails here.
+
+def validate_user_data(paths: list[Path]) -> list[Verdict]:
+    """Validate every file with the mirror and, where installed, cloud-init's binary.
+
+    The binary runs on all files in parallel (one process per file, ~0.4 s of CPU each)
+    while the mirror checks them. They must agree on validity; when the binary is the
+    mirrored release (Debian 12's 22.4.2) they must also print the same text. Another
+    release (Ubuntu's, say) words its messages differently, so only validity is compared.
     """
     binary = debian_tool("cloud-init", "cloud-init")
-    procs = (
-        [
-            subprocess.Popen(
-                [binary, "schema", "-c", str(p)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
+    procs = []
+    version = None
+    if binary:
+        version = subprocess.Popen([binary, "--version"], stdout=subprocess.PIPE, text=True)
+        for p in paths:
+            cmd = [binary, "schema", "-c", str(p)]
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             )
-            for p in paths
-        ]
-        if binary
-        else []
-    )
     mirrors = [validate_cloud_config_file(p) for p in paths]
+    same_release = (
+        version is not None and version.communicate(timeout=120)[0].split()[-1] == MIRRORED_RELEASE
+    )
     verdicts = []
     for i, (path, mirror) in enumerate(zip(paths, mirrors, strict=True)):
         run = None
@@ -90,7 +93,8 @@ def validate_user_data(paths: list[Path]) -> list[Verdict]:
             out, _ = procs[i].communicate(timeout=120)
             run = subprocess.CompletedProcess([str(path)], procs[i].returncode, out)
             assert (run.returncode == 0) == mirror.valid, (path.name, run.stdout, mirror.report())
-            assert run.stdout.strip() == mirror.report(), (path.name, run.stdout, mirror.report())
+            if same_release:
+                assert run.stdout.strip() == mirror.report(), (path.name, run.stdout)
         verdicts.append(Verdict(path, mirror, run))
     return verdicts
 
