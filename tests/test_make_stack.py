@@ -119,13 +119,6 @@ def test_init_creates_the_stack_then_up_and_preview_run_it(
     assert not [a for a in args if "--create" in a or a[:2] == ["stack", "select"]]
 
 
-def test_home_needs_only_the_declared_secrets(checkout: Path, fake: dict[str, str]) -> None:
-    init = make(checkout, fake, "init", "STACK=home")
-    assert init.returncode == 0, init.stderr
-    told = [line for line in init.stdout.splitlines() if "--secret" in line]
-    assert len(told) == 2 and "zerotierToken" in told[0] and "sshPrivateKey" in told[1]
-
-
 def test_a_named_backend_is_used_as_is(checkout: Path, fake: dict[str, str]) -> None:
     backend = "s3://mc-state?endpoint=nyc3.digitaloceanspaces.com&region=us-east-1"
     run = make(checkout, fake, "preview", "STACK=home", f"PULUMI_BACKEND_URL={backend}")
