@@ -176,7 +176,7 @@ def architecture(config: ClusterConfig) -> Diagram:
     first = entry_node(config) if cloudflare is not None else None
     if cloudflare is not None:
         diagram.nodes.append(Node("users", "Users", "circle"))
-        ttl = "proxied" if cloudflare.proxied else f"TTL {cloudflare.ttl} s"
+        ttl = "proxied" if cloudflare.proxied else f"TTL {cloudflare.record_ttl} s"
         diagram.nodes.append(Node("dns", f"Cloudflare A {cloudflare.record_name}<br/>{ttl}"))
     diagram.nodes.append(
         Node("deployer", f"deployer: pulumi up, rke up<br/>{deployer_place(config)}", "subroutine")
