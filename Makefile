@@ -17,10 +17,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# No install scripts: puppeteer (for mermaid-cli) would download a browser; the diagram
+# test uses Debian's /usr/bin/chromium.
 node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm is not installed (Debian: apt-get install nodejs npm)" >&2; exit 1; }
-	# No install scripts: puppeteer (for mermaid-cli) would download a browser; the
-	# diagram test uses Debian's /usr/bin/chromium.
 	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
