@@ -9,7 +9,8 @@ starts the service at once and would otherwise mint a fresh identity).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -37,6 +38,21 @@ class OverlayFiles:
     network_id: str
     identity_secret: str  # a secret: user-data carrying it must be a Pulumi secret
     identity_public: str
+
+
+@dataclass(frozen=True)
+class Rke2Files:
+    """What an RKE2 node installs and writes at boot (``rke2/`` builds it).
+
+    ``config_yaml`` holds the cluster token: user-data carrying it must be a Pulumi secret.
+    """
+
+    role: str  # "server" (masters) or "agent" (workers)
+    config_yaml: str  # /etc/rancher/rke2/config.yaml
+    install_script: str  # rke2.scripts.install_script
+    external_ip_script: str | None = None  # rke2.config_yaml.external_ip_dropin, where public
+    manifests: Mapping[str, str] = field(default_factory=dict)  # servers: file name -> YAML
+    environment: tuple[str, str] | None = None  # (path, text) the RKE2 unit reads
 
 
 def local_conf() -> str:
@@ -87,6 +103,25 @@ ExecStart=/usr/local/sbin/multicloud-metadata-guard
 WantedBy=docker.service multi-user.target
 """
 
+# RKE2 brings its own containerd: the guard runs before RKE2 starts instead of with Docker.
+METADATA_GUARD_UNIT_RKE2 = """\
+[Unit]
+Description=Block pod access to the cloud metadata service
+Before=rke2-server.service rke2-agent.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/multicloud-metadata-guard
+
+[Install]
+WantedBy=multi-user.target
+"""
+RKE2_INSTALL = "/usr/local/sbin/multicloud-rke2-install"
+RKE2_EXTERNAL_IP = "/usr/local/sbin/multicloud-rke2-external-ip"
+RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
+RKE2_MANIFESTS = "/var/lib/rancher/rke2/server/manifests"
+
 
 # --- overlay restarts: flannel's VXLAN device rides on the ZeroTier interface ---
 # When zerotier-one restarts (a package upgrade, a crash) its tap interface is deleted and
@@ -131,16 +166,52 @@ OVERLAY_UDEV_RULE = (
 )
 
 
-def _bootstrap_script(ssh_user: str, overlay: OverlayFiles | None) -> str:
+def _zerotier_lines(overlay: OverlayFiles | None) -> list[str]:
+    if overlay is None:
+        return []
+    return [
+        f"/usr/local/sbin/multicloud-apt-key {ZEROTIER_KEY_URL} {ZEROTIER_KEY_FINGERPRINT} "
+        "/usr/share/keyrings/zerotier.gpg",
+        f"echo 'deb [signed-by=/usr/share/keyrings/zerotier.gpg] {ZEROTIER_APT}' "
+        "> /etc/apt/sources.list.d/zerotier.list",
+    ]
+
+
+def _bootstrap_script(
+    ssh_user: str, overlay: OverlayFiles | None, rke2: Rke2Files | None = None
+) -> str:
+    what = "RKE2 (pinned, verified)" if rke2 is not None else "Docker (pinned)"
     lines = [
         "#!/bin/sh",
-        "# Installs Docker (pinned) and, when the node joins an overlay, zerotier-one.",
+        f"# Installs zerotier-one when the node joins an overlay, then {what}.",
         "set -eux",
         "swapoff -a",
         "sed -ri '/\\sswap\\s/s/^/#/' /etc/fstab",
         "modprobe overlay",
         "modprobe br_netfilter",
         "sysctl --system",
+    ]
+    if rke2 is not None:
+        # The public address first: an OpenStack floating IP comes from the metadata
+        # service, which the guard below closes.
+        if rke2.external_ip_script is not None:  # only informative: never stops the install
+            lines.append(f"{RKE2_EXTERNAL_IP} || true")
+        # No Docker: RKE2 runs its own containerd. ZeroTier first, as for RKE.
+        lines += _zerotier_lines(overlay)
+        packages = ["zerotier-one"] if overlay is not None else []
+        if packages:
+            lines += [
+                "apt-get update",
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+                + " ".join(packages),
+            ]
+        lines.append("systemctl enable --now iscsid multicloud-metadata-guard")
+        if overlay is not None:
+            lines.append("apt-mark hold zerotier-one")  # as for RKE: an upgrade restarts it
+            lines.append("systemctl enable --now zerotier-one")
+        lines.append(RKE2_INSTALL)
+        return "\n".join(lines) + "\n"
+    lines += [
         f"/usr/local/sbin/multicloud-apt-key {DOCKER_KEY_URL} {DOCKER_KEY_FINGERPRINT} "
         "/usr/share/keyrings/docker.gpg",
         f"echo 'deb [signed-by=/usr/share/keyrings/docker.gpg] {DOCKER_APT}' "
@@ -148,12 +219,7 @@ def _bootstrap_script(ssh_user: str, overlay: OverlayFiles | None) -> str:
     ]
     packages = [f"docker-ce={DOCKER_VERSION}", f"docker-ce-cli={DOCKER_VERSION}", "containerd.io"]
     if overlay is not None:
-        lines += [
-            f"/usr/local/sbin/multicloud-apt-key {ZEROTIER_KEY_URL} {ZEROTIER_KEY_FINGERPRINT} "
-            "/usr/share/keyrings/zerotier.gpg",
-            f"echo 'deb [signed-by=/usr/share/keyrings/zerotier.gpg] {ZEROTIER_APT}' "
-            "> /etc/apt/sources.list.d/zerotier.list",
-        ]
+        lines += _zerotier_lines(overlay)
         packages.append("zerotier-one")
     lines += [
         "apt-get update",
@@ -176,8 +242,9 @@ def render_user_data(
     ssh_user: str,
     ssh_public_key: str,
     overlay: OverlayFiles | None,
+    rke2: Rke2Files | None = None,
 ) -> str:
-    """The node's ``#cloud-config`` document."""
+    """The node's ``#cloud-config`` document: Docker for RKE, or RKE2 when ``rke2`` is given."""
     files: list[dict[str, object]] = [
         {"path": "/etc/modules-load.d/kubernetes.conf", "content": "overlay\nbr_netfilter\n"},
         {
@@ -185,14 +252,6 @@ def render_user_data(
             "content": "net.ipv4.ip_forward = 1\n"
             "net.bridge.bridge-nf-call-iptables = 1\n"
             "net.bridge.bridge-nf-call-ip6tables = 1\n",
-        },
-        {
-            "path": "/etc/docker/daemon.json",
-            "content": json.dumps(
-                {"log-driver": "json-file", "log-opts": {"max-size": "50m", "max-file": "3"}},
-                indent=2,
-            )
-            + "\n",
         },
         {
             "path": "/usr/local/sbin/multicloud-apt-key",
@@ -206,14 +265,18 @@ def render_user_data(
         },
         {
             "path": "/etc/systemd/system/multicloud-metadata-guard.service",
-            "content": METADATA_GUARD_UNIT,
+            "content": METADATA_GUARD_UNIT if rke2 is None else METADATA_GUARD_UNIT_RKE2,
         },
         {
             "path": "/usr/local/sbin/multicloud-bootstrap",
             "permissions": "0755",
-            "content": _bootstrap_script(ssh_user, overlay),
+            "content": _bootstrap_script(ssh_user, overlay, rke2),
         },
     ]
+    if rke2 is None:
+        files.insert(2, DOCKER_DAEMON_FILE)
+    else:
+        files += _rke2_files(rke2)
     # --- overlay: the node's ZeroTier identity and network, written before install ---
     if overlay is not None:
         files += [
@@ -229,6 +292,12 @@ def render_user_data(
             },
             {"path": f"{ZEROTIER_HOME}/networks.d/{overlay.network_id}.conf", "content": ""},
             {"path": f"{ZEROTIER_HOME}/local.conf", "content": local_conf() + "\n"},
+        ]
+    # RKE's flannel in Docker needs a restart when zt* comes back; RKE2's canal does not:
+    # its flannel is v0.27.4 or newer from v1.35.0 on (docs.rke2.io release notes v1.35.X),
+    # which recreates flannel.1 itself (flannel-io/flannel#2272).
+    if overlay is not None and rke2 is None:
+        files += [
             {
                 "path": "/usr/local/sbin/multicloud-flannel-restart",
                 "permissions": "0755",
@@ -246,11 +315,11 @@ def render_user_data(
         "manage_etc_hosts": True,
         "disable_root": True,
         "ssh_pwauth": False,
-        "groups": ["docker"],
+        "groups": ["docker"] if rke2 is None else [],
         "users": [
             {
                 "name": ssh_user,
-                "groups": ["docker", "sudo"],
+                "groups": ["docker", "sudo"] if rke2 is None else ["sudo"],
                 "shell": "/bin/bash",
                 "sudo": "ALL=(ALL) NOPASSWD:ALL",
                 "lock_passwd": True,
@@ -262,7 +331,36 @@ def render_user_data(
         "write_files": files,
         "runcmd": [["/usr/local/sbin/multicloud-bootstrap"]],
     }
+    if not document["groups"]:
+        del document["groups"]
     return "#cloud-config\n" + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000)
+
+
+DOCKER_DAEMON_FILE: dict[str, object] = {
+    "path": "/etc/docker/daemon.json",
+    "content": json.dumps(
+        {"log-driver": "json-file", "log-opts": {"max-size": "50m", "max-file": "3"}}, indent=2
+    )
+    + "\n",
+}
+
+
+def _rke2_files(rke2: Rke2Files) -> list[dict[str, object]]:
+    """RKE2's config (0600: it holds the token), install script and, on servers, manifests."""
+    files: list[dict[str, object]] = [
+        {"path": RKE2_CONFIG, "permissions": "0600", "content": rke2.config_yaml},
+        {"path": RKE2_INSTALL, "permissions": "0755", "content": rke2.install_script},
+    ]
+    if rke2.external_ip_script is not None:
+        files.append(
+            {"path": RKE2_EXTERNAL_IP, "permissions": "0755", "content": rke2.external_ip_script}
+        )
+    if rke2.environment is not None:
+        path, text = rke2.environment
+        files.append({"path": path, "permissions": "0644", "content": text})
+    for name, text in sorted(rke2.manifests.items()):
+        files.append({"path": f"{RKE2_MANIFESTS}/{name}", "permissions": "0600", "content": text})
+    return files
 
 
 class _Dumper(yaml.SafeDumper):

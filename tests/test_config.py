@@ -112,7 +112,10 @@ def test_defaults_match_pulumi_yaml() -> None:
     for key, declared in schema.items():
         if "default" not in declared:
             continue
-        field = {"zerotierNetworkId": None}.get(key, declared["default"])
+        # "" means "create a network" and "the engine's default" (rke here) respectively
+        field = {"zerotierNetworkId": None, "kubernetesVersion": "v1.30.14-rancher1-1"}.get(
+            key, declared["default"]
+        )
         attr = "".join("_" + c.lower() if c.isupper() else c for c in key)
         assert getattr(settings, attr) == field or (key == "zerotierNetworkId"), key
 

@@ -43,8 +43,11 @@ from components.preflight import NetworkPlan, plan_network, require_reachable
 from rke import releases as rke_releases
 from rke.engine import ENGINE, ssh_via_problem
 from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES, RkeSettings
+from rke2.release import supported_versions as rke2_versions
 
-DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
+ENGINES = ("rke", "rke2")
+DEFAULT_ENGINE = "rke"
+DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"  # the RKE engine's default
 # The versions the last RKE release ships (reference/rke-releases.json, read by
 # rke.releases; the runner checks `rke --version` against the same data). The 1.31/1.32
 # builds need RKE's paid extended-life subscription.
@@ -226,7 +229,16 @@ class ClusterSettings(ConfigModel):
     """Every non-secret key of the stack, validated field by field."""
 
     cluster_name: str = Field(min_length=1, max_length=24)
-    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    engine: Literal["rke", "rke2"] = Field(
+        DEFAULT_ENGINE,
+        description="what installs Kubernetes: 'rke' (RKE v1 over SSH, the default) or 'rke2' "
+        "(each node installs the pinned RKE2 from cloud-init; see docs/rke2.md)",
+    )
+    kubernetes_version: str = Field(
+        "",
+        description="the engine's version string; empty takes the engine's default "
+        f"({DEFAULT_KUBERNETES_VERSION} for rke, the pinned RKE2 release for rke2)",
+    )
     overlay_cidr: Cidr = "10.147.0.0/16"
     ssh_user: str = "rke"
     ssh_public_key: str
@@ -287,17 +299,39 @@ class ClusterSettings(ConfigModel):
             raise ValueError("expected a DNS-1123 label: lower-case letters, digits and '-'")
         return value
 
-    @field_validator("kubernetes_version")
-    @classmethod
-    def _k8s_version(cls, value: str) -> str:
+    @model_validator(mode="after")
+    def _k8s_version(self) -> ClusterSettings:
+        """``kubernetesVersion`` in the chosen engine's format, defaulted per engine."""
+        value = self.kubernetes_version
+        if self.engine == "rke2":
+            supported = rke2_versions()
+            if not value:
+                object.__setattr__(self, "kubernetes_version", supported[0])
+                return self
+            if K8S_VERSION.match(value):
+                raise ValueError(
+                    f"kubernetesVersion: {value} is an RKE (v1) version, but engine is rke2; "
+                    f"expected {' or '.join(supported)} (or remove the key for the default)"
+                )
+            if value not in supported:
+                raise ValueError(
+                    f"kubernetesVersion: {value} is not an RKE2 release this project verified; "
+                    f"expected one of {', '.join(supported)} (reference/rke2-release.json)"
+                )
+            return self
+        if not value:
+            object.__setattr__(self, "kubernetes_version", DEFAULT_KUBERNETES_VERSION)
+            return self
         if not K8S_VERSION.match(value):
-            raise ValueError(f"expected an RKE version such as {DEFAULT_KUBERNETES_VERSION}")
+            raise ValueError(
+                f"kubernetesVersion: expected an RKE version such as {DEFAULT_KUBERNETES_VERSION}"
+            )
         if value not in RKE_KUBERNETES_VERSIONS:
             raise ValueError(
-                f"RKE {rke_releases.latest().name} does not ship {value}; "
+                f"kubernetesVersion: RKE {rke_releases.latest().name} does not ship {value}; "
                 f"expected one of {', '.join(RKE_KUBERNETES_VERSIONS)}"
             )
-        return value
+        return self
 
     @field_validator("overlay_cidr")
     @classmethod
@@ -382,6 +416,7 @@ CONDITIONAL_SECRETS = (
 )
 SCALAR_KEYS = (
     "clusterName",
+    "engine",
     "kubernetesVersion",
     "overlayCidr",
     "sshUser",
@@ -423,6 +458,9 @@ def _format(err: ValidationError) -> str:
     for issue in err.errors():
         path = _location(issue["loc"])
         message = issue["msg"].removeprefix("Value error, ")
+        key = re.match(r"^([a-zA-Z]+): ", message)
+        if not path and key:  # a whole-model check names its key first
+            path, message = key.group(1), message[key.end() :]
         if issue["type"] == "extra_forbidden":
             message = "unknown key (check its spelling against README.md)"
         elif issue["type"] == "union_tag_invalid":
@@ -622,7 +660,11 @@ def _check_admin_ranges(settings: ClusterSettings) -> None:
 
 
 def _check_engine(settings: ClusterSettings) -> None:
-    """What the install engine (RKE v1, rke/engine.py) cannot do with this stack."""
+    """What the install engine cannot do with this stack. RKE v1's rules live in
+    rke/engine.py; RKE2 sets kubelet's node-ip itself (``node-ip`` in rke2/config_yaml.py),
+    so it takes every sshVia."""
+    if settings.engine != ENGINE:
+        return
     for name, site in settings.sites.items():
         problem = ssh_via_problem(name, site.ssh_via)
         if problem:

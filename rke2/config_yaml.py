@@ -1,0 +1,187 @@
+"""``/etc/rancher/rke2/config.yaml`` for one node: a pure function of the node and the cluster.
+
+Every key is an ``rke2 server``/``rke2 agent`` flag of the pinned release
+(``reference/rke2-cli-flags.json``); K3s's config parser drops unknown keys with only a
+warning (``pkg/configfilearg/parser.go``, ``stripInvalidFlags``), so ``check_keys`` refuses
+them here instead. All cluster traffic uses the overlay: ``node-ip`` and (servers)
+``advertise-address`` are the node's ZeroTier address, so kubelet, etcd peers, the
+supervisor and the ``kubernetes`` Service endpoints are overlay addresses. A node's
+public address (``node-external-ip``) is decided by its cloud after the VM exists, so the
+node writes it at boot into ``config.yaml.d/`` (``external_ip_dropin``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from components.nodes import NodeSpec
+from rke2.release import cli_flags
+
+if TYPE_CHECKING:
+    from rke.settings import RkeSettings
+
+Role = Literal["server", "agent"]
+CONFIG_PATH = "/etc/rancher/rke2/config.yaml"
+DROPIN_DIR = "/etc/rancher/rke2/config.yaml.d"
+MANIFESTS_DIR = "/var/lib/rancher/rke2/server/manifests"  # applied by every server
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Cluster-wide inputs of every node's config besides the node itself."""
+
+    cluster_name: str
+    rke: RkeSettings  # the shared `multicloud:rke` section: CIDRs, etcd, ingress
+    masters_schedulable: bool
+    node_monitor_grace_seconds: int
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key: str
+    secret_key: str
+
+
+def role(spec: NodeSpec) -> Role:
+    """Masters (etcd + control plane) run ``rke2 server``, workers ``rke2 agent``."""
+    return "server" if "etcd" in spec.roles else "agent"
+
+
+def _labels(spec: NodeSpec) -> list[str]:
+    return [f"{key}={value}" for key, value in sorted(spec.labels.items())]
+
+
+def _snapshot_cron(hours: int) -> str:
+    """Every ``hours`` hours on the hour (the RKE path's ``interval_hours``)."""
+    if hours >= 24:
+        return "0 0 * * *" if hours == 24 else f"0 0 */{hours // 24} * *"
+    return f"0 */{hours} * * *"
+
+
+def node_config(
+    spec: NodeSpec,
+    settings: ClusterSettings,
+    *,
+    token: str,
+    server_url: str | None,
+    s3: S3Credentials | None = None,
+) -> dict[str, Any]:
+    """The node's config.yaml as plain data.
+
+    ``server_url`` is ``https://<server overlay address>:9345``, or None on the one server
+    that initializes the cluster (agents always join). ``token`` is the cluster token (a
+    secret: the rendered document must stay inside a Pulumi secret). Raises ``ValueError``
+    for an agent without ``server_url`` or S3 credentials missing while ``rke.etcd.s3`` is set.
+    """
+    node_role = role(spec)
+    if node_role == "agent" and server_url is None:
+        raise ValueError(f"{spec.name}: an agent must join a server (server_url)")
+    config: dict[str, Any] = {
+        "node-name": spec.name,
+        "node-ip": spec.zerotier_ip,
+        "token": token,
+    }
+    if server_url is not None:
+        config["server"] = server_url
+    config["node-label"] = _labels(spec)
+    if node_role == "agent":
+        return config
+
+    rke = settings.rke
+    etcd = rke.etcd
+    config |= {
+        "advertise-address": spec.zerotier_ip,
+        "tls-san": [spec.zerotier_ip],
+        "cni": ["canal"],
+        "ingress-controller": ["ingress-nginx" if rke.ingress.enabled else "none"],
+        "cluster-cidr": rke.pod_cidr,
+        "service-cidr": rke.service_cidr,
+        "cluster-dns": rke.cluster_dns_server,
+        "cluster-domain": rke.cluster_domain,
+        "secrets-encryption": True,  # RKE2 forces it on anyway (pkg/rke2/rke2.go, Server)
+        "write-kubeconfig-mode": "0600",
+        "etcd-arg": [
+            f"heartbeat-interval={etcd.heartbeat_interval_ms}",
+            f"election-timeout={etcd.election_timeout_ms}",
+        ],
+        "etcd-snapshot-schedule-cron": _snapshot_cron(etcd.snapshot_interval_hours),
+        "etcd-snapshot-retention": etcd.retention,
+        "kube-controller-manager-arg": [
+            f"node-monitor-grace-period={settings.node_monitor_grace_seconds}s"
+        ],
+    }
+    if not settings.masters_schedulable:
+        config["node-taint"] = [CONTROL_PLANE_TAINT]
+    if etcd.s3 is not None:
+        if s3 is None:
+            raise ValueError("rke.etcd.s3 is set but the S3 credentials are missing")
+        config |= {
+            "etcd-s3": True,
+            "etcd-s3-bucket": etcd.s3.bucket,
+            "etcd-s3-endpoint": etcd.s3.endpoint,
+            "etcd-s3-access-key": s3.access_key,
+            "etcd-s3-secret-key": s3.secret_key,
+        }
+        if etcd.s3.region is not None:
+            config["etcd-s3-region"] = etcd.s3.region
+        if etcd.s3.folder is not None:
+            config["etcd-s3-folder"] = etcd.s3.folder
+    return config
+
+
+def unknown_keys(config: Mapping[str, Any], node_role: Role) -> list[str]:
+    """Keys the pinned release's ``rke2 <role>`` would drop (``+`` append suffix allowed)."""
+    valid = cli_flags()[node_role]
+    return sorted(k for k in config if k.removesuffix("+") not in valid)
+
+
+def check_keys(config: Mapping[str, Any], node_role: Role) -> None:
+    """Raise ``ValueError`` naming any key RKE2 would silently ignore."""
+    unknown = unknown_keys(config, node_role)
+    if unknown:
+        raise ValueError(f"rke2 {node_role} has no flag(s) {', '.join(unknown)}")
+
+
+def render(config: Mapping[str, Any]) -> str:
+    """YAML text, keys in insertion order (a reviewer reads identity first)."""
+    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False, width=1000)
+
+
+EXTERNAL_IP_SOURCES = ("default-route", "openstack-floating-ip")
+
+
+def external_ip_dropin(source: str) -> str:
+    """POSIX sh that writes ``config.yaml.d/50-node-external-ip.yaml`` at boot.
+
+    ``default-route``: the source address of the default route, which is the public
+    address on a public network (Ramnode's) and on a DigitalOcean droplet (eth0 holds it).
+    ``openstack-floating-ip``: the floating IP from the OpenStack metadata service's
+    EC2-compatible ``public-ipv4``. Raises ``ValueError`` for another source.
+    """
+    if source not in EXTERNAL_IP_SOURCES:
+        raise ValueError(f"unknown external address source {source!r}")
+    if source == "default-route":
+        lookup = "ip -4 route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'"
+    else:
+        lookup = "curl -fsS --retry 10 http://169.254.169.254/latest/meta-data/public-ipv4"
+    return f"""#!/bin/sh
+# Writes node-external-ip, which the cloud decides after the VM exists.
+set -eu
+ip=$({lookup})
+case "$ip" in
+  *.*.*.*) ;;
+  *) echo "multicloud: no public IPv4 address found ({source})" >&2; exit 1 ;;
+esac
+mkdir -p {DROPIN_DIR}
+printf 'node-external-ip: "%s"\\n' "$ip" > {DROPIN_DIR}/50-node-external-ip.yaml
+"""
+
+
+def dropin_keys() -> Sequence[str]:
+    """Keys the boot-time drop-ins write (checked against the flag list like config.yaml)."""
+    return ("node-external-ip",)

@@ -1,0 +1,168 @@
+"""Who initializes the cluster and whom every other node joins: a pure decision.
+
+RKE2 has no ``cluster-init`` flag (``pkg/cli/cmds/server.go`` drops K3s's): a server
+whose config has no ``server:`` starts a new cluster, every other node joins
+``server: https://<a server>:9345``. A node's user-data is boot-only (``BOOT_ONLY``
+in ``components/sites/base.py``), so the join target is fixed when its VM is created
+and must be right then. The program learns what already exists from its own previous
+stack output ``rke2`` (a ``ClusterRecord``, read through a StackReference to the current
+stack): with a record every node, a rebuilt or added server included, joins a server
+that was in the cluster; without one (the first ``pulumi up``) exactly one server, the
+master with the lowest overlay address, initializes.
+
+The record is exported only after the cluster-ready command succeeded, so its
+``servers`` were all Ready in the cluster; a failed update keeps the previous record
+(Pulumi's ``SameStep.Apply`` retains a resource's old outputs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from components.nodes import NodeSpec
+from rke2.release import version_key
+
+SUPERVISOR_PORT = 9345  # RKE2's supervisor (registration) port
+RECORD_FORMAT = 1
+
+
+class JoinError(ValueError):
+    """The requested change would break the cluster; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """What a successful ``pulumi up`` leaves in the stack output ``rke2``."""
+
+    init_server: str
+    servers: tuple[str, ...]  # servers Ready in the cluster at the end of that update
+    kubernetes_version: str  # the version the upgrade Plans were set to
+
+    def to_output(self) -> dict[str, Any]:
+        return {
+            "format": RECORD_FORMAT,
+            "initServer": self.init_server,
+            "servers": list(self.servers),
+            "kubernetesVersion": self.kubernetes_version,
+        }
+
+    @classmethod
+    def from_output(cls, value: Any) -> ClusterRecord | None:
+        """The record from a stack output, None when there is none (a first deployment).
+
+        Raises ``JoinError`` for an output this program did not write.
+        """
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or value.get("format") != RECORD_FORMAT:
+            raise JoinError(
+                f"the stack output 'rke2' is not a cluster record of format {RECORD_FORMAT}: "
+                f"{value!r}; it is written by this program and must not be edited"
+            )
+        return cls(
+            init_server=str(value["initServer"]),
+            servers=tuple(str(s) for s in value["servers"]),
+            kubernetes_version=str(value["kubernetesVersion"]),
+        )
+
+
+@dataclass(frozen=True)
+class JoinPlan:
+    """Per node, the server it joins (None: it initializes the cluster)."""
+
+    targets: Mapping[str, str | None]  # node name -> server node name or None
+    anchor: str  # the server the cluster-ready and drain commands run against
+    record: ClusterRecord  # what this update records once the cluster is Ready
+
+    def server_url(self, node: str, specs: Mapping[str, NodeSpec]) -> str | None:
+        target = self.targets[node]
+        if target is None:
+            return None
+        return f"https://{specs[target].zerotier_ip}:{SUPERVISOR_PORT}"
+
+    @property
+    def initializing(self) -> list[str]:
+        return [name for name, target in self.targets.items() if target is None]
+
+
+def _by_address(specs: Sequence[NodeSpec]) -> list[NodeSpec]:
+    return sorted(specs, key=lambda s: ipaddress.IPv4Address(s.zerotier_ip))
+
+
+def plan_join(
+    nodes: Sequence[NodeSpec],
+    *,
+    rebuild: Sequence[str],
+    previous: ClusterRecord | None,
+    kubernetes_version: str,
+) -> JoinPlan:
+    """Decide every node's join target.
+
+    ``nodes`` are this update's nodes (servers are those with the ``etcd`` role),
+    ``previous`` the record of the last successful update. Raises ``JoinError`` when the
+    change would start a second cluster, change more than one etcd member at once,
+    leave no server to join, or downgrade Kubernetes.
+    """
+    servers = _by_address([n for n in nodes if "etcd" in n.roles])
+    if not servers:
+        raise JoinError("no server (master) in the stack: RKE2 needs at least one")
+    names = [s.name for s in servers]
+    rebuilding = set(rebuild)
+
+    if previous is None:
+        rebuilt_servers = sorted(rebuilding & set(names))
+        if rebuilt_servers:
+            raise JoinError(
+                f"multicloud:rebuild: {', '.join(rebuilt_servers)} is a server, but this stack "
+                "has no record of an existing RKE2 cluster (stack output 'rke2'); without it a "
+                "rebuilt server could start a second cluster. Run `pulumi up` without rebuild "
+                "first, or see docs/rke2.md (restoring a lost record)."
+            )
+        init = servers[0].name
+        targets: dict[str, str | None] = {n.name: init for n in nodes}
+        targets[init] = None
+        record = ClusterRecord(init, tuple(names), kubernetes_version)
+        return JoinPlan(targets, init, record)
+
+    if version_key(kubernetes_version) < version_key(previous.kubernetes_version):
+        raise JoinError(
+            f"multicloud:kubernetesVersion: {kubernetes_version} is older than "
+            f"{previous.kubernetes_version}, which this cluster was last set to; RKE2 does not "
+            "support downgrades (restore an etcd snapshot into a new stack instead)"
+        )
+    before = set(previous.servers)
+    added = [n for n in names if n not in before]
+    removed = sorted(before - set(names))
+    rebuilt = [n for n in names if n in before and n in rebuilding]
+    changes = added + removed + rebuilt
+    if len(changes) > 1:
+        raise JoinError(
+            "multicloud:sites: this update would change "
+            f"{len(changes)} etcd members at once (added: {', '.join(added) or '-'}; "
+            f"removed: {', '.join(removed) or '-'}; rebuilt: {', '.join(rebuilt) or '-'}); "
+            "change one master per `pulumi up` and wait until it is Ready"
+        )
+    # Servers that are in the cluster now and stay in it through this update.
+    staying = [n for n in names if n in before and n not in rebuilding]
+    if not staying:
+        raise JoinError(
+            "multicloud:sites: no server of the existing cluster stays through this update "
+            f"(it had {', '.join(previous.servers)}), so a new server would have nothing to "
+            "join; keep one, or restore from an etcd snapshot (docs/rke2.md)"
+        )
+    anchor = previous.init_server if previous.init_server in staying else staying[0]
+    fallback = next((n for n in staying if n != anchor), None)
+    targets = {n.name: anchor for n in nodes}
+    # The anchor's own user-data names another staying server: it is used only if the
+    # anchor is rebuilt later, and then it must join, never initialize.
+    # With a single server that is None: rebuilding it is refused above (nothing stays).
+    targets[anchor] = fallback
+    record = ClusterRecord(
+        previous.init_server if previous.init_server in names else anchor,
+        tuple(names),
+        kubernetes_version,
+    )
+    return JoinPlan(targets, anchor, record)

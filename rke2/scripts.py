@@ -1,0 +1,152 @@
+"""Shell run on nodes and servers for the RKE2 engine: pure functions returning POSIX sh.
+
+- ``install_script``: on every node at boot, after ZeroTier holds the overlay address;
+  installs the pinned RKE2 from its release tarball, verified (fail closed).
+- ``cluster_ready_script``: on one server over SSH; waits, bounded, until every node of
+  the stack is Ready, then prints the kubeconfig (a secret).
+- ``remove_node_script``: on a server over SSH when a node leaves the stack; drains and
+  deletes its Node. Deleting the Node of a server removes its etcd member: K3s's
+  ``pkg/etcd/member_controller.go`` registers ``etcdMemberHandler.onRemove`` with
+  ``nodes.OnRemove``, a wrangler finalizer (``pkg/generic/remove.go``,
+  ``objectLifecycleAdapter``) that calls ``ETCD.RemovePeer`` before the Node is gone, so
+  ``kubectl delete node --wait`` returns only once the member was removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Sequence
+
+from rke2.release import artifact_urls, tarball_sha256, version_key
+
+KUBECTL = "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml"
+KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
+PREFIX = "/usr/local"
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def install_script(version: str, node_role: str, overlay_ip: str, interface_hint: str = "zt") -> str:
+    """Install and start RKE2 ``version`` as ``rke2-<node_role>``.
+
+    The tarball must match both the release's own ``sha256sum-amd64.txt`` and the sha256
+    recorded in ``reference/rke2-release.json``; when none is recorded the script refuses
+    to install (fail closed). It first waits for the overlay address, because ``node-ip``
+    must exist before RKE2 starts. ``PREFIX`` and ``MULTICLOUD_NO_START`` in the
+    environment let tests run it against local files.
+    """
+    version_key(version)
+    if node_role not in ("server", "agent"):
+        raise ValueError(f"node_role must be server or agent, not {node_role!r}")
+    ip = str(ipaddress.IPv4Address(overlay_ip))
+    tarball, sums = artifact_urls(version)
+    pinned = tarball_sha256(version) or ""
+    if pinned and not _SHA256.match(pinned):
+        raise ValueError(f"the recorded sha256 of {version} is not 64 hex digits")
+    return f"""#!/bin/sh
+# Installs RKE2 {version} ({node_role}), verified against a pinned sha256 (fail closed).
+set -eu
+version={shlex.quote(version)}
+pinned={shlex.quote(pinned)}
+tarball_url=${{TARBALL_URL:-{shlex.quote(tarball)}}}
+sums_url=${{SUMS_URL:-{shlex.quote(sums)}}}
+prefix=${{PREFIX:-{PREFIX}}}
+fail() {{ echo "multicloud-rke2-install: $*" >&2; exit 1; }}
+
+if [ -z "$pinned" ]; then
+  fail "no verified sha256 of rke2.linux-amd64.tar.gz $version is recorded (reference/rke2-release.json); refusing to install"
+fi
+if [ -z "${{MULTICLOUD_NO_START:-}}" ]; then
+  tries=0
+  until ip -4 -o addr show | grep -qF ' inet {ip}/'; do
+    tries=$((tries + 1)); [ "$tries" -le 180 ] || fail "overlay address {ip} never appeared ({interface_hint}*)"
+    sleep 5
+  done
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+curl -fsSL --retry 5 -o "$work/rke2.tar.gz" "$tarball_url"
+curl -fsSL --retry 5 -o "$work/sha256sum.txt" "$sums_url"
+published=$(awk '$2 == "rke2.linux-amd64.tar.gz" {{print $1}}' "$work/sha256sum.txt")
+actual=$(sha256sum "$work/rke2.tar.gz" | awk '{{print $1}}')
+[ -n "$published" ] || fail "the release's checksum file does not list rke2.linux-amd64.tar.gz"
+[ "$actual" = "$published" ] || fail "tarball sha256 $actual differs from the release's $published"
+[ "$actual" = "$pinned" ] || fail "tarball sha256 $actual differs from the pinned $pinned"
+mkdir -p "$prefix"
+tar xzf "$work/rke2.tar.gz" -C "$prefix"
+[ -n "${{MULTICLOUD_NO_START:-}}" ] && exit 0
+systemctl daemon-reload
+systemctl enable rke2-{node_role}.service
+systemctl start --no-block rke2-{node_role}.service
+"""
+
+
+def _names(nodes: Sequence[str]) -> str:
+    for name in nodes:
+        if not _NAME.match(name):
+            raise ValueError(f"{name!r} is not a Kubernetes node name")
+    return " ".join(sorted(nodes))
+
+
+def cluster_ready_script(nodes: Sequence[str], timeout_seconds: int) -> str:
+    """Wait (bounded) until every node in ``nodes`` is Ready; print the admin kubeconfig.
+
+    Exits non-zero naming the first node that did not register or is not Ready. stdout
+    carries only the kubeconfig (a secret; the command marks it so).
+    """
+    if timeout_seconds < 1:
+        raise ValueError("timeout_seconds must be positive")
+    return f"""set -u
+nodes="{_names(nodes)}"
+deadline=$(( $(date +%s) + {timeout_seconds} ))
+kubectl() {{ sudo {KUBECTL} "$@"; }}
+until sudo test -s {KUBECONFIG} && kubectl get --raw /readyz >/dev/null 2>&1; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "rke2: the API server on $(hostname) did not become ready within {timeout_seconds}s (journalctl -u rke2-server)" >&2
+    exit 1
+  fi
+  sleep 10
+done
+for node in $nodes; do
+  until [ "$(kubectl get node "$node" -o 'jsonpath={{.status.conditions[?(@.type=="Ready")].status}}' 2>/dev/null)" = True ]; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      if kubectl get node "$node" >/dev/null 2>&1; then
+        echo "rke2: node $node joined but is not Ready after {timeout_seconds}s (kubectl describe node $node)" >&2
+      else
+        echo "rke2: node $node did not join the cluster within {timeout_seconds}s (on it: journalctl -u rke2-server -u rke2-agent; cloud-init status --long)" >&2
+      fi
+      exit 1
+    fi
+    sleep 10
+  done
+  echo "rke2: $node is Ready" >&2
+done
+sudo cat {KUBECONFIG}
+"""
+
+
+def remove_node_script(node: str, drain_timeout_seconds: int, is_server: bool) -> str:
+    """Drain and delete Node ``node`` (run on another server when the node leaves).
+
+    A node that is already gone from Kubernetes is fine. A drain that does not finish
+    within the timeout (a dead node, a blocking PodDisruptionBudget) is reported and the
+    Node deleted anyway. For a server the deletion waits for RKE2 to remove its etcd
+    member (see the module docstring); if that fails the command fails, and Pulumi keeps
+    the VM (it skips deleting the dependencies of a failed delete).
+    """
+    name = _names([node])
+    what = "server (etcd member)" if is_server else "agent"
+    return f"""set -u
+node={name}
+kubectl() {{ sudo {KUBECTL} "$@"; }}
+if ! kubectl get node "$node" >/dev/null 2>&1; then
+  echo "rke2: node $node is not in the cluster; nothing to drain" >&2
+  exit 0
+fi
+echo "rke2: draining {what} $node" >&2
+kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --force --timeout={drain_timeout_seconds}s >&2 ||
+  echo "rke2: drain of $node incomplete after {drain_timeout_seconds}s; deleting it anyway" >&2
+kubectl delete node "$node" --wait=true --timeout=600s >&2
+"""
