@@ -2,6 +2,7 @@
 # `make test` sets itself up on a fresh clone (venv, pip requirements, npm ci) and keeps
 # stamps so a second run does not redo it. Needs python3 (3.11+) with venv, git, node/npm.
 STACK ?= prod
+# ENGINE=rke2 renders the stack with the other engine than its file says (make render only).
 VENV ?= venv
 PY := $(VENV)/bin/python
 # `make init/preview/up` keep state in a local directory unless PULUMI_BACKEND_URL says
@@ -27,7 +28,7 @@ node_modules/.installed: package.json package-lock.json
 setup: $(VENV)/.installed node_modules/.installed
 
 render: $(VENV)/.installed
-	$(PY) -m scripts.render --stack $(STACK)
+	$(PY) -m scripts.render --stack $(STACK) $(if $(ENGINE),--engine $(ENGINE))
 
 test: lint typecheck unit
 

@@ -1,15 +1,16 @@
-"""multicloud: config -> overlay -> sites -> readiness -> RKE -> entrypoint -> exports."""
+"""multicloud: config -> overlay -> engine -> sites -> cluster -> entrypoint -> exports."""
 
 import pulumi
 
 from components.config import load_config
 from components.nodes import schedulable_zones
 from components.overlay.network import Overlay
-from components.program import build_site, cluster_settings, node_table
+from components.program import build_site, cluster_settings, node_table, rke_user_data
 from components.services.cloudflare import Entrypoint
 from components.services.cluster_services import ClusterServices
 from rke.component import RkeCluster
 from rke.readiness import node_readiness
+from rke2.component import RECORD_OUTPUT, Rke2Bootstrap, Rke2Cluster
 
 config, secrets = load_config()  # validated before anything is registered
 settings = config.settings
@@ -26,27 +27,37 @@ overlay = Overlay(
     mtu=settings.overlay_mtu,
 )
 
-# 2. The sites: VMs that boot already joined to the overlay.
-sites = [build_site(name, config, secrets, overlay) for name in settings.sites]
+# 2. What each node installs at boot: Docker for RKE, or RKE2 itself, joined to the cluster.
+bootstrap = Rke2Bootstrap("rke2", config, secrets, overlay) if settings.engine == "rke2" else None
+user_data = bootstrap.user_data if bootstrap is not None else rke_user_data(config, overlay)
+
+# 3. The sites: VMs that boot already joined to the overlay.
+sites = [build_site(name, config, secrets, user_data) for name in settings.sites]
 nodes = [node.joined(overlay.members[node.name]) for site in sites for node in site.nodes]
 
-# 3. RKE, once every node has finished booting and holds its overlay address.
-gates = [
-    node_readiness(node, settings.ssh_user, secrets.ssh_private_key, overlay.interface)
-    for node in nodes
-]
-cluster = RkeCluster(
-    "cluster",
-    nodes=nodes,
-    settings=cluster_settings(settings),
-    flannel_iface=overlay.interface,
-    ready=gates,
-    ssh_private_key=secrets.ssh_private_key,
-    s3_access_key=secrets.etcd_s3_access_key,
-    s3_secret_key=secrets.etcd_s3_secret_key,
-)
+# 4. The cluster: RKE runs `rke up` once every node is ready; RKE2 nodes form it themselves
+#    and one command waits until all of them are Ready.
+cluster: RkeCluster | Rke2Cluster
+if bootstrap is not None:
+    cluster = Rke2Cluster("cluster", nodes, bootstrap, config, secrets.ssh_private_key)
+    pulumi.export(RECORD_OUTPUT, cluster.record)  # read back by the next update (rke2/join.py)
+else:
+    gates = [
+        node_readiness(node, settings.ssh_user, secrets.ssh_private_key, overlay.interface)
+        for node in nodes
+    ]
+    cluster = RkeCluster(
+        "cluster",
+        nodes=nodes,
+        settings=cluster_settings(settings),
+        flannel_iface=overlay.interface,
+        ready=gates,
+        ssh_private_key=secrets.ssh_private_key,
+        s3_access_key=secrets.etcd_s3_access_key,
+        s3_secret_key=secrets.etcd_s3_secret_key,
+    )
 
-# 4. The entrypoint and what runs in the cluster.
+# 5. The entrypoint and what runs in the cluster.
 if settings.entrypoint is not None:
     entrypoint = None
     if settings.entrypoint.cloudflare is not None:

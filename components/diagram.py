@@ -178,8 +178,11 @@ def architecture(config: ClusterConfig) -> Diagram:
         diagram.nodes.append(Node("users", "Users", "circle"))
         ttl = "proxied" if cloudflare.proxied else f"TTL {cloudflare.record_ttl} s"
         diagram.nodes.append(Node("dns", f"Cloudflare A {cloudflare.record_name}<br/>{ttl}"))
+    # RKE runs `rke up` from the deployer; RKE2 nodes install themselves and the deployer's
+    # SSH only waits for them (rke2/component.py).
+    tool = "rke up" if settings.engine == "rke" else "RKE2 nodes join a server on 9345"
     diagram.nodes.append(
-        Node("deployer", f"deployer: pulumi up, rke up<br/>{deployer_place(config)}", "subroutine")
+        Node("deployer", f"deployer: pulumi up, {tool}<br/>{deployer_place(config)}", "subroutine")
     )
     for name in settings.sites:
         nodes = tuple(_node(config, n) for n in config.site_nodes(name))

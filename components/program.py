@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pulumi
 
@@ -14,9 +14,22 @@ from components.sites.digitalocean import DigitalOceanSite
 from components.sites.openstack import OpenStackSite
 from rke.cluster_yml import ClusterSettings as RkeClusterSettings
 
+UserData = Callable[[NodeSpec], pulumi.Output[str]]
 
-def build_site(name: str, config: ClusterConfig, secrets: Secrets, overlay: Overlay) -> CloudSite:
-    """The site component for ``sites.<name>``, whichever cloud it is on."""
+
+def rke_user_data(config: ClusterConfig, overlay: Overlay) -> UserData:
+    """RKE's node user-data: ZeroTier, then Docker for ``rke up`` to use."""
+    settings = config.settings
+    return lambda node: overlay.user_data(
+        node, ssh_user=settings.ssh_user, ssh_public_key=settings.ssh_public_key
+    )
+
+
+def build_site(
+    name: str, config: ClusterConfig, secrets: Secrets, user_data: UserData
+) -> CloudSite:
+    """The site component for ``sites.<name>``, whichever cloud it is on; ``user_data`` is
+    the engine's cloud-init per node (``rke_user_data`` or ``Rke2Bootstrap.user_data``)."""
     settings = config.settings
     site = settings.sites[name]
     specs = config.site_nodes(name)
@@ -25,12 +38,7 @@ def build_site(name: str, config: ClusterConfig, secrets: Secrets, overlay: Over
         specs=specs,
         ssh_public_key=settings.ssh_public_key,
         policy=config.network.firewall[name],
-        user_data={
-            node.name: overlay.user_data(
-                node, ssh_user=settings.ssh_user, ssh_public_key=settings.ssh_public_key
-            )
-            for node in specs
-        },
+        user_data={node.name: user_data(node) for node in specs},
         rebuild=settings.rebuild,
     )
     if isinstance(site, DigitalOceanSiteConfig):

@@ -134,6 +134,14 @@ def node_config(
     return config
 
 
+SECRET_KEYS = ("token", "etcd-s3-access-key", "etcd-s3-secret-key")
+
+
+def masked(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The document with every secret value replaced by ``[secret]`` (for printing)."""
+    return {k: "[secret]" if k in SECRET_KEYS else v for k, v in config.items()}
+
+
 def unknown_keys(config: Mapping[str, Any], node_role: Role) -> list[str]:
     """Keys the pinned release's ``rke2 <role>`` would drop (``+`` append suffix allowed)."""
     valid = cli_flags()[node_role]

@@ -20,7 +20,8 @@ def _load(name: str) -> Any:
 @cache
 def release() -> dict[str, Any]:
     """The pinned release's facts (version, artifacts, charts, ports)."""
-    return _load("rke2-release.json")  # type: ignore[no-any-return]
+    data: dict[str, Any] = _load("rke2-release.json")
+    return data
 
 
 @cache

@@ -28,7 +28,9 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def install_script(version: str, node_role: str, overlay_ip: str, interface_hint: str = "zt") -> str:
+def install_script(
+    version: str, node_role: str, overlay_ip: str, interface_hint: str = "zt"
+) -> str:
     """Install and start RKE2 ``version`` as ``rke2-<node_role>``.
 
     The tarball must match both the release's own ``sha256sum-amd64.txt`` and the sha256
@@ -56,12 +58,14 @@ prefix=${{PREFIX:-{PREFIX}}}
 fail() {{ echo "multicloud-rke2-install: $*" >&2; exit 1; }}
 
 if [ -z "$pinned" ]; then
-  fail "no verified sha256 of rke2.linux-amd64.tar.gz $version is recorded (reference/rke2-release.json); refusing to install"
+  fail "no verified sha256 of rke2.linux-amd64.tar.gz $version is recorded" \
+    "(reference/rke2-release.json); refusing to install"
 fi
 if [ -z "${{MULTICLOUD_NO_START:-}}" ]; then
   tries=0
   until ip -4 -o addr show | grep -qF ' inet {ip}/'; do
-    tries=$((tries + 1)); [ "$tries" -le 180 ] || fail "overlay address {ip} never appeared ({interface_hint}*)"
+    tries=$((tries + 1))
+    [ "$tries" -le 180 ] || fail "overlay address {ip} never appeared ({interface_hint}*)"
     sleep 5
   done
 fi
@@ -101,21 +105,25 @@ def cluster_ready_script(nodes: Sequence[str], timeout_seconds: int) -> str:
     return f"""set -u
 nodes="{_names(nodes)}"
 deadline=$(( $(date +%s) + {timeout_seconds} ))
+ready='{{.status.conditions[?(@.type=="Ready")].status}}'
 kubectl() {{ sudo {KUBECTL} "$@"; }}
 until sudo test -s {KUBECONFIG} && kubectl get --raw /readyz >/dev/null 2>&1; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "rke2: the API server on $(hostname) did not become ready within {timeout_seconds}s (journalctl -u rke2-server)" >&2
+    echo "rke2: the API server on $(hostname) is not ready after {timeout_seconds}s" \
+      "(journalctl -u rke2-server)" >&2
     exit 1
   fi
   sleep 10
 done
 for node in $nodes; do
-  until [ "$(kubectl get node "$node" -o 'jsonpath={{.status.conditions[?(@.type=="Ready")].status}}' 2>/dev/null)" = True ]; do
+  until [ "$(kubectl get node "$node" -o "jsonpath=$ready" 2>/dev/null)" = True ]; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
       if kubectl get node "$node" >/dev/null 2>&1; then
-        echo "rke2: node $node joined but is not Ready after {timeout_seconds}s (kubectl describe node $node)" >&2
+        echo "rke2: node $node joined but is not Ready after {timeout_seconds}s" \
+          "(kubectl describe node $node)" >&2
       else
-        echo "rke2: node $node did not join the cluster within {timeout_seconds}s (on it: journalctl -u rke2-server -u rke2-agent; cloud-init status --long)" >&2
+        echo "rke2: node $node did not join the cluster within {timeout_seconds}s" \
+          "(on it: journalctl -u rke2-server -u rke2-agent; cloud-init status --long)" >&2
       fi
       exit 1
     fi
@@ -146,7 +154,8 @@ if ! kubectl get node "$node" >/dev/null 2>&1; then
   exit 0
 fi
 echo "rke2: draining {what} $node" >&2
-kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --force --timeout={drain_timeout_seconds}s >&2 ||
+kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --force \
+  --timeout={drain_timeout_seconds}s >&2 ||
   echo "rke2: drain of $node incomplete after {drain_timeout_seconds}s; deleting it anyway" >&2
 kubectl delete node "$node" --wait=true --timeout=600s >&2
 """

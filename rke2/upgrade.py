@@ -48,7 +48,8 @@ def _upstream() -> tuple[Manifest, ...]:
 @cache
 def plan_crd() -> Manifest:
     """The ``plans.upgrade.cattle.io`` CRD of the pinned controller (verbatim)."""
-    return yaml.safe_load((_SUC_DIR / "upgrade.cattle.io_plans.yaml").read_text())  # type: ignore[no-any-return]
+    crd: Manifest = yaml.safe_load((_SUC_DIR / "upgrade.cattle.io_plans.yaml").read_text())
+    return crd
 
 
 _CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
@@ -121,7 +122,8 @@ def plans(version: str, upgrade: UpgradeSettings) -> list[Manifest]:
             "force": True,
             "ignoreDaemonSets": True,
             "deleteEmptydirData": True,
-            "timeout": f"{upgrade.drain_timeout_seconds}s",  # a string goes to kubectl drain; an int would be nanoseconds
+            # a string goes to `kubectl drain` as is; an integer would be nanoseconds
+            "timeout": f"{upgrade.drain_timeout_seconds}s",
         }
     else:
         agent_spec["cordon"] = True

@@ -42,9 +42,17 @@ def _address(prefix: str, name: str) -> str:
     return f"{prefix}.{d[0] % 250 + 2}"
 
 
-def fake_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What the cloud would add to a resource's state; deterministic per name."""
+def fake_outputs(
+    type_: str, name: str, inputs: Mapping[str, Any], previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the cloud would add to a resource's state; deterministic per name.
+
+    ``previous`` stands for the stack's outputs from its last update, which a
+    StackReference to the stack itself reads back (empty: a stack never deployed).
+    """
     out = dict(inputs)
+    if type_ == "pulumi:pulumi:StackReference":
+        return out | {"outputs": dict(previous or {}), "secretOutputNames": []}
     if type_ == "openstack:networking/port:Port":
         out["allFixedIps"] = [_address("192.0.2", name)]
     elif type_ == "openstack:networking/floatingIp:FloatingIp":
@@ -74,6 +82,15 @@ def fake_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, 
         )
     elif type_.startswith("cloudflare:"):
         out = fake_cloudflare.created_state(type_, inputs) or out
+    elif type_ == "random:index/randomPassword:RandomPassword":
+        out["result"] = f"{PLACEHOLDER}-{name}"
+    elif type_ == "command:remote:Command" and name.endswith("-nodes-ready"):
+        out["stdout"] = (  # RKE2's admin kubeconfig, as the cluster-ready command prints it
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n"
+            f"    certificate-authority-data: {PLACEHOLDER}\n    server: https://127.0.0.1:6443\n"
+            "contexts:\n- name: default\n  context: {cluster: default, user: default}\n"
+            f"current-context: default\nusers:\n- name: default\n  user: {{token: {PLACEHOLDER}}}\n"
+        )
     return out
 
 
@@ -118,10 +135,15 @@ class _Mocks(pulumi.runtime.Mocks):
     output the cloud would decide (addresses, ids, identities, the kubeconfig) stays unknown,
     as in a first `pulumi preview`."""
 
-    def __init__(self, preview: bool) -> None:
+    def __init__(self, preview: bool, previous: Mapping[str, Any] | None = None) -> None:
         self.preview = preview
+        self.previous = previous
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == "pulumi:pulumi:StackReference":  # read, even in a preview
+            return str(args.inputs.get("name")), fake_outputs(
+                args.typ, args.name, args.inputs, self.previous
+            )
         if self.preview:
             return "", {k: v for k, v in args.inputs.items() if k != "__provider"}
         return f"{args.name}-id", fake_outputs(args.typ, args.name, args.inputs)
@@ -234,10 +256,15 @@ def run_program(
     secret_keys: list[str] | None = None,
     stack: str = "test",
     preview: bool = False,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> Run:
-    """Run ``__main__.py`` with ``config`` (full keys -> strings as the CLI passes them)."""
+    """Run ``__main__.py`` with ``config`` (full keys -> strings as the CLI passes them).
+
+    ``previous_outputs`` are the stack outputs of a previous update, as a StackReference
+    to the stack itself reads them (default: none, a first deployment).
+    """
     pulumi.runtime.reset_options()
-    monitor = RecordingMonitor(_Mocks(preview))
+    monitor = RecordingMonitor(_Mocks(preview, previous_outputs))
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), secret_keys or [])
     settings.SETTINGS.rpc_manager.clear()

@@ -1,8 +1,11 @@
 """`make render STACK=<stack>`: evaluate the real program offline and write what it would do.
 
 Needs no cloud credentials and no Pulumi CLI. Writes to build/<stack>/:
-nodes.md, reachability.md, cluster.yml, architecture.mmd, resources.json and
-user-data/<node>.yaml, and prints the node and reachability tables.
+nodes.md, reachability.md, architecture.mmd, resources.json, user-data/<node>.yaml, and
+the engine's cluster description: cluster.yml (rke) or rke2/<node>.yaml, each node's
+/etc/rancher/rke2/config.yaml with its secrets masked (rke2); prints the node and
+reachability tables. ``--engine`` renders the stack with another engine than its file
+says (``ENGINE=rke2`` for make).
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import sys
 from pathlib import Path
 
 import pulumi
+import yaml
 
 from components.config import ClusterConfig, parse_config, raw_values, stack_failover_budget
 from components.diagram import architecture_mermaid
-from scripts.offline import ROOT, Run, masked, reveal, run_program, stack_config
+from rke2 import config_yaml as rke2_config
+from scripts.offline import PROJECT, ROOT, Run, masked, reveal, run_program, stack_config
 
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
 
@@ -61,6 +66,32 @@ def cluster_yml(run: Run) -> str:
     return str(reveal(commands[0].inputs.get("stdin")))
 
 
+def rke2_configs(run: Run) -> dict[str, str]:
+    """Node name -> its /etc/rancher/rke2/config.yaml, secrets masked."""
+    configs = {}
+    for vm in run.registrations:
+        if vm.type not in VM_TYPES:
+            continue
+        user_data = yaml.safe_load(str(reveal(vm.inputs["userData"])))
+        for item in user_data.get("write_files", []):
+            if item["path"] == rke2_config.CONFIG_PATH:
+                document = yaml.safe_load(item["content"])
+                configs[vm.name] = rke2_config.render(rke2_config.masked(document))
+    return configs
+
+
+def with_engine(config: dict[str, str], engine: str) -> dict[str, str]:
+    """The stack's config rendered with ``engine``; a kubernetesVersion written for the
+    other engine is dropped, so the engine's default applies."""
+    config = dict(config)
+    config[f"{PROJECT}:engine"] = engine
+    version = config.get(f"{PROJECT}:kubernetesVersion", "")
+    if version and ("+rke2r" in version) != (engine == "rke2"):
+        print(f"--engine {engine}: ignoring kubernetesVersion {version} (another engine's)")
+        config[f"{PROJECT}:kubernetesVersion"] = ""
+    return config
+
+
 def resources_json(run: Run) -> str:
     entries = [
         {
@@ -74,8 +105,10 @@ def resources_json(run: Run) -> str:
     return json.dumps(entries, indent=2, sort_keys=True) + "\n"
 
 
-def render(stack: str, out: Path) -> int:
+def render(stack: str, out: Path, engine: str | None = None) -> int:
     config, secret_keys = stack_config(stack)
+    if engine is not None:
+        config = with_engine(config, engine)
     run = run_program(config, secret_keys=secret_keys, stack=stack)
     if isinstance(run.error, pulumi.RunError):
         print(run.error, file=sys.stderr)
@@ -84,14 +117,33 @@ def render(stack: str, out: Path) -> int:
         raise run.error
     parsed = parse_config(raw_values(config))  # the program accepted it: this cannot fail
     target = out / stack
+    table = write(run, parsed, target)
+    print(f"stack {stack}: {len(run.registrations)} resources\n")
+    print(table)
+    print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
+    return 0
+
+
+def write(run: Run, parsed: ClusterConfig, target: Path) -> str:
+    """Write the render's files for one evaluated stack into ``target`` (``<out>/<stack>``);
+    returns the node and reachability tables to print."""
     (target / "user-data").mkdir(parents=True, exist_ok=True)
-    for old in (target / "user-data").glob("*.yaml"):
-        old.unlink()
+    for old in [
+        *(target / "user-data").glob("*.yaml"),
+        target / "cluster.yml",
+        *(target / "rke2").glob("*.yaml"),
+    ]:
+        old.unlink(missing_ok=True)
     table = nodes_markdown(parsed)
     (target / "nodes.md").write_text(table)
-    reachability = reachability_markdown(stack, parsed)
+    reachability = reachability_markdown(target.name, parsed)
     (target / "reachability.md").write_text(reachability)
-    (target / "cluster.yml").write_text(cluster_yml(run))
+    if parsed.settings.engine == "rke2":
+        (target / "rke2").mkdir(exist_ok=True)
+        for name, text in rke2_configs(run).items():
+            (target / "rke2" / f"{name}.yaml").write_text(text)
+    else:
+        (target / "cluster.yml").write_text(cluster_yml(run))
     (target / "architecture.mmd").write_text(architecture_mermaid(parsed))
     (target / "resources.json").write_text(resources_json(run))
     for vm in run.registrations:
@@ -99,23 +151,19 @@ def render(stack: str, out: Path) -> int:
             (target / "user-data" / f"{vm.name}.yaml").write_text(
                 str(reveal(vm.inputs["userData"]))
             )
-    print(f"stack {stack}: {len(run.registrations)} resources\n")
-    print(table)
-    print(reachability)
-    print(failover_text(parsed))
-    print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
-    return 0
+    return table + "\n" + reachability + "\n" + failover_text(parsed)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stack", required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "build")
+    parser.add_argument("--engine", choices=("rke", "rke2"), help="override the stack's engine")
     args = parser.parse_args(argv)
     if not (ROOT / f"Pulumi.{args.stack}.yaml").exists():
         print(f"no stack file Pulumi.{args.stack}.yaml", file=sys.stderr)
         return 2
-    return render(args.stack, args.out)
+    return render(args.stack, args.out, args.engine or None)
 
 
 if __name__ == "__main__":

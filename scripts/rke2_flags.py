@@ -84,8 +84,10 @@ def main(git_dir: str, ref: str) -> None:
     agent_deprecated = own_flags(agent_go, "deprecatedFlags = []cli.Flag{")
     server_k3s = k3s_flags(server_go, "k3sServerBase")
     agent_k3s = k3s_flags(agent_go, "k3sAgentBase")
-    server = sorted({n for n, o in server_k3s.items() if o != "drop"} | set(server_own) | set(common))
-    agent = sorted({n for n, o in agent_k3s.items() if o != "drop"} | set(common) | set(agent_deprecated))
+    server_kept = {n for n, o in server_k3s.items() if o != "drop"}
+    agent_kept = {n for n, o in agent_k3s.items() if o != "drop"}
+    server = sorted(server_kept | set(server_own) | set(common))
+    agent = sorted(agent_kept | set(common) | set(agent_deprecated))
     document = {
         "_source": (
             f"rancher/rke2 {ref} (commit {commit}): pkg/cli/cmds/server.go (k3sServerBase, "

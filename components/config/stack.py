@@ -46,7 +46,6 @@ from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES, RkeSettings
 from rke2.release import supported_versions as rke2_versions
 
 ENGINES = ("rke", "rke2")
-DEFAULT_ENGINE = "rke"
 DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"  # the RKE engine's default
 # The versions the last RKE release ships (reference/rke-releases.json, read by
 # rke.releases; the runner checks `rke --version` against the same data). The 1.31/1.32
@@ -230,7 +229,7 @@ class ClusterSettings(ConfigModel):
 
     cluster_name: str = Field(min_length=1, max_length=24)
     engine: Literal["rke", "rke2"] = Field(
-        DEFAULT_ENGINE,
+        "rke",
         description="what installs Kubernetes: 'rke' (RKE v1 over SSH, the default) or 'rke2' "
         "(each node installs the pinned RKE2 from cloud-init; see docs/rke2.md)",
     )

@@ -1,0 +1,359 @@
+"""The RKE2 engine's Pulumi wiring, in two halves around the sites.
+
+``Rke2Bootstrap`` (before the sites): the cluster token (a ``pulumi_random`` secret),
+the previous ``rke2`` record read back through a StackReference to this very stack
+(pulumi/pulumi#3722 shows the pattern), the join plan, and each node's user-data.
+
+``Rke2Cluster`` (after the sites): per node a delete-time command that drains and
+deletes its Node, run against a server, which depends on the node's VM and ZeroTier
+member, so Pulumi deletes it first (``stepGenerator.ScheduleDeletes`` in
+pkg/resource/deploy/step_generator.go deletes dependents before their dependencies, and
+``deploymentExecutor.Execute`` skips deleting the dependencies of a failed delete). Then
+ONE command that depends on every VM, every member and those commands: over SSH to a
+server it waits until every node is Ready and prints the kubeconfig, which is rewritten
+to an address the deployer reaches and exported as a secret. It has no ``delete``:
+nothing about it can remove the cluster. Finally the system-upgrade-controller and the
+Plans that carry ``kubernetesVersion`` to every node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import yaml
+from pulumi_command import remote
+
+from components.cloud_init import OverlayFiles, Rke2Files, render_user_data
+from components.cluster_node import ClusterNode
+from components.config import ClusterConfig, DigitalOceanSiteConfig, Secrets
+from components.config.entrypoint import NODE_MONITOR_GRACE_SECONDS
+from components.nodes import NodeSpec
+from components.overlay.network import Overlay
+from rke2 import config_yaml, manifests, scripts, upgrade
+from rke2.join import ClusterRecord, JoinPlan, plan_join
+
+API_PORT = 6443
+READY_TIMEOUT_SECONDS = 30 * 60
+# The serving certificate RKE2 generates always carries the DNS name `kubernetes` (K3s
+# pkg/daemons/control/deps/deps.go, genServerCerts): the kubeconfig verifies against it,
+# whichever address the deployer uses to reach the server.
+TLS_SERVER_NAME = "kubernetes"
+RECORD_OUTPUT = "rke2"
+
+
+def external_ip_source(config: ClusterConfig, spec: NodeSpec) -> str | None:
+    """How the node finds its public address at boot, None when it has none."""
+    site = config.settings.sites[spec.site]
+    if isinstance(site, DigitalOceanSiteConfig):
+        return "default-route"
+    if getattr(site, "floating_ip_pool", None):
+        return "openstack-floating-ip"
+    if getattr(site, "network_is_public", False):
+        return "default-route"
+    return None
+
+
+def rke2_files(
+    spec: NodeSpec,
+    config: ClusterConfig,
+    plan: JoinPlan,
+    *,
+    token: str,
+    interface: str,
+    s3: config_yaml.S3Credentials | None,
+) -> Rke2Files:
+    """Everything RKE2-specific in one node's user-data (pure)."""
+    settings = config.settings
+    specs = {n.name: n for n in config.nodes}
+    cluster = config_yaml.ClusterSettings(
+        cluster_name=settings.cluster_name,
+        rke=settings.rke,
+        masters_schedulable=settings.masters_schedulable,
+        node_monitor_grace_seconds=NODE_MONITOR_GRACE_SECONDS,
+    )
+    role = config_yaml.role(spec)
+    document = config_yaml.node_config(
+        spec, cluster, token=token, server_url=plan.server_url(spec.name, specs), s3=s3
+    )
+    config_yaml.check_keys(document, role)
+    source = external_ip_source(config, spec)
+    extra = (
+        {
+            name: yaml.safe_dump(manifest, sort_keys=False)
+            for name, manifest in manifests.server_manifests(
+                interface, settings.rke.ingress.enabled
+            ).items()
+        }
+        if role == "server"
+        else {}
+    )
+    return Rke2Files(
+        role=role,
+        config_yaml=config_yaml.render(document),
+        install_script=scripts.install_script(
+            settings.kubernetes_version, role, spec.zerotier_ip
+        ),
+        external_ip_script=config_yaml.external_ip_dropin(source) if source else None,
+        manifests=extra,
+    )
+
+
+class Rke2Bootstrap(pulumi.ComponentResource):
+    """The cluster token, the join plan and every node's user-data (before any VM)."""
+
+    token: pulumi.Output[str]
+    plan: pulumi.Output[JoinPlan]
+
+    def __init__(
+        self,
+        name: str,
+        config: ClusterConfig,
+        secrets: Secrets,
+        overlay: Overlay,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("multicloud:rke2:Rke2Bootstrap", name, None, opts)
+        settings = config.settings
+        self._config = config
+        self._overlay = overlay
+        self._secrets = secrets
+        self.token = random.RandomPassword(
+            f"{name}-token", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)
+        ).result
+        previous = pulumi.StackReference(
+            f"{name}-previous",
+            stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
+            opts=pulumi.ResourceOptions(parent=self),
+        ).get_output(RECORD_OUTPUT)
+        self.plan = previous.apply(
+            lambda record: plan_join(
+                config.nodes,
+                rebuild=settings.rebuild,
+                previous=ClusterRecord.from_output(record),
+                kubernetes_version=settings.kubernetes_version,
+            )
+        )
+        self.register_outputs({})
+
+    def user_data(self, node: NodeSpec) -> pulumi.Output[str]:
+        """The node's cloud-init: ZeroTier first, then RKE2 joined as the plan says. A secret."""
+        overlay, settings, secrets = self._overlay, self._config.settings, self._secrets
+        identity = overlay.identities[node.name]
+        s3_keys: list[Any] = []
+        if settings.rke.etcd.s3 is not None and "etcd" in node.roles:
+            assert secrets.etcd_s3_access_key is not None
+            assert secrets.etcd_s3_secret_key is not None
+            s3_keys = [secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key]
+
+        def render(values: list[Any]) -> str:
+            network_id, secret, public, token, plan, interface, *keys = values
+            return render_user_data(
+                node,
+                ssh_user=settings.ssh_user,
+                ssh_public_key=settings.ssh_public_key,
+                overlay=OverlayFiles(network_id, secret, public),
+                rke2=rke2_files(
+                    node,
+                    self._config,
+                    plan,
+                    token=token,
+                    interface=interface,
+                    s3=config_yaml.S3Credentials(*keys) if keys else None,
+                ),
+            )
+
+        rendered = pulumi.Output.all(
+            overlay.network_id,
+            identity.secret,
+            identity.public,
+            self.token,
+            self.plan,
+            overlay.interface,
+            *s3_keys,
+        ).apply(render)
+        return pulumi.Output.secret(rendered)
+
+
+TYPED: dict[str, Any] = {
+    "Namespace": k8s.core.v1.Namespace,
+    "ServiceAccount": k8s.core.v1.ServiceAccount,
+    "ConfigMap": k8s.core.v1.ConfigMap,
+    "Deployment": k8s.apps.v1.Deployment,
+    "ClusterRole": k8s.rbac.v1.ClusterRole,
+    "Role": k8s.rbac.v1.Role,
+    "ClusterRoleBinding": k8s.rbac.v1.ClusterRoleBinding,
+    "RoleBinding": k8s.rbac.v1.RoleBinding,
+    "CustomResourceDefinition": k8s.apiextensions.v1.CustomResourceDefinition,
+}
+
+
+def _snake(key: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in key)
+
+
+def rewrite_kubeconfig(text: str, address: str) -> str:
+    """RKE2's admin kubeconfig pointed at ``address`` (it says https://127.0.0.1:6443).
+
+    ``tls-server-name`` keeps verification against the cluster CA, for the name every
+    RKE2 serving certificate carries. Raises ``ValueError`` for a document without clusters.
+    """
+    if not text:
+        return ""
+    document = yaml.safe_load(text)
+    clusters = document.get("clusters") if isinstance(document, dict) else None
+    if not clusters:
+        raise ValueError("the kubeconfig RKE2 wrote has no clusters")
+    for entry in clusters:
+        entry["cluster"]["server"] = f"https://{address}:{API_PORT}"
+        entry["cluster"]["tls-server-name"] = TLS_SERVER_NAME
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+class Rke2Cluster(pulumi.ComponentResource):
+    """The RKE2 cluster the nodes form; the same outputs as ``rke.component.RkeCluster``."""
+
+    kubeconfig: pulumi.Output[str]
+    command: remote.Command  # the cluster-ready command: what downstream depends on
+    record: pulumi.Output[dict[str, Any]]
+
+    def __init__(
+        self,
+        name: str,
+        nodes: Sequence[ClusterNode],
+        bootstrap: Rke2Bootstrap,
+        config: ClusterConfig,
+        ssh_private_key: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("multicloud:rke2:Rke2Cluster", name, None, opts)
+        settings = config.settings
+        by_name: Mapping[str, ClusterNode] = {n.name: n for n in nodes}
+        plan = bootstrap.plan
+        key = pulumi.Output.secret(ssh_private_key)
+
+        def connection(host: pulumi.Input[str]) -> remote.ConnectionArgs:
+            return remote.ConnectionArgs(
+                host=host,
+                user=settings.ssh_user,
+                private_key=key,
+                dial_error_limit=60,  # servers may still be booting: about 30 min
+                per_dial_timeout=30,
+            )
+
+        anchor_address: pulumi.Output[str] = plan.apply(
+            lambda p: by_name[p.anchor].ssh_address
+        )
+
+        # Per node: drain and delete its Node before its VM goes (delete-time only).
+        leaving: list[pulumi.Resource] = []
+        drain_timeout = settings.rke.upgrade.drain_timeout_seconds
+        for node in nodes:
+
+            def runner(p: JoinPlan, node: ClusterNode = node) -> pulumi.Output[str]:
+                # Run against the anchor; the anchor's own command uses another server.
+                other = p.targets[node.name] if node.name == p.anchor else p.anchor
+                return by_name[other or p.anchor].ssh_address
+
+            depends = [node.vm] + ([node.member] if node.member else [])
+            leaving.append(
+                remote.Command(
+                    f"{node.name}-leave",
+                    connection=connection(plan.apply(runner)),
+                    delete=scripts.remove_node_script(
+                        node.name, drain_timeout, is_server="etcd" in node.roles
+                    ),
+                    # A replaced VM replaces this too, deleting the old Node first: RKE2
+                    # refuses a new machine under a name whose Node still exists.
+                    triggers=[node.vm.id] if isinstance(node.vm, pulumi.CustomResource) else None,
+                    logging=remote.Logging.STDERR,
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=depends, delete_before_replace=True
+                    ),
+                )
+            )
+
+        vms = [n.vm for n in nodes]
+        members = [n.member for n in nodes if n.member is not None]
+        self.command = remote.Command(
+            f"{name}-nodes-ready",
+            connection=connection(anchor_address),
+            create=scripts.cluster_ready_script([n.name for n in nodes], READY_TIMEOUT_SECONDS),
+            triggers=[vm.id for vm in vms if isinstance(vm, pulumi.CustomResource)],
+            logging=remote.Logging.STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*vms, *members, *leaving],
+                additional_secret_outputs=["stdout"],
+            ),
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(self.command.stdout, anchor_address).apply(
+                lambda v: rewrite_kubeconfig(v[0], v[1])
+            )
+        )
+        plans = self._upgrades(name, config)
+        self.record = pulumi.Output.all(self.command.id, plan, *[p.id for p in plans]).apply(
+            lambda v: v[1].record.to_output()
+        )
+        self.register_outputs({"kubeconfig": self.kubeconfig, "record": self.record})
+
+    def _upgrades(self, name: str, config: ClusterConfig) -> list[pulumi.CustomResource]:
+        """The system-upgrade-controller and the Plans that carry kubernetesVersion."""
+        settings = config.settings
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.command]),
+        )
+
+        def register(suffix: str, manifest: dict[str, Any], *deps: pulumi.Resource) -> Any:
+            options = pulumi.ResourceOptions(
+                parent=self, provider=provider, depends_on=[self.command, *deps]
+            )
+            kind = manifest["kind"]
+            if kind not in TYPED:  # custom resources (Plans)
+                return k8s.apiextensions.CustomResource(
+                    f"{name}-{suffix}",
+                    api_version=manifest["apiVersion"],
+                    kind=kind,
+                    metadata=manifest["metadata"],
+                    spec=manifest["spec"],
+                    opts=options,
+                )
+            fields = {
+                _snake(k): v for k, v in manifest.items() if k not in ("apiVersion", "kind")
+            }
+            return TYPED[kind](f"{name}-{suffix}", **fields, opts=options)
+
+        # The controller also creates this CRD at start (pkg/upgrade/controller.go,
+        # registerCRD) from the same file; Pulumi owns it so the Plans can depend on it, and
+        # pulumi.com/patchForce settles the field-manager conflict with that update.
+        crd_manifest = upgrade.plan_crd()
+        crd_manifest = {
+            **crd_manifest,
+            "metadata": {
+                **crd_manifest["metadata"],
+                "annotations": {
+                    **crd_manifest["metadata"].get("annotations", {}),
+                    "pulumi.com/patchForce": "true",
+                },
+            },
+        }
+        crd = register("plans-crd", crd_manifest)
+        objects = upgrade.controller_objects()
+        namespace = next(o for o in objects if o["kind"] == "Namespace")
+        ns = register("suc-namespace", namespace)
+        controller = [
+            register(f"suc-{o['kind'].lower()}-{o['metadata']['name']}", o, ns, crd)
+            for o in objects
+            if o is not namespace
+        ]
+        version = settings.kubernetes_version
+        return [
+            register(f"plan-{p['metadata']['name']}", p, *controller)
+            for p in upgrade.plans(version, settings.rke.upgrade)
+        ]
