@@ -1,0 +1,372 @@
+"""The RKE2 engine's pure pieces: config.yaml, the join plan, manifests, node scripts."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from components.config import ConfigError, parse_config
+from components.nodes import NodeSpec
+from rke.settings import EtcdS3Settings, EtcdSettings, IngressSettings, RkeSettings
+from rke2 import config_yaml, manifests, release, scripts, upgrade
+from rke2.component import rewrite_kubeconfig
+from rke2.join import ClusterRecord, JoinError, plan_join
+from tests.reference import REFERENCE
+from tests.test_config import base, with_
+
+VERSION = release.pinned_version()
+MINOR = release.kubernetes_minor(VERSION)
+
+
+def spec(site: str, kind: str, index: int, site_id: int) -> NodeSpec:
+    roles = ("controlplane", "etcd") if kind == "master" else ("worker",)
+    host = 10 + index if kind == "master" else 50 + index
+    return NodeSpec(
+        name=f"mc-t-{site}-{kind}-{index}",
+        site=site,
+        kind=kind,  # type: ignore[arg-type]
+        index=index,
+        roles=roles,
+        size="s",
+        zerotier_ip=f"10.147.{site_id}.{host}",
+        ingress=kind == "worker",
+    )
+
+
+A0, B0, C0 = spec("a", "master", 0, 1), spec("b", "master", 0, 2), spec("c", "master", 0, 3)
+W0, W1 = spec("a", "worker", 0, 1), spec("b", "worker", 0, 2)
+NODES = [B0, W1, C0, A0, W0]  # config order need not be address order
+CLUSTER = config_yaml.ClusterSettings(
+    cluster_name="mc-t", rke=RkeSettings(), masters_schedulable=False, node_monitor_grace_seconds=40
+)
+
+
+def record(*servers: str, init: str | None = None, version: str = VERSION) -> ClusterRecord:
+    return ClusterRecord(init or servers[0], tuple(servers), version)
+
+
+# --- config.yaml ---------------------------------------------------------------------
+
+
+def crd_schema(path: Path) -> dict[str, Any]:
+    crd = yaml.safe_load(path.read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@pytest.mark.parametrize(
+    "rke",
+    [
+        RkeSettings(),
+        RkeSettings(
+            etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e", region="r", folder="f")),
+            ingress=IngressSettings(enabled=False),
+        ),
+    ],
+    ids=["defaults", "s3-no-ingress"],
+)
+@pytest.mark.parametrize("schedulable", [False, True])
+def test_every_key_is_a_flag_of_the_pinned_release(rke: RkeSettings, schedulable: bool) -> None:
+    cluster = config_yaml.ClusterSettings("mc-t", rke, schedulable, 40)
+    s3 = config_yaml.S3Credentials("ak", "sk")
+    for node, server in ((A0, None), (B0, "https://10.147.1.10:9345"), (W0, "https://x:9345")):
+        document = config_yaml.node_config(node, cluster, token="t", server_url=server, s3=s3)
+        role = config_yaml.role(node)
+        assert config_yaml.unknown_keys(document, role) == []
+        assert document["node-ip"] == node.zerotier_ip
+        assert document["node-name"] == node.name
+        assert ("server" in document) == (server is not None)
+        if role == "server":
+            assert document["advertise-address"] == node.zerotier_ip
+            assert document["cni"] == ["canal"]
+            assert ("node-taint" in document) != schedulable
+            assert document["etcd-arg"] == ["heartbeat-interval=500", "election-timeout=5000"]
+            assert ("etcd-s3-secret-key" in document) == (rke.etcd.s3 is not None)
+    for key in config_yaml.dropin_keys():
+        assert key in release.cli_flags()["agent"] and key in release.cli_flags()["server"]
+
+
+def test_keys_rke2_would_drop_are_refused() -> None:
+    # RKE2 drops K3s's flannel-iface and cluster-init (pkg/cli/cmds/server.go): a config
+    # carrying them would be silently ignored by the node, so they are errors here.
+    for key in ("flannel-iface", "cluster-init", "docker", "advertise-adress"):
+        with pytest.raises(ValueError, match=key):
+            config_yaml.check_keys({"node-name": "x", key: "y"}, "server")
+    with pytest.raises(ValueError, match="tls-san"):
+        config_yaml.check_keys({"tls-san": ["x"]}, "agent")  # a server-only flag
+
+
+def test_an_agent_must_join_and_s3_needs_credentials() -> None:
+    with pytest.raises(ValueError, match="must join"):
+        config_yaml.node_config(W0, CLUSTER, token="t", server_url=None)
+    s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e")))
+    with pytest.raises(ValueError, match="S3 credentials"):
+        config_yaml.node_config(
+            A0, config_yaml.ClusterSettings("c", s3, False, 40), token="t", server_url=None
+        )
+
+
+def test_masked_hides_every_secret_key() -> None:
+    s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e")))
+    cluster = config_yaml.ClusterSettings("c", s3, False, 40)
+    secrets = ("t0k3n-9f", "acc3ss-9f", "s3cr3t-9f")
+    document = config_yaml.node_config(
+        A0, cluster, token=secrets[0], server_url=None, s3=config_yaml.S3Credentials(*secrets[1:])
+    )
+    text = config_yaml.render(config_yaml.masked(document))
+    assert not [s for s in secrets if s in text]
+    assert text.count("[secret]") == 3
+
+
+@pytest.mark.parametrize("source", config_yaml.EXTERNAL_IP_SOURCES)
+def test_external_ip_dropin_is_valid_sh(source: str) -> None:
+    script = config_yaml.external_ip_dropin(source)
+    subprocess.run(["sh", "-n"], input=script, text=True, check=True)
+    assert "node-external-ip" in script
+    with pytest.raises(ValueError):
+        config_yaml.external_ip_dropin("guess")
+
+
+# --- the join plan ---------------------------------------------------------------------
+
+
+def test_first_deployment_one_server_initializes_everyone_joins_it() -> None:
+    plan = plan_join(NODES, rebuild=(), previous=None, kubernetes_version=VERSION)
+    assert plan.initializing == [A0.name]  # the lowest overlay address
+    specs = {n.name: n for n in NODES}
+    for node in NODES:
+        if node is not A0:
+            assert plan.server_url(node.name, specs) == f"https://{A0.zerotier_ip}:9345"
+    assert plan.record.servers == (A0.name, B0.name, C0.name)
+    assert plan.record.init_server == A0.name
+
+
+def test_an_existing_cluster_initializes_nothing_and_new_servers_join() -> None:
+    nodes = [*NODES, spec("d", "master", 0, 4)]
+    plan = plan_join(
+        nodes, rebuild=(), previous=record(A0.name, B0.name, C0.name), kubernetes_version=VERSION
+    )
+    assert plan.targets["mc-t-d-master-0"] == A0.name
+    assert plan.targets[A0.name] == B0.name  # the init server, if ever rebuilt, joins
+    assert None not in plan.targets.values()
+
+
+def test_a_rebuilt_server_joins_another_one() -> None:
+    plan = plan_join(
+        NODES, rebuild=[A0.name], previous=record(A0.name, B0.name, C0.name),
+        kubernetes_version=VERSION,
+    )
+    assert plan.anchor == B0.name
+    assert plan.targets[A0.name] == B0.name
+    assert None not in plan.targets.values()
+
+
+def test_scaling_workers_changes_no_existing_target() -> None:
+    previous = record(A0.name, B0.name, C0.name)
+    before = plan_join(NODES, rebuild=(), previous=previous, kubernetes_version=VERSION)
+    after = plan_join(
+        [*NODES, spec("b", "worker", 1, 2), spec("e", "worker", 0, 5)],
+        rebuild=(),
+        previous=previous,
+        kubernetes_version=VERSION,
+    )
+    assert {k: after.targets[k] for k in before.targets} == before.targets
+
+
+@pytest.mark.parametrize(
+    ("nodes", "rebuild", "previous", "message"),
+    [
+        (NODES, [A0.name], None, "no record of an existing RKE2 cluster"),
+        (NODES, [A0.name, B0.name], record(A0.name, B0.name, C0.name), "2 etcd members at once"),
+        ([A0, W0], [], record(B0.name, C0.name), "3 etcd members at once"),
+        ([A0, W0], [A0.name], record(A0.name), "no server of the existing cluster stays"),
+        ([W0], [], None, "no server"),
+        (NODES, [], record(A0.name, version="v1.36.1+rke2r1"), "RKE2 does not support downgrades"),
+    ],
+)
+def test_unsafe_changes_are_refused(
+    nodes: list[NodeSpec], rebuild: list[str], previous: ClusterRecord | None, message: str
+) -> None:
+    with pytest.raises(JoinError, match=message):
+        plan_join(nodes, rebuild=rebuild, previous=previous, kubernetes_version=VERSION)
+
+
+def test_the_record_round_trips_and_refuses_foreign_values() -> None:
+    plan = plan_join(NODES, rebuild=(), previous=None, kubernetes_version=VERSION)
+    assert ClusterRecord.from_output(plan.record.to_output()) == plan.record
+    assert ClusterRecord.from_output(None) is None
+    with pytest.raises(JoinError, match="format"):
+        ClusterRecord.from_output({"servers": []})
+
+
+# --- stack config ----------------------------------------------------------------------
+
+
+def test_engine_and_kubernetes_version_per_engine() -> None:
+    assert parse_config(base()).settings.engine == "rke"
+    rke2 = parse_config(with_("engine", "rke2")).settings
+    assert rke2.kubernetes_version == VERSION  # the engine's default
+    with pytest.raises(ConfigError, match=r"multicloud:kubernetesVersion: v1\.30\.14-rancher1-1"):
+        parse_config(with_("engine", "rke2", with_("kubernetesVersion", "v1.30.14-rancher1-1")))
+    with pytest.raises(ConfigError, match=r"multicloud:kubernetesVersion: v1\.34\.1"):
+        parse_config(with_("engine", "rke2", with_("kubernetesVersion", "v1.34.1+rke2r1")))
+    with pytest.raises(ConfigError, match="multicloud:engine"):
+        parse_config(with_("engine", "k3s"))
+
+
+def test_versions_order_like_rke2_releases() -> None:
+    assert release.version_key("v1.35.7+rke2r2") > release.version_key("v1.35.7+rke2r1")
+    assert release.version_key("v1.36.0+rke2r1") > release.version_key("v1.35.10+rke2r3")
+    with pytest.raises(ValueError):
+        release.version_key("v1.35.7-rancher1-1")
+
+
+# --- manifests and upgrades ------------------------------------------------------------
+
+
+def test_helm_chart_configs_validate_against_the_crd() -> None:
+    schema = crd_schema(REFERENCE / "helm.cattle.io_helmchartconfigs.yaml")
+    files = manifests.server_manifests("ztabcdef12", ingress_enabled=True)
+    for manifest in files.values():
+        jsonschema.validate(manifest, schema)
+        kubernetes_validate.validate(  # its metadata, as a built-in object would have it
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": manifest["metadata"]},
+            MINOR,
+            strict=True,
+        )
+    canal = yaml.safe_load(files["multicloud-rke2-canal.yaml"]["spec"]["valuesContent"])
+    assert canal == {"flannel": {"iface": "ztabcdef12"}}
+    ingress = yaml.safe_load(files["multicloud-rke2-ingress-nginx.yaml"]["spec"]["valuesContent"])
+    assert ingress["controller"]["nodeSelector"]["multicloud.io/ingress"] == "true"
+    assert set(manifests.server_manifests("zt0", ingress_enabled=False)) == {
+        "multicloud-rke2-canal.yaml"
+    }
+    with pytest.raises(jsonschema.ValidationError):  # the schema really checks
+        jsonschema.validate({"spec": {"failurePolicy": "sometimes"}}, schema)
+
+
+def test_plans_validate_and_upgrade_servers_first_one_node_at_a_time() -> None:
+    from rke.settings import UpgradeSettings
+
+    schema = crd_schema(REFERENCE / "system-upgrade-controller" / "upgrade.cattle.io_plans.yaml")
+    server, agent = upgrade.plans(VERSION, UpgradeSettings())
+    for plan in (server, agent):
+        jsonschema.validate(plan, schema)
+        assert plan["spec"]["concurrency"] == 1
+        assert plan["spec"]["version"] == VERSION
+    assert agent["spec"]["prepare"]["args"] == ["prepare", server["metadata"]["name"]]
+    assert agent["spec"]["drain"]["timeout"] == "300s"  # a string: an int means nanoseconds
+    bad = {**server, "spec": {**server["spec"], "concurrency": "one"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_controller_objects_validate_for_the_pinned_minor() -> None:
+    objects = upgrade.controller_objects()
+    for obj in objects:
+        kubernetes_validate.validate(obj, MINOR, strict=True)
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert images == [f"rancher/system-upgrade-controller:{upgrade.SUC_VERSION}"]
+    for obj in objects:
+        if obj["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == upgrade.SUC_NAMESPACE, obj["metadata"]
+        for subject in obj.get("subjects", []):
+            assert subject["namespace"] == upgrade.SUC_NAMESPACE
+    kubernetes_validate.validate(upgrade.plan_crd(), MINOR, strict=True)
+
+
+# --- scripts ---------------------------------------------------------------------------
+
+
+def _tarball(tmp_path: Path) -> tuple[Path, str]:
+    data = b"#!/bin/sh\necho rke2\n"
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(
+        fileobj=gz, mode="w"
+    ) as tar:
+        info = tarfile.TarInfo("bin/rke2")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    path = tmp_path / "rke2.linux-amd64.tar.gz"
+    path.write_bytes(buffer.getvalue())
+    return path, hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def _install(tmp_path: Path, pinned: str | None, published: str, monkeypatch: Any) -> Any:
+    tarball, _ = _tarball(tmp_path)
+    sums = tmp_path / "sha256sum-amd64.txt"
+    sums.write_text(f"{published}  rke2.linux-amd64.tar.gz\n0000  rke2-images.tar.zst\n")
+    monkeypatch.setattr(scripts, "tarball_sha256", lambda version: pinned)
+    script = scripts.install_script(VERSION, "agent", "10.147.1.50")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PREFIX": str(tmp_path / "prefix"),
+        "MULTICLOUD_NO_START": "1",
+        "TARBALL_URL": f"file://{tarball}",
+        "SUMS_URL": f"file://{sums}",
+    }
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+
+
+def test_install_refuses_without_a_recorded_checksum(tmp_path: Path, monkeypatch: Any) -> None:
+    _, digest = _tarball(tmp_path)
+    result = _install(tmp_path, None, digest, monkeypatch)
+    assert result.returncode != 0
+    assert "no verified sha256" in result.stderr
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_install_verifies_against_release_and_pin(tmp_path: Path, monkeypatch: Any) -> None:
+    _, digest = _tarball(tmp_path)
+    ok = _install(tmp_path, digest, digest, monkeypatch)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "prefix" / "bin" / "rke2").exists()
+    wrong_pin = _install(tmp_path, "1" * 64, digest, monkeypatch)
+    assert wrong_pin.returncode != 0 and "pinned" in wrong_pin.stderr
+    wrong_release = _install(tmp_path, digest, "2" * 64, monkeypatch)
+    assert wrong_release.returncode != 0 and "release" in wrong_release.stderr
+
+
+def test_the_pinned_checksum_is_recorded_or_null() -> None:
+    value = release.release()["artifacts"]["tarball_sha256"]
+    assert value is None or (len(value) == 64 and int(value, 16) >= 0)
+
+
+def test_node_and_server_scripts_are_valid_sh_and_bounded() -> None:
+    names = [A0.name, W0.name]
+    ready = scripts.cluster_ready_script(names, 600)
+    leave = scripts.remove_node_script(W0.name, 300, is_server=False)
+    install = scripts.install_script(VERSION, "server", A0.zerotier_ip)
+    for script in (ready, leave, install):
+        subprocess.run(["sh", "-n"], input=script, text=True, check=True)
+    assert "deadline" in ready and all(n in ready for n in names)
+    assert "did not join" in ready and "kubectl drain \"$node\"" in leave
+    assert "--timeout=300s" in leave and "delete node" in leave
+    with pytest.raises(ValueError):
+        scripts.cluster_ready_script(["Bad Name"], 600)
+
+
+def test_kubeconfig_points_at_the_deployer_reachable_address() -> None:
+    text = (
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n"
+        "    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n"
+    )
+    rewritten = yaml.safe_load(rewrite_kubeconfig(text, "203.0.113.9"))
+    cluster = rewritten["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://203.0.113.9:6443"
+    assert cluster["tls-server-name"] == "kubernetes"
+    assert cluster["certificate-authority-data"] == "Q0E="
+    assert rewrite_kubeconfig("", "x") == ""
+    with pytest.raises(ValueError):
+        rewrite_kubeconfig("apiVersion: v1\n", "x")
