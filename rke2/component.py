@@ -254,9 +254,7 @@ class Rke2Cluster(pulumi.ComponentResource):
         for node in nodes:
 
             def runner(p: JoinPlan, node: ClusterNode = node) -> pulumi.Output[str]:
-                # Run against the anchor; the anchor's own command uses another server.
-                other = p.targets[node.name] if node.name == p.anchor else p.anchor
-                return by_name[other or p.anchor].ssh_address
+                return by_name[p.runner(node.name)].ssh_address
 
             depends = [node.vm] + ([node.member] if node.member else [])
             leaving.append(

@@ -83,6 +83,13 @@ class JoinPlan:
             return None
         return f"https://{specs[target].zerotier_ip}:{SUPERVISOR_PORT}"
 
+    def runner(self, node: str) -> str:
+        """The server that drains and deletes ``node`` when it leaves: the anchor, or for
+        the anchor itself another server of this update (itself only when it is alone)."""
+        if node != self.anchor:
+            return self.anchor
+        return next((s for s in self.record.servers if s != node), self.anchor)
+
     @property
     def initializing(self) -> list[str]:
         return [name for name, target in self.targets.items() if target is None]

@@ -87,7 +87,10 @@ def with_engine(config: dict[str, str], engine: str) -> dict[str, str]:
     config[f"{PROJECT}:engine"] = engine
     version = config.get(f"{PROJECT}:kubernetesVersion", "")
     if version and ("+rke2r" in version) != (engine == "rke2"):
-        print(f"--engine {engine}: ignoring kubernetesVersion {version} (another engine's)")
+        print(
+            f"--engine {engine}: ignoring kubernetesVersion {version} (another engine's)",
+            file=sys.stderr,
+        )
         config[f"{PROJECT}:kubernetesVersion"] = ""
     return config
 

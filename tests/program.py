@@ -59,3 +59,38 @@ def changed_inputs(before: Run, after: Run) -> dict[str, list[str]]:
 
 def vms(run: Run) -> list[Registration]:
     return [r for r in run.registrations if r.type in VM_TYPES]
+
+
+# --- the RKE2 engine: the committed stacks rendered with engine rke2 ------------------
+
+CANARIES = {
+    key: f"canary-{key}-7f3a"
+    for key in (
+        "zerotierToken",
+        "sshPrivateKey",
+        "digitaloceanToken",
+        "cloudflareApiToken",
+        "etcdS3AccessKey",
+        "etcdS3SecretKey",
+    )
+}
+
+
+def rke2_config(
+    stack: str, edit: Callable[[dict[str, Any]], None] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """The stack with ``engine: rke2`` (its file keeps rke) and canary secret values."""
+    from scripts.render import with_engine
+
+    config, secrets = edited(stack, edit or (lambda values: None))
+    config = with_engine(config, "rke2")
+    config |= {f"multicloud:{k}": v for k, v in CANARIES.items()}
+    return config, sorted(set(secrets) | {f"multicloud:{k}" for k in CANARIES})
+
+
+@cache
+def committed_rke2(stack: str, preview: bool = False) -> Run:
+    config, secrets = rke2_config(stack)
+    run = run_program(config, secret_keys=secrets, stack=stack, preview=preview)
+    assert run.error is None, run.error
+    return run

@@ -370,3 +370,11 @@ def test_kubeconfig_points_at_the_deployer_reachable_address() -> None:
     assert rewrite_kubeconfig("", "x") == ""
     with pytest.raises(ValueError):
         rewrite_kubeconfig("apiVersion: v1\n", "x")
+
+
+def test_a_leaving_node_is_drained_from_another_server() -> None:
+    plan = plan_join(NODES, rebuild=(), previous=None, kubernetes_version=VERSION)
+    assert plan.runner(W0.name) == plan.anchor == A0.name
+    assert plan.runner(A0.name) == B0.name
+    alone = plan_join([A0, W0], rebuild=(), previous=None, kubernetes_version=VERSION)
+    assert alone.runner(A0.name) == A0.name  # a single server: only itself is left
