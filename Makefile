@@ -48,6 +48,7 @@ docs: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/identity_bench.py
 	$(PY) bench/render_bench.py
+	$(PY) bench/render_bench.py --engine rke2
 	$(PY) bench/preflight_bench.py
 
 # Never creates a stack implicitly: `make init` does, on the backend it names.

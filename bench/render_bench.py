@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SDK_PACKAGES = (
     "pulumi",
     "pulumi_command",
+    "pulumi_random",
     "pulumi_openstack",
     "pulumi_digitalocean",
     "pulumi_cloudflare",
@@ -29,16 +30,17 @@ SDK_PACKAGES = (
 )
 LIST_MODULES = """
 import sys, scripts.render
-scripts.render.main(["--stack", sys.argv[1], "--out", sys.argv[2]])
-print("modules:", " ".join(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[3:])))
+engine = ["--engine", sys.argv[3]] if sys.argv[3] else []
+scripts.render.main(["--stack", sys.argv[1], "--out", sys.argv[2], *engine])
+print("modules:", " ".join(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[4:])))
 """
 
 
-def sdk_imports(stack: str) -> str:
+def sdk_imports(stack: str, engine: str = "") -> str:
     """An import statement for exactly the SDK modules a render loads (the floor)."""
     with tempfile.TemporaryDirectory() as out:
         listed = subprocess.run(
-            [sys.executable, "-c", LIST_MODULES, stack, out, *SDK_PACKAGES],
+            [sys.executable, "-c", LIST_MODULES, stack, out, engine, *SDK_PACKAGES],
             cwd=ROOT,
             check=True,
             capture_output=True,
@@ -61,14 +63,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--stack", default="prod")
+    parser.add_argument("--engine", choices=("rke", "rke2"), help="render with this engine")
     args = parser.parse_args()
-    imports = sdk_imports(args.stack)
+    imports = sdk_imports(args.stack, args.engine or "")
     floor = timed([sys.executable, "-c", imports], args.runs)
-    render = timed(["make", "-s", "render", f"STACK={args.stack}"], args.runs)
+    engine = [f"ENGINE={args.engine}"] if args.engine else []
+    render = timed(["make", "-s", "render", f"STACK={args.stack}", *engine], args.runs)
     f, r = statistics.median(floor), statistics.median(render)
     print(f"floor (import the {imports.count(',') + 1} SDK modules a render loads, nothing else):")
     print(f"                                median {f:.2f} s  over {args.runs} runs")
-    print(f"make render STACK={args.stack}:        median {r:.2f} s  over {args.runs} runs")
+    label = f"make render STACK={args.stack}" + (f" ENGINE={args.engine}" if args.engine else "")
+    print(f"{label + ':':<32}median {r:.2f} s  over {args.runs} runs")
     print(f"the program's own work:         {r - f:.2f} s ({(r - f) / r:.0%} of the render)")
 
 

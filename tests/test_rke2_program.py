@@ -197,21 +197,26 @@ def _schedule_deletes(removed: list[Registration]) -> list[set[str]]:
     return order
 
 
-@cache
-def scaled() -> Run:
-    def edit(values: dict[str, Any]) -> None:
-        sites = values["multicloud:sites"]
-        sites["digitalocean"]["workers"] += 1
-        sites["extra"] = {**sites["digitalocean"], "siteId": 4, "masters": 0, "workers": 1}
+def _grow(values: dict[str, Any]) -> None:
+    sites = values["multicloud:sites"]
+    sites["digitalocean"]["workers"] += 1
+    sites["extra"] = {**sites["digitalocean"], "siteId": 4, "masters": 0, "workers": 1}
 
-    config, secrets = rke2_config("prod", edit)
-    run = run_program(config, secret_keys=secrets, stack="prod")
+
+@cache
+def deployed(grow: bool = False) -> Run:
+    """prod again, as a later update sees it: its first update's record read back."""
+    previous = committed_rke2("prod").outputs[RECORD_OUTPUT]
+    config, secrets = rke2_config("prod", _grow if grow else None)
+    run = run_program(
+        config, secret_keys=secrets, stack="prod", previous_outputs={RECORD_OUTPUT: previous}
+    )
     assert run.error is None, run.error
     return run
 
 
 def test_scaling_workers_and_adding_a_site_change_no_existing_registration() -> None:
-    before, after = committed_rke2("prod"), scaled()
+    before, after = deployed(), deployed(grow=True)
     assert not set(by_urn(before)) - set(by_urn(after))
     added = {r.name for u, r in by_urn(after).items() if u not in by_urn(before)}
     assert {"mc-prod-digitalocean-worker-1", "mc-prod-extra-worker-0"} <= added
@@ -222,7 +227,7 @@ def test_scaling_workers_and_adding_a_site_change_no_existing_registration() -> 
 
 
 def test_removing_a_node_drains_and_deletes_it_before_its_vm() -> None:
-    before, after = scaled(), committed_rke2("prod")
+    before, after = deployed(grow=True), deployed()
     removed = [r for u, r in by_urn(before).items() if u not in by_urn(after)]
     names = {r.name for r in removed}
     leave = "mc-prod-digitalocean-worker-1-leave"
@@ -304,3 +309,31 @@ def test_render_writes_each_nodes_rke2_config_masked(tmp_path: Path) -> None:
         assert not [s for s in [*CANARIES.values(), TOKEN] if s in text]
     assert not (tmp_path / "cluster.yml").exists()
     assert "RKE2" in (tmp_path / "architecture.mmd").read_text()
+
+
+def test_the_firewall_is_the_same_as_with_rke() -> None:
+    from tests.program import committed
+
+    def rules(run: Run) -> list[Any]:
+        types = (
+            "openstack:networking/secGroupRule:SecGroupRule",
+            "digitalocean:index/firewall:Firewall",
+        )
+        found = [r for t in types for r in run.of_type(t)]
+        return sorted(json.dumps([r.name, reveal(r.inputs)], sort_keys=True) for r in found)
+
+    assert rules(committed_rke2("prod")) == rules(committed("prod"))
+
+
+def test_an_existing_cluster_read_back_from_the_stack_output_initializes_nothing() -> None:
+    first, later = committed_rke2("prod"), deployed()
+    init = first.outputs[RECORD_OUTPUT]["initServer"]
+    init_ip = rke2_configs(first)[init]["node-ip"]
+    configs = rke2_configs(later)
+    assert all("server" in c for c in configs.values())  # the cluster exists: all join
+    others = {n: c for n, c in configs.items() if n != init}
+    assert {c["server"] for c in others.values()} == {f"https://{init_ip}:9345"}
+    assert configs[init]["server"] != f"https://{init_ip}:9345"  # if rebuilt, it joins another
+    # Only the initializing server's (boot-only, ignored) user-data differs from the first update.
+    changed = changed_inputs(first, later)
+    assert {by_urn(later)[u].name for u in changed} == {init}, changed
