@@ -34,7 +34,7 @@ from components.config.entrypoint import NODE_MONITOR_GRACE_SECONDS
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
 from rke2 import config_yaml, manifests, scripts, upgrade
-from rke2.join import ClusterRecord, JoinPlan, plan_join
+from rke2.join import ClusterRecord, JoinError, JoinPlan, check_not_rke, plan_join
 
 API_PORT = 6443
 READY_TIMEOUT_SECONDS = 30 * 60
@@ -124,19 +124,29 @@ class Rke2Bootstrap(pulumi.ComponentResource):
         self.token = random.RandomPassword(
             f"{name}-token", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)
         ).result
-        previous = pulumi.StackReference(
+        this_stack = pulumi.StackReference(
             f"{name}-previous",
             stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
             opts=pulumi.ResourceOptions(parent=self),
-        ).get_output(RECORD_OUTPUT)
-        self.plan = previous.apply(
-            lambda record: plan_join(
-                config.nodes,
-                rebuild=settings.rebuild,
-                previous=ClusterRecord.from_output(record),
-                kubernetes_version=settings.kubernetes_version,
-            )
         )
+
+        def decide(values: list[Any]) -> JoinPlan:
+            record, nodes = values
+            try:
+                previous = ClusterRecord.from_output(record)
+                check_not_rke(nodes, previous)
+                return plan_join(
+                    config.nodes,
+                    rebuild=settings.rebuild,
+                    previous=previous,
+                    kubernetes_version=settings.kubernetes_version,
+                )
+            except JoinError as err:  # phrased for the person editing the stack
+                raise pulumi.RunError(str(err)) from None
+
+        self.plan = pulumi.Output.all(
+            this_stack.get_output(RECORD_OUTPUT), this_stack.get_output("nodes")
+        ).apply(decide)
         self.register_outputs({})
 
     def user_data(self, node: NodeSpec) -> pulumi.Output[str]:

@@ -99,6 +99,20 @@ def _by_address(specs: Sequence[NodeSpec]) -> list[NodeSpec]:
     return sorted(specs, key=lambda s: ipaddress.IPv4Address(s.zerotier_ip))
 
 
+def check_not_rke(previous_nodes: Any, previous: ClusterRecord | None) -> None:
+    """Refuse to turn a stack deployed with the rke engine into an rke2 one in place.
+
+    ``previous_nodes`` is the stack's previous ``nodes`` output (every deployed stack has
+    one); without an ``rke2`` record beside it, that stack's cluster is RKE's.
+    """
+    if previous is None and previous_nodes:
+        raise JoinError(
+            "multicloud:engine: this stack's cluster was installed by rke (its outputs have no "
+            "rke2 record); RKE2 cannot take over an RKE cluster in place. Build a new stack "
+            "beside it (docs/rke2.md, 'Moving an RKE stack to RKE2') or set engine back to rke"
+        )
+
+
 def plan_join(
     nodes: Sequence[NodeSpec],
     *,

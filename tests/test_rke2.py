@@ -378,3 +378,12 @@ def test_a_leaving_node_is_drained_from_another_server() -> None:
     assert plan.runner(A0.name) == B0.name
     alone = plan_join([A0, W0], rebuild=(), previous=None, kubernetes_version=VERSION)
     assert alone.runner(A0.name) == A0.name  # a single server: only itself is left
+
+
+def test_an_rke_stack_is_not_taken_over_in_place() -> None:
+    from rke2.join import check_not_rke
+
+    with pytest.raises(JoinError, match="multicloud:engine: this stack's cluster was installed"):
+        check_not_rke([{"name": "mc-t-a-master-0"}], None)
+    check_not_rke(None, None)  # a new stack
+    check_not_rke([{"name": "x"}], record(A0.name))  # an rke2 stack
