@@ -29,6 +29,7 @@ stops ``pulumi preview``, ``pulumi up`` and ``make render`` before any registrat
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -138,6 +139,7 @@ def preflight(
     return (
         *check.deployer_paths(),
         *check.overlay_paths(),
+        *check.cluster_port_paths(),
         *check.ingress_paths(),
         *check.in_cluster_paths(),
     )
@@ -166,11 +168,18 @@ class _Check:
         for node in self.nodes:
             paths.append(self._from_deployer(node, "ssh", SSH_PORT))
         # cluster.yml lists nodes by name; RKE's kubeconfig names the first control plane.
-        planes = sorted((n for n in self.nodes if "controlplane" in n.roles), key=lambda n: n.name)
+        # RKE2's kubeconfig names the server the others join: on a first deployment the one
+        # with the lowest overlay address (rke2/join.py).
+        rke2 = self.settings.engine == "rke2"
+        planes = sorted(
+            (n for n in self.nodes if "controlplane" in n.roles),
+            key=lambda n: ipaddress.IPv4Address(n.zerotier_ip) if rke2 else n.name,
+        )
         for i, node in enumerate(planes):
             path = self._from_deployer(node, "kube-api", API_PORT)
             if i == 0 and path.verdict == "ok":
-                path = _with_note(path, "kubeconfig server: rke and pulumi-kubernetes use it")
+                user = "pulumi-kubernetes" if rke2 else "rke and pulumi-kubernetes"
+                path = _with_note(path, f"kubeconfig server: {user} use it")
             paths.append(path)
         return paths
 
@@ -178,10 +187,16 @@ class _Check:
         site: SiteBase = self.settings.sites[node.site]
         policy = self.firewall[node.site]
         deployer = self.deployer
+        rke2 = self.settings.engine == "rke2"
         purpose = (
-            "SSH for the readiness gates and rke up"
+            (
+                "SSH for the cluster-ready and drain commands"
+                if rke2
+                else "SSH for the readiness gates and rke up"
+            )
             if kind == "ssh"
-            else "the Kubernetes API for rke and pulumi-kubernetes"
+            else "the Kubernetes API for "
+            + ("pulumi-kubernetes" if rke2 else "rke and pulumi-kubernetes")
         )
         what = f"deployer -> nodes of site {node.site} on {port}/tcp ({purpose})"
         via = site.ssh_via
@@ -316,6 +331,56 @@ class _Check:
         return site.has_public_address and self.firewall[name].admits(
             node, "udp", ZEROTIER_PORT, WORLD
         )
+
+    # --- node <-> node, the engine's own ports ----------------------------------------
+
+    def cluster_port_paths(self) -> list[NetworkPath]:
+        """RKE2's node-to-node ports (``rke2.release.CLUSTER_PORTS``): on overlay addresses
+        only, so ZeroTier carries them and the public firewall must not open them."""
+        if self.settings.engine != "rke2":
+            return []
+        from rke2.release import CLUSTER_PORTS
+
+        paths = []
+        for name, protocol, first, last, listeners in CLUSTER_PORTS:
+            port = f"{first}/{protocol}" if first == last else f"{first}-{last}/{protocol}"
+            every = listeners == "nodes"
+            targets = [n for n in self.nodes if every or "etcd" in n.roles]
+            target = "every node's overlay address" if every else "servers' overlay addresses"
+            exposed = [
+                n
+                for n in targets
+                if any(
+                    self.firewall[n.site].admits(n, protocol, p, WORLD)
+                    for p in range(first, last + 1)
+                )
+            ]
+            if exposed:
+                paths.append(
+                    NetworkPath(
+                        f"rke2-{name}",
+                        "nodes",
+                        target,
+                        port,
+                        "broken",
+                        f"the public firewall opens {port} on "
+                        f"{', '.join(n.name for n in exposed)} to the internet; RKE2 uses it "
+                        "only on the overlay",
+                        f"sites.{exposed[0].site}",
+                    )
+                )
+                continue
+            paths.append(
+                NetworkPath(
+                    f"rke2-{name}",
+                    "nodes",
+                    target,
+                    port,
+                    "ok",
+                    "inside ZeroTier (9993/udp); closed on public addresses",
+                )
+            )
+        return paths
 
     # --- clients -> ingress ------------------------------------------------------------
 

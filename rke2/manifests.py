@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from components.nodes import INGRESS_LABEL
+from components.nodes import INGRESS_CONTROLLER_LABEL
 
 Manifest = dict[str, Any]
 NAMESPACE = "kube-system"  # where RKE2 installs its HelmCharts
@@ -39,8 +39,9 @@ def canal_config(interface: str) -> Manifest:
 
 
 def ingress_nginx_config() -> Manifest:
-    """rke2-ingress-nginx only on nodes the ingress settings select (the ingress label)."""
-    selector = {"kubernetes.io/os": "linux", INGRESS_LABEL: "true"}
+    """rke2-ingress-nginx only on nodes the ingress settings select: worker-role nodes of
+    sites with `ingress: public` or `private` (``NodeSpec.labels``)."""
+    selector = {"kubernetes.io/os": "linux", INGRESS_CONTROLLER_LABEL: "true"}
     return helm_chart_config("rke2-ingress-nginx", {"controller": {"nodeSelector": selector}})
 
 

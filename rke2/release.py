@@ -10,6 +10,17 @@ from pathlib import Path
 from typing import Any
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
+# Ports RKE2 nodes use between each other (reference/rke2-release.json "ports"): name,
+# protocol, first and last port, and who listens (servers or every node). All of them
+# are reached on overlay addresses (node-ip, advertise-address), never publicly.
+CLUSTER_PORTS: tuple[tuple[str, str, int, int, str], ...] = (
+    ("supervisor", "tcp", 9345, 9345, "servers"),
+    ("kube-api", "tcp", 6443, 6443, "servers"),
+    ("etcd", "tcp", 2379, 2381, "servers"),
+    ("kubelet", "tcp", 10250, 10250, "nodes"),
+    ("vxlan", "udp", 8472, 8472, "nodes"),
+    ("canal-health", "tcp", 9099, 9099, "nodes"),
+)
 RKE2_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+rke2r(\d+)$")
 
 

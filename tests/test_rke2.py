@@ -39,7 +39,7 @@ def spec(site: str, kind: str, index: int, site_id: int) -> NodeSpec:
         roles=roles,
         size="s",
         zerotier_ip=f"10.147.{site_id}.{host}",
-        ingress=kind == "worker",
+        ingress="public" if kind == "worker" else "none",
     )
 
 
@@ -247,7 +247,7 @@ def test_helm_chart_configs_validate_against_the_crd() -> None:
     canal = yaml.safe_load(files["multicloud-rke2-canal.yaml"]["spec"]["valuesContent"])
     assert canal == {"flannel": {"iface": "ztabcdef12"}}
     ingress = yaml.safe_load(files["multicloud-rke2-ingress-nginx.yaml"]["spec"]["valuesContent"])
-    assert ingress["controller"]["nodeSelector"]["multicloud.io/ingress"] == "true"
+    assert ingress["controller"]["nodeSelector"]["multicloud.io/ingress-controller"] == "true"
     assert set(manifests.server_manifests("zt0", ingress_enabled=False)) == {
         "multicloud-rke2-canal.yaml"
     }
@@ -387,3 +387,40 @@ def test_an_rke_stack_is_not_taken_over_in_place() -> None:
         check_not_rke([{"name": "mc-t-a-master-0"}], None)
     check_not_rke(None, None)  # a new stack
     check_not_rke([{"name": "x"}], record(A0.name))  # an rke2 stack
+
+
+def test_preflight_knows_rke2s_ports_and_that_they_stay_off_the_internet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = {p.path: p for p in parse_config(with_("engine", "rke2")).network.paths}
+    expected = {
+        "rke2-supervisor": "9345/tcp",
+        "rke2-kube-api": "6443/tcp",
+        "rke2-etcd": "2379-2381/tcp",
+        "rke2-kubelet": "10250/tcp",
+        "rke2-vxlan": "8472/udp",
+        "rke2-canal-health": "9099/tcp",
+    }
+    assert {k: rows[k].port for k in expected} == expected
+    assert all(rows[k].verdict == "ok" for k in expected)
+    assert not [p for p in parse_config(base()).network.paths if p.path.startswith("rke2-")]
+
+    from components.sites.firewall import SitePolicy
+
+    admits = SitePolicy.admits
+    monkeypatch.setattr(
+        SitePolicy,
+        "admits",
+        lambda self, node, protocol, port, source: port == 10250
+        or admits(self, node, protocol, port, source),
+    )
+    with pytest.raises(ConfigError, match=r"opens 10250/tcp .* to the internet"):
+        parse_config(with_("engine", "rke2"))
+
+
+def test_rke2_takes_ssh_over_the_overlay_rke_does_not() -> None:
+    deployer = {"lan": "home", "overlay": True}
+    overlay = with_("sites.ramnode.sshVia", "overlay", with_("deployer", deployer))
+    with pytest.raises(ConfigError, match="sshVia"):
+        parse_config(overlay)
+    assert parse_config(with_("engine", "rke2", overlay)).settings.engine == "rke2"
