@@ -73,7 +73,8 @@ def main() -> None:
     print(f"floor (import the {imports.count(',') + 1} SDK modules a render loads, nothing else):")
     print(f"                                median {f:.2f} s  over {args.runs} runs")
     label = f"make render STACK={args.stack}" + (f" ENGINE={args.engine}" if args.engine else "")
-    print(f"{label + ':':<32}median {r:.2f} s  over {args.runs} runs")
+    print(f"{label}:")
+    print(f"                                median {r:.2f} s  over {args.runs} runs")
     print(f"the program's own work:         {r - f:.2f} s ({(r - f) / r:.0%} of the render)")
 
 
