@@ -178,8 +178,8 @@ class _Check:
         for i, node in enumerate(planes):
             path = self._from_deployer(node, "kube-api", API_PORT)
             if i == 0 and path.verdict == "ok":
-                user = "pulumi-kubernetes" if rke2 else "rke and pulumi-kubernetes"
-                path = _with_note(path, f"kubeconfig server: {user} use it")
+                user = "pulumi-kubernetes uses" if rke2 else "rke and pulumi-kubernetes use"
+                path = _with_note(path, f"kubeconfig server: {user} it")
             paths.append(path)
         return paths
 
@@ -559,8 +559,14 @@ class _Check:
         ingress_created = entry is not None and entry.app.enabled
         enabled = self.settings.rke.ingress.enabled
         controllers = [n for n in self.nodes if n.runs_ingress_controller and n.schedulable]
-        source = "RKE ingress-nginx DaemonSet + admission Jobs"
-        selector = f"{INGRESS_CONTROLLER_LABEL}=true + node-role.kubernetes.io/worker"
+        if self.settings.engine == "rke2":
+            # rke2-ingress-nginx with the HelmChartConfig's nodeSelector (rke2/manifests.py);
+            # masters without the worker role carry the control-plane NoSchedule taint.
+            source = "rke2-ingress-nginx DaemonSet"
+            selector = f"{INGRESS_CONTROLLER_LABEL}=true, untainted"
+        else:
+            source = "RKE ingress-nginx DaemonSet + admission Jobs"
+            selector = f"{INGRESS_CONTROLLER_LABEL}=true + node-role.kubernetes.io/worker"
         if ingress_created and not enabled:
             paths.append(
                 NetworkPath(
