@@ -927,11 +927,16 @@ def test_rke_pin_names_a_release_that_ships_the_stacks_kubernetes() -> None:
         assert asset["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", asset["sha256"]), key
     shipped = json.loads((ROOT / "reference" / "rke-releases.json").read_text())
     versions = shipped["releases"][pin["version"]]["kubernetes_versions"]
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    from components.config import parse_config, raw_values
+    from scripts.offline import stack_config
+
     for stack in _stacks():
-        doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
-        k8s = (doc.get("config") or {}).get("multicloud:kubernetesVersion")
-        k8s = k8s or project["kubernetesVersion"]["default"]
+        # The version the program uses: the stack's, or its engine's default (Pulumi.yaml's
+        # default is empty, meaning exactly that).
+        settings = parse_config(raw_values(stack_config(stack)[0])).settings
+        if settings.engine != "rke":
+            continue
+        k8s = settings.kubernetes_version
         assert k8s in versions, f"{stack}: rke {pin['version']} does not ship {k8s}"
 
 
