@@ -176,17 +176,23 @@ def external_ip_dropin(source: str) -> str:
     if source == "default-route":
         lookup = "ip -4 route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'"
     else:
-        lookup = "curl -fsS --retry 10 http://169.254.169.254/latest/meta-data/public-ipv4"
+        lookup = "curl -fsS http://169.254.169.254/latest/meta-data/public-ipv4"
     return f"""#!/bin/sh
-# Writes node-external-ip, which the cloud decides after the VM exists.
-set -eu
-ip=$({lookup})
-case "$ip" in
-  *.*.*.*) ;;
-  *) echo "multicloud: no public IPv4 address found ({source})" >&2; exit 1 ;;
-esac
-mkdir -p {DROPIN_DIR}
-printf 'node-external-ip: "%s"\\n' "$ip" > {DROPIN_DIR}/50-node-external-ip.yaml
+# Writes node-external-ip, which the cloud decides after the VM exists (a floating IP may
+# be associated a little after boot: wait for it, bounded).
+set -u
+tries=0
+until ip=$({lookup} 2>/dev/null) && echo "$ip" | grep -Eqx '[0-9]+([.][0-9]+){{3}}'; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 60 ]; then
+    echo "multicloud: no public IPv4 address found ({source}); node-external-ip unset" >&2
+    exit 1
+  fi
+  sleep 5
+done
+dir=${{MULTICLOUD_DROPIN_DIR:-{DROPIN_DIR}}}
+mkdir -p "$dir"
+printf 'node-external-ip: "%s"\\n' "$ip" > "$dir/50-node-external-ip.yaml"
 """
 
 

@@ -128,11 +128,22 @@ def test_masked_hides_every_secret_key() -> None:
     assert text.count("[secret]") == 3
 
 
-@pytest.mark.parametrize("source", config_yaml.EXTERNAL_IP_SOURCES)
-def test_external_ip_dropin_is_valid_sh(source: str) -> None:
-    script = config_yaml.external_ip_dropin(source)
-    subprocess.run(["sh", "-n"], input=script, text=True, check=True)
-    assert "node-external-ip" in script
+def test_external_ip_dropin_writes_the_default_routes_source(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ip").write_text(
+        "#!/bin/sh\necho '1.1.1.1 via 203.0.113.1 dev eth0 src 203.0.113.7 uid 0'\n"
+    )
+    (fake / "ip").chmod(0o755)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "MULTICLOUD_DROPIN_DIR": str(tmp_path / "d")}
+    script = config_yaml.external_ip_dropin("default-route")
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    dropin = yaml.safe_load((tmp_path / "d" / "50-node-external-ip.yaml").read_text())
+    assert dropin == {"node-external-ip": "203.0.113.7"}
+    assert config_yaml.unknown_keys(dropin, "agent") == []
+    metadata = config_yaml.external_ip_dropin("openstack-floating-ip")
+    subprocess.run(["sh", "-n"], input=metadata, text=True, check=True)
+    assert "meta-data/public-ipv4" in metadata
     with pytest.raises(ValueError):
         config_yaml.external_ip_dropin("guess")
 
