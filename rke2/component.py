@@ -30,7 +30,6 @@ from pulumi_command import remote
 from components.cloud_init import OverlayFiles, Rke2Files, render_user_data
 from components.cluster_node import ClusterNode
 from components.config import ClusterConfig, DigitalOceanSiteConfig, Secrets
-from components.config.entrypoint import NODE_MONITOR_GRACE_SECONDS
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
 from rke2 import config_yaml, manifests, scripts, upgrade
@@ -73,7 +72,6 @@ def rke2_files(
         cluster_name=settings.cluster_name,
         rke=settings.rke,
         masters_schedulable=settings.masters_schedulable,
-        node_monitor_grace_seconds=NODE_MONITOR_GRACE_SECONDS,
     )
     role = config_yaml.role(spec)
     document = config_yaml.node_config(
@@ -99,6 +97,7 @@ def rke2_files(
         ),
         external_ip_script=config_yaml.external_ip_dropin(source) if source else None,
         manifests=extra,
+        environment=config_yaml.service_environment(settings.rke, role),
     )
 
 

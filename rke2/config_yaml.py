@@ -38,7 +38,6 @@ class ClusterSettings:
     cluster_name: str
     rke: RkeSettings  # the shared `multicloud:rke` section: CIDRs, etcd, ingress
     masters_schedulable: bool
-    node_monitor_grace_seconds: int
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,10 @@ def node_config(
         ],
         "etcd-snapshot-schedule-cron": _snapshot_cron(etcd.snapshot_interval_hours),
         "etcd-snapshot-retention": etcd.retention,
+        # The same controller flags as the RKE path (rke/cluster_yml.py, _controller_args).
         "kube-controller-manager-arg": [
-            f"node-monitor-grace-period={settings.node_monitor_grace_seconds}s"
+            f"node-monitor-grace-period={rke.node_monitor_grace_period_seconds}s",
+            f"node-eviction-rate={rke.node_eviction_rate:g}",
         ],
     }
     if not settings.masters_schedulable:
@@ -140,6 +141,21 @@ SECRET_KEYS = ("token", "etcd-s3-access-key", "etcd-s3-secret-key")
 def masked(config: Mapping[str, Any]) -> dict[str, Any]:
     """The document with every secret value replaced by ``[secret]`` (for printing)."""
     return {k: "[secret]" if k in SECRET_KEYS else v for k, v in config.items()}
+
+
+def service_environment(rke: RkeSettings, node_role: Role) -> tuple[str, str] | None:
+    """(path, text) of the RKE2 unit's environment file, or None when nothing is set.
+
+    The units read ``EnvironmentFile=-/etc/default/%N`` (``bundle/lib/systemd/system``), and
+    RKE2 starts kubelet with ``exec.CommandContext`` and no ``Env``
+    (``pkg/executor/staticpod/staticpod.go``, ``Kubelet``), so kubelet inherits it: that is
+    how kubelets get ``rke.kubelet_http2_env`` here (the RKE path uses ``extra_env``).
+    """
+    env = rke.kubelet_http2_env
+    if not env:
+        return None
+    text = "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
+    return f"/etc/default/rke2-{node_role}", text
 
 
 def unknown_keys(config: Mapping[str, Any], node_role: Role) -> list[str]:

@@ -46,9 +46,7 @@ def spec(site: str, kind: str, index: int, site_id: int) -> NodeSpec:
 A0, B0, C0 = spec("a", "master", 0, 1), spec("b", "master", 0, 2), spec("c", "master", 0, 3)
 W0, W1 = spec("a", "worker", 0, 1), spec("b", "worker", 0, 2)
 NODES = [B0, W1, C0, A0, W0]  # config order need not be address order
-CLUSTER = config_yaml.ClusterSettings(
-    cluster_name="mc-t", rke=RkeSettings(), masters_schedulable=False, node_monitor_grace_seconds=40
-)
+CLUSTER = config_yaml.ClusterSettings("mc-t", RkeSettings(), masters_schedulable=False)
 
 
 def record(*servers: str, init: str | None = None, version: str = VERSION) -> ClusterRecord:
@@ -77,7 +75,7 @@ def crd_schema(path: Path) -> dict[str, Any]:
 )
 @pytest.mark.parametrize("schedulable", [False, True])
 def test_every_key_is_a_flag_of_the_pinned_release(rke: RkeSettings, schedulable: bool) -> None:
-    cluster = config_yaml.ClusterSettings("mc-t", rke, schedulable, 40)
+    cluster = config_yaml.ClusterSettings("mc-t", rke, schedulable)
     s3 = config_yaml.S3Credentials("ak", "sk")
     for node, server in ((A0, None), (B0, "https://10.147.1.10:9345"), (W0, "https://x:9345")):
         document = config_yaml.node_config(node, cluster, token="t", server_url=server, s3=s3)
@@ -91,6 +89,10 @@ def test_every_key_is_a_flag_of_the_pinned_release(rke: RkeSettings, schedulable
             assert document["cni"] == ["canal"]
             assert ("node-taint" in document) != schedulable
             assert document["etcd-arg"] == ["heartbeat-interval=500", "election-timeout=5000"]
+            assert document["kube-controller-manager-arg"] == [
+                f"node-monitor-grace-period={rke.node_monitor_grace_period_seconds}s",
+                f"node-eviction-rate={rke.node_eviction_rate:g}",
+            ]
             assert ("etcd-s3-secret-key" in document) == (rke.etcd.s3 is not None)
     for key in config_yaml.dropin_keys():
         assert key in release.cli_flags()["agent"] and key in release.cli_flags()["server"]
@@ -112,13 +114,13 @@ def test_an_agent_must_join_and_s3_needs_credentials() -> None:
     s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e")))
     with pytest.raises(ValueError, match="S3 credentials"):
         config_yaml.node_config(
-            A0, config_yaml.ClusterSettings("c", s3, False, 40), token="t", server_url=None
+            A0, config_yaml.ClusterSettings("c", s3, False), token="t", server_url=None
         )
 
 
 def test_masked_hides_every_secret_key() -> None:
     s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e")))
-    cluster = config_yaml.ClusterSettings("c", s3, False, 40)
+    cluster = config_yaml.ClusterSettings("c", s3, False)
     secrets = ("t0k3n-9f", "acc3ss-9f", "s3cr3t-9f")
     document = config_yaml.node_config(
         A0, cluster, token=secrets[0], server_url=None, s3=config_yaml.S3Credentials(*secrets[1:])
@@ -435,3 +437,16 @@ def test_rke2_takes_ssh_over_the_overlay_rke_does_not() -> None:
     with pytest.raises(ConfigError, match="sshVia"):
         parse_config(overlay)
     assert parse_config(with_("engine", "rke2", overlay)).settings.engine == "rke2"
+
+
+def test_kubelets_get_the_http2_environment_when_the_grace_is_short() -> None:
+    """As the RKE path (rke/cluster_yml.py): only while the grace is not above 45 s."""
+    short = RkeSettings(node_monitor_grace_period_seconds=30)
+    assert short.kubelet_http2_env  # the RKE path passes it as kubelet extra_env
+    path, text = config_yaml.service_environment(short, "agent") or ("", "")
+    assert path == "/etc/default/rke2-agent"
+    assert dict(line.split("=") for line in text.split()) == {
+        k: str(v) for k, v in short.kubelet_http2_env.items()
+    }
+    long = RkeSettings(node_monitor_grace_period_seconds=60)
+    assert config_yaml.service_environment(long, "server") is None
