@@ -274,7 +274,7 @@ def test_every_kubernetes_object_validates_for_the_pinned_minor() -> None:
         manifest = reveal(reg.inputs)
         kinds.add(manifest["kind"])
         if manifest["kind"] == "Plan":
-            jsonschema.validate(manifest, plan_schema)
+            jsonschema.Draft202012Validator(plan_schema).validate(manifest)
         elif manifest["kind"] == "ClusterIssuer":
             continue  # cert-manager's CRD: checked by hand in test_workloads
         else:
@@ -285,7 +285,7 @@ def test_every_kubernetes_object_validates_for_the_pinned_minor() -> None:
         for path, text in files(vm).items():
             if path.startswith("/var/lib/rancher/rke2/server/manifests/"):
                 manifest = yaml.safe_load(text)
-                jsonschema.validate(manifest, hcc_schema)
+                jsonschema.Draft202012Validator(hcc_schema).validate(manifest)
                 if manifest["metadata"]["name"] == "rke2-canal":
                     values = yaml.safe_load(manifest["spec"]["valuesContent"])
                     assert values["flannel"]["iface"].startswith("zt")
