@@ -449,3 +449,27 @@ def test_kubelets_get_the_http2_environment_when_the_grace_is_short() -> None:
     }
     long = RkeSettings(node_monitor_grace_period_seconds=60)
     assert config_yaml.service_environment(long, "server") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("rke.dnsUpstreams", ["1.1.1.1"]),
+        ("rke.sshAgentAuth", False),
+        ("rke.upgrade.maxUnavailableWorker", 2),
+    ],
+)
+def test_rke_only_keys_are_refused_with_rke2(path: str, value: Any) -> None:
+    raw = with_("engine", "rke2")
+    raw.setdefault("rke", {}).setdefault("upgrade", {})
+    node = raw
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    if not raw["rke"]["upgrade"]:
+        del raw["rke"]["upgrade"]
+    with pytest.raises(ConfigError, match=f"multicloud:{path}: only the rke engine reads it"):
+        parse_config(raw)
+    raw["engine"] = "rke"
+    parse_config(raw)  # fine for rke

@@ -663,11 +663,39 @@ def _check_engine(settings: ClusterSettings) -> None:
     rke/engine.py; RKE2 sets kubelet's node-ip itself (``node-ip`` in rke2/config_yaml.py),
     so it takes every sshVia."""
     if settings.engine != ENGINE:
+        _check_rke_only_keys(settings)
         return
     for name, site in settings.sites.items():
         problem = ssh_via_problem(name, site.ssh_via)
         if problem:
             raise _fail(f"sites.{name}.sshVia", f"{problem} ({ENGINE} engine)")
+
+
+# `multicloud:rke` keys only the RKE engine reads; with rke2 a set one would do nothing.
+RKE_ONLY_KEYS = {
+    "dns_upstreams": ("dnsUpstreams", "RKE2's CoreDNS forwards to the nodes' resolvers"),
+    "ssh_agent_auth": ("sshAgentAuth", "RKE2 has no SSH installer"),
+    "restore": ("restore", "an RKE2 cluster is restored as docs/rke2.md describes"),
+}
+RKE_ONLY_UPGRADE_KEYS = {
+    "max_unavailable_worker": "maxUnavailableWorker",
+    "max_unavailable_controlplane": "maxUnavailableControlplane",
+}
+
+
+def _check_rke_only_keys(settings: ClusterSettings) -> None:
+    """Refuse `multicloud:rke` keys the rke2 engine would silently ignore."""
+    rke = settings.rke
+    for field, (key, why) in RKE_ONLY_KEYS.items():
+        if field in rke.model_fields_set:
+            raise _fail(f"rke.{key}", f"only the rke engine reads it ({why}); remove it")
+    for field, key in RKE_ONLY_UPGRADE_KEYS.items():
+        if field in rke.upgrade.model_fields_set:
+            raise _fail(
+                f"rke.upgrade.{key}",
+                "only the rke engine reads it (RKE2's upgrade Plans take one node at a time); "
+                "remove it",
+            )
 
 
 def _resolve_deployer(settings: ClusterSettings) -> Deployer:
