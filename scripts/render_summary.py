@@ -1,7 +1,8 @@
 """Markdown for the job summary of an offline render: base branch vs PR head.
 
 Reads two ``build/<stack>`` directories written by ``make render STACK=<stack>``
-and prints the node table, the unified diff of ``cluster.yml`` and the
+and prints the node table, the unified diff of the engine's cluster description
+(``cluster.yml`` for rke; every node's ``rke2/<node>.yaml`` for rke2) and the
 architecture diagram. Pure apart from reading the two directories::
 
     python scripts/render_summary.py --stack prod \\
@@ -21,6 +22,8 @@ from pathlib import Path
 
 NODES = "nodes.md"
 CLUSTER = "cluster.yml"
+RKE2_DIR = "rke2"
+RKE2 = "rke2/*.yaml"
 DIAGRAM = "architecture.mmd"
 # A step summary is capped at 1 MiB; keep every part well below it.
 MAX_DIFF_CHARS = 60_000
@@ -41,13 +44,28 @@ def _read(directory: Path | None, name: str) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-def cluster_diff(stack: str, base: str | None, head: str) -> str:
-    """``diff -u`` of cluster.yml, base -> head; empty when identical."""
+def cluster_document(directory: Path | None, name: str) -> str | None:
+    """The engine's cluster description in a render: ``cluster.yml`` itself, or for
+    ``rke2/*.yaml`` every node's file in name order, each under a ``# rke2/<node>.yaml``
+    line. None when the render has no such description."""
+    if name == CLUSTER:
+        return _read(directory, CLUSTER)
+    if directory is None or not (directory / RKE2_DIR).is_dir():
+        return None
+    parts = [
+        f"# {RKE2_DIR}/{path.name}\n{path.read_text(encoding='utf-8')}"
+        for path in sorted((directory / RKE2_DIR).glob("*.yaml"))
+    ]
+    return "".join(parts)
+
+
+def cluster_diff(stack: str, base: str | None, head: str, name: str = CLUSTER) -> str:
+    """``diff -u`` of the cluster description, base -> head; empty when identical."""
     lines = difflib.unified_diff(
         (base or "").splitlines(keepends=True),
         head.splitlines(keepends=True),
-        fromfile=f"base/build/{stack}/{CLUSTER}" if base is not None else "/dev/null",
-        tofile=f"head/build/{stack}/{CLUSTER}",
+        fromfile=f"base/build/{stack}/{name}" if base is not None else "/dev/null",
+        tofile=f"head/build/{stack}/{name}",
     )
     # Lines without a trailing newline would run together.
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
@@ -62,23 +80,26 @@ def _truncate(text: str, limit: int = MAX_DIFF_CHARS) -> str:
 
 def build_summary(stack: str, base: Path | None, head: Path) -> str:
     """The markdown for one stack. ``head`` must hold a complete render."""
+    name = CLUSTER if (head / CLUSTER).is_file() or not (head / RKE2_DIR).is_dir() else RKE2
     missing = [n for n in (NODES, CLUSTER, DIAGRAM) if not (head / n).is_file()]
+    if name == RKE2:
+        missing.remove(CLUSTER)
     if missing:
         raise FileNotFoundError(f"{head} lacks {', '.join(missing)}: did `make render` run?")
-    head_cluster = (head / CLUSTER).read_text(encoding="utf-8")
-    base_cluster = _read(base, CLUSTER)
+    head_cluster = cluster_document(head, name) or ""
+    base_cluster = cluster_document(base, name)
 
     parts = [f"## Offline render of stack `{stack}`\n"]
     parts.append(f"### Nodes (PR head)\n\n{(head / NODES).read_text(encoding='utf-8').strip()}\n")
 
-    parts.append(f"### `{CLUSTER}`: base branch -> PR head\n")
+    parts.append(f"### `{name}`: base branch -> PR head\n")
     if base_cluster is None:
         parts.append("> The base branch could not be rendered; the whole file is shown as added.\n")
-    diff = cluster_diff(stack, base_cluster, head_cluster)
+    diff = cluster_diff(stack, base_cluster, head_cluster, name)
     if diff:
         parts.append(fence(_truncate(diff), "diff"))
     else:
-        parts.append(f"No change to `{CLUSTER}`.\n")
+        parts.append(f"No change to `{name}`.\n")
 
     diagram = (head / DIAGRAM).read_text(encoding="utf-8").strip()
     parts.append(f"### Architecture (PR head)\n\n{fence(diagram, 'mermaid')}")

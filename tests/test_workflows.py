@@ -1149,6 +1149,29 @@ def test_summary_shows_nodes_cluster_diff_and_diagram(tmp_path: Path) -> None:
     assert "```mermaid\nflowchart LR\n  a --> b\n```" in md
 
 
+def test_summary_of_an_rke2_render_diffs_each_nodes_config(tmp_path: Path) -> None:
+    def build(root: Path, nodes: dict[str, str]) -> Path:
+        root.mkdir(parents=True)
+        (root / "nodes.md").write_text(_NODES)
+        (root / "architecture.mmd").write_text("flowchart LR\n  a --> b\n")
+        (root / "rke2").mkdir()
+        for name, text in nodes.items():
+            (root / "rke2" / f"{name}.yaml").write_text(text)
+        return root
+
+    master = "node-name: mc-a-master-0\ntoken: '[secret]'\n"
+    base = build(tmp_path / "base", {"mc-a-master-0": master})
+    head = build(
+        tmp_path / "head",
+        {"mc-a-master-0": master, "mc-a-worker-0": "node-name: mc-a-worker-0\n"},
+    )
+    md = render_summary.build_summary("prod", base, head)
+    assert "### `rke2/*.yaml`: base branch -> PR head" in md
+    assert "+# rke2/mc-a-worker-0.yaml\n+node-name: mc-a-worker-0\n" in md
+    assert " node-name: mc-a-master-0\n" in md  # context, unchanged
+    assert "No change to `rke2/*.yaml`." in render_summary.build_summary("prod", head, head)
+
+
 def test_summary_without_base_or_without_change(tmp_path: Path) -> None:
     head = _build(tmp_path / "head", _CLUSTER)
     md = render_summary.build_summary("home", None, head)
