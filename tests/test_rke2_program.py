@@ -337,3 +337,18 @@ def test_an_existing_cluster_read_back_from_the_stack_output_initializes_nothing
     # Only the initializing server's (boot-only, ignored) user-data differs from the first update.
     changed = changed_inputs(first, later)
     assert {by_urn(later)[u].name for u in changed} == {init}, changed
+
+
+def test_make_render_with_the_engine_override_writes_rke2_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scripts.render import main
+
+    assert main(["--stack", "home", "--out", str(tmp_path), "--engine", "rke2"]) == 0
+    target = tmp_path / "home"
+    written = sorted(p.stem for p in (target / "rke2").glob("*.yaml"))
+    assert written == sorted(vm.name for vm in vms(committed_rke2("home")))
+    for path in (target / "rke2").glob("*.yaml"):
+        assert yaml.safe_load(path.read_text())["token"] == "[secret]"
+    assert not (target / "cluster.yml").exists()
+    assert "mc-home-home-master-0" in capsys.readouterr().out
