@@ -195,10 +195,11 @@ def test_overlay_files_are_written_before_zerotier_is_installed() -> None:
     assert doc["runcmd"] == [["/usr/local/sbin/multicloud-bootstrap"]]
 
 
-def test_pods_cannot_reach_the_metadata_service() -> None:
+def test_nothing_on_the_node_reaches_the_metadata_service() -> None:
+    # The guard's behaviour is tested in a network namespace: tests/test_node_trust.py.
     files = {f["path"]: f for f in document()["write_files"]}
     guard = files["/usr/local/sbin/multicloud-metadata-guard"]["content"]
-    assert "-d 169.254.169.254/32 -j DROP" in guard and "FORWARD" in guard
+    assert "ip -4 rule add prohibit to 169.254.169.254/32" in guard
     assert "multicloud-metadata-guard" in files["/usr/local/sbin/multicloud-bootstrap"]["content"]
 
 

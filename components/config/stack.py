@@ -14,6 +14,7 @@ import binascii
 import ipaddress
 import json
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -252,7 +253,11 @@ class ClusterSettings(ConfigModel):
     masters_schedulable: bool = False
     rebuild: list[str] = Field(default_factory=list)
     zerotier_network_id: str | None = None
-    zerotier_central_url: str = "https://api.zerotier.com/api/v1"
+    zerotier_central_url: str = Field(
+        default="https://api.zerotier.com/api/v1",
+        description="ZeroTier Central API base URL; https only (the Central token is sent with "
+        "every request).",
+    )
     sites: dict[str, SiteConfig] = Field(
         min_length=1,
         description="The sites by name (a DNS label of at most 20 characters): where the nodes "
@@ -362,6 +367,17 @@ class ClusterSettings(ConfigModel):
         if blob[4 : 4 + len(match.group(1))] != match.group(1).encode():
             raise ValueError("the key's body does not match its type")
         return value.strip()
+
+    @field_validator("zerotier_central_url")
+    @classmethod
+    def _central_url(cls, value: str) -> str:
+        url = urllib.parse.urlsplit(value)
+        if url.scheme != "https" or not url.hostname:
+            raise ValueError(
+                f"expected an https:// URL such as https://api.zerotier.com/api/v1, got {value!r}: "
+                "the Central API token travels with every request and must not be sent in clear"
+            )
+        return value
 
     @field_validator("zerotier_network_id")
     @classmethod
