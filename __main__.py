@@ -8,6 +8,7 @@ from components.overlay.network import Overlay
 from components.program import build_site, cluster_settings, node_table, rke_user_data
 from components.services.cloudflare import Entrypoint
 from components.services.cluster_services import ClusterServices
+from components.services.network_policies import ClusterRanges
 from rke.component import RkeCluster
 from rke.readiness import node_readiness
 from rke2.component import RECORD_OUTPUT, Rke2Bootstrap, Rke2Cluster
@@ -72,6 +73,9 @@ if settings.entrypoint is not None:
         kubeconfig=cluster.kubeconfig,
         cluster=cluster.command,
         zones=schedulable_zones(config.nodes),
+        ranges=ClusterRanges(
+            settings.overlay_cidr, settings.rke.pod_cidr, settings.rke.service_cidr
+        ),
         updater_token=entrypoint.updater_token if entrypoint else None,
         cert_manager_token=entrypoint.cert_manager_token if entrypoint else None,
     )

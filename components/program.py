@@ -9,6 +9,7 @@ import pulumi
 from components.config import ClusterConfig, ClusterSettings, DigitalOceanSiteConfig, Secrets
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
+from components.overlay.zerotier.resources import DEFAULT_MTU
 from components.sites.base import CloudSite, SiteArgs
 from components.sites.digitalocean import DigitalOceanSite
 from components.sites.openstack import OpenStackSite
@@ -79,4 +80,8 @@ def cluster_settings(settings: ClusterSettings) -> RkeClusterSettings:
         flannel_iface="",
         overlay_cidr=settings.overlay_cidr,
         rke=settings.rke,
+        # a created network without overlayMtu gets ZeroTier's default; an adopted one keeps
+        # its own, which the program does not know
+        overlay_mtu=settings.overlay_mtu
+        or (DEFAULT_MTU if settings.zerotier_network_id is None else None),
     )

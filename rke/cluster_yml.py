@@ -19,6 +19,9 @@ from components.nodes import INGRESS_CONTROLLER_LABEL, NodeSpec
 from rke.settings import RkeSettings
 
 ROLE_ORDER = ("controlplane", "etcd", "worker")
+# flannel's VXLAN (also canal's) wraps each packet in 50 bytes: outer IPv4 20, UDP 8,
+# VXLAN 8, inner Ethernet 14.
+VXLAN_OVERHEAD = 50
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class ClusterSettings:
     flannel_iface: str  # the ZeroTier interface, the same on every node
     overlay_cidr: str
     rke: RkeSettings = field(default_factory=RkeSettings)
+    overlay_mtu: int | None = None  # the ZeroTier network's MTU in bytes; None: not known
     ssh_key_path: str | None = None  # used only when rke.ssh_agent_auth is false
 
     @property
@@ -142,6 +146,28 @@ def _kubelet(rke: RkeSettings) -> dict[str, Any]:
     return kubelet
 
 
+def _network(settings: ClusterSettings) -> dict[str, Any]:
+    """cluster.yml ``network``: the plugin's VXLAN rides the ZeroTier interface.
+
+    canal (RKE cluster/network.go doCanalDeploy) reads ``canal_iface`` and takes
+    ``network.mtu`` as the pods' veth MTU; without it RKE's canal templates hard-code 1450
+    (reference/rke-network-options.json), which fits only a ZeroTier MTU of 1500 or more,
+    so it is set from the overlay's MTU when that is known (an adopted network whose MTU the
+    stack leaves alone keeps RKE's 1450; ZeroTier's default MTU is 2800). flannel sizes its
+    MTU from the interface itself, and RKE refuses ``network.mtu`` with flannel
+    (cluster/validation.go validateNetworkOptions).
+    """
+    if settings.rke.network_plugin == "flannel":
+        return {"plugin": "flannel", "options": {"flannel_iface": settings.flannel_iface}}
+    network: dict[str, Any] = {
+        "plugin": "canal",
+        "options": {"canal_iface": settings.flannel_iface},
+    }
+    if settings.overlay_mtu is not None:
+        network["mtu"] = settings.overlay_mtu - VXLAN_OVERHEAD
+    return network
+
+
 def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[str, Any]:
     """The cluster.yml document as plain data (no None values)."""
     _check_nodes(nodes, settings.overlay_cidr)
@@ -164,10 +190,18 @@ def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[
         "kubernetes_version": settings.kubernetes_version,
         "nodes": [_node(n, settings.ssh_user) for n in sorted(nodes, key=lambda n: n.name)],
         **auth,
-        "network": {"plugin": "flannel", "options": {"flannel_iface": settings.flannel_iface}},
+        "network": _network(settings),
         "services": {
             "etcd": _etcd(rke),
-            "kube-api": {"service_cluster_ip_range": rke.service_cidr},
+            "kube-api": {
+                "service_cluster_ip_range": rke.service_cidr,
+                # Secrets at rest in etcd (and so in every snapshot) are AES-CBC encrypted.
+                # RKE generates the key and keeps it in cluster.rkestate (the RKE command's
+                # secret output), deploys it to /etc/kubernetes/ssl/encryption.yaml on the
+                # control plane, and rewrites every Secret when encryption is first turned
+                # on (cluster/encryption.go); `rotate_encryption_key: true` rotates it.
+                "secrets_encryption_config": {"enabled": True},
+            },
             "kube-controller": {
                 "cluster_cidr": rke.pod_cidr,
                 "service_cluster_ip_range": rke.service_cidr,

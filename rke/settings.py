@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -184,6 +185,13 @@ class RestoreSettings(ConfigModel):
 class RkeSettings(ConfigModel):
     """``multicloud:rke``: cluster networking, etcd, ingress and upgrades; every key optional."""
 
+    network_plugin: Literal["canal", "flannel"] = Field(
+        "canal",
+        description="RKE network plugin, on the ZeroTier interface. canal (flannel's VXLAN plus "
+        "Calico enforcing NetworkPolicy) for new clusters; flannel enforces no NetworkPolicy "
+        "and is here only for clusters created with it: RKE cannot change the plugin of a "
+        "running cluster, so keep the value a cluster was created with.",
+    )
     service_cidr: str = Field(
         "10.43.0.0/16", description="Kubernetes Service range (IPv4, /28 or larger)."
     )

@@ -30,6 +30,7 @@ from components.services.cluster_services import ClusterServices
 from scripts import fake_cloudflare
 from scripts.offline import reveal, run_program, stack_config
 from tests.program import committed
+from components.services.network_policies import ClusterRanges
 from tests.test_workloads import ZONE_ID, settings
 
 PERMISSION_GROUPS_TOKEN = (
@@ -206,6 +207,7 @@ def run(
             kubeconfig=rke.kubeconfig,
             cluster=rke,
             zones=["home", "ramnode", "digitalocean"],
+            ranges=ClusterRanges("10.147.0.0/16", "10.42.0.0/16", "10.43.0.0/16"),
             updater_token=entry.updater_token,
             cert_manager_token=entry.cert_manager_token,
         )
@@ -248,8 +250,8 @@ def test_everything_in_cluster_waits_for_rke(full: tuple[World, dict[str, Any]])
     assert rke in provider.dependencies
     assert rke in provider.property_dependencies["kubeconfig"]
     in_cluster = [r for r in world.registrations if r.type.startswith("kubernetes:")]
-    # 4 namespaces, secret, updater, 2 releases, 2 issuers, 3 app objects
-    assert len(in_cluster) == 4 + 1 + 1 + 2 + 2 + 3
+    # 4 namespaces, secret, updater, 2 releases, 2 issuers, 3 app objects, 15 NetworkPolicies
+    assert len(in_cluster) == 4 + 1 + 1 + 2 + 2 + 3 + 15
     for reg in in_cluster:
         assert rke in reg.dependencies, reg.name
         assert reg.provider.startswith(provider.urn + "::"), reg.name
@@ -555,15 +557,47 @@ PARTS = {
         "svc-updater-ns",
         "svc-updater-secret",
         "svc-updater-deployment",
+        *(f"svc-updater-netpol-{p}" for p in ("default-deny", "allow-dns", "allow-cloudflare-api")),
     },
     "certManager": {
         "svc-cert-manager-ns",
         "svc-cert-manager",
         "svc-letsencrypt-staging",
         "svc-letsencrypt-production",
+        *(
+            f"svc-cert-manager-netpol-{p}"
+            for p in (
+                "default-deny",
+                "allow-dns",
+                "allow-api-server",
+                "allow-webhook-from-api-server",
+                "allow-acme",
+            )
+        ),
     },
-    "longhorn": {"svc-longhorn-ns", "svc-longhorn"},
-    "app": {"svc-app-ns", "svc-app-deployment", "svc-app-service", "svc-app-ingress"},
+    "longhorn": {
+        "svc-longhorn-ns",
+        "svc-longhorn",
+        *(
+            f"svc-longhorn-netpol-{p}"
+            for p in (
+                "default-deny",
+                "allow-same-namespace",
+                "allow-webhooks-from-api-server",
+                "allow-rwx-nfs",
+            )
+        ),
+    },
+    "app": {
+        "svc-app-ns",
+        "svc-app-deployment",
+        "svc-app-service",
+        "svc-app-ingress",
+        *(
+            f"svc-app-netpol-{p}"
+            for p in ("default-deny", "allow-from-ingress-nginx", "allow-acme-http01-solver")
+        ),
+    },
 }
 
 

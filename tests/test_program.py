@@ -505,7 +505,7 @@ def test_render_writes_the_build_and_refuses_bad_config(
     assert render.main(["--stack", "home", "--out", str(tmp_path)]) == 0
     out = tmp_path / "home"
     assert "mc-home-home-worker-1" in (out / "nodes.md").read_text()
-    assert "flannel_iface: zt" in (out / "cluster.yml").read_text()
+    assert "canal_iface: zt" in (out / "cluster.yml").read_text()
     from components.config import parse_config, raw_values
     from components.diagram import architecture_mermaid
 
@@ -549,4 +549,4 @@ def test_adopted_network_joins_nodes_to_that_network() -> None:
         assert f"{ZEROTIER_HOME}/networks.d/{nwid}.conf" in [f["path"] for f in doc["write_files"]]
     [command] = run.of_type(RKE_COMMAND)
     # the interface name comes from the network id (reference vector: ztmjfmfyq5)
-    assert "flannel_iface: ztmjfmfyq5" in reveal(command.inputs["stdin"])
+    assert "canal_iface: ztmjfmfyq5" in reveal(command.inputs["stdin"])

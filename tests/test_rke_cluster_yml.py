@@ -74,7 +74,10 @@ def test_three_site_example_validates_and_has_the_expected_content() -> None:
     assert node["labels"] == {
         INGRESS_CONTROLLER_LABEL: "true", PUBLIC_INGRESS_LABEL: "true", ZONE_LABEL: "ramnode",
     }  # fmt: skip
-    assert doc["network"] == {"plugin": "flannel", "options": {"flannel_iface": "ztks575eoa"}}
+    assert doc["network"] == {
+        "plugin": "canal", "options": {"canal_iface": "ztks575eoa"}, "mtu": 2800 - 50,
+    }  # fmt: skip
+    assert doc["services"]["kube-api"]["secrets_encryption_config"] == {"enabled": True}
     etcd = doc["services"]["etcd"]
     assert etcd["extra_args"] == {"heartbeat-interval": "500", "election-timeout": "5000"}
     assert etcd["backup_config"]["s3backupconfig"] == {
@@ -88,9 +91,9 @@ def test_three_site_example_validates_and_has_the_expected_content() -> None:
 
 
 def test_no_mtu_no_secrets_no_nulls() -> None:
-    rke = RkeSettings.model_validate({"etcd": {"s3": S3}})
+    rke = RkeSettings.model_validate({"etcd": {"s3": S3}, "networkPlugin": "flannel"})
     text = render_cluster_yml(three_sites(), base(rke))
-    assert "mtu" not in text
+    assert "mtu" not in text  # RKE refuses network.mtu with flannel
     assert "access_key" not in text and "secret_key" not in text and "ssh_key" not in text
     assert "null" not in text and "~" not in text
 
@@ -154,8 +157,9 @@ def node_sets(draw: st.DrawFn) -> list[RkeNode]:
 
 
 rke_settings = st.builds(
-    lambda hb, mult, s3, upstreams, worker, ingress, agent: RkeSettings.model_validate(
+    lambda hb, mult, s3, upstreams, worker, ingress, agent, plugin: RkeSettings.model_validate(
         {
+            "networkPlugin": plugin,
             "etcd": {"heartbeatIntervalMs": hb, "electionTimeoutMs": min(hb * mult, 50000), **s3},
             "dnsUpstreams": upstreams,
             "upgrade": {"maxUnavailableWorker": worker},
@@ -174,6 +178,7 @@ rke_settings = st.builds(
     st.one_of(st.integers(1, 10), st.sampled_from(["10%", "1", "25%"])),
     st.booleans(),
     st.booleans(),
+    st.sampled_from(["canal", "flannel"]),
 )
 
 
@@ -185,8 +190,12 @@ def test_property_any_valid_input_gives_schema_valid_yaml(
     text = render_cluster_yml(nodes, base(rke, cluster_name=name))
     doc = valid(text)
     assert text == render_cluster_yml(list(reversed(nodes)), base(rke, cluster_name=name))
-    assert doc["network"]["options"]["flannel_iface"] == "ztks575eoa"
-    assert "mtu" not in doc["network"]
+    if rke.network_plugin == "flannel":
+        assert doc["network"]["options"] == {"flannel_iface": "ztks575eoa"}
+        assert "mtu" not in doc["network"]
+    else:
+        assert doc["network"]["options"] == {"canal_iface": "ztks575eoa"}
+        assert doc["network"]["mtu"] == 2750
     assert doc["services"]["kubelet"]["cluster_dns_server"] == "10.96.0.10"
 
 

@@ -159,7 +159,7 @@ def test_cluster_yml_on_stdin_not_in_triggers(recorded: tuple[Recorder, dict[str
     inputs = json_format.MessageToDict(command.object)
     assert "triggers" not in inputs
     assert inputs["stdin"] == seen["cluster_yml"]  # no 128 KiB limit, a readable diff
-    assert "flannel_iface: ztks575eoa" in inputs["stdin"]
+    assert "canal_iface: ztks575eoa" in inputs["stdin"]
     assert "address: 203.0.113.4" in inputs["stdin"]
     env = inputs["environment"]
     assert set(env) == {

@@ -10,6 +10,7 @@ from components.cloud_init import OverlayFiles, render_user_data
 from components.nodes import NodeSpec
 from components.overlay.zerotier.naming import interface_name
 from components.overlay.zerotier.resources import ZeroTierIdentity, ZeroTierMember, ZeroTierNetwork
+from components.overlay.zerotier.rules import flow_rules
 
 
 class Overlay(pulumi.ComponentResource):
@@ -41,6 +42,7 @@ class Overlay(pulumi.ComponentResource):
             description=f"multicloud cluster {cluster_name}",
             cidr=overlay_cidr,
             mtu=mtu,
+            rules_source=flow_rules(overlay_cidr),
             base_url=central_url,
             opts=child,
         )

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config.entrypoint import EntrypointSettings
-from components.services import workloads
+from components.services import network_policies, workloads
 
 
 class ClusterServices(pulumi.ComponentResource):
@@ -35,11 +35,13 @@ class ClusterServices(pulumi.ComponentResource):
         kubeconfig: pulumi.Input[str],
         cluster: pulumi.Resource,
         zones: Sequence[str],
+        ranges: network_policies.ClusterRanges,
         updater_token: pulumi.Input[str] | None = None,
         cert_manager_token: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("multicloud:cluster:ClusterServices", name, None, opts)
+        self._policies_by_namespace = network_policies.namespace_policies(ranges)
         if settings.updater.enabled and updater_token is None:
             raise ValueError("ClusterServices: updater.enabled requires updater_token")
         self._dns01 = settings.cert_manager.enabled and settings.cert_manager.solver == "dns01"
@@ -82,11 +84,26 @@ class ClusterServices(pulumi.ComponentResource):
             f"{self._name}-{part}-ns", metadata=manifest["metadata"], opts=self._opts()
         )
 
+    def _network_policies(
+        self, part: str, namespace: k8s.core.v1.Namespace, name: str
+    ) -> list[pulumi.Resource]:
+        """The namespace's NetworkPolicies (network_policies.py), registered with it."""
+        return [
+            k8s.networking.v1.NetworkPolicy(
+                f"{self._name}-{part}-netpol-{manifest['metadata']['name']}",
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=self._opts(namespace),
+            )
+            for manifest in self._policies_by_namespace[name]
+        ]
+
     def _release(
         self, chart: str, version: str, repo: str, namespace: str, values: dict[str, Any]
     ) -> k8s.helm.v3.Release:
-        """A pinned chart in its own namespace (registered first)."""
+        """A pinned chart in its own namespace, registered first with its NetworkPolicies."""
         ns = self._namespace(chart, namespace)
+        policies = self._network_policies(chart, ns, namespace)
         return k8s.helm.v3.Release(
             f"{self._name}-{chart}",
             name=chart,
@@ -95,7 +112,7 @@ class ClusterServices(pulumi.ComponentResource):
             repository_opts={"repo": repo},
             namespace=namespace,
             values=values,
-            opts=self._opts(ns),
+            opts=self._opts(ns, *policies),
         )
 
     def _object(
@@ -135,8 +152,9 @@ class ClusterServices(pulumi.ComponentResource):
 
     def _updater(self, settings: EntrypointSettings, token: pulumi.Input[str]) -> None:
         ns = self._namespace("updater", workloads.UPDATER_NAMESPACE)
+        policies = self._network_policies("updater", ns, workloads.UPDATER_NAMESPACE)
         secret = self._secret("updater", workloads.updater_secret, token, ns)
-        self._object("updater", workloads.updater_deployment(settings), ns, secret)
+        self._object("updater", workloads.updater_deployment(settings), ns, secret, *policies)
 
     def _cert_manager(self, settings: EntrypointSettings) -> list[pulumi.Resource]:
         release = self._release(
@@ -185,6 +203,7 @@ class ClusterServices(pulumi.ComponentResource):
 
     def _app(self, settings: EntrypointSettings, issuers: Sequence[pulumi.Resource]) -> None:
         ns = self._namespace("app", workloads.APP_NAMESPACE)
+        policies = self._network_policies("app", ns, workloads.APP_NAMESPACE)
         for manifest in workloads.app_manifests(settings):
-            deps = [ns, *issuers] if manifest["kind"] == "Ingress" else [ns]
+            deps = [ns, *policies, *issuers] if manifest["kind"] == "Ingress" else [ns, *policies]
             self._object("app", manifest, *deps)

@@ -346,6 +346,12 @@ def longhorn_values(settings: EntrypointSettings, zone_count: int) -> Manifest:
     """
     replicas = longhorn_replicas(settings, zone_count)
     return {
+        # The chart's own NetworkPolicies (chart/templates/network-policies/ of longhorn 1.8.1):
+        # longhorn-manager's API (9500) only from Longhorn's pods, instance-manager and the
+        # backing-image components only from each other. "rke1" is the chart's name for RKE
+        # v1's ingress-nginx (it shapes only the UI policy, which needs the chart's ingress).
+        # network_policies.longhorn_policies() closes the namespace to other namespaces.
+        "networkPolicies": {"enabled": True, "type": "rke1"},
         "persistence": {"defaultClass": True, "defaultClassReplicaCount": replicas},
         "defaultSettings": {
             "defaultReplicaCount": replicas,

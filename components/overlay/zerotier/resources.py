@@ -31,7 +31,8 @@ from .naming import is_network_id, is_node_id
 DEFAULT_MTU = 2800  # ZeroTier's default network MTU (ZT_DEFAULT_MTU); a created network gets it
 _IDENTITY_OUTS = ("address", "public", "secret")
 _NETWORK_INPUTS = (
-    "token", "base_url", "adopt_network_id", "network_name", "description", "cidr", "mtu", "private"
+    "token", "base_url", "adopt_network_id", "network_name", "description", "cidr", "mtu",
+    "private", "rules_source",
 )  # fmt: skip
 _MEMBER_INPUTS = ("token", "base_url", "network_id", "node_id", "ip", "member_name", "description")
 
@@ -133,7 +134,11 @@ def _network_settings(props: dict[str, Any], *, created: bool = False) -> dict[s
     mtu = props.get("mtu")
     if mtu is not None or created:
         config["mtu"] = int(mtu if mtu is not None else DEFAULT_MTU)
-    return {"description": props["description"], "config": config}
+    settings: dict[str, Any] = {"description": props["description"], "config": config}
+    if props.get("rules_source"):
+        # Central compiles rulesSource into config.rules (see components/overlay/zerotier/rules.py)
+        settings["rulesSource"] = props["rules_source"]
+    return settings
 
 
 def _network_changes(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
@@ -193,6 +198,7 @@ class NetworkProvider(ResourceProvider):
             "mtu": config.get("mtu") if props.get("mtu") is not None else None,
             "private": config.get("private"),
             "cidr": _managed_cidr(config),
+            "rules_source": network.get("rulesSource") if props.get("rules_source") else None,
         }
         return ReadResult(id_, {**_pick(props, _NETWORK_INPUTS), **live, "network_id": id_})
 
@@ -280,7 +286,8 @@ class ZeroTierIdentity(Resource, module="zerotier", name="Identity"):
 
 
 class ZeroTierNetwork(Resource, module="zerotier", name="Network"):
-    """A ZeroTier network routing ``cidr``, addresses assigned only by members' fixed IPs.
+    """A ZeroTier network routing ``cidr``, addresses assigned only by members' fixed IPs,
+    and, with ``rules_source``, those flow rules (``components/overlay/zerotier/rules.py``).
 
     With ``network_id`` the existing network is adopted and never deleted. ``mtu`` None:
     ZeroTier's default for a created network, the network's own for an adopted one.
@@ -302,6 +309,7 @@ class ZeroTierNetwork(Resource, module="zerotier", name="Network"):
         network_id: pulumi.Input[str] | None = None,
         mtu: pulumi.Input[int] | None = None,
         private: pulumi.Input[bool] = True,
+        rules_source: pulumi.Input[str] | None = None,
         base_url: pulumi.Input[str] = DEFAULT_BASE_URL,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -314,6 +322,7 @@ class ZeroTierNetwork(Resource, module="zerotier", name="Network"):
             "cidr": cidr,
             "mtu": mtu,
             "private": private,
+            "rules_source": rules_source,
             "network_id": None,
         }
         super().__init__(NetworkProvider(), resource_name, props, _secret_outputs(opts, "token"))

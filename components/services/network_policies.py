@@ -1,0 +1,230 @@
+"""NetworkPolicies for the program's own namespaces: deny by default, then exactly the flows
+each workload needs. Pure functions of the cluster's address ranges; no Pulumi here.
+
+Enforced by canal (Calico's policy engine on flannel's network, ``rke.networkPlugin``);
+flannel ignores NetworkPolicy, so on a flannel cluster these objects exist but do nothing.
+Kubernetes semantics that shape them (https://kubernetes.io/docs/concepts/services-networking/
+network-policies/): policies are allow-lists that add up; traffic to and from the node a pod
+runs on is always allowed (kubelet probes, a local iSCSI initiator); a Service address is
+matched after kube-proxy's DNAT, so the API server is its endpoints' ``host:6443``.
+
+Per namespace (docs/security.md has the table):
+
+- ``cloudflare-ddns``: in nothing; out DNS and HTTPS to Cloudflare's published ranges.
+- ``example``: in from ingress-nginx only (the app, and cert-manager's HTTP-01 solver
+  pods that appear there); out nothing.
+- ``cert-manager``: in the webhook's port from anywhere (the API server is a host process
+  on the control-plane nodes, not selectable by label); out DNS, the API server, and
+  for the controller HTTP(S) to the internet (ACME, and its HTTP-01 self-check).
+- ``longhorn-system``: in from Longhorn's own pods, the webhooks from anywhere (API
+  server), share-manager's NFS from anywhere (node kernels mount RWX volumes, and a
+  remote node's traffic arrives from its tunnel address, which no policy can tell apart
+  from a pod); out unrestricted (backup targets are the user's choice). The chart's own
+  policies (``networkPolicies.enabled``) add Longhorn's finer per-component rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from components.services import workloads
+
+Manifest = dict[str, Any]
+
+INGRESS_NGINX_NAMESPACE = "ingress-nginx"  # RKE v1's nginx ingress addon
+KUBE_DNS = {"k8s-app": "kube-dns"}  # RKE's CoreDNS pods in kube-system
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace since Kubernetes 1.21
+API_SERVER_PORT = 6443
+CERT_MANAGER_WEBHOOK_PORT = 10250  # jetstack/cert-manager chart v1.16 webhook.securePort
+ACME_SOLVER_PORT = 8089  # cert-manager pkg/issuer/acme/http: acmeSolverListenPort
+ACME_SOLVER_LABEL = "acme.cert-manager.io/http01-solver"  # pkg/apis/acme/v1: "true" on solver pods
+LONGHORN_WEBHOOK_PORTS = (9501, 9502, 9503)  # conversion, admission, recovery backend
+NFS_PORT = 2049
+LINK_LOCAL = "169.254.0.0/16"  # the cloud metadata service lives here
+# Cloudflare's published IPv4 ranges (https://www.cloudflare.com/ips-v4), api.cloudflare.com
+# among them, and the resolver addresses older favonia/cloudflare-ddns releases used for
+# cloudflare.trace. reference/cloudflare-ips.json keeps the provenance; a test compares.
+CLOUDFLARE_IPV4 = (
+    "173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22",
+    "141.101.64.0/18", "108.162.192.0/18", "190.93.240.0/20", "188.114.96.0/20",
+    "197.234.240.0/22", "198.41.128.0/17", "162.158.0.0/15", "104.16.0.0/13",
+    "104.24.0.0/14", "172.64.0.0/13", "131.0.72.0/22",
+)  # fmt: skip
+CLOUDFLARE_TRACE_IPV4 = ("1.1.1.1/32", "1.0.0.1/32")
+
+
+@dataclass(frozen=True)
+class ClusterRanges:
+    """The address ranges policies must name: nodes (the overlay), pods and Services."""
+
+    overlay_cidr: str
+    pod_cidr: str
+    service_cidr: str
+
+    @property
+    def api_service_ip(self) -> str:
+        """The ``kubernetes`` Service address: the first of the service range."""
+        return str(ipaddress.ip_network(self.service_cidr).network_address + 1)
+
+
+def _policy(namespace: str, name: str, spec: Manifest) -> Manifest:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+        },
+        "spec": spec,
+    }
+
+
+def _ports(protocol: str, *numbers: int) -> list[Manifest]:
+    return [{"protocol": protocol, "port": n} for n in numbers]
+
+
+def default_deny(namespace: str, *, egress: bool = True) -> Manifest:
+    """Select every pod of ``namespace``; allow nothing (ingress, and egress unless told not)."""
+    types = ["Ingress", "Egress"] if egress else ["Ingress"]
+    return _policy(namespace, "default-deny", {"podSelector": {}, "policyTypes": types})
+
+
+def allow_dns(namespace: str) -> Manifest:
+    """Every pod may ask the cluster DNS (CoreDNS in kube-system), UDP and TCP 53."""
+    peer = {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: "kube-system"}},
+        "podSelector": {"matchLabels": dict(KUBE_DNS)},
+    }
+    spec = {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [peer], "ports": _ports("UDP", 53) + _ports("TCP", 53)}],
+    }
+    return _policy(namespace, "allow-dns", spec)
+
+
+def allow_api_server(namespace: str, ranges: ClusterRanges) -> Manifest:
+    """Every pod may reach the Kubernetes API: its endpoints are the control-plane nodes'
+    overlay addresses on 6443 (RKE's ``internal_address``); the Service address on 443 is
+    listed too for implementations that match before DNAT."""
+    spec = {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {
+                "to": [{"ipBlock": {"cidr": ranges.overlay_cidr}}],
+                "ports": _ports("TCP", API_SERVER_PORT),
+            },
+            {
+                "to": [{"ipBlock": {"cidr": f"{ranges.api_service_ip}/32"}}],
+                "ports": _ports("TCP", 443),
+            },
+        ],
+    }
+    return _policy(namespace, "allow-api-server", spec)
+
+
+def internet(ranges: ClusterRanges) -> Manifest:
+    """An ipBlock for "anywhere but this cluster and the link-local metadata range"."""
+    except_ = [ranges.overlay_cidr, ranges.pod_cidr, ranges.service_cidr, LINK_LOCAL]
+    return {"ipBlock": {"cidr": "0.0.0.0/0", "except": except_}}
+
+
+def updater_policies(
+    cloudflare_ranges: Sequence[str] = CLOUDFLARE_IPV4 + CLOUDFLARE_TRACE_IPV4,
+) -> list[Manifest]:
+    """The DNS updater talks to Cloudflare's API (and its trace endpoint) over HTTPS only."""
+    ns = workloads.UPDATER_NAMESPACE
+    peers = [{"ipBlock": {"cidr": cidr}} for cidr in cloudflare_ranges]
+    cloudflare = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": workloads.UPDATER_NAME}},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": peers, "ports": _ports("TCP", 443)}],
+    }
+    return [default_deny(ns), allow_dns(ns), _policy(ns, "allow-cloudflare-api", cloudflare)]
+
+
+def app_policies() -> list[Manifest]:
+    """The example app and cert-manager's HTTP-01 solver: reached only by ingress-nginx."""
+    ns = workloads.APP_NAMESPACE
+    from_ingress = [
+        {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: INGRESS_NGINX_NAMESPACE}}}
+    ]
+    app = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": workloads.APP_NAME}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": from_ingress, "ports": _ports("TCP", workloads.APP_PORT)}],
+    }
+    solver = {
+        "podSelector": {"matchLabels": {ACME_SOLVER_LABEL: "true"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": from_ingress, "ports": _ports("TCP", ACME_SOLVER_PORT)}],
+    }
+    return [
+        default_deny(ns),
+        _policy(ns, "allow-from-ingress-nginx", app),
+        _policy(ns, "allow-acme-http01-solver", solver),
+    ]
+
+
+def cert_manager_policies(ranges: ClusterRanges) -> list[Manifest]:
+    """cert-manager: the API server calls its webhook; the controller talks to ACME."""
+    ns = workloads.CERT_MANAGER_NAMESPACE
+    webhook = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "webhook"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"ports": _ports("TCP", CERT_MANAGER_WEBHOOK_PORT)}],
+    }
+    acme = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "controller"}},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [internet(ranges)], "ports": _ports("TCP", 80, 443)}],
+    }
+    return [
+        default_deny(ns),
+        allow_dns(ns),
+        allow_api_server(ns, ranges),
+        _policy(ns, "allow-webhook-from-api-server", webhook),
+        _policy(ns, "allow-acme", acme),
+    ]
+
+
+def namespace_policies(ranges: ClusterRanges) -> dict[str, list[Manifest]]:
+    """Every namespace's policies, by namespace name (which part registers which is up to
+    ``cluster_services.py``: a namespace's policies go with the part that owns it)."""
+    return {
+        workloads.UPDATER_NAMESPACE: updater_policies(),
+        workloads.APP_NAMESPACE: app_policies(),
+        workloads.CERT_MANAGER_NAMESPACE: cert_manager_policies(ranges),
+        workloads.LONGHORN_NAMESPACE: longhorn_policies(),
+    }
+
+
+def longhorn_policies() -> list[Manifest]:
+    """longhorn-system: nothing from other namespaces but the webhooks and RWX NFS."""
+    ns = workloads.LONGHORN_NAMESPACE
+    same_namespace = {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"podSelector": {}}]}],
+    }
+    webhooks = {
+        "podSelector": {"matchLabels": {"app": "longhorn-manager"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"ports": _ports("TCP", *LONGHORN_WEBHOOK_PORTS)}],
+    }
+    nfs = {
+        "podSelector": {"matchLabels": {"longhorn.io/component": "share-manager"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"ports": _ports("TCP", NFS_PORT)}],
+    }
+    return [
+        default_deny(ns, egress=False),
+        _policy(ns, "allow-same-namespace", same_namespace),
+        _policy(ns, "allow-webhooks-from-api-server", webhooks),
+        _policy(ns, "allow-rwx-nfs", nfs),
+    ]
