@@ -5,7 +5,13 @@ import pulumi
 from components.config import load_config
 from components.nodes import schedulable_zones
 from components.overlay.network import Overlay
-from components.program import build_site, cluster_settings, node_table, rke_user_data
+from components.program import (
+    build_site,
+    cluster_settings,
+    node_table,
+    rke_user_data,
+    ssh_host_keys,
+)
 from components.services.cloudflare import Entrypoint
 from components.services.cluster_services import ClusterServices
 from components.services.network_policies import ClusterRanges
@@ -28,13 +34,25 @@ overlay = Overlay(
     mtu=settings.overlay_mtu,
 )
 
-# 2. What each node installs at boot: Docker for RKE, or RKE2 itself, joined to the cluster.
-bootstrap = Rke2Bootstrap("rke2", config, secrets, overlay) if settings.engine == "rke2" else None
-user_data = bootstrap.user_data if bootstrap is not None else rke_user_data(config, overlay)
+# 2. What each node installs at boot: Docker for RKE, or RKE2 itself, joined to the cluster,
+#    and the SSH host key the program generated for it (every SSH client pins it).
+host_keys = ssh_host_keys(config.nodes)
+bootstrap = (
+    Rke2Bootstrap("rke2", config, secrets, overlay, host_keys)
+    if settings.engine == "rke2"
+    else None
+)
+user_data = (
+    bootstrap.user_data if bootstrap is not None else rke_user_data(config, overlay, host_keys)
+)
 
 # 3. The sites: VMs that boot already joined to the overlay.
 sites = [build_site(name, config, secrets, user_data) for name in settings.sites]
-nodes = [node.joined(overlay.members[node.name]) for site in sites for node in site.nodes]
+nodes = [
+    node.joined(overlay.members[node.name]).with_host_key(host_keys[node.name].public_key_openssh)
+    for site in sites
+    for node in site.nodes
+]
 
 # 4. The cluster: RKE runs `rke up` once every node is ready; RKE2 nodes form it themselves
 #    and one command waits until all of them are Ready.

@@ -21,6 +21,8 @@ class ClusterNode:
     public_address: pulumi.Output[str] | None  # None behind NAT without port forwarding
     vm: pulumi.Resource  # the VM; readiness depends on it
     member: pulumi.Resource | None = None  # the node's ZeroTier member, once the overlay exists
+    # The node's SSH host public key ("ssh-ed25519 AAAA..."), which SSH clients pin.
+    host_key: pulumi.Output[str] | None = None
 
     @property
     def name(self) -> str:
@@ -45,3 +47,7 @@ class ClusterNode:
     def joined(self, member: pulumi.Resource) -> ClusterNode:
         """The same node, with the ZeroTier member that authorizes it on the overlay."""
         return replace(self, member=member)
+
+    def with_host_key(self, public_openssh: pulumi.Output[str]) -> ClusterNode:
+        """The same node, with the SSH host public key its cloud-init installed."""
+        return replace(self, host_key=public_openssh)

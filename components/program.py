@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import pulumi
+import pulumi_tls as tls
 
 from components.config import ClusterConfig, ClusterSettings, DigitalOceanSiteConfig, Secrets
 from components.nodes import NodeSpec
@@ -18,11 +19,31 @@ from rke.cluster_yml import ClusterSettings as RkeClusterSettings
 UserData = Callable[[NodeSpec], pulumi.Output[str]]
 
 
-def rke_user_data(config: ClusterConfig, overlay: Overlay) -> UserData:
-    """RKE's node user-data: ZeroTier, then Docker for ``rke up`` to use."""
+def ssh_host_keys(nodes: Sequence[NodeSpec]) -> dict[str, tls.PrivateKey]:
+    """One generated ED25519 SSH host key per node, by node name.
+
+    ``pulumi_tls.PrivateKey`` keeps ``private_key_openssh`` as a secret output (the SDK's
+    ``additional_secret_outputs``); cloud-init installs it (components/cloud_init.py) and every
+    SSH client the program runs pins ``public_key_openssh``. A key lives as long as its
+    resource: a rebuilt VM boots with the same key, so its pin holds.
+    """
+    return {
+        node.name: tls.PrivateKey(f"{node.name}-ssh-host-key", algorithm="ED25519")
+        for node in nodes
+    }
+
+
+def rke_user_data(
+    config: ClusterConfig, overlay: Overlay, host_keys: Mapping[str, tls.PrivateKey]
+) -> UserData:
+    """RKE's node user-data: ZeroTier, then Docker for ``rke up`` to use, and the node's
+    SSH host key."""
     settings = config.settings
     return lambda node: overlay.user_data(
-        node, ssh_user=settings.ssh_user, ssh_public_key=settings.ssh_public_key
+        node,
+        ssh_user=settings.ssh_user,
+        ssh_public_key=settings.ssh_public_key,
+        host_key=host_keys[node.name],
     )
 
 

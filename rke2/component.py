@@ -18,16 +18,17 @@ Plans that carry ``kubernetesVersion`` to every node.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import pulumi_tls as tls
 import yaml
 from pulumi_command import remote
 
-from components.cloud_init import OverlayFiles, Rke2Files, render_user_data
+from components.cloud_init import HostKey, OverlayFiles, Rke2Files, render_user_data
 from components.cluster_node import ClusterNode
 from components.config import ClusterConfig, DigitalOceanSiteConfig, Secrets
 from components.nodes import NodeSpec
@@ -92,9 +93,7 @@ def rke2_files(
     return Rke2Files(
         role=role,
         config_yaml=config_yaml.render(document),
-        install_script=scripts.install_script(
-            settings.kubernetes_version, role, spec.zerotier_ip
-        ),
+        install_script=scripts.install_script(settings.kubernetes_version, role, spec.zerotier_ip),
         external_ip_script=config_yaml.external_ip_dropin(source) if source else None,
         manifests=extra,
         environment=config_yaml.service_environment(settings.rke, role),
@@ -113,6 +112,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
         config: ClusterConfig,
         secrets: Secrets,
         overlay: Overlay,
+        host_keys: Mapping[str, tls.PrivateKey] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("multicloud:rke2:Rke2Bootstrap", name, None, opts)
@@ -120,6 +120,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
         self._config = config
         self._overlay = overlay
         self._secrets = secrets
+        self._host_keys = host_keys or {}
         self.token = random.RandomPassword(
             f"{name}-token", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)
         ).result
@@ -149,9 +150,16 @@ class Rke2Bootstrap(pulumi.ComponentResource):
         self.register_outputs({})
 
     def user_data(self, node: NodeSpec) -> pulumi.Output[str]:
-        """The node's cloud-init: ZeroTier first, then RKE2 joined as the plan says. A secret."""
+        """The node's cloud-init: ZeroTier first, then RKE2 joined as the plan says, and the
+        node's SSH host key when the program generated one. A secret."""
         overlay, settings, secrets = self._overlay, self._config.settings, self._secrets
         identity = overlay.identities[node.name]
+        host_key = self._host_keys.get(node.name)
+        key_halves: list[Any] = (
+            [host_key.private_key_openssh, host_key.public_key_openssh]
+            if host_key
+            else [None, None]
+        )
         s3_keys: list[Any] = []
         if settings.rke.etcd.s3 is not None and "etcd" in node.roles:
             assert secrets.etcd_s3_access_key is not None
@@ -159,7 +167,9 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             s3_keys = [secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key]
 
         def render(values: list[Any]) -> str:
-            network_id, secret, public, token, plan, interface, *keys = values
+            network_id, secret, public, token, plan, interface, private_key, public_key, *keys = (
+                values
+            )
             return render_user_data(
                 node,
                 ssh_user=settings.ssh_user,
@@ -173,6 +183,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                     interface=interface,
                     s3=config_yaml.S3Credentials(*keys) if keys else None,
                 ),
+                host_key=HostKey(private_key, public_key) if private_key else None,
             )
 
         rendered = pulumi.Output.all(
@@ -182,6 +193,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             self.token,
             self.plan,
             overlay.interface,
+            *key_halves,
             *s3_keys,
         ).apply(render)
         return pulumi.Output.secret(rendered)
@@ -198,6 +210,11 @@ TYPED: dict[str, Any] = {
     "RoleBinding": k8s.rbac.v1.RoleBinding,
     "CustomResourceDefinition": k8s.apiextensions.v1.CustomResourceDefinition,
 }
+
+
+def _host_key(node: ClusterNode) -> pulumi.Output[Any]:
+    """The node's SSH host public key, or an Output of None (no pin) for a node without one."""
+    return node.host_key if node.host_key is not None else pulumi.Output.from_input(None)
 
 
 def _snake(key: str) -> str:
@@ -244,32 +261,33 @@ class Rke2Cluster(pulumi.ComponentResource):
         plan = bootstrap.plan
         key = pulumi.Output.secret(ssh_private_key)
 
-        def connection(host: pulumi.Input[str]) -> remote.ConnectionArgs:
+        def connection(pick: Callable[[JoinPlan], ClusterNode]) -> remote.ConnectionArgs:
+            """SSH to the node the plan picks, pinning that node's host key (pulumi-command
+            v1.2.1 ``SSHConfig``: ``ssh.FixedHostKey``; without it no key is checked)."""
             return remote.ConnectionArgs(
-                host=host,
+                host=plan.apply(lambda p: pick(p).ssh_address),
+                host_key=plan.apply(lambda p: _host_key(pick(p))),
                 user=settings.ssh_user,
                 private_key=key,
                 dial_error_limit=60,  # servers may still be booting: about 30 min
                 per_dial_timeout=30,
             )
 
-        anchor_address: pulumi.Output[str] = plan.apply(
-            lambda p: by_name[p.anchor].ssh_address
-        )
+        anchor_address: pulumi.Output[str] = plan.apply(lambda p: by_name[p.anchor].ssh_address)
 
         # Per node: drain and delete its Node before its VM goes (delete-time only).
         leaving: list[pulumi.Resource] = []
         drain_timeout = settings.rke.upgrade.drain_timeout_seconds
         for node in nodes:
 
-            def runner(p: JoinPlan, node: ClusterNode = node) -> pulumi.Output[str]:
-                return by_name[p.runner(node.name)].ssh_address
+            def runner(p: JoinPlan, node: ClusterNode = node) -> ClusterNode:
+                return by_name[p.runner(node.name)]
 
             depends = [node.vm] + ([node.member] if node.member else [])
             leaving.append(
                 remote.Command(
                     f"{node.name}-leave",
-                    connection=connection(plan.apply(runner)),
+                    connection=connection(runner),
                     delete=scripts.remove_node_script(
                         node.name, drain_timeout, is_server="etcd" in node.roles
                     ),
@@ -287,7 +305,7 @@ class Rke2Cluster(pulumi.ComponentResource):
         members = [n.member for n in nodes if n.member is not None]
         self.command = remote.Command(
             f"{name}-nodes-ready",
-            connection=connection(anchor_address),
+            connection=connection(lambda p: by_name[p.anchor]),
             create=scripts.cluster_ready_script([n.name for n in nodes], READY_TIMEOUT_SECONDS),
             triggers=[vm.id for vm in vms if isinstance(vm, pulumi.CustomResource)],
             logging=remote.Logging.STDERR,
@@ -331,9 +349,7 @@ class Rke2Cluster(pulumi.ComponentResource):
                     spec=manifest["spec"],
                     opts=options,
                 )
-            fields = {
-                _snake(k): v for k, v in manifest.items() if k not in ("apiVersion", "kind")
-            }
+            fields = {_snake(k): v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
             return TYPED[kind](f"{name}-{suffix}", **fields, opts=options)
 
         # The controller also creates this CRD at start (pkg/upgrade/controller.go,

@@ -27,10 +27,10 @@ from components.services.cloudflare import (
     zone_resource,
 )
 from components.services.cluster_services import ClusterServices
+from components.services.network_policies import ClusterRanges
 from scripts import fake_cloudflare
 from scripts.offline import reveal, run_program, stack_config
 from tests.program import committed
-from components.services.network_policies import ClusterRanges
 from tests.test_workloads import ZONE_ID, settings
 
 PERMISSION_GROUPS_TOKEN = (

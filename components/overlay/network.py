@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
+import pulumi_tls as tls
 
-from components.cloud_init import OverlayFiles, render_user_data
+from components.cloud_init import HostKey, OverlayFiles, render_user_data
 from components.nodes import NodeSpec
 from components.overlay.zerotier.naming import interface_name
 from components.overlay.zerotier.resources import ZeroTierIdentity, ZeroTierMember, ZeroTierNetwork
@@ -72,11 +73,22 @@ class Overlay(pulumi.ComponentResource):
         self.register_outputs({"network_id": self.network_id, "interface": self.interface})
 
     def user_data(
-        self, node: NodeSpec, *, ssh_user: str, ssh_public_key: str
+        self,
+        node: NodeSpec,
+        *,
+        ssh_user: str,
+        ssh_public_key: str,
+        host_key: tls.PrivateKey,
     ) -> pulumi.Output[str]:
-        """The node's cloud-init, carrying its own identity: a Pulumi secret."""
+        """The node's cloud-init, carrying its own identity and SSH host key: a Pulumi secret."""
         identity = self.identities[node.name]
-        rendered = pulumi.Output.all(self.network_id, identity.secret, identity.public).apply(
+        rendered = pulumi.Output.all(
+            self.network_id,
+            identity.secret,
+            identity.public,
+            host_key.private_key_openssh,
+            host_key.public_key_openssh,
+        ).apply(
             lambda args: render_user_data(
                 node,
                 ssh_user=ssh_user,
@@ -84,6 +96,7 @@ class Overlay(pulumi.ComponentResource):
                 overlay=OverlayFiles(
                     network_id=args[0], identity_secret=args[1], identity_public=args[2]
                 ),
+                host_key=HostKey(private_openssh=args[3], public_openssh=args[4]),
             )
         )
         return pulumi.Output.secret(rendered)

@@ -1,0 +1,54 @@
+"""SSH host keys across the whole program: generated per node, installed by its user-data,
+kept secret in state (the cached committed() runs; no extra program run)."""
+
+from __future__ import annotations
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+
+from scripts.offline import UNKNOWN, _ed25519_openssh, is_secret, reveal
+from tests.program import committed, vms
+
+HOST_KEY_TYPE = "tls:index/privateKey:PrivateKey"
+
+
+def _public_of(private_openssh: str) -> str:
+    key = serialization.load_ssh_private_key(private_openssh.encode(), None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+
+
+def test_every_node_gets_its_own_generated_ed25519_host_key() -> None:
+    run = committed("prod")
+    keys = {r.name: r for r in run.of_type(HOST_KEY_TYPE)}
+    machines = vms(run)
+    assert machines and set(keys) == {f"{vm.name}-ssh-host-key" for vm in machines}
+    for key in keys.values():
+        assert reveal(key.inputs) == {"algorithm": "ED25519"}
+        # The private halves never reach state in plaintext.
+        assert {"privateKeyOpenssh", "privateKeyPem"} <= set(key.additional_secret_outputs)
+
+
+def test_user_data_installs_exactly_that_key_and_stays_secret() -> None:
+    run = committed("prod")
+    publics = set()
+    for vm in vms(run):
+        assert is_secret(vm.inputs["userData"]), vm.name
+        doc = yaml.safe_load(reveal(vm.inputs["userData"]))
+        installed = doc["ssh_keys"]
+        expected = _ed25519_openssh(f"{vm.name}-ssh-host-key")  # what the mock generated
+        assert installed["ed25519_private"] == expected["privateKeyOpenssh"]
+        assert installed["ed25519_public"] == expected["publicKeyOpenssh"].strip()
+        assert _public_of(installed["ed25519_private"]) == installed["ed25519_public"]
+        publics.add(installed["ed25519_public"])
+    assert len(publics) == len(vms(run))  # no two nodes share a key
+
+
+def test_a_preview_knows_no_key_yet() -> None:
+    # First preview: the keys do not exist, so the user-data is unknown, not a placeholder.
+    run = committed("prod", preview=True)
+    for vm in vms(run):
+        assert is_secret(vm.inputs["userData"]) and reveal(vm.inputs["userData"]) == UNKNOWN
