@@ -22,6 +22,7 @@ ROLE_ORDER = ("controlplane", "etcd", "worker")
 # flannel's VXLAN (also canal's) wraps each packet in 50 bytes: outer IPv4 20, UDP 8,
 # VXLAN 8, inner Ethernet 14.
 VXLAN_OVERHEAD = 50
+ZEROTIER_MIN_MTU = 1280  # ZeroTierOne ZT_MIN_MTU: no ZeroTier network has a smaller MTU
 
 
 @dataclass(frozen=True)
