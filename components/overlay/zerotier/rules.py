@@ -22,9 +22,11 @@ agent evaluates the compiled rules is ZeroTierOne node/Network.cpp ``_doZtFilter
   certificate of ownership for all static IPs"); dropping unauthenticated frames stops a
   block-0 member from claiming a node's address.
 
-Pods never appear on the overlay with their own addresses: flannel/canal carry them in
-VXLAN between node addresses, and canal masquerades pod traffic to non-pod destinations
-(RKE's canal template: ``masquerade: "true"``), so every frame's source is a node address.
+Pods never appear on the overlay with their own addresses: flannel and canal carry them in
+VXLAN between node addresses, and both masquerade pod traffic to non-pod destinations
+(RKE's templates in rancher/kontainer-driver-metadata pkg/rke/templates: flannel's
+``--ip-masq``, canal's ``FLANNELD_IP_MASQ`` from ``masquerade: "true"``), so every frame's
+source is a node address.
 """
 
 from __future__ import annotations
