@@ -153,20 +153,15 @@ def _network(settings: ClusterSettings) -> dict[str, Any]:
     canal (RKE cluster/network.go doCanalDeploy) reads ``canal_iface`` and takes
     ``network.mtu`` as the pods' veth MTU; without it RKE's canal templates hard-code 1450
     (reference/rke-network-options.json), which fits only a ZeroTier MTU of 1500 or more,
-    so it is set from the overlay's MTU when that is known (an adopted network whose MTU the
-    stack leaves alone keeps RKE's 1450; ZeroTier's default MTU is 2800). flannel sizes its
-    MTU from the interface itself, and RKE refuses ``network.mtu`` with flannel
-    (cluster/validation.go validateNetworkOptions).
+    so it is set from the overlay's MTU; when that is not known (an adopted network whose MTU
+    the stack leaves alone, possibly lowered) from ZeroTier's minimum, which fits any
+    network. flannel sizes its MTU from the interface itself, and RKE refuses
+    ``network.mtu`` with flannel (cluster/validation.go validateNetworkOptions).
     """
     if settings.rke.network_plugin == "flannel":
         return {"plugin": "flannel", "options": {"flannel_iface": settings.flannel_iface}}
-    network: dict[str, Any] = {
-        "plugin": "canal",
-        "options": {"canal_iface": settings.flannel_iface},
-    }
-    if settings.overlay_mtu is not None:
-        network["mtu"] = settings.overlay_mtu - VXLAN_OVERHEAD
-    return network
+    mtu = (settings.overlay_mtu or ZEROTIER_MIN_MTU) - VXLAN_OVERHEAD
+    return {"plugin": "canal", "options": {"canal_iface": settings.flannel_iface}, "mtu": mtu}
 
 
 def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[str, Any]:

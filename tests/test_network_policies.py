@@ -49,7 +49,7 @@ def test_the_cloudflare_ranges_are_the_published_ones() -> None:
 
 
 def test_longhorn_chart_policies_are_on() -> None:
-    values = workloads.longhorn_values(settings(), site_count=3)
+    values = workloads.longhorn_values(settings(), zone_count=3)
     assert values["networkPolicies"] == {"enabled": True, "type": "rke1"}
 
 

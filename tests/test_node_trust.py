@@ -271,7 +271,7 @@ NODE = NodeSpec(
     roles=("controlplane", "etcd"),
     size="g1.medium",
     zerotier_ip="10.147.2.10",
-    ingress=False,
+    ingress="none",
 )
 OVERLAY = OverlayFiles("8056c2e21c000001", "1c41190849:0:pub:priv", "1c41190849:0:pub")
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import jsonschema
@@ -75,8 +76,10 @@ def test_three_site_example_validates_and_has_the_expected_content() -> None:
         INGRESS_CONTROLLER_LABEL: "true", PUBLIC_INGRESS_LABEL: "true", ZONE_LABEL: "ramnode",
     }  # fmt: skip
     assert doc["network"] == {
-        "plugin": "canal", "options": {"canal_iface": "ztks575eoa"}, "mtu": 2800 - 50,
+        "plugin": "canal", "options": {"canal_iface": "ztks575eoa"}, "mtu": 1280 - 50,
     }  # fmt: skip
+    with_mtu = valid(render_cluster_yml(three_sites(), replace(base(rke), overlay_mtu=1400)))
+    assert with_mtu["network"]["mtu"] == 1400 - 50
     assert doc["services"]["kube-api"]["secrets_encryption_config"] == {"enabled": True}
     etcd = doc["services"]["etcd"]
     assert etcd["extra_args"] == {"heartbeat-interval": "500", "election-timeout": "5000"}
@@ -195,7 +198,7 @@ def test_property_any_valid_input_gives_schema_valid_yaml(
         assert "mtu" not in doc["network"]
     else:
         assert doc["network"]["options"] == {"canal_iface": "ztks575eoa"}
-        assert doc["network"]["mtu"] == 2750
+        assert doc["network"]["mtu"] == 1280 - 50  # the overlay MTU unknown: ZeroTier's minimum
     assert doc["services"]["kubelet"]["cluster_dns_server"] == "10.96.0.10"
 
 
