@@ -1,0 +1,215 @@
+"""Secrets out of the runner's log lines, whatever their encoding.
+
+The runner prints what ``rke`` and ``kubectl`` print (to stderr, which pulumi-command
+shows live and stores). Those tools can echo a secret the runner holds (RKE logs an S3
+access key in plain text, ``services/etcd.go``; it hands S3 keys to the snapshot
+container base64-encoded), or one it was never told about (a kubeconfig's
+``client-key-data``, a key from ``cluster.rkestate``), and not always as typed:
+base64 at any byte offset, URL-encoded, hex, JSON/Go-escaped, wrapped or split across
+lines.
+
+So every known secret is indexed in all those encodings, and a line loses every run
+of characters that is a piece of one of them:
+
+- any ``WINDOW``-character substring of an encoding matches wherever it occurs, so a
+  secret in the middle of other text, or one wrapped at any column, goes whole;
+- at the start and end of a line, a shorter piece (``EDGE`` characters or more) of an
+  encoding's end or start also goes: that is where a split secret's ends land;
+- secrets shorter than ``WINDOW`` match only whole (in each encoding);
+- besides, a line holding PEM private-key armour is dropped whole, and ``name: value``
+  pairs whose name says key/secret/token/password lose their value.
+
+Secrets the runner was not told about are learnt from what it reads: a kubeconfig's
+``client-key-data``, ``token`` and ``password`` (``learn_kubeconfig``) and every
+private key, token and encryption secret in an RKE state (``learn_rkestate``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import yaml
+
+WINDOW = 12  # a piece this long of any encoding of a secret is redacted anywhere
+EDGE = 6  # a piece this long at a line's start or end (a split secret) is redacted too
+REDACTED = "[redacted]"
+
+_PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_KEY_VALUE = re.compile(
+    r"(?i)((?:access_?key|secret_?key|password|passwd|token|private_?key|client-key-data"
+    r"|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]{8,}"
+)
+_EDGE_STRIP = " \t\"'`,;:()[]{}<>"
+# names in a kubeconfig / RKE state whose values are secret (rancher/rke cluster/state.go
+# FullState -> pki.CertificatePKI: keyPEM; the EncryptionConfiguration's key secrets)
+_SECRET_FIELDS = re.compile(r"(?i)^(keypem|key|token|password|secret|client-key-data)$")
+
+
+def encodings(secret: str) -> set[str]:
+    """The forms ``secret`` may take in a log line (each at least 1 character long).
+
+    base64 is given for each of the three byte alignments the secret can have inside a
+    longer base64 stream: the characters that depend only on the secret's own bytes
+    (``_base64_cores``), in the standard and the URL-safe alphabet.
+    """
+    data = secret.encode()
+    forms = {
+        secret,
+        data.hex(),
+        data.hex().upper(),
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        secret.replace("\n", "\\n"),
+        secret.replace("\n", "\\r\\n"),
+    }
+    forms |= {f.replace("%2F", "%2f").replace("%2B", "%2b").replace("%3D", "%3d") for f in forms}
+    for core in _base64_cores(data):
+        forms |= {core, core.translate(str.maketrans("+/", "-_"))}
+    for line in secret.splitlines():  # a multi-line secret (PEM) printed line by line
+        if len(line.strip()) >= EDGE:
+            forms.add(line.strip())
+    return {f for f in forms if f}
+
+
+def _base64_cores(data: bytes) -> Iterator[str]:
+    """For a prefix of 0, 1 and 2 bytes: the base64 characters of ``prefix + data`` that
+    depend on ``data`` alone (first ones from the prefix, last ones from what follows)."""
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + data).decode().rstrip("=")
+        head = (0, 2, 3)[shift]  # characters that also carry prefix bits
+        total_bits = 8 * (shift + len(data))
+        full = total_bits // 6  # characters made of data bits only up to here
+        core = encoded[head:full]
+        if core:
+            yield core
+
+
+class Redactor:
+    """Call it on each line: ``redactor(line) -> line`` with every secret piece replaced."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._windows: set[str] = set()
+        self._whole: set[str] = set()  # encodings shorter than WINDOW
+        self._starts: set[str] = set()  # prefixes of encodings, EDGE..WINDOW-1 long
+        self._ends: set[str] = set()  # suffixes of encodings, EDGE..WINDOW-1 long
+        self._known: set[str] = set()
+        self.add(*secrets)
+
+    @classmethod
+    def from_values(cls, values: Iterable[str | None]) -> Redactor:
+        return cls(values)
+
+    def __len__(self) -> int:
+        """How many distinct secrets it knows."""
+        return len(self._known)
+
+    def add(self, *values: str | None) -> None:
+        """Learn more secrets (empty values and ones shorter than 4 characters are skipped:
+        too short to tell from ordinary text)."""
+        for value in values:
+            secret = (value or "").strip()
+            if len(secret) < 4 or secret in self._known:
+                continue
+            self._known.add(secret)
+            for form in encodings(secret):
+                if len(form) < WINDOW:
+                    if len(form) >= 4:
+                        self._whole.add(form)
+                    continue
+                self._windows.update(form[i : i + WINDOW] for i in range(len(form) - WINDOW + 1))
+                for k in range(EDGE, WINDOW):
+                    self._starts.add(form[:k])
+                    self._ends.add(form[-k:])
+
+    def learn_kubeconfig(self, text: str | None) -> None:
+        """Every user's client key (as stored and decoded), token and password."""
+        try:
+            doc = yaml.safe_load(text or "") or {}
+        except yaml.YAMLError:
+            return
+        for user in doc.get("users") or [] if isinstance(doc, dict) else []:
+            auth = (user or {}).get("user") or {}
+            for name in ("client-key-data", "token", "password"):
+                value = auth.get(name)
+                if isinstance(value, str):
+                    self.add(value, *_decoded(value))
+
+    def learn_rkestate(self, text: str | None) -> None:
+        """Every private key, token, password and encryption secret of an RKE state."""
+        try:
+            doc = json.loads(text or "{}")
+        except ValueError:
+            return
+        for key, value in _walk(doc):
+            if not isinstance(value, str):
+                continue
+            if _PEM_PRIVATE.search(value) or _SECRET_FIELDS.match(key):
+                self.add(value)
+            if key == "encryptionConfig":  # EncryptionConfiguration YAML: keys[].secret
+                self.add(*re.findall(r"(?m)^\s*secret:\s*(\S+)\s*$", value))
+
+    def __call__(self, line: str) -> str:
+        if _PEM_PRIVATE.search(line):
+            return "[redacted private key material]"
+        spans = self._spans(line)
+        if spans:
+            out, last = [], 0
+            for start, end in spans:
+                out += [line[last:start], REDACTED]
+                last = end
+            line = "".join([*out, line[last:]])
+        return _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, line)
+
+    def _spans(self, line: str) -> list[tuple[int, int]]:
+        marks: list[tuple[int, int]] = []
+        for i in range(len(line) - WINDOW + 1):
+            if line[i : i + WINDOW] in self._windows:
+                marks.append((i, i + WINDOW))
+        for whole in self._whole:
+            start = line.find(whole)
+            while start != -1:
+                marks.append((start, start + len(whole)))
+                start = line.find(whole, start + 1)
+        body_start = len(line) - len(line.lstrip(_EDGE_STRIP))
+        body_end = len(line.rstrip(_EDGE_STRIP))
+        for k in range(WINDOW - 1, EDGE - 1, -1):
+            if body_end - k >= body_start and line[body_end - k : body_end] in self._starts:
+                marks.append((body_end - k, body_end))
+                break
+        for k in range(WINDOW - 1, EDGE - 1, -1):
+            if body_start + k <= body_end and line[body_start : body_start + k] in self._ends:
+                marks.append((body_start, body_start + k))
+                break
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(marks):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
+
+
+def _decoded(value: str) -> list[str]:
+    """``value`` base64-decoded, when it is base64 of text (a kubeconfig's PEM)."""
+    try:
+        return [base64.b64decode(value, validate=True).decode()]
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return []
+
+
+def _walk(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield str(k), v
+            yield from _walk(v, str(k))
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item, key)
