@@ -111,6 +111,16 @@ def node_readiness(
     ``timeout_seconds`` + 60 s bounds the whole create/update, dials that hang included
     (pulumi-go-provider turns a resource's timeout into the operation's context deadline,
     ``middleware/cancel/cancel.go`` Wrap, and the dial loop stops with the context).
+
+    The node's SSH host key is pinned when ``node.host_key`` is known: pulumi-command
+    v1.2.1 (``provider/pkg/provider/remote/connection.go``, ``SSHConfig``) parses
+    ``hostKey`` with ``ssh.ParseAuthorizedKey``, accepts only that key
+    (``ssh.FixedHostKey``) and offers only its algorithm; without it the host key is not
+    checked at all (``ssh.InsecureIgnoreHostKey``). The pin is taken when the gate is
+    created, which is when its VM is (``triggers``), and ``connection.hostKey`` is
+    ignored afterwards: a VM keeps the host key it booted with (user-data is boot-only,
+    ``components/sites/base.py``), so a gate created before host keys existed keeps
+    working, unpinned, until its node is rebuilt.
     """
     depends: list[pulumi.Resource] = [node.vm] + ([node.member] if node.member else [])
     # A replaced VM gets a new id: replace the gate so it runs again (it has no delete).
@@ -121,6 +131,7 @@ def node_readiness(
             host=node.ssh_address,
             user=connection_user,
             private_key=pulumi.Output.secret(private_key) if private_key is not None else None,
+            host_key=node.host_key,
             # The VM may still be booting: keep dialling for the same bound.
             dial_error_limit=dial_error_limit(timeout_seconds),
             per_dial_timeout=PER_DIAL_TIMEOUT,
@@ -133,6 +144,9 @@ def node_readiness(
             opts,
             pulumi.ResourceOptions(
                 depends_on=depends,
+                # the pin is the key the VM booted with; see above (ignoreChanges paths go
+                # through secrets: pulumi sdk/go/common/resource/properties_path.go reset)
+                ignore_changes=["connection.hostKey"],
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=f"{timeout_seconds + TIMEOUT_GRACE_SECONDS}s",
                     update=f"{timeout_seconds + TIMEOUT_GRACE_SECONDS}s",

@@ -52,3 +52,19 @@ def test_a_preview_knows_no_key_yet() -> None:
     run = committed("prod", preview=True)
     for vm in vms(run):
         assert is_secret(vm.inputs["userData"]) and reveal(vm.inputs["userData"]) == UNKNOWN
+
+
+def test_every_readiness_gate_pins_its_nodes_host_key() -> None:
+    run = committed("prod")
+    user_data = {vm.name: yaml.safe_load(reveal(vm.inputs["userData"])) for vm in vms(run)}
+    gates = [r for r in run.of_type("command:remote:Command") if r.name.endswith("-ready")]
+    assert {g.name.removesuffix("-ready") for g in gates} == set(user_data)
+    for gate in gates:
+        node = gate.name.removesuffix("-ready")
+        assert is_secret(gate.inputs["connection"])  # the private key rides in it
+        connection = reveal(gate.inputs["connection"])
+        installed = user_data[node]["ssh_keys"]
+        assert connection["hostKey"].strip() == installed["ed25519_public"]
+        assert _public_of(installed["ed25519_private"]) == connection["hostKey"].strip()
+        # taken when the gate is created (with its VM), never updated on a running VM
+        assert gate.ignore_changes == ["connection.hostKey"]
