@@ -133,7 +133,10 @@ class RkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(ready),
-                additional_secret_outputs=["stdout"],
+                # stdout is the state; stderr is RKE's and kubectl's log, redacted by the
+                # runner, still secret: it is stored and passed back to the next run
+                # (PULUMI_COMMAND_STDERR), and a secret is never shown in plain text
+                additional_secret_outputs=["stdout", "stderr"],
                 protect=True,
             ),
         )

@@ -46,9 +46,11 @@ _KEY_VALUE = re.compile(
     r"|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]{8,}"
 )
 _EDGE_STRIP = " \t\"'`,;:()[]{}<>"
-# names in a kubeconfig / RKE state whose values are secret (rancher/rke cluster/state.go
-# FullState -> pki.CertificatePKI: keyPEM; the EncryptionConfiguration's key secrets)
-_SECRET_FIELDS = re.compile(r"(?i)^(keypem|key|token|password|secret|client-key-data)$")
+# Field names whose values are secret in an RKE state (rancher/rke cluster/state.go
+# FullState -> pki.CertificatePKI ``keyPEM``; rkeConfig's ``sshKey``, S3 ``accessKey`` /
+# ``secretKey``, registry ``password``) or a kubeconfig. ``keyPath``, ``keyEnvName`` and
+# ``certificatePEM`` are not secret and do not match.
+_SECRET_FIELDS = re.compile(r"(?i)(key|keypem|token|password|secret|client-key-data)$")
 
 
 def encodings(secret: str) -> set[str]:
@@ -151,7 +153,7 @@ class Redactor:
         for key, value in _walk(doc):
             if not isinstance(value, str):
                 continue
-            if _PEM_PRIVATE.search(value) or _SECRET_FIELDS.match(key):
+            if _PEM_PRIVATE.search(value) or _SECRET_FIELDS.search(key):
                 self.add(value)
             if key == "encryptionConfig":  # EncryptionConfiguration YAML: keys[].secret
                 self.add(*re.findall(r"(?m)^\s*secret:\s*(\S+)\s*$", value))

@@ -53,7 +53,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,6 +61,7 @@ import yaml
 
 from rke import plan as planning
 from rke.plan import Host, PlanError, Step
+from rke.redact import Redactor
 from rke.releases import check_release
 from rke.state import (
     STDOUT_LIMIT,
@@ -147,35 +148,8 @@ def log(message: str) -> None:
 
 
 # -- secrets ---------------------------------------------------------------------------------
-
-_KEY_VALUE = re.compile(
-    r"(?i)((?:access_?key|secret_?key|password|token|private_?key)[\"']?\s*[:=]\s*)\S+"
-)
-_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-
-
-@dataclass
-class Redactor:
-    """Replaces known secret values (and key-looking material) in log lines."""
-
-    secrets: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_values(cls, values: Iterable[str | None]) -> Redactor:
-        found: set[str] = set()
-        for value in values:
-            if not value:
-                continue
-            found.add(value.strip())
-            found.update(ln.strip() for ln in value.splitlines() if len(ln.strip()) >= 16)
-        return cls(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
-
-    def __call__(self, line: str) -> str:
-        for secret in self.secrets:
-            line = line.replace(secret, "[redacted]")
-        if _PEM.search(line):
-            return "[redacted private key material]"
-        return _KEY_VALUE.sub(r"\1[redacted]", line)
+# rke.redact.Redactor: every known secret in its common encodings, and the keys of every
+# kubeconfig and RKE state the run reads or RKE writes (``Run.learn``).
 
 
 # -- cluster.yml on disk ---------------------------------------------------------------------
@@ -315,6 +289,12 @@ class Run:
         self.step_yml = cluster_yml
         self._seen: tuple[int, int] | None = None
 
+    def learn(self, rkestate: str | None, kubeconfig: str | None) -> None:
+        """Add a state's and a kubeconfig's keys to what the output is redacted of: the
+        runner is told only the SSH and S3 keys, but RKE's output can carry the others."""
+        self.redact.learn_rkestate(rkestate)
+        self.redact.learn_kubeconfig(kubeconfig)
+
     # -- paths and tools
 
     @property
@@ -352,6 +332,7 @@ class Run:
         kubeconfig = None
         with contextlib.suppress(OSError):
             kubeconfig = (self.workdir / KUBECONFIG_FILE).read_text() or None
+        self.learn(text, kubeconfig)  # keys RKE just made (a new node's, a new CA's)
         self.saved_digest = digest(text)
         self.store.save(
             LocalCopy(
@@ -771,6 +752,7 @@ class Run:
                 source = "the cluster" if start else ""
             log(f"using RKE {version}; state from: {source or 'none (a new cluster)'}")
             if start is not None:
+                self.learn(start.rkestate, start.kubeconfig)
                 self.base_hash = digest(start.rkestate)
                 replace_secret(self.workdir / STATE_FILE, start.rkestate)
                 if start.kubeconfig:

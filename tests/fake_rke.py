@@ -33,6 +33,10 @@ written state and certificates (``isEtcdPlaneReplaced``). Control keys:
 - ``ssh_unreachable``: addresses ``ssh`` cannot reach
 - ``etcd_unhealthy``: member names ``etcdctl endpoint health`` reports unhealthy
 - ``etcd_keep``: member names whose removal fails (RKE logs it and goes on)
+- ``leak``: ``rke up`` also prints, after the first state write, what a debug log can
+  carry: the S3 secret key base64-encoded (as RKE hands it to the snapshot container,
+  ``services/etcd.go``) and URL-encoded, and kube-admin's key as the kubeconfig has it
+  (``client-key-data``, also wrapped at 64 columns) and JSON-escaped
 
 Every call appends one JSON line to ``calls.jsonl``: the tool, its arguments, the
 environment's keys, and for ``rke`` the config it read, the state it was given (and
@@ -283,6 +287,21 @@ def _kubeconfig_ca(text: str) -> str | None:
     return None
 
 
+def _leak(s3_secret: str, admin_key: str) -> None:
+    from urllib.parse import quote
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    data = b64(admin_key)
+    print(f"DEBU[0003] [etcd] env S3_SECRET_KEY={b64(s3_secret)}", flush=True)
+    print(f"DEBU[0003] [etcd] GET /?secret={quote(s3_secret, safe='')}", flush=True)
+    print(f"DEBU[0003] [state] kube-admin client-key-data: {data}", flush=True)
+    for i in range(0, len(data), 64):
+        print(data[i : i + 64], flush=True)
+    print(f"DEBU[0003] [state] kube-admin key {json.dumps(admin_key)}", flush=True)
+
+
 def _write_state(state: dict[str, Any]) -> None:
     Path("cluster.rkestate").write_text(json.dumps(state, indent=2))
     print("INFO[0001] Successfully Deployed state file at [./cluster.rkestate]", flush=True)
@@ -410,6 +429,8 @@ def _up(
         node_dir.mkdir(parents=True, exist_ok=True)
         (node_dir / "kube-ca.pem").write_text(ca_pem)
     _kubeconfig(state, config)
+    if control.get("leak"):
+        _leak((s3 or {}).get("secret_key") or "", bundle["kube-admin"]["keyPEM"])
     if old_etcd and not old_etcd & new_etcd:
         print(
             "FATA[0003] Failed to reconcile etcd plane: Etcd plane nodes are replaced. "

@@ -220,7 +220,7 @@ def test_cluster_yml_never_reaches_triggers() -> None:
         [command] = run.of_type(RKE_COMMAND)
         assert "triggers" not in command.inputs
         assert "stdin" in command.inputs
-        assert command.additional_secret_outputs == ["stdout"]
+        assert command.additional_secret_outputs == ["stdout", "stderr"]
 
 
 def test_rke_waits_for_every_gate_and_gates_wait_for_vm_and_member() -> None:

@@ -202,7 +202,7 @@ def test_stdout_is_secret_and_secrets_are_wrapped(
 ) -> None:
     recorder, seen = recorded
     [command] = by_type(recorder, "command:local:Command")
-    assert list(command.additionalSecretOutputs) == ["stdout"]
+    assert list(command.additionalSecretOutputs) == ["stdout", "stderr"]  # stderr: the log
     env = json_format.MessageToDict(command.object)["environment"]
     for key in ("RKE_SSH_PRIVATE_KEY", "RKE_S3_ACCESS_KEY", "RKE_S3_SECRET_KEY"):
         assert env[key][SECRET_SIG] == "1b47061264138c4ac30d75fd1eb44270"
