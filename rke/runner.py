@@ -152,6 +152,29 @@ def log(message: str) -> None:
 # kubeconfig and RKE state the run reads or RKE writes (``Run.learn``).
 
 
+def check_network_plugin(state: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
+    """Refuse a cluster.yml whose network plugin differs from the one the cluster runs.
+
+    RKE would deploy the new plugin's addon next to the old one's (cluster/network.go
+    ``deployNetworkPlugin`` has no migration) and pods would lose their network; RKE's
+    documentation: "After you launch the cluster, you cannot change your network
+    provider". The applied plugin is the state's ``currentState.rkeConfig.network.plugin``
+    (RKE's default, canal, when unset; cluster/defaults.go ``DefaultNetworkPlugin``).
+    """
+    applied_config = (state.get("currentState") or {}).get("rkeConfig") or {}
+    if not applied_config:
+        return  # nothing applied yet
+    applied = (applied_config.get("network") or {}).get("plugin") or "canal"
+    wanted = (doc.get("network") or {}).get("plugin") or "canal"
+    if applied != wanted:
+        raise RunnerError(
+            f"refusing `rke up`: the cluster runs the {applied} network plugin and cluster.yml "
+            f"asks for {wanted}; RKE cannot change the plugin of a running cluster. Set "
+            f"`pulumi config set --path rke.networkPlugin {applied}` (multicloud:rke."
+            "networkPlugin). Nothing was changed."
+        )
+
+
 # -- cluster.yml on disk ---------------------------------------------------------------------
 
 
@@ -783,6 +806,8 @@ class Run:
         return []
 
     def run_up(self, rke: str, start: Result | None, after: list[Host]) -> str:
+        if start is not None:
+            check_network_plugin(check_rkestate(start.rkestate), self.doc)
         before = self.before_hosts(start)
         replaced = planning.replaced_in_place(before, after, self.ids, self.new_ids)
         try:
