@@ -213,6 +213,18 @@ def test_flows(src: Peer, dst: Peer, port: int, proto: str, expected: bool) -> N
     assert allowed(POLICIES, src, dst, port, proto) is expected
 
 
+def test_dns01_lets_the_controller_ask_authoritative_nameservers_and_nothing_more() -> None:
+    dns01 = [p for ps in np.namespace_policies(RANGES, dns01=True).values() for p in ps]
+    nameserver = Host("173.245.58.51")
+    assert allowed(dns01, CONTROLLER, nameserver, 53, "UDP")
+    assert allowed(dns01, CONTROLLER, nameserver, 53, "TCP")
+    assert not allowed(POLICIES, CONTROLLER, nameserver, 53, "UDP")  # HTTP-01: not needed
+    assert not allowed(dns01, CAINJECTOR, nameserver, 53, "UDP")
+    assert not allowed(dns01, CONTROLLER, METADATA, 53, "UDP")
+    for policy in dns01:
+        kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+
+
 def test_the_evaluator_sees_an_open_cluster_without_policies() -> None:
     # Proof the table measures the policies: with none, every flow above is allowed.
     assert all(allowed([], f[1], f[2], f[3], f[4]) for f in FLOWS)

@@ -41,7 +41,10 @@ class ClusterServices(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("multicloud:cluster:ClusterServices", name, None, opts)
-        self._policies_by_namespace = network_policies.namespace_policies(ranges)
+        self._policies_by_namespace = network_policies.namespace_policies(
+            ranges,
+            dns01=settings.cert_manager.enabled and settings.cert_manager.solver == "dns01",
+        )
         if settings.updater.enabled and updater_token is None:
             raise ValueError("ClusterServices: updater.enabled requires updater_token")
         self._dns01 = settings.cert_manager.enabled and settings.cert_manager.solver == "dns01"

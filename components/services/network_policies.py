@@ -15,7 +15,8 @@ Per namespace (docs/security.md has the table):
   pods that appear there); out nothing.
 - ``cert-manager``: in the webhook's port from anywhere (the API server is a host process
   on the control-plane nodes, not selectable by label); out DNS, the API server, and
-  for the controller HTTP(S) to the internet (ACME, and its HTTP-01 self-check).
+  for the controller HTTP(S) to the internet (ACME, and its HTTP-01 self-check), with
+  DNS-01 also port 53 to the internet (the zone's authoritative nameservers).
 - ``longhorn-system``: in from Longhorn's own pods, the webhooks from anywhere (API
   server), share-manager's NFS from anywhere (node kernels mount RWX volumes, and a
   remote node's traffic arrives from its tunnel address, which no policy can tell apart
@@ -171,18 +172,26 @@ def app_policies() -> list[Manifest]:
     ]
 
 
-def cert_manager_policies(ranges: ClusterRanges) -> list[Manifest]:
-    """cert-manager: the API server calls its webhook; the controller talks to ACME."""
+def cert_manager_policies(ranges: ClusterRanges, dns01: bool = False) -> list[Manifest]:
+    """cert-manager: the API server calls its webhook; the controller talks to ACME.
+
+    With the DNS-01 solver the controller also asks the zone's authoritative nameservers
+    directly, on port 53, whether the TXT record is there (cert-manager v1.16
+    pkg/issuer/acme/dns/util/wait.go ``checkDNSPropagation``); HTTP-01 needs no DNS
+    beyond the cluster's."""
     ns = workloads.CERT_MANAGER_NAMESPACE
     webhook = {
         "podSelector": {"matchLabels": {"app.kubernetes.io/component": "webhook"}},
         "policyTypes": ["Ingress"],
         "ingress": [{"ports": _ports("TCP", CERT_MANAGER_WEBHOOK_PORT)}],
     }
+    egress = [{"to": [internet(ranges)], "ports": _ports("TCP", 80, 443)}]
+    if dns01:
+        egress.append({"to": [internet(ranges)], "ports": _ports("UDP", 53) + _ports("TCP", 53)})
     acme = {
         "podSelector": {"matchLabels": {"app.kubernetes.io/component": "controller"}},
         "policyTypes": ["Egress"],
-        "egress": [{"to": [internet(ranges)], "ports": _ports("TCP", 80, 443)}],
+        "egress": egress,
     }
     return [
         default_deny(ns),
@@ -193,13 +202,14 @@ def cert_manager_policies(ranges: ClusterRanges) -> list[Manifest]:
     ]
 
 
-def namespace_policies(ranges: ClusterRanges) -> dict[str, list[Manifest]]:
+def namespace_policies(ranges: ClusterRanges, dns01: bool = False) -> dict[str, list[Manifest]]:
     """Every namespace's policies, by namespace name (which part registers which is up to
-    ``cluster_services.py``: a namespace's policies go with the part that owns it)."""
+    ``cluster_services.py``: a namespace's policies go with the part that owns it).
+    ``dns01``: cert-manager solves ACME challenges with DNS-01."""
     return {
         workloads.UPDATER_NAMESPACE: updater_policies(),
         workloads.APP_NAMESPACE: app_policies(),
-        workloads.CERT_MANAGER_NAMESPACE: cert_manager_policies(ranges),
+        workloads.CERT_MANAGER_NAMESPACE: cert_manager_policies(ranges, dns01),
         workloads.LONGHORN_NAMESPACE: longhorn_policies(),
     }
 
