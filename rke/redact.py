@@ -11,11 +11,14 @@ lines.
 So every known secret is indexed in all those encodings, and a line loses every run
 of characters that is a piece of one of them:
 
-- any ``WINDOW``-character substring of an encoding matches wherever it occurs, so a
-  secret in the middle of other text, or one wrapped at any column, goes whole;
+- any ``SPAN``-character piece of an encoding matches wherever it occurs, and is grown
+  to the whole run the line shares with that encoding, so a secret in the middle of other
+  text, or one wrapped at any column, goes whole (an encoding is indexed by its
+  ``WINDOW``-character pieces at every ``STEP``-th offset: cheap to build, and any
+  ``SPAN`` characters of it hold one of them);
 - at the start and end of a line, a shorter piece (``EDGE`` characters or more) of an
   encoding's end or start also goes: that is where a split secret's ends land;
-- secrets shorter than ``WINDOW`` match only whole (in each encoding);
+- encodings shorter than ``SPAN`` match only whole;
 - besides, a line holding PEM private-key armour is dropped whole, and ``name: value``
   pairs whose name says key/secret/token/password lose their value.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import urllib.parse
@@ -36,7 +40,10 @@ from typing import Any
 
 import yaml
 
-WINDOW = 12  # a piece this long of any encoding of a secret is redacted anywhere
+WINDOW = 12  # characters compared at once
+STEP = 12  # an encoding is indexed by its WINDOW-character pieces at every STEP-th offset
+# A piece this long of an encoding, anywhere in a line, always holds an indexed piece.
+SPAN = WINDOW + STEP - 1
 EDGE = 6  # a piece this long at a line's start or end (a split secret) is redacted too
 REDACTED = "[redacted]"
 
@@ -53,28 +60,39 @@ _EDGE_STRIP = " \t\"'`,;:()[]{}<>"
 _SECRET_FIELDS = re.compile(r"(?i)(key|keypem|token|password|secret|client-key-data)$")
 
 
+LONG = 256  # a secret this long is a key file (PEM), not a token typed into a URL
+
+
 def encodings(secret: str) -> set[str]:
     """The forms ``secret`` may take in a log line (each at least 1 character long).
 
     base64 is given for each of the three byte alignments the secret can have inside a
     longer base64 stream: the characters that depend only on the secret's own bytes
-    (``_base64_cores``), in the standard and the URL-safe alphabet.
+    (``_base64_cores``). Every secret is indexed as is, JSON/Go-escaped, hex and base64
+    (standard alphabet); short ones (tokens, S3 keys, passwords: under ``LONG``) also
+    upper-case hex, URL- and form-encoded, and in base64's URL-safe alphabet. Key files
+    do not travel in URLs, and skipping those forms for them keeps learning a state's
+    dozen keys cheap.
     """
     data = secret.encode()
     forms = {
         secret,
         data.hex(),
-        data.hex().upper(),
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         secret.replace("\n", "\\n"),
-        secret.replace("\n", "\\r\\n"),
     }
-    forms |= {f.replace("%2F", "%2f").replace("%2B", "%2b").replace("%3D", "%3d") for f in forms}
+    short = len(secret) < LONG
+    if short:
+        forms |= {
+            data.hex().upper(),
+            urllib.parse.quote(secret, safe=""),
+            urllib.parse.quote_plus(secret),
+        }
     for core in _base64_cores(data):
-        forms |= {core, core.translate(str.maketrans("+/", "-_"))}
+        forms.add(core)
+        if short:
+            forms.add(core.translate(str.maketrans("+/", "-_")))
     for line in secret.splitlines():  # a multi-line secret (PEM) printed line by line
         if len(line.strip()) >= EDGE:
             forms.add(line.strip())
@@ -98,10 +116,11 @@ class Redactor:
     """Call it on each line: ``redactor(line) -> line`` with every secret piece replaced."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._windows: set[str] = set()
-        self._whole: set[str] = set()  # encodings shorter than WINDOW
-        self._starts: set[str] = set()  # prefixes of encodings, EDGE..WINDOW-1 long
-        self._ends: set[str] = set()  # suffixes of encodings, EDGE..WINDOW-1 long
+        # indexed WINDOW-character piece -> the encodings holding it, and where
+        self._windows: dict[str, list[tuple[str, int]]] = {}
+        self._whole: set[str] = set()  # encodings shorter than SPAN
+        self._starts: set[str] = set()  # prefixes of encodings, EDGE..SPAN-1 long
+        self._ends: set[str] = set()  # suffixes of encodings, EDGE..SPAN-1 long
         self._known: set[str] = set()
         self.add(*secrets)
 
@@ -121,15 +140,12 @@ class Redactor:
             if len(secret) < 4 or secret in self._known:
                 continue
             self._known.add(secret)
-            for form in encodings(secret):
-                if len(form) < WINDOW:
-                    if len(form) >= 4:
-                        self._whole.add(form)
-                    continue
-                self._windows.update(form[i : i + WINDOW] for i in range(len(form) - WINDOW + 1))
-                for k in range(EDGE, WINDOW):
-                    self._starts.add(form[:k])
-                    self._ends.add(form[-k:])
+            windows, whole, starts, ends = _index(secret)
+            for piece, places in windows:
+                self._windows.setdefault(piece, []).extend(places)
+            self._whole |= whole
+            self._starts |= starts
+            self._ends |= ends
 
     def learn_kubeconfig(self, text: str | None) -> None:
         """Every user's client key (as stored and decoded), token and password."""
@@ -142,7 +158,8 @@ class Redactor:
             for name in ("client-key-data", "token", "password"):
                 value = auth.get(name)
                 if isinstance(value, str):
-                    self.add(value, *_decoded(value))
+                    # base64 of a PEM is one of the PEM's own encodings: learn the PEM
+                    self.add(*(_decoded(value) or [value]))
 
     def learn_rkestate(self, text: str | None) -> None:
         """Every private key, token, password and encryption secret of an RKE state."""
@@ -172,9 +189,29 @@ class Redactor:
 
     def _spans(self, line: str) -> list[tuple[int, int]]:
         marks: list[tuple[int, int]] = []
+        covered = 0  # a hit inside a run already found adds nothing
         for i in range(len(line) - WINDOW + 1):
-            if line[i : i + WINDOW] in self._windows:
-                marks.append((i, i + WINDOW))
+            if i < covered:
+                continue
+            places = self._windows.get(line[i : i + WINDOW])
+            if not places:
+                continue
+            for form, at in places:
+                start, end = i, i + WINDOW
+                while (
+                    start > 0
+                    and at - (i - start) > 0
+                    and line[start - 1] == form[at - (i - start) - 1]
+                ):
+                    start -= 1
+                while (
+                    end < len(line)
+                    and at + (end - i) < len(form)
+                    and line[end] == form[at + (end - i)]
+                ):
+                    end += 1
+                marks.append((start, end))
+                covered = max(covered, end)
         for whole in self._whole:
             start = line.find(whole)
             while start != -1:
@@ -182,11 +219,11 @@ class Redactor:
                 start = line.find(whole, start + 1)
         body_start = len(line) - len(line.lstrip(_EDGE_STRIP))
         body_end = len(line.rstrip(_EDGE_STRIP))
-        for k in range(WINDOW - 1, EDGE - 1, -1):
+        for k in range(SPAN - 1, EDGE - 1, -1):
             if body_end - k >= body_start and line[body_end - k : body_end] in self._starts:
                 marks.append((body_end - k, body_end))
                 break
-        for k in range(WINDOW - 1, EDGE - 1, -1):
+        for k in range(SPAN - 1, EDGE - 1, -1):
             if body_start + k <= body_end and line[body_start : body_start + k] in self._ends:
                 marks.append((body_start, body_start + k))
                 break
@@ -197,6 +234,35 @@ class Redactor:
             else:
                 merged.append((start, end))
         return merged
+
+
+Index = tuple[
+    tuple[tuple[str, tuple[tuple[str, int], ...]], ...],  # (piece, ((encoding, offset), ...))
+    frozenset[str],  # whole encodings
+    frozenset[str],  # starts
+    frozenset[str],  # ends
+]
+
+
+@functools.lru_cache(maxsize=256)
+def _index(secret: str) -> Index:
+    """One secret's index; cached, because a run learns the same state's keys again each
+    time RKE rewrites the state."""
+    windows: dict[str, list[tuple[str, int]]] = {}
+    whole: set[str] = set()
+    starts: set[str] = set()
+    ends: set[str] = set()
+    for form in encodings(secret):
+        if len(form) < SPAN:
+            if len(form) >= 4:
+                whole.add(form)
+            continue
+        for at in range(0, len(form) - WINDOW + 1, STEP):
+            windows.setdefault(form[at : at + WINDOW], []).append((form, at))
+        starts.update(form[:k] for k in range(EDGE, SPAN))
+        ends.update(form[-k:] for k in range(EDGE, SPAN))
+    pieces = tuple((piece, tuple(places)) for piece, places in windows.items())
+    return pieces, frozenset(whole), frozenset(starts), frozenset(ends)
 
 
 def _decoded(value: str) -> list[str]:
