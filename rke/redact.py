@@ -68,16 +68,15 @@ def encodings(secret: str) -> set[str]:
 
     base64 is given for each of the three byte alignments the secret can have inside a
     longer base64 stream: the characters that depend only on the secret's own bytes
-    (``_base64_cores``). Every secret is indexed as is, JSON/Go-escaped, hex and base64
-    (standard alphabet); short ones (tokens, S3 keys, passwords: under ``LONG``) also
-    upper-case hex, URL- and form-encoded, and in base64's URL-safe alphabet. Key files
-    do not travel in URLs, and skipping those forms for them keeps learning a state's
+    (``_base64_cores``). Every secret is indexed as is, JSON/Go-escaped and in base64
+    (standard alphabet); short ones (tokens, S3 keys, passwords: under ``LONG``) also in
+    hex, URL- and form-encoded, and in base64's URL-safe alphabet. Key files do not travel
+    in URLs or hex dumps, and skipping those forms for them keeps learning a state's
     dozen keys cheap.
     """
     data = secret.encode()
     forms = {
         secret,
-        data.hex(),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         secret.replace("\n", "\\n"),
@@ -85,6 +84,7 @@ def encodings(secret: str) -> set[str]:
     short = len(secret) < LONG
     if short:
         forms |= {
+            data.hex(),
             data.hex().upper(),
             urllib.parse.quote(secret, safe=""),
             urllib.parse.quote_plus(secret),
@@ -117,7 +117,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         # indexed WINDOW-character piece -> the encodings holding it, and where
-        self._windows: dict[str, list[tuple[str, int]]] = {}
+        self._windows: dict[str, tuple[tuple[str, int], ...]] = {}
         self._whole: set[str] = set()  # encodings shorter than SPAN
         self._starts: set[str] = set()  # prefixes of encodings, EDGE..SPAN-1 long
         self._ends: set[str] = set()  # suffixes of encodings, EDGE..SPAN-1 long
@@ -141,8 +141,10 @@ class Redactor:
                 continue
             self._known.add(secret)
             windows, whole, starts, ends = _index(secret)
-            for piece, places in windows:
-                self._windows.setdefault(piece, []).extend(places)
+            shared = windows.keys() & self._windows.keys()
+            merged = {piece: self._windows[piece] + windows[piece] for piece in shared}
+            self._windows.update(windows)
+            self._windows.update(merged)
             self._whole |= whole
             self._starts |= starts
             self._ends |= ends
@@ -193,10 +195,7 @@ class Redactor:
         for i in range(len(line) - WINDOW + 1):
             if i < covered:
                 continue
-            places = self._windows.get(line[i : i + WINDOW])
-            if not places:
-                continue
-            for form, at in places:
+            for form, at in self._windows.get(line[i : i + WINDOW], ()):
                 start, end = i, i + WINDOW
                 while (
                     start > 0
@@ -237,7 +236,7 @@ class Redactor:
 
 
 Index = tuple[
-    tuple[tuple[str, tuple[tuple[str, int], ...]], ...],  # (piece, ((encoding, offset), ...))
+    dict[str, tuple[tuple[str, int], ...]],  # piece -> ((encoding, offset), ...)
     frozenset[str],  # whole encodings
     frozenset[str],  # starts
     frozenset[str],  # ends
@@ -246,9 +245,9 @@ Index = tuple[
 
 @functools.lru_cache(maxsize=256)
 def _index(secret: str) -> Index:
-    """One secret's index; cached, because a run learns the same state's keys again each
-    time RKE rewrites the state."""
-    windows: dict[str, list[tuple[str, int]]] = {}
+    """One secret's index (callers copy from it, never change it); cached, because a run
+    learns the same state's keys again each time RKE rewrites the state."""
+    windows: dict[str, tuple[tuple[str, int], ...]] = {}
     whole: set[str] = set()
     starts: set[str] = set()
     ends: set[str] = set()
@@ -258,11 +257,11 @@ def _index(secret: str) -> Index:
                 whole.add(form)
             continue
         for at in range(0, len(form) - WINDOW + 1, STEP):
-            windows.setdefault(form[at : at + WINDOW], []).append((form, at))
+            piece = form[at : at + WINDOW]
+            windows[piece] = (*windows.get(piece, ()), (form, at))
         starts.update(form[:k] for k in range(EDGE, SPAN))
         ends.update(form[-k:] for k in range(EDGE, SPAN))
-    pieces = tuple((piece, tuple(places)) for piece, places in windows.items())
-    return pieces, frozenset(whole), frozenset(starts), frozenset(ends)
+    return windows, frozenset(whole), frozenset(starts), frozenset(ends)
 
 
 def _decoded(value: str) -> list[str]:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from rke.redact import EDGE, Redactor
+from rke.redact import EDGE, LONG, Redactor, encodings
 
 S3_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzEXAMPLEKEY"  # has / and +: URL and base64 differ
 S3_ACCESS = "DO00QWERTYUIOPASDFGH"
@@ -30,6 +30,17 @@ def _pem() -> str:
 
 
 SSH_KEY = _pem()
+# An RSA key, like RKE's certificate keys: long enough to be indexed as a key file (LONG).
+RSA_KEY = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    .decode()
+)
+assert len(SSH_KEY) < LONG <= len(RSA_KEY)
 
 
 def b64(data: bytes, prefix: bytes = b"", suffix: bytes = b"") -> str:
@@ -78,6 +89,19 @@ CASES: list[Case] = [
         lambda s: [b64(s.encode())[i : i + 76] for i in range(0, len(b64(s.encode())), 76)],
     ),
     ("PEM body hex", SSH_KEY, lambda s: [s.splitlines()[1].encode().hex()]),
+    ("RSA key as is", RSA_KEY, lambda s: s.splitlines()[1:-1]),
+    ("RSA key JSON-escaped", RSA_KEY, lambda s: [logrus(json.dumps(s)[1:-1])]),
+    (
+        "RSA key in base64 (a kubeconfig)",
+        RSA_KEY,
+        lambda s: [f"client-key-data: {b64(s.encode())}"],
+    ),
+    ("RSA key in base64, 2 bytes in", RSA_KEY, lambda s: [b64(s.encode(), b"ab")]),
+    (
+        "RSA key in base64 wrapped at 64",
+        RSA_KEY,
+        lambda s: [b64(s.encode(), b"x")[i : i + 64] for i in range(0, len(b64(s.encode())), 64)],
+    ),
 ]
 
 
@@ -89,11 +113,14 @@ def pieces(text: str, size: int = EDGE) -> set[str]:
 def test_no_encoding_of_a_known_secret_survives(
     secret: str, lines: Callable[[str], list[str]]
 ) -> None:
-    redact = Redactor.from_values([S3_SECRET, S3_ACCESS, SSH_KEY])
+    redact = Redactor.from_values([S3_SECRET, S3_ACCESS, SSH_KEY, RSA_KEY])
     printed = lines(secret)
     output = [redact(line) for line in printed]
-    assert not any(p in "\n".join(output) for p in pieces(secret, 12)), output
-    leaked = {p for p in pieces(secret) if p in "\n".join(output)}
+    shown = "\n".join(output)
+    # no 12-character piece of any form of the secret, and no 6-character piece of it as is
+    forms = pieces(secret, 12).union(*(pieces(f, 12) for f in encodings(secret)))
+    assert not forms & pieces(shown, 12), output
+    leaked = {p for p in pieces(secret) if p in shown}
     assert not leaked, (leaked, output)
     # every printed line that carried the secret changed
     assert all(a != b for a, b in zip(printed, output, strict=True) if a.strip()), output
@@ -111,7 +138,7 @@ def test_the_table_would_leak_without_the_redactor() -> None:
 
 
 def test_ordinary_progress_lines_pass_unchanged() -> None:
-    redact = Redactor.from_values([S3_SECRET, S3_ACCESS, SSH_KEY])
+    redact = Redactor.from_values([S3_SECRET, S3_ACCESS, SSH_KEY, RSA_KEY])
     lines = [
         logrus("[dialer] Setup tunnel for host [203.0.113.7]"),
         logrus("[etcd] Successfully started etcd plane.. Checking etcd cluster health"),
