@@ -8,8 +8,9 @@ container base64-encoded), or one it was never told about (a kubeconfig's
 base64 at any byte offset, URL-encoded, hex, JSON/Go-escaped, wrapped or split across
 lines.
 
-So every known secret is indexed in all those encodings, and a line loses every run
-of characters that is a piece of one of them:
+So every known secret is indexed in those encodings (``encodings``: key files in the
+forms they take, short secrets in all of them), and a line loses every run of characters
+that is a piece of one of them:
 
 - any ``SPAN``-character piece of an encoding matches wherever it occurs, and is grown
   to the whole run the line shares with that encoding, so a secret in the middle of other
