@@ -8,9 +8,9 @@ import ipaddress
 import json
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +19,7 @@ from components.overlay.zerotier.central import CentralClient
 from components.overlay.zerotier.resources import NetworkProvider
 from components.overlay.zerotier.rules import admin_block, flow_rules
 from tests.fake_central import TOKEN, FakeCentral, central_fixture  # noqa: F401
-
-ROOT = Path(__file__).resolve().parent.parent
-COMPILER = ROOT / "node_modules" / "zerotier-rule-compiler" / "cli.js"
+from tests.tools import node_package
 
 # Network.cpp / rule-compiler.js CHARACTERISTIC_BITS
 INBOUND, IPAUTH = 1 << 63, 1 << 60
@@ -33,15 +31,15 @@ PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
 @cache
 def compiled(overlay_cidr: str) -> list[dict[str, Any]]:
     """``config.rules`` as ZeroTier's compiler makes them from our ``rulesSource``."""
+    compiler = node_package("zerotier-rule-compiler") / "cli.js"
     node = shutil.which("node")
-    if node is None or not COMPILER.exists():
-        pytest.fail("the ZeroTier rule compiler needs node and `npm ci` (package.json)")
-    source = Path(f"/tmp/multicloud-rules-{overlay_cidr.replace('/', '_')}.ztrules")
-    source.write_text(flow_rules(overlay_cidr))
-    done = subprocess.run(
-        [node, str(COMPILER), str(source)], capture_output=True, text=True, timeout=60
-    )
-    source.unlink()
+    assert node is not None  # node_package checked
+    with tempfile.NamedTemporaryFile("w", suffix=".ztrules") as source:
+        source.write(flow_rules(overlay_cidr))
+        source.flush()
+        done = subprocess.run(
+            [node, str(compiler), source.name], capture_output=True, text=True, timeout=60
+        )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["config"]["rules"]
 
