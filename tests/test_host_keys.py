@@ -68,3 +68,21 @@ def test_every_readiness_gate_pins_its_nodes_host_key() -> None:
         assert _public_of(installed["ed25519_private"]) == connection["hostKey"].strip()
         # taken when the gate is created (with its VM), never updated on a running VM
         assert gate.ignore_changes == ["connection.hostKey"]
+
+
+def test_rke2_nodes_get_their_key_and_every_rke2_command_pins_its_hosts_key() -> None:
+    from tests.program import committed_rke2
+
+    run = committed_rke2("prod")
+    public_by_node = {
+        vm.name: yaml.safe_load(reveal(vm.inputs["userData"]))["ssh_keys"]["ed25519_public"]
+        for vm in vms(run)
+    }
+    addresses = {n["name"]: n["sshAddress"] for n in run.outputs["nodes"]}
+    node_at = {address: name for name, address in addresses.items()}
+    commands = run.of_type("command:remote:Command")
+    assert commands
+    for command in commands:
+        connection = reveal(command.inputs["connection"])
+        target = node_at[connection["host"]]
+        assert connection["hostKey"].strip() == public_by_node[target], command.name

@@ -142,7 +142,7 @@ UPDATER = Pod(workloads.UPDATER_NAMESPACE, {"app.kubernetes.io/name": workloads.
 APP = Pod(workloads.APP_NAMESPACE, {"app.kubernetes.io/name": workloads.APP_NAME}, "10.42.2.9")
 SOLVER = Pod(workloads.APP_NAMESPACE, {np.ACME_SOLVER_LABEL: "true"}, "10.42.2.10")
 NGINX = Pod("ingress-nginx", {"app": "ingress-nginx"}, "10.42.3.4")
-COREDNS = Pod("kube-system", dict(np.KUBE_DNS), "10.42.0.3")
+COREDNS = Pod("kube-system", {"k8s-app": "kube-dns"}, "10.42.0.3")
 OTHER = Pod("default", {"app": "anything"}, "10.42.5.5")
 CM = workloads.CERT_MANAGER_NAMESPACE
 CONTROLLER = Pod(CM, {"app.kubernetes.io/component": "controller"}, "10.42.1.20")
@@ -225,6 +225,35 @@ def test_dns01_lets_the_controller_ask_authoritative_nameservers_and_nothing_mor
         kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
 
 
+def test_with_rke2_the_app_is_reached_from_rke2s_ingress_controller_only() -> None:
+    ranges = np.ClusterRanges("10.147.0.0/16", "10.42.0.0/16", "10.43.0.0/16", engine="rke2")
+    rke2 = [p for ps in np.namespace_policies(ranges).values() for p in ps]
+    controller = Pod("kube-system", dict(np.RKE2_INGRESS_PODS), "10.42.3.9")
+    assert allowed(rke2, controller, APP, workloads.APP_PORT)
+    assert allowed(rke2, controller, SOLVER, np.ACME_SOLVER_PORT)
+    assert not allowed(rke2, NGINX, APP, workloads.APP_PORT)  # RKE's namespace: nothing there
+    assert not allowed(rke2, COREDNS, APP, workloads.APP_PORT)  # kube-system, not the controller
+    values = workloads.longhorn_values(settings(), zone_count=3, engine="rke2")
+    assert values["networkPolicies"] == {"enabled": True, "type": "rke2"}
+    for policy in rke2:
+        kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+
+
 def test_the_evaluator_sees_an_open_cluster_without_policies() -> None:
     # Proof the table measures the policies: with none, every flow above is allowed.
     assert all(allowed([], f[1], f[2], f[3], f[4]) for f in FLOWS)
+
+
+def test_the_program_gives_each_engine_its_ingress_controller() -> None:
+    from scripts.offline import reveal
+    from tests.program import committed, committed_rke2
+
+    for run, peer in (
+        (committed("prod"), np.ingress_controller("rke")),
+        (committed_rke2("prod"), np.ingress_controller("rke2")),
+    ):
+        [policy] = [
+            r for r in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+            if r.name.endswith("app-netpol-allow-from-ingress-nginx")
+        ]  # fmt: skip
+        assert reveal(policy.inputs)["spec"]["ingress"][0]["from"] == [peer]

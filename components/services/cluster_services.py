@@ -41,6 +41,7 @@ class ClusterServices(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("multicloud:cluster:ClusterServices", name, None, opts)
+        self._engine = ranges.engine
         self._policies_by_namespace = network_policies.namespace_policies(
             ranges,
             dns01=settings.cert_manager.enabled and settings.cert_manager.solver == "dns01",
@@ -201,7 +202,7 @@ class ClusterServices(pulumi.ComponentResource):
             settings.longhorn.chart_version,
             workloads.LONGHORN_REPO,
             workloads.LONGHORN_NAMESPACE,
-            workloads.longhorn_values(settings, zone_count),
+            workloads.longhorn_values(settings, zone_count, self._engine),
         )
 
     def _app(self, settings: EntrypointSettings, issuers: Sequence[pulumi.Resource]) -> None:

@@ -11,8 +11,8 @@ matched after kube-proxy's DNAT, so the API server is its endpoints' ``host:6443
 Per namespace (docs/security.md has the table):
 
 - ``cloudflare-ddns``: in nothing; out DNS and HTTPS to Cloudflare's published ranges.
-- ``example``: in from ingress-nginx only (the app, and cert-manager's HTTP-01 solver
-  pods that appear there); out nothing.
+- ``example``: in from the ingress controller only (the app, and cert-manager's HTTP-01
+  solver pods that appear there); out nothing.
 - ``cert-manager``: in the webhook's port from anywhere (the API server is a host process
   on the control-plane nodes, not selectable by label); out DNS, the API server, and
   for the controller HTTP(S) to the internet (ACME, and its HTTP-01 self-check), with
@@ -36,7 +36,16 @@ from components.services import workloads
 Manifest = dict[str, Any]
 
 INGRESS_NGINX_NAMESPACE = "ingress-nginx"  # RKE v1's nginx ingress addon
-KUBE_DNS = {"k8s-app": "kube-dns"}  # RKE's CoreDNS pods in kube-system
+# RKE2's packaged ingress controller: kube-system, the rke2-ingress-nginx chart's labels
+# (as the Longhorn 1.8.1 chart's own rke2 policy selects it,
+# chart/templates/network-policies/ui-frontend-network-policy.yaml); hostPort, not
+# hostNetwork (rancher/rke2-charts rke2-ingress-nginx values.yaml.patch), so a pod selector
+# matches its traffic.
+RKE2_INGRESS_PODS = {
+    "app.kubernetes.io/component": "controller",
+    "app.kubernetes.io/instance": "rke2-ingress-nginx",
+    "app.kubernetes.io/name": "rke2-ingress-nginx",
+}
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace since Kubernetes 1.21
 API_SERVER_PORT = 6443
 CERT_MANAGER_WEBHOOK_PORT = 10250  # jetstack/cert-manager chart v1.16 webhook.securePort
@@ -64,6 +73,7 @@ class ClusterRanges:
     overlay_cidr: str
     pod_cidr: str
     service_cidr: str
+    engine: str = "rke"  # whose ingress controller: "rke" (ingress-nginx) or "rke2"
 
     @property
     def api_service_ip(self) -> str:
@@ -95,11 +105,9 @@ def default_deny(namespace: str, *, egress: bool = True) -> Manifest:
 
 
 def allow_dns(namespace: str) -> Manifest:
-    """Every pod may ask the cluster DNS (CoreDNS in kube-system), UDP and TCP 53."""
-    peer = {
-        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: "kube-system"}},
-        "podSelector": {"matchLabels": dict(KUBE_DNS)},
-    }
+    """Every pod may ask the cluster DNS, UDP and TCP 53 to kube-system (where both engines
+    run CoreDNS; nothing else there listens on 53)."""
+    peer = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: "kube-system"}}}
     spec = {
         "podSelector": {},
         "policyTypes": ["Egress"],
@@ -149,12 +157,21 @@ def updater_policies(
     return [default_deny(ns), allow_dns(ns), _policy(ns, "allow-cloudflare-api", cloudflare)]
 
 
-def app_policies() -> list[Manifest]:
-    """The example app and cert-manager's HTTP-01 solver: reached only by ingress-nginx."""
+def ingress_controller(engine: str) -> Manifest:
+    """A NetworkPolicy peer for the engine's nginx ingress controller pods."""
+    if engine == "rke2":
+        return {
+            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: "kube-system"}},
+            "podSelector": {"matchLabels": dict(RKE2_INGRESS_PODS)},
+        }
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: INGRESS_NGINX_NAMESPACE}}}
+
+
+def app_policies(engine: str = "rke") -> list[Manifest]:
+    """The example app and cert-manager's HTTP-01 solver: reached only by the ingress
+    controller."""
     ns = workloads.APP_NAMESPACE
-    from_ingress = [
-        {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: INGRESS_NGINX_NAMESPACE}}}
-    ]
+    from_ingress = [ingress_controller(engine)]
     app = {
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": workloads.APP_NAME}},
         "policyTypes": ["Ingress"],
@@ -208,7 +225,7 @@ def namespace_policies(ranges: ClusterRanges, dns01: bool = False) -> dict[str, 
     ``dns01``: cert-manager solves ACME challenges with DNS-01."""
     return {
         workloads.UPDATER_NAMESPACE: updater_policies(),
-        workloads.APP_NAMESPACE: app_policies(),
+        workloads.APP_NAMESPACE: app_policies(ranges.engine),
         workloads.CERT_MANAGER_NAMESPACE: cert_manager_policies(ranges, dns01),
         workloads.LONGHORN_NAMESPACE: longhorn_policies(),
     }

@@ -336,7 +336,7 @@ def longhorn_replicas(settings: EntrypointSettings, zone_count: int) -> int:
     return settings.longhorn.replicas or max(1, min(3, zone_count))
 
 
-def longhorn_values(settings: EntrypointSettings, zone_count: int) -> Manifest:
+def longhorn_values(settings: EntrypointSettings, zone_count: int, engine: str = "rke") -> Manifest:
     """longhorn chart values: default StorageClass, replicas in distinct zones (= sites).
 
     Zone anti-affinity is hard whenever every replica can have its own zone with
@@ -348,10 +348,10 @@ def longhorn_values(settings: EntrypointSettings, zone_count: int) -> Manifest:
     return {
         # The chart's own NetworkPolicies (chart/templates/network-policies/ of longhorn 1.8.1):
         # longhorn-manager's API (9500) only from Longhorn's pods, instance-manager and the
-        # backing-image components only from each other. "rke1" is the chart's name for RKE
-        # v1's ingress-nginx (it shapes only the UI policy, which needs the chart's ingress).
+        # backing-image components only from each other. "rke1"/"rke2" name the engine's
+        # ingress-nginx (it shapes only the UI policy, which needs the chart's ingress).
         # network_policies.longhorn_policies() closes the namespace to other namespaces.
-        "networkPolicies": {"enabled": True, "type": "rke1"},
+        "networkPolicies": {"enabled": True, "type": "rke2" if engine == "rke2" else "rke1"},
         "persistence": {"defaultClass": True, "defaultClassReplicaCount": replicas},
         "defaultSettings": {
             "defaultReplicaCount": replicas,
