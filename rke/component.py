@@ -60,6 +60,25 @@ def _node_ids(gates: Sequence[pulumi.Resource], names: set[str]) -> pulumi.Outpu
     return pulumi.Output.all(*pairs).apply(collect)
 
 
+def _host_keys(gates: Sequence[pulumi.Resource]) -> pulumi.Output[str]:
+    """JSON {address: host key} the readiness gates pinned (their ``connection``), for the
+    runner's own ssh (rke.runner ``RKE_HOST_KEYS``); a gate without a pin adds nothing."""
+    commands = [g for g in gates if isinstance(g, remote.Command)]
+
+    def collect(connections: list[Any]) -> str:
+        keys = {}
+        for connection in connections:
+            # pulumi output types are dicts keyed by the schema's (camelCase) names
+            connection = connection or {}
+            host = connection.get("host")
+            key = connection.get("hostKey") or connection.get("host_key")
+            if host and key:
+                keys[str(host)] = str(key).strip()
+        return json.dumps(keys, sort_keys=True)
+
+    return pulumi.Output.all(*[c.connection for c in commands]).apply(collect)
+
+
 def _kubeconfig(stdout: str | None) -> str:
     return kubeconfig_of(stdout)
 
@@ -108,6 +127,7 @@ class RkeCluster(pulumi.ComponentResource):
         environment: dict[str, pulumi.Input[str]] = {
             "RKE_STATE_KEY": state_key(),
             "RKE_NODE_IDS": _node_ids(ready, {n.name for n in ordered}),
+            "RKE_HOST_KEYS": _host_keys(ready),
         }
         restore = settings.rke.restore
         if restore is not None:

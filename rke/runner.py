@@ -12,6 +12,8 @@ Contract (standard input and environment in, one JSON object out):
 - ``RKE_S3_ACCESS_KEY``, ``RKE_S3_SECRET_KEY``  optional secrets for the
                           ``s3backupconfig`` of the cluster.yml written to disk
 - ``RKE_NODE_IDS``        optional JSON ``{node name: machine id}`` from the readiness gates
+- ``RKE_HOST_KEYS``       optional JSON ``{address: "ssh-ed25519 ..."}``: the host keys the
+                          readiness gates pinned; the runner's own ``ssh`` checks them
 - ``RKE_RESTORE``         optional JSON ``{"snapshot": name, "s3": bool}``: run
                           ``rke etcd snapshot-restore`` once instead of ``rke up``
 - ``RKE_SKIP_DRAIN=1``    escape hatch: remove workers without draining (dead nodes)
@@ -49,6 +51,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -302,6 +305,15 @@ class Run:
         except (ValueError, TypeError):
             raise RunnerError("RKE_NODE_IDS is not a JSON object of node name -> id") from None
         self.restore = parse_restore(env.get("RKE_RESTORE"))
+        try:
+            self.host_keys: dict[str, str] = {
+                str(k): str(v).strip()
+                for k, v in json.loads(env.get("RKE_HOST_KEYS") or "{}").items()
+                if v
+            }
+        except (ValueError, TypeError, AttributeError):
+            raise RunnerError("RKE_HOST_KEYS is not a JSON object of address -> key") from None
+        self._known_hosts_lock = threading.Lock()
         self.default_user = "root"  # RKE's default when a node has no `user`
         self.run_dir: RunDir | None = None
         self.key_path: Path | None = None
@@ -324,6 +336,26 @@ class Run:
     def workdir(self) -> Path:
         assert self.run_dir is not None
         return self.run_dir.path
+
+    def known_hosts(self, entry: Mapping[str, Any]) -> Path | None:
+        """A known_hosts file pinning this node's host key, or None when it has no pin (a
+        node created before the program generated host keys). Written once per run."""
+        address = str(entry.get("address"))
+        if address not in self.host_keys:
+            return None
+        path = self.workdir / "known_hosts"
+        with self._known_hosts_lock:  # the probes ask nodes from several threads
+            if path.exists():
+                return path
+            lines = []
+            for node in self.doc.get("nodes") or []:
+                key = self.host_keys.get(str(node.get("address")))
+                if key:
+                    port = int(node.get("port") or 22)
+                    name = node["address"] if port == 22 else f"[{node['address']}]:{port}"
+                    lines.append(f"{name} {key}\n")
+            write_secret(path, "".join(lines))
+        return path
 
     def _tool(self, name: str, why: str) -> str:
         path = shutil.which(name, path=self.child_env.get("PATH"))
@@ -466,7 +498,10 @@ class Run:
         )
 
         def ask(host: Host) -> tuple[str, int, str]:
-            argv = ssh_argv(ssh, host.entry, self.default_user, self.key_path, command)
+            argv = ssh_argv(
+                ssh, host.entry, self.default_user, self.key_path, command,
+                known_hosts=self.known_hosts(host.entry),
+            )  # fmt: skip
             rc, out = run_quick(argv, self.child_env, SSH_PROBE_TIMEOUT)
             return host.address, rc, out
 
@@ -570,7 +605,10 @@ class Run:
         )
         reasons = []
         for host in [h for h in hosts if h.has("controlplane")]:
-            argv = ssh_argv(ssh, host.entry, self.default_user, self.key_path, command)
+            argv = ssh_argv(
+                ssh, host.entry, self.default_user, self.key_path, command,
+                known_hosts=self.known_hosts(host.entry),
+            )  # fmt: skip
             rc, out = run_quick(argv, self.child_env, SSH_PROBE_TIMEOUT)
             if rc == 0:
                 try:
@@ -683,7 +721,10 @@ class Run:
             "docker exec etcd etcdctl endpoint health --cluster -w json"
         )
         for host in hosts:
-            argv = ssh_argv(ssh, host.entry, self.default_user, self.key_path, command)
+            argv = ssh_argv(
+                ssh, host.entry, self.default_user, self.key_path, command,
+                known_hosts=self.known_hosts(host.entry),
+            )  # fmt: skip
             _, out = run_quick(argv, self.child_env, SSH_PROBE_TIMEOUT)
             if "==multicloud==" not in out:
                 continue

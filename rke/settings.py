@@ -251,6 +251,7 @@ class RkeSettings(ConfigModel):
         if self.node_monitor_grace_period_seconds > HTTP2_DEFAULT_DETECTION_SECONDS:
             return {}
         return dict(KUBELET_HTTP2_ENV)
+
     restore: RestoreSettings | None = Field(
         None, description="run `rke etcd snapshot-restore` once (docs/recovery.md)"
     )

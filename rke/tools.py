@@ -281,14 +281,21 @@ def ssh_argv(
     key_path: Path | None,
     command: str,
     connect_timeout: int = 15,
+    known_hosts: Path | None = None,
 ) -> list[str]:
     """``ssh`` to a cluster.yml node the way RKE reaches it: its ``address``, ``port``
-    and ``user``, the cluster's key or the agent, no host key check (RKE's own dialer
-    uses ``ssh.InsecureIgnoreHostKey``, ``hosts/tunnel.go`` getSSHConfig) and no
-    ``~/.ssh/config`` (RKE does not read it either)."""
+    and ``user``, the cluster's key or the agent, and no ``~/.ssh/config`` (RKE does not
+    read it either). With ``known_hosts`` (a file holding the node's pinned ED25519 host
+    key) the host key must match it; without, it is not checked, as RKE's own dialer does
+    not check it (``ssh.InsecureIgnoreHostKey``, ``hosts/tunnel.go`` getSSHConfig)."""
+    checks = (
+        ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+         "-o", "HostKeyAlgorithms=ssh-ed25519"]
+        if known_hosts is not None
+        else ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    )  # fmt: skip
     argv = [
-        ssh, "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+        ssh, "-F", "none", "-o", "BatchMode=yes", *checks, "-o", "LogLevel=ERROR",
         "-o", f"ConnectTimeout={connect_timeout}", "-p", str(entry.get("port") or 22),
     ]  # fmt: skip
     if key_path is not None:

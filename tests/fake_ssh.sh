@@ -30,6 +30,22 @@ END
 printf '{"tool": "ssh", "args": ["%s"], "address": "%s", "user": "%s", "command": "%s", "env_keys": [%s"-"], "pid": %s}\n' \
   "$options" "$address" "${target%@*}" "$kind" "$keys" "$$" >> "$calls"
 show() { while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }
+# With StrictHostKeyChecking=yes the node's key ($world/hostkeys/<address>, what its sshd
+# presents) must be the known_hosts line for it, as OpenSSH checks it.
+case "$options" in
+  *StrictHostKeyChecking=yes*)
+    known=${options##*UserKnownHostsFile=}; known=${known%% *}
+    presented=""  # builtins only: the runner gives ssh a PATH without coreutils
+    [ -e "$world/hostkeys/$address" ] && IFS= read -r presented < "$world/hostkeys/$address"
+    pinned=""
+    while IFS=' ' read -r name type blob; do
+      [ "$name" = "$address" ] && pinned="$type $blob"
+    done < "$known"
+    if [ -z "$pinned" ] || [ "$pinned" != "$presented" ]; then
+      echo "Host key verification failed." >&2
+      exit 255
+    fi ;;
+esac
 if [ -e "$world/unreachable/$address" ]; then
   echo "ssh: connect to host $address port 22: Connection refused" >&2
   exit 255

@@ -86,3 +86,19 @@ def test_rke2_nodes_get_their_key_and_every_rke2_command_pins_its_hosts_key() ->
         connection = reveal(command.inputs["connection"])
         target = node_at[connection["host"]]
         assert connection["hostKey"].strip() == public_by_node[target], command.name
+
+
+def test_the_rke_command_hands_the_runner_the_pins_for_its_own_ssh() -> None:
+    import json
+
+    run = committed("prod")
+    [command] = run.of_type("command:local:Command")
+    environment = command.inputs["environment"]
+    assert is_secret(environment["RKE_HOST_KEYS"])  # it comes from the gates' connections
+    pins = json.loads(reveal(environment)["RKE_HOST_KEYS"])
+    gates = [r for r in run.of_type("command:remote:Command") if r.name.endswith("-ready")]
+    expected = {
+        reveal(g.inputs["connection"])["host"]: reveal(g.inputs["connection"])["hostKey"].strip()
+        for g in gates
+    }
+    assert pins == expected and len(pins) == len(gates)

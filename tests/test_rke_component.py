@@ -164,7 +164,7 @@ def test_cluster_yml_on_stdin_not_in_triggers(recorded: tuple[Recorder, dict[str
     env = inputs["environment"]
     assert set(env) == {
         "RKE_STATE_KEY", "RKE_NODE_IDS", "RKE_SSH_PRIVATE_KEY", "RKE_S3_ACCESS_KEY",
-        "RKE_S3_SECRET_KEY",
+        "RKE_S3_SECRET_KEY", "RKE_HOST_KEYS",
     }  # fmt: skip
     assert env["RKE_STATE_KEY"] == "project/stack"  # the mocks' project and stack
     node_ids = env["RKE_NODE_IDS"]  # secret when the gates' connections are

@@ -1,7 +1,8 @@
 """The runner, end to end with the fake rke: a leaky ``rke`` prints the S3 secret encoded
 and a key of the state it just wrote (which the runner was never given), and none of it
 reaches stderr; a cluster.yml that would change a running cluster's network plugin is
-refused before ``rke up``."""
+refused before ``rke up``; the runner's own ``ssh`` checks the host keys the gates pinned
+(the fake ``ssh`` compares them with the key each node presents, as OpenSSH does)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,19 @@ import urllib.parse
 from dataclasses import replace
 
 from rke.cluster_yml import render_cluster_yml
+from rke.runner import load_yaml
 from rke.state import check_rkestate, parse_previous
-from tests.test_rke_runner import MASTERS, S3_SECRET, SETTINGS, WORKERS, Box, box  # noqa: F401
+from tests.test_rke_runner import (  # noqa: F401
+    CLUSTER,
+    MASTERS,
+    S3_SECRET,
+    SETTINGS,
+    WORKERS,
+    Box,
+    box,
+)
+
+ADDRESSES = [n["address"] for n in load_yaml(CLUSTER)["nodes"]]
 
 
 def pieces(text: str, size: int = 12) -> set[str]:
@@ -52,3 +64,44 @@ def test_a_network_plugin_change_on_a_running_cluster_is_refused(box: Box) -> No
     assert not [c for c in box.sb.calls() if c["tool"] == "rke" and c["args"][:1] == ["up"]]
     kept = box.run(old, previous=previous)  # the stack set to the cluster's plugin
     assert kept.returncode == 0, kept.stderr
+
+
+def _host_keys(sandbox: Box, impostor: str | None = None) -> dict[str, str]:
+    """Pins for ``addresses``; each node's sshd presents its own key, except ``impostor``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    def key() -> str:
+        public = ed25519.Ed25519PrivateKey.generate().public_key()
+        return public.public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).decode()
+
+    pins = {address: key() for address in ADDRESSES}
+    presented = sandbox.sb.world / "hostkeys"
+    presented.mkdir(exist_ok=True)
+    for address, pin in pins.items():
+        (presented / address).write_text(key() if address == impostor else pin)
+    return pins
+
+
+def test_the_runners_own_ssh_checks_the_pinned_host_keys(box: Box) -> None:  # noqa: F811
+    pins = _host_keys(box)
+    result = box.run(RKE_HOST_KEYS=json.dumps(pins))  # a first run: every node is probed
+    assert result.returncode == 0, result.stderr
+    calls = box.sb.calls("ssh")
+    assert calls and all("StrictHostKeyChecking=yes" in c["args"][0] for c in calls)
+
+
+def test_an_impostor_node_stops_a_stateless_run(box: Box) -> None:  # noqa: F811
+    pins = _host_keys(box, impostor="203.0.113.2")
+    result = box.run(RKE_HOST_KEYS=json.dumps(pins))
+    assert result.returncode == 1 and "could not be asked" in result.stderr
+    assert "Host key verification failed" in result.stderr
+    assert box.sb.ups() == []  # no rke up against a node that is not the one pinned
+
+
+def test_nodes_without_a_pin_are_asked_as_before(box: Box) -> None:  # noqa: F811
+    result = box.run()  # no RKE_HOST_KEYS: nodes created before host keys were generated
+    assert result.returncode == 0, result.stderr
+    assert all("StrictHostKeyChecking=no" in c["args"][0] for c in box.sb.calls("ssh"))
