@@ -176,8 +176,12 @@ def test_scaling_up_adds_only_the_new_node() -> None:
     assert not set(by_urn(before)) - set(by_urn(after))
     changes = changed_inputs(before, after)
     [command_urn] = [u for u in changes if u.endswith("::cluster-rke-up")]
-    assert changes.pop(command_urn) == ["stdin"]  # the cluster.yml, and nothing else
+    # the cluster.yml, and the new node's host key pin for the runner's ssh
+    assert changes.pop(command_urn) == ["environment", "stdin"]
     assert changes == {}, changes  # every other existing registration is untouched
+    old_env = reveal(by_urn(before)[command_urn].inputs)["environment"]
+    new_env = reveal(by_urn(after)[command_urn].inputs)["environment"]
+    assert {k for k in new_env if new_env[k] != old_env.get(k)} == {"RKE_HOST_KEYS"}
     new_yml = reveal(by_urn(after)[command_urn].inputs)["stdin"]
     assert "mc-prod-digitalocean-worker-1" in new_yml
 
