@@ -1,6 +1,6 @@
 """Install the pinned ``rke`` binary, verified by sha256, for one ``pulumi up`` job.
 
-The pin is ``reference/rke-release.json``: RKE's release version and, per platform,
+The pin is ``reference/rke-binary.json``: RKE's release version and, per platform,
 the asset URL and its sha256. Nothing is trusted that the pin does not name:
 
 - ``install --dest DIR`` downloads the asset for this machine over https, refuses it
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
-PIN = REPO / "reference" / "rke-release.json"
+PIN = REPO / "reference" / "rke-binary.json"
 SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK = 1 << 20
 TIMEOUT_S = 120
@@ -52,7 +52,7 @@ class VerifyError(Exception):
 
 
 def load_pin(path: Path = PIN) -> dict[str, Any]:
-    """The pin document (see ``reference/rke-release.json``); raises PinError if malformed."""
+    """The pin document (see ``reference/rke-binary.json``); raises PinError if malformed."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -86,7 +86,7 @@ def asset_for(pin: dict[str, Any], key: str) -> tuple[str, str]:
         raise PinError(f"rke {version} {key}: asset URL must be https, got {url!r}")
     if not isinstance(digest, str) or not SHA256.fullmatch(digest):
         raise PinError(
-            f"rke {version} {key}: reference/rke-release.json records no verified sha256 "
+            f"rke {version} {key}: reference/rke-binary.json records no verified sha256 "
             f"(got {digest!r}), so rke is not installed and `pulumi up` does not run. "
             "Record the sha256 from the release's sha256sum.txt as docs/delivery.md "
             "('Pinning rke') describes: `python scripts/fetch_rke.py record`."

@@ -914,7 +914,7 @@ def test_zizmor_ignore_comments_silence_only_the_documented_findings(
     assert all(f"`{ident}`" in docs for ident, _, _ in ZIZMOR_ACCEPTED)
 
 
-# --- the rke binary (scripts/fetch_rke.py, reference/rke-release.json) ----------------
+# --- the rke binary (scripts/fetch_rke.py, reference/rke-binary.json) ----------------
 
 
 def test_rke_pin_names_a_release_that_ships_the_stacks_kubernetes() -> None:
