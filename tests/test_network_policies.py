@@ -5,6 +5,7 @@ needs: a table of flows, each allowed or denied."""
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,10 +43,29 @@ def test_every_namespace_of_the_program_is_covered_and_denies_by_default() -> No
         assert "Ingress" in deny["spec"]["policyTypes"], ns
 
 
-def test_the_cloudflare_ranges_are_the_published_ones() -> None:
+def _updater_cidrs(policies: list[dict[str, Any]]) -> list[str]:
+    api = next(p for p in policies if p["metadata"]["name"] == "allow-cloudflare-api")
+    return [peer["ipBlock"]["cidr"] for rule in api["spec"]["egress"] for peer in rule["to"]]
+
+
+def test_the_updater_policy_allows_exactly_the_reference_ranges() -> None:
     ref = reference.load("cloudflare-ips.json")
-    assert list(np.CLOUDFLARE_IPV4) == ref["ipv4"]
-    assert list(np.CLOUDFLARE_TRACE_IPV4) == ref["trace_endpoints"]["ipv4"]
+    policies = np.namespace_policies(RANGES)[workloads.UPDATER_NAMESPACE]
+    assert _updater_cidrs(policies) == ref["ipv4"] + ref["trace_endpoints"]["ipv4"]
+
+
+def test_the_ranges_come_from_the_reference_file(tmp_path: Any, monkeypatch: Any) -> None:
+    # one source of truth: a range added to (or removed from) the file reaches the policy
+    ref = reference.load("cloudflare-ips.json")
+    changed = {**ref, "ipv4": [*ref["ipv4"][1:], "203.0.113.0/24"]}
+    path = tmp_path / "cloudflare-ips.json"
+    path.write_text(json.dumps(changed))
+    monkeypatch.setattr(np, "CLOUDFLARE_IPS_FILE", path)
+    cidrs = _updater_cidrs(np.updater_policies())
+    assert "203.0.113.0/24" in cidrs and ref["ipv4"][0] not in cidrs
+    path.write_text(json.dumps({**ref, "ipv4": ["203.0.113.1/24"]}))
+    with pytest.raises(ValueError, match=r"cloudflare-ips\.json.*203\.0\.113\.1/24"):
+        np.updater_policies()
 
 
 def test_longhorn_chart_policies_are_on() -> None:

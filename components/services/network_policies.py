@@ -27,8 +27,10 @@ Per namespace (docs/security.md has the table):
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from components.services import workloads
@@ -54,16 +56,35 @@ ACME_SOLVER_LABEL = "acme.cert-manager.io/http01-solver"  # pkg/apis/acme/v1: "t
 LONGHORN_WEBHOOK_PORTS = (9501, 9502, 9503)  # conversion, admission, recovery backend
 NFS_PORT = 2049
 LINK_LOCAL = "169.254.0.0/16"  # the cloud metadata service lives here
-# Cloudflare's published IPv4 ranges (https://www.cloudflare.com/ips-v4), api.cloudflare.com
-# among them, and the resolver addresses older favonia/cloudflare-ddns releases used for
-# cloudflare.trace. reference/cloudflare-ips.json keeps the provenance; a test compares.
-CLOUDFLARE_IPV4 = (
-    "173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22",
-    "141.101.64.0/18", "108.162.192.0/18", "190.93.240.0/20", "188.114.96.0/20",
-    "197.234.240.0/22", "198.41.128.0/17", "162.158.0.0/15", "104.16.0.0/13",
-    "104.24.0.0/14", "172.64.0.0/13", "131.0.72.0/22",
-)  # fmt: skip
-CLOUDFLARE_TRACE_IPV4 = ("1.1.1.1/32", "1.0.0.1/32")
+# Cloudflare's published IPv4 ranges live in one place, reference/cloudflare-ips.json (its
+# README row and the file's own "source"/"how_to_recheck" keep the provenance).
+CLOUDFLARE_IPS_FILE = Path(__file__).resolve().parents[2] / "reference" / "cloudflare-ips.json"
+
+
+def cloudflare_ranges(path: Path | None = None) -> tuple[str, ...]:
+    """The IPv4 CIDRs the DNS updater may reach over HTTPS, read from ``path`` (default
+    ``reference/cloudflare-ips.json``): Cloudflare's published ranges
+    (https://www.cloudflare.com/ips-v4, api.cloudflare.com among them; key ``ipv4``) and the
+    resolver addresses older favonia/cloudflare-ddns releases used for cloudflare.trace
+    (``trace_endpoints.ipv4``), in the file's order.
+
+    Raises ValueError naming the file when a key is missing or an entry is not an IPv4
+    network in canonical form (``192.0.2.0/24``, not ``192.0.2.1/24``).
+    """
+    source = path or CLOUDFLARE_IPS_FILE
+    try:
+        data = json.loads(source.read_text())
+        cidrs = [*data["ipv4"], *data["trace_endpoints"]["ipv4"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{source}: expected JSON with `ipv4` and `trace_endpoints.ipv4` lists ({err})"
+        ) from None
+    for cidr in cidrs:
+        try:
+            ipaddress.IPv4Network(cidr, strict=True)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{source}: {cidr!r} is not an IPv4 network ({err})") from None
+    return tuple(cidrs)
 
 
 @dataclass(frozen=True)
@@ -144,11 +165,12 @@ def internet(ranges: ClusterRanges) -> Manifest:
 
 
 def updater_policies(
-    cloudflare_ranges: Sequence[str] = CLOUDFLARE_IPV4 + CLOUDFLARE_TRACE_IPV4,
+    ranges: Sequence[str] | None = None,
 ) -> list[Manifest]:
-    """The DNS updater talks to Cloudflare's API (and its trace endpoint) over HTTPS only."""
+    """The DNS updater talks to Cloudflare's API (and its trace endpoint) over HTTPS only:
+    to ``ranges``, by default ``cloudflare_ranges()`` (the reference file)."""
     ns = workloads.UPDATER_NAMESPACE
-    peers = [{"ipBlock": {"cidr": cidr}} for cidr in cloudflare_ranges]
+    peers = [{"ipBlock": {"cidr": cidr}} for cidr in (ranges or cloudflare_ranges())]
     cloudflare = {
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": workloads.UPDATER_NAME}},
         "policyTypes": ["Egress"],
