@@ -20,6 +20,10 @@ Contract (standard input and environment in, one JSON object out):
 - ``RKE_ETCD_HEALTH_TIMEOUT``  seconds to wait for etcd to be healthy after an etcd
                           step (default 90, RKE's own ``isEtcdHealthy`` bound: 18 x 5 s)
 - ``RKE_RUNNER_TMPDIR``   where private run directories go (default /dev/shm)
+- ``RKE_INGRESS_TIMEOUT`` seconds to wait, after a successful ``rke up``, for the
+                          ingress-nginx controller and its admission webhook (default
+                          600; only when cluster.yml's ``ingress.provider`` is not
+                          ``none``); ``RKE_INGRESS_POLL`` seconds between looks (default 5)
 - ``PULUMI_COMMAND_STDOUT`` set by pulumi-command on update/delete: this runner's
                           previous stdout, i.e. the previous state
 
@@ -62,6 +66,7 @@ from typing import IO, Any
 
 import yaml
 
+from rke import ingress as ingress_wait
 from rke import plan as planning
 from rke.plan import Host, PlanError, Step
 from rke.redact import Redactor
@@ -81,7 +86,15 @@ from rke.state import (
     parse_previous,
     pem_fingerprint,
 )
-from rke.tools import Console, Interrupted, Supervisor, child_env, run_quick, ssh_argv
+from rke.tools import (
+    Console,
+    Interrupted,
+    Supervisor,
+    child_env,
+    run_quick,
+    run_split,
+    ssh_argv,
+)
 from rke.workdir import (
     KUBECONFIG_FILE,
     STATE_FILE,
@@ -95,6 +108,9 @@ from rke.workdir import (
 TAIL_LINES = 40
 DEFAULT_DRAIN_TIMEOUT = 300
 DEFAULT_ETCD_HEALTH_TIMEOUT = 90.0
+DEFAULT_INGRESS_TIMEOUT = 600.0
+DEFAULT_INGRESS_POLL = 5.0
+KUBECTL_TIMEOUT = 30.0
 LEFTOVER_WAIT_SECONDS = 30.0
 SSH_PROBE_TIMEOUT = 60.0
 SECRET_ENV = ("RKE_SSH_PRIVATE_KEY", "RKE_S3_ACCESS_KEY", "RKE_S3_SECRET_KEY")
@@ -176,6 +192,14 @@ def check_network_plugin(state: Mapping[str, Any], doc: Mapping[str, Any]) -> No
             f"`pulumi config set --path rke.networkPlugin {applied}` (multicloud:rke."
             "networkPlugin). Nothing was changed."
         )
+
+
+def ingress_enabled(doc: Mapping[str, Any]) -> bool:
+    """Whether RKE deploys its ingress controller for this cluster.yml: any
+    ``ingress.provider`` but ``none``; RKE's default when unset is nginx
+    (``DefaultIngressController`` in cluster/defaults.go; ``deployIngress`` in
+    cluster/addons.go skips, or removes, the controller only for ``none``)."""
+    return str((doc.get("ingress") or {}).get("provider") or "nginx") != "none"
 
 
 # -- cluster.yml on disk ---------------------------------------------------------------------
@@ -797,6 +821,80 @@ class Run:
             self.supervisor.check()
             time.sleep(min(5.0, max(bound / 10, 0.05)))
 
+    # -- ingress controller
+
+    def ingress_state(self, kubectl: str) -> tuple[list[str], str]:
+        """One look at the ingress controller: (what is still pending, why kubectl could
+        not answer). kubectl's stderr (warnings, errors) never reaches the JSON parser."""
+        c = ingress_wait.RKE_INGRESS
+        base = [kubectl, "--kubeconfig", str(self.workdir / KUBECONFIG_FILE), "-n", c.namespace]
+        rc, out, err = run_split(
+            [
+                *base, "get", f"daemonset/{c.daemonset}",
+                f"validatingwebhookconfiguration/{c.webhook_configuration}",
+                "--ignore-not-found", "-o", "json",
+            ],
+            self.child_env, KUBECTL_TIMEOUT,
+        )  # fmt: skip
+        if rc != 0:
+            return [], f"kubectl exit {rc}: {self.redact(err.strip())[-300:]}"
+        rc2, out2, err2 = run_split(
+            [
+                *base, "get", "endpointslices", "-l",
+                f"{ingress_wait.SERVICE_NAME_LABEL}={c.webhook_service}", "-o", "json",
+            ],
+            self.child_env, KUBECTL_TIMEOUT,
+        )  # fmt: skip
+        if rc2 != 0:
+            return [], f"kubectl exit {rc2}: {self.redact(err2.strip())[-300:]}"
+        try:
+            objects = ingress_wait.items(json.loads(out) if out.strip() else None)
+            slices = ingress_wait.items(json.loads(out2) if out2.strip() else None)
+        except ValueError as error:
+            return [], f"kubectl printed no JSON ({error})"
+        return ingress_wait.pending(c, objects, slices), ""
+
+    def wait_ingress(self) -> None:
+        """Bounded wait until an Ingress can be created: RKE's ingress-nginx DaemonSet rolled
+        out on the nodes its selector picks, its admission webhook Service has a ready
+        endpoint and the webhook's CA is patched in (``rke.ingress``). Nothing to wait for
+        when cluster.yml's ingress provider is ``none``. Raises RunnerError naming what was
+        still pending and how long it waited."""
+        if not ingress_enabled(self.doc):
+            return
+        kubectl = self._tool("kubectl", "waiting for the ingress controller's admission webhook")
+        bound = float(self.env.get("RKE_INGRESS_TIMEOUT") or DEFAULT_INGRESS_TIMEOUT)
+        poll = float(self.env.get("RKE_INGRESS_POLL") or DEFAULT_INGRESS_POLL)
+        c = ingress_wait.RKE_INGRESS
+        start = time.monotonic()
+        deadline = start + bound
+        log(f"waiting up to {bound:g}s for ingress-nginx ({c.namespace}/{c.daemonset}) and "
+            f"its admission webhook ({c.namespace}/{c.webhook_service})")  # fmt: skip
+        last = ""
+        while True:
+            waiting, error = self.ingress_state(kubectl)
+            if not waiting and not error:
+                took = time.monotonic() - start
+                log(f"ingress-nginx ready after {took:.0f}s: the controller rolled out and "
+                    "the admission webhook has a ready endpoint")  # fmt: skip
+                return
+            now_seen = error or "; ".join(waiting)
+            if now_seen != last:
+                log(f"ingress-nginx not ready yet: {now_seen}")
+                last = now_seen
+            if time.monotonic() >= deadline:
+                raise RunnerError(
+                    f"`rke up` succeeded, but the ingress-nginx controller and its admission "
+                    f"webhook were not ready after {bound:g}s (RKE_INGRESS_TIMEOUT): "
+                    f"{now_seen}. Until they are, the API server rejects every Ingress "
+                    "(the webhook's failurePolicy is Fail). The cluster state is kept and "
+                    "the next `pulumi up` starts from it. Look at `kubectl -n "
+                    f"{c.namespace} get pods,jobs` and `kubectl -n {c.namespace} describe "
+                    f"daemonset {c.daemonset}` (docs/recovery.md)."
+                )
+            self.supervisor.check()
+            time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+
     # -- the run
 
     def execute(self) -> str:
@@ -874,6 +972,8 @@ class Run:
                 )
         if any(s.change.changes_etcd for s in steps) and before:
             self._tool("ssh", "checking etcd health around member changes")
+        if ingress_enabled(self.doc):
+            self._tool("kubectl", "waiting for the ingress controller's admission webhook")
 
         current: Sequence[Host] = before
         for i, step in enumerate(steps, 1):
@@ -906,6 +1006,7 @@ class Run:
             if step.change.changes_etcd and before:
                 self.wait_healthy(step)
             current = step.hosts
+        self.wait_ingress()
         return self.result()
 
     def run_restore(self, rke: str, start: Result | None) -> str:
@@ -958,6 +1059,7 @@ class Run:
         self._seen = None
         self.saved_digest = None
         self.capture("rke etcd snapshot-restore (completed)")
+        self.wait_ingress()
         return self.result()
 
     def result(self) -> str:

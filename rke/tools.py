@@ -308,6 +308,15 @@ def run_quick(
 ) -> tuple[int, str]:
     """Run a short command (ssh probes, ``--version``): (exit code, stdout+stderr).
     A timeout or a missing binary gives exit code 124/127 and the reason as output."""
+    rc, out, err = run_split(argv, env, timeout, cwd)
+    return rc, out + err
+
+
+def run_split(
+    argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: Path | None = None
+) -> tuple[int, str, str]:
+    """``run_quick`` with stdout and stderr apart: (exit code, stdout, stderr), for a
+    command whose stdout is parsed (``kubectl -o json``; its warnings go to stderr)."""
     try:
         out = subprocess.run(
             list(argv),
@@ -319,7 +328,11 @@ def run_quick(
             start_new_session=True,
         )
     except subprocess.TimeoutExpired:
-        return 124, f"timed out after {timeout:.0f}s"
+        return 124, "", f"timed out after {timeout:.0f}s"
     except OSError as err:
-        return 127, str(err)
-    return out.returncode, (out.stdout + out.stderr).decode(errors="replace")
+        return 127, "", str(err)
+    return (
+        out.returncode,
+        out.stdout.decode(errors="replace"),
+        out.stderr.decode(errors="replace"),
+    )

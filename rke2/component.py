@@ -306,7 +306,9 @@ class Rke2Cluster(pulumi.ComponentResource):
         self.command = remote.Command(
             f"{name}-nodes-ready",
             connection=connection(lambda p: by_name[p.anchor]),
-            create=scripts.cluster_ready_script([n.name for n in nodes], READY_TIMEOUT_SECONDS),
+            create=scripts.cluster_ready_script(
+                [n.name for n in nodes], READY_TIMEOUT_SECONDS, ingress=settings.rke.ingress.enabled
+            ),
             triggers=[vm.id for vm in vms if isinstance(vm, pulumi.CustomResource)],
             logging=remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(

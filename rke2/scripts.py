@@ -3,7 +3,8 @@
 - ``install_script``: on every node at boot, after ZeroTier holds the overlay address;
   installs the pinned RKE2 from its release tarball, verified (fail closed).
 - ``cluster_ready_script``: on one server over SSH; waits, bounded, until every node of
-  the stack is Ready, then prints the kubeconfig (a secret).
+  the stack is Ready (and rke2-ingress-nginx can admit an Ingress, when it is enabled),
+  then prints the kubeconfig (a secret).
 - ``remove_node_script``: on a server over SSH when a node leaves the stack; drains and
   deletes its Node. Deleting the Node of a server removes its etcd member: K3s's
   ``pkg/etcd/member_controller.go`` registers ``etcdMemberHandler.onRemove`` with
@@ -19,6 +20,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
+from rke.ingress import RKE2_INGRESS, SERVICE_NAME_LABEL
 from rke2.release import artifact_urls, tarball_sha256, version_key
 
 KUBECTL = "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml"
@@ -94,14 +96,80 @@ def _names(nodes: Sequence[str]) -> str:
     return " ".join(sorted(nodes))
 
 
-def cluster_ready_script(nodes: Sequence[str], timeout_seconds: int) -> str:
-    """Wait (bounded) until every node in ``nodes`` is Ready; print the admin kubeconfig.
+def _ingress_wait(timeout_seconds: int, poll: str) -> str:
+    """sh: wait (same deadline) until rke2-ingress-nginx can admit an Ingress. The names
+    and why: ``rke.ingress`` (``RKE2_INGRESS``); the DaemonSet test is kubectl's
+    ``DaemonSetStatusViewer``, the endpoint one an EndpointSlice address that is ready."""
+    c = RKE2_INGRESS
+    ds = f"DaemonSet {c.namespace}/{c.daemonset}"
+    fields = (
+        "{.metadata.generation}/{.status.observedGeneration}/{.status.desiredNumberScheduled}"
+        "/{.status.updatedNumberScheduled}/{.status.numberAvailable}"
+    )
+    ready = "{.items[*].endpoints[?(@.conditions.ready==true)].addresses[*]}"
+    return f"""ingress_pending() {{
+  if ! s=$(kubectl -n {c.namespace} get daemonset {c.daemonset} -o 'jsonpath={fields}' \
+      2>/dev/null); then
+    why="{ds} does not exist yet (the HelmChart {c.namespace}/rke2-ingress-nginx installs it)"
+    return 0
+  fi
+  old_ifs=$IFS; IFS=/; set -- $s; IFS=$old_ifs
+  gen=${{1:-0}} obs=${{2:-0}} des=${{3:-0}} upd=${{4:-0}} avl=${{5:-0}}
+  if [ "$gen" -gt "$obs" ]; then why="{ds}: its spec update is not observed yet"; return 0; fi
+  if [ "$des" -eq 0 ]; then why="{ds}: it selects no node (desiredNumberScheduled 0)"; return 0; fi
+  if [ "$upd" -lt "$des" ]; then why="{ds}: $upd of $des pods updated"; return 0; fi
+  if [ "$avl" -lt "$des" ]; then why="{ds}: $avl of $des pods available"; return 0; fi
+  eps=$(kubectl -n {c.namespace} get endpointslices -l {SERVICE_NAME_LABEL}={c.webhook_service} \
+    -o 'jsonpath={ready}' 2>/dev/null)
+  if [ -z "$eps" ]; then
+    why="Service {c.namespace}/{c.webhook_service}: no ready endpoint"
+    return 0
+  fi
+  ca=$(kubectl get validatingwebhookconfiguration {c.webhook_configuration} \
+    -o 'jsonpath={{.webhooks[*].clientConfig.caBundle}}' 2>/dev/null)
+  if [ -z "$ca" ]; then
+    why="ValidatingWebhookConfiguration {c.webhook_configuration}: its CA bundle is not"
+    why="$why patched in yet (Job {c.namespace}/{c.patch_job})"
+    return 0
+  fi
+  return 1
+}}
+while ingress_pending; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "rke2: ingress-nginx and its admission webhook are not ready after {timeout_seconds}s:" \
+      "$why. Until they are, every Ingress is rejected (failurePolicy Fail)" \
+      "(kubectl -n {c.namespace} get pods,jobs;" \
+      "kubectl -n {c.namespace} describe daemonset {c.daemonset})" >&2
+    exit 1
+  fi
+  sleep {poll}
+done
+echo "rke2: ingress-nginx is ready: the controller rolled out and the admission webhook" \
+  "has a ready endpoint" >&2
+"""
 
-    Exits non-zero naming the first node that did not register or is not Ready. stdout
-    carries only the kubeconfig (a secret; the command marks it so).
+
+def cluster_ready_script(
+    nodes: Sequence[str],
+    timeout_seconds: int,
+    ingress: bool = False,
+    poll_seconds: float = 10,
+) -> str:
+    """Wait (bounded) until every node in ``nodes`` is Ready, and with ``ingress`` until
+    rke2-ingress-nginx's controller has rolled out and its admission webhook has a ready
+    endpoint and its CA (``rke.ingress``: creating an Ingress before that is rejected, and
+    pulumi-kubernetes does not retry it); then print the admin kubeconfig.
+
+    One deadline, ``timeout_seconds`` from the start, bounds every wait; ``poll_seconds``
+    between looks. Exits non-zero naming the first node that did not register or is not
+    Ready, or what of the ingress controller was still pending. stdout carries only the
+    kubeconfig (a secret; the command marks it so).
     """
     if timeout_seconds < 1:
         raise ValueError("timeout_seconds must be positive")
+    if not 0 < poll_seconds <= 60:
+        raise ValueError("poll_seconds must be in (0, 60]")
+    poll = f"{poll_seconds:g}"
     return f"""set -u
 nodes="{_names(nodes)}"
 deadline=$(( $(date +%s) + {timeout_seconds} ))
@@ -113,7 +181,7 @@ until sudo test -s {KUBECONFIG} && kubectl get --raw /readyz >/dev/null 2>&1; do
       "(journalctl -u rke2-server)" >&2
     exit 1
   fi
-  sleep 10
+  sleep {poll}
 done
 for node in $nodes; do
   until [ "$(kubectl get node "$node" -o "jsonpath=$ready" 2>/dev/null)" = True ]; do
@@ -127,11 +195,11 @@ for node in $nodes; do
       fi
       exit 1
     fi
-    sleep 10
+    sleep {poll}
   done
   echo "rke2: $node is Ready" >&2
 done
-sudo cat {KUBECONFIG}
+{_ingress_wait(timeout_seconds, poll) if ingress else ""}sudo cat {KUBECONFIG}
 """
 
 

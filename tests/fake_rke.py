@@ -33,6 +33,11 @@ written state and certificates (``isEtcdPlaneReplaced``). Control keys:
 - ``ssh_unreachable``: addresses ``ssh`` cannot reach
 - ``etcd_unhealthy``: member names ``etcdctl endpoint health`` reports unhealthy
 - ``etcd_keep``: member names whose removal fails (RKE logs it and goes on)
+- ``ingress_ready_after``: how many looks at the ingress controller find it not ready
+  (default 0: ready at once; ``-1``: never). A look is ``kubectl get daemonset/...
+  validatingwebhookconfiguration/...``; until then the DaemonSet has no available pod, the
+  webhook Service's EndpointSlice no ready endpoint and the webhook no CA bundle (the
+  names of RKE's 1.30 ingress template, ``rke.ingress.RKE_INGRESS``)
 - ``leak``: ``rke up`` also prints, after the first state write, what a debug log can
   carry: the S3 secret key base64-encoded (as RKE hands it to the snapshot container,
   ``services/etcd.go``) and URL-encoded, and kube-admin's key as the kubeconfig has it
@@ -40,7 +45,9 @@ written state and certificates (``isEtcdPlaneReplaced``). Control keys:
 
 Every call appends one JSON line to ``calls.jsonl``: the tool, its arguments, the
 environment's keys, and for ``rke`` the config it read, the state it was given (and
-the fingerprint of that state's CA), file modes and its pid.
+the fingerprint of that state's CA), file modes and its pid. Not recorded (answered by
+the shell wrapper, no Python start): ``rke --version`` and ``kubectl ... get``, whose
+looks are counted in ``world/ingress/looks`` (``Sandbox.ingress_looks``).
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ class Sandbox:
                     f'[ "$1" = --version ] && {{ read -r v < "{tmp / "version"}"; '
                     'echo "rke version $v"; exit 0; }\n'
                     if tool == "rke"
-                    else ""
+                    else _KUBECTL_GET.replace("@INGRESS@", str(self.world / "ingress"))
                 )
                 exe.write_text(
                     f'#!/bin/sh\n{fast}FAKE_CONTROL="{self.control}" exec "{sys.executable}" '
@@ -112,6 +119,19 @@ class Sandbox:
             (unreachable / address).touch()
         if (self.world / "etcd.json").exists():
             write_members(self.world, self.members(), settings.get("etcd_unhealthy", []))
+        ingress = self.world / "ingress"
+        ingress.mkdir(exist_ok=True)
+        (ingress / "looks").write_text("")
+        after = int(settings.get("ingress_ready_after", 0))
+        (ingress / "ready-after").write_text(str(10**9 if after < 0 else after))
+        for ready in (True, False):
+            objects, slices = ingress_world(ready)
+            (ingress / f"objects-{ready}.json").write_text(json.dumps(objects))
+            (ingress / f"slices-{ready}.json").write_text(json.dumps(slices))
+
+    def ingress_looks(self) -> int:
+        """How many times the ingress controller was looked at (``kubectl get``)."""
+        return len((self.world / "ingress" / "looks").read_text().splitlines())
 
     def deploy(self, config: dict[str, Any]) -> tuple[str, str]:
         """The world after a successful first ``rke up`` of ``config`` (a parsed
@@ -148,6 +168,62 @@ class Sandbox:
 
     def nodes_with_certs(self) -> list[str]:
         return sorted(p.parent.name for p in (self.world / "nodes").glob("*/kube-ca.pem"))
+
+
+# `kubectl --kubeconfig F -n NS get ...` in the wrapper: the kubeconfig RKE wrote must be
+# given; the first `ready-after` looks find the controller pending. Shell builtins only:
+# the runner gives its children no PATH but the fakes' directory.
+_KUBECTL_GET = """if [ "$5" = get ]; then
+  [ "$1" = --kubeconfig ] && [ -s "$2" ] || { echo "error: no kubeconfig $2" >&2; exit 1; }
+  w="@INGRESS@"
+  [ "$6" = endpointslices ] && f=slices || { f=objects; echo >> "$w/looks"; }
+  n=0; while read -r _; do n=$((n + 1)); done < "$w/looks"
+  read -r after < "$w/ready-after"
+  [ "$n" -gt "$after" ] && f="$f-True" || f="$f-False"
+  read -r doc < "$w/$f.json" || true
+  printf '%s\\n' "$doc"
+  exit 0
+fi
+"""
+
+
+def ingress_world(ready: bool, desired: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``kubectl get -o json`` prints for RKE's ingress-nginx: (the DaemonSet and the
+    ValidatingWebhookConfiguration as a List, the webhook Service's EndpointSlices)."""
+    from rke.ingress import RKE_INGRESS as c
+
+    available = desired if ready else 0
+    daemonset = {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": c.daemonset, "namespace": c.namespace, "generation": 2},
+        "status": {
+            "observedGeneration": 2, "desiredNumberScheduled": desired,
+            "updatedNumberScheduled": desired, "numberReady": available,
+            "numberAvailable": available,
+        },
+    }  # fmt: skip
+    client: dict[str, Any] = {"service": {"namespace": c.namespace, "name": c.webhook_service}}
+    if ready:
+        client["caBundle"] = base64.b64encode(b"-----BEGIN CERTIFICATE-----").decode()
+    webhook = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": c.webhook_configuration},
+        "webhooks": [{"name": "validate.nginx.ingress.kubernetes.io", "failurePolicy": "Fail",
+                      "clientConfig": client}],
+    }  # fmt: skip
+    endpoints = [
+        {"addresses": [f"10.42.{i}.7"], "conditions": {"ready": ready}} for i in range(desired)
+    ]
+    slices = {
+        "apiVersion": "v1", "kind": "List",
+        "items": [{
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{c.webhook_service}-x7k2p", "namespace": c.namespace,
+                         "labels": {"kubernetes.io/service-name": c.webhook_service}},
+            "endpoints": endpoints,
+        }],
+    }  # fmt: skip
+    return {"apiVersion": "v1", "kind": "List", "items": [daemonset, webhook]}, slices
 
 
 # -- shared helpers ------------------------------------------------------------------------

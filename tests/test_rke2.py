@@ -473,3 +473,67 @@ def test_rke_only_keys_are_refused_with_rke2(path: str, value: Any) -> None:
         parse_config(raw)
     raw["engine"] = "rke"
     parse_config(raw)  # fine for rke
+
+
+# -- the ready script waits for rke2-ingress-nginx's admission webhook -----------------------
+
+# `sudo` and RKE2's kubectl on a node, as the ready script calls them: every node Ready; the
+# first READY_AFTER looks at the ingress DaemonSet find no available pod, no ready webhook
+# endpoint and no CA bundle (the names in rke.ingress.RKE2_INGRESS; anything else fails).
+_FAKE_SUDO = """#!/bin/sh
+case "$1" in
+  test) exit 0 ;;
+  cat) echo "apiVersion: v1 # the kubeconfig"; exit 0 ;;
+  /var/lib/rancher/rke2/bin/kubectl) shift 3 ;;
+  *) echo "fake sudo: $*" >&2; exit 99 ;;
+esac
+looks=@DIR@/looks
+svc=kubernetes.io/service-name=rke2-ingress-nginx-controller-admission
+case "$*" in "-n kube-system get daemonset "*) echo >> "$looks" ;; esac
+n=$(wc -l < "$looks"); ready=false; [ "$n" -gt @READY_AFTER@ ] && ready=true
+case "$*" in
+  "get --raw /readyz") exit 0 ;;
+  "get node "*) echo True ;;
+  "-n kube-system get daemonset rke2-ingress-nginx-controller -o "*)
+    $ready && echo "3/3/2/2/2" || echo "3/3/2/2/" ;;
+  "-n kube-system get endpointslices -l $svc -o "*)
+    $ready && echo "10.42.3.4" ;;
+  "get validatingwebhookconfiguration rke2-ingress-nginx-admission -o "*)
+    $ready && echo "Q0E=" ;;
+  *) echo "fake kubectl: $*" >&2; exit 98 ;;
+esac
+"""
+
+
+def _run_ready(tmp_path: Path, script: str, ready_after: int) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "looks").write_text("")
+    sudo = tmp_path / "sudo"
+    sudo.write_text(
+        _FAKE_SUDO.replace("@DIR@", str(tmp_path)).replace("@READY_AFTER@", str(ready_after))
+    )
+    sudo.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+
+
+def test_the_ready_script_waits_for_the_ingress_admission_webhook(tmp_path: Path) -> None:
+    script = scripts.cluster_ready_script([A0.name], 60, ingress=True, poll_seconds=0.01)
+    done = _run_ready(tmp_path, script, ready_after=3)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "apiVersion: v1 # the kubeconfig\n"  # only the kubeconfig
+    assert len((tmp_path / "looks").read_text()) == 4  # three not ready, then ready
+    assert "ingress-nginx is ready" in done.stderr
+
+
+def test_the_ready_script_fails_naming_what_of_ingress_never_got_ready(tmp_path: Path) -> None:
+    script = scripts.cluster_ready_script([A0.name], 1, ingress=True, poll_seconds=0.05)
+    done = _run_ready(tmp_path, script, ready_after=10**6)
+    assert done.returncode == 1 and done.stdout == ""  # no kubeconfig: the command fails
+    assert "not ready after 1s" in done.stderr
+    assert "DaemonSet kube-system/rke2-ingress-nginx-controller: 0 of 2 pods available" in (
+        done.stderr
+    )
+    # without ingress there is nothing to wait for (and nothing is asked)
+    plain = scripts.cluster_ready_script([A0.name], 1, ingress=False, poll_seconds=0.05)
+    assert _run_ready(tmp_path, plain, ready_after=10**6).returncode == 0
+    assert (tmp_path / "looks").read_text() == ""

@@ -175,6 +175,9 @@ def test_one_ready_command_depends_on_every_vm_and_member() -> None:
     assert "delete" not in command.inputs  # nothing about it can remove the cluster
     script = reveal(command.inputs["create"])
     assert all(vm.name in script for vm in vms(run))
+    # prod runs ingress-nginx: the command waits for its admission webhook, so the
+    # Ingress objects created after it are not rejected (rke.ingress)
+    assert "ingress_pending" in script and "rke2-ingress-nginx-controller-admission" in script
     kubeconfig = yaml.safe_load(reveal(run.outputs["kubeconfig"]))
     server = kubeconfig["clusters"][0]["cluster"]["server"]
     anchor = reveal(command.inputs["connection"])["host"]

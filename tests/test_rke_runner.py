@@ -9,6 +9,7 @@ pulumi-command does. Every wait is bounded.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -638,3 +639,47 @@ def test_extract_writes_state_files(box: Box) -> None:
     assert (target / "cluster.yml").read_text() == CLUSTER
     assert check_rkestate((target / "cluster.rkestate").read_text())
     assert oct((target / "cluster.rkestate").stat().st_mode & 0o777) == "0o600"
+
+
+# -- the ingress controller's admission webhook ----------------------------------------------
+
+
+def test_the_runner_waits_for_the_admission_webhook_before_reporting_ready(box: Box) -> None:
+    box.sb.set(ingress_ready_after=3)  # three looks find no ready webhook endpoint
+    result = box.run(RKE_INGRESS_POLL="0.01")
+    assert result.returncode == 0, result.stderr
+    assert box.sb.ingress_looks() == 4
+    assert "ingress-nginx not ready yet" in result.stderr
+    assert "Service ingress-nginx/ingress-nginx-controller-admission: no ready endpoint" in (
+        result.stderr
+    )
+    assert "ingress-nginx ready after" in result.stderr
+    assert state_of(result.stdout)  # the result comes only after the wait
+
+
+def test_a_webhook_that_never_gets_ready_fails_within_the_bound(box: Box) -> None:
+    box.sb.set(ingress_ready_after=-1)
+    started = time.monotonic()
+    result = box.run(RKE_INGRESS_TIMEOUT="0.3", RKE_INGRESS_POLL="0.02")
+    assert time.monotonic() - started < 5
+    assert result.returncode == 1 and result.stdout == ""
+    assert "not ready after 0.3s (RKE_INGRESS_TIMEOUT)" in result.stderr
+    for pending in (
+        "DaemonSet ingress-nginx/nginx-ingress-controller: 0 of 3 pods available",
+        "Service ingress-nginx/ingress-nginx-controller-admission: no ready endpoint",
+        "ValidatingWebhookConfiguration ingress-nginx-admission: its CA bundle",
+    ):
+        assert pending in result.stderr
+    assert box.sb.ingress_looks() >= 2
+    assert box.store().load() is not None  # the cluster is up: its state is kept
+
+
+def test_no_ingress_controller_means_nothing_to_wait_for(box: Box) -> None:
+    rke = RkeSettings.model_validate({"etcd": {"s3": S3}, "ingress": {"enabled": False}})
+    settings = dataclasses.replace(SETTINGS, rke=rke)
+    no_ingress = render_cluster_yml(MASTERS + WORKERS, settings)
+    assert "provider: none" in no_ingress
+    (box.sb.bin / "kubectl").unlink()  # not needed either
+    box.sb.set(ingress_ready_after=-1)
+    box.ok(no_ingress, RKE_INGRESS_TIMEOUT="0.1")
+    assert box.sb.ingress_looks() == 0
