@@ -62,6 +62,7 @@ def _script(name: str) -> ModuleType:
 changed_stacks = _script("changed_stacks")
 render_summary = _script("render_summary")
 fetch_rke = _script("fetch_rke")
+stack_engine = _script("stack_engine")
 
 
 @functools.cache
@@ -1031,8 +1032,8 @@ def test_rke_cli_exit_codes(tmp_path: Path) -> None:
 
 
 def test_every_up_installs_the_verified_rke_first() -> None:
-    """deploy.yml installs rke with scripts/fetch_rke.py right before `pulumi up` and puts
-    it first on PATH; nothing else in the workflows downloads or installs rke."""
+    """deploy.yml installs rke with scripts/fetch_rke.py before `pulumi up` (for RKE stacks)
+    and puts it first on PATH; nothing else in the workflows downloads or installs rke."""
     steps = _wf("deploy.yml")["jobs"]["up"]["steps"]
     names = [s.get("uses", "") or s.get("run", "") for s in steps]
     (i_rke,) = (i for i, s in enumerate(names) if "scripts/fetch_rke.py install" in s)
@@ -1044,6 +1045,64 @@ def test_every_up_installs_the_verified_rke_first() -> None:
     assert "set -euo pipefail" in script
     everything = "".join(p.read_text() for p in [*WORKFLOWS, LOCAL_ACTION])
     assert everything.count("rke_linux") == 0 and everything.count("fetch_rke.py") == 1
+
+
+def _engine_step_output(stack: str, tmp_path: Path) -> dict[str, str]:
+    """Run deploy.yml's engine step as the runner would (bash, $STACK, $GITHUB_OUTPUT)."""
+    steps = _wf("deploy.yml")["jobs"]["up"]["steps"]
+    (step,) = (s for s in steps if "scripts/stack_engine.py" in s.get("run", ""))
+    out = tmp_path / f"output-{stack}"
+    env = {"PATH": os.environ["PATH"], "STACK": stack, "GITHUB_OUTPUT": str(out)}
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=ROOT, env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    return {step["id"]: dict(ln.split("=", 1) for ln in out.read_text().splitlines())}
+
+
+def _step_runs(condition: str | None, outputs: dict[str, dict[str, str]]) -> bool:
+    """A step's `if:` of the one form deploy.yml uses: steps.<id>.outputs.<key> == '<v>'."""
+    if condition is None:
+        return True
+    m = re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+) == '([^']*)'", condition.strip())
+    assert m, f"unexpected if: {condition}"
+    return outputs.get(m[1], {}).get(m[2]) == m[3]
+
+
+def test_rke_is_installed_only_for_stacks_whose_engine_is_rke(tmp_path: Path) -> None:
+    steps = _wf("deploy.yml")["jobs"]["up"]["steps"]
+    install = next(s for s in steps if "scripts/fetch_rke.py install" in s.get("run", ""))
+    i_engine = next(i for i, s in enumerate(steps) if "stack_engine.py" in s.get("run", ""))
+    assert i_engine < steps.index(install)
+    for stack in _stacks():  # the committed stacks use the default engine, rke
+        outputs = _engine_step_output(stack, tmp_path)
+        assert outputs == {"engine": {"engine": "rke"}}, stack
+        assert _step_runs(install.get("if"), outputs), stack
+    # an rke2 stack: the pin of the rke binary (null sha256: fails closed) is not in its way
+    assert not _step_runs(install.get("if"), {"engine": {"engine": "rke2"}})
+
+
+def test_stack_engine_reads_the_stack_file_then_the_project_default(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.a.yaml").write_text("config:\n  multicloud:clusterName: mc-a\n")
+    (tmp_path / "Pulumi.b.yaml").write_text("config:\n  multicloud:engine: rke2\n")
+    (tmp_path / "Pulumi.c.yaml").write_text("config:\n  multicloud:engine: k3s\n")
+    assert stack_engine.stack_engine("a", tmp_path) == "rke"
+    assert stack_engine.stack_engine("b", tmp_path) == "rke2"
+    bad = r"Pulumi\.c\.yaml: multicloud:engine is 'k3s'"
+    with pytest.raises(stack_engine.EngineError, match=bad):
+        stack_engine.stack_engine("c", tmp_path)
+    with pytest.raises(stack_engine.EngineError, match="no stack file"):
+        stack_engine.stack_engine("d", tmp_path)
+    with pytest.raises(stack_engine.EngineError, match="not a stack name"):
+        stack_engine.stack_engine("../etc", tmp_path)
+
+
+def test_stack_engine_knows_the_engines_the_config_accepts() -> None:
+    import typing
+
+    from components.config.stack import ClusterSettings
+
+    engine = ClusterSettings.model_fields["engine"].annotation
+    assert tuple(typing.get_args(engine)) == stack_engine.ENGINES
 
 
 def test_zerotier_action_is_pinned_and_documented() -> None:
