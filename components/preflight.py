@@ -15,8 +15,13 @@ same objects the sites register) and derives every path the deployment needs:
   hole punching or ZeroTier's relays;
 - ``ingress`` / ``lan-ingress``: internet -> 80/443 on every public-ingress node (the DNS
   record's possible targets), the site's LAN -> 80/443 on private-ingress nodes;
-- ``dns-record`` and ``acme-http01``: the Cloudflare record has a target, and Let's
-  Encrypt's HTTP-01 check can reach the app's host on 80;
+- ``dns-record``: the Cloudflare record has a target;
+- ``acme-http01`` or ``acme-dns01``, after ``entrypoint.certManager.solver``: HTTP-01, Let's
+  Encrypt's check reaches the app's host on 80 (through Cloudflare's edge when the record
+  is proxied: a warning, zone settings the program does not manage decide); DNS-01,
+  cert-manager's controller reaches the Cloudflare API over HTTPS (its NetworkPolicy
+  allows it) with the zone-scoped token the program creates, and the zone's nameservers
+  on 53;
 - ``ingress-controller``: RKE's ingress-nginx DaemonSet and admission Jobs match a node
   whenever an Ingress is created (the admission webhook has failurePolicy Fail);
 - ``longhorn``: the replica count and zone anti-affinity fit the zones (sites) with
@@ -37,7 +42,12 @@ from typing import TYPE_CHECKING, Literal
 from components.config.model import NAMESPACE, ConfigError
 from components.nodes import INGRESS_CONTROLLER_LABEL, PUBLIC_INGRESS_LABEL, NodeSpec
 from components.nodes import schedulable_zones as zones_of
-from components.services.workloads import longhorn_replicas
+from components.services.network_policies import (
+    ClusterRanges,
+    cert_manager_policies,
+    cloudflare_ranges,
+)
+from components.services.workloads import CERT_MANAGER_NAMESPACE, longhorn_replicas
 from components.sites.firewall import (
     API_PORT,
     HTTP_PORTS,
@@ -98,6 +108,57 @@ class NetworkPlan:
             cells = (cell.replace("|", "\\|") for cell in path.row())
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
+
+
+def _cert_manager_dns01_blocked(settings: ClusterSettings) -> str | None:
+    """What cert-manager's DNS-01 egress lacks under its NetworkPolicies (the ones the
+    program applies with ``dns01``), or None. api.cloudflare.com and a Cloudflare zone's
+    nameservers answer from Cloudflare's published ranges (reference/cloudflare-ips.json):
+    the controller needs 443/tcp and 53 (udp, tcp) to each of them."""
+    ranges = ClusterRanges(
+        settings.overlay_cidr, settings.rke.pod_cidr, settings.rke.service_cidr,
+        engine=settings.engine,
+    )  # fmt: skip
+    egress = [
+        rule
+        for policy in cert_manager_policies(ranges, dns01=True)
+        if "Egress" in policy["spec"].get("policyTypes", [])
+        and policy["spec"]["podSelector"].get("matchLabels", {}).get(
+            "app.kubernetes.io/component"
+        ) == "controller"
+        for rule in policy["spec"].get("egress", [])
+    ]
+
+    def allows(cidr: str, protocol: str, port: int) -> bool:
+        net = ipaddress.ip_network(cidr)
+        for rule in egress:
+            ports = rule.get("ports")
+            if ports and not any(
+                p.get("protocol", "TCP") == protocol and p.get("port") == port for p in ports
+            ):
+                continue
+            for peer in rule.get("to") or [{"ipBlock": {"cidr": WORLD}}]:
+                block = peer.get("ipBlock")
+                if block is None:
+                    continue
+                inside = net.subnet_of(ipaddress.ip_network(block["cidr"]))  # type: ignore[arg-type]
+                excluded = any(
+                    net.overlaps(ipaddress.ip_network(e)) for e in block.get("except", [])
+                )
+                if inside and not excluded:
+                    return True
+        return False
+
+    cidrs = cloudflare_ranges()
+    missing = []
+    for protocol, port in (("TCP", 443), ("UDP", 53), ("TCP", 53)):
+        blocked = [c for c in cidrs if not allows(c, protocol, port)]
+        if blocked:
+            missing.append(
+                f"{port}/{protocol.lower()} to {len(blocked)} of {len(cidrs)} Cloudflare "
+                f"ranges (first {blocked[0]})"
+            )
+    return ", ".join(missing) or None
 
 
 def plan_network(
@@ -499,7 +560,9 @@ class _Check:
                         "entrypoint.cloudflare",
                     )
                 )
-        if acme:
+        if acme and entry.cert_manager.solver == "dns01":
+            paths.append(self._acme_dns01())
+        elif acme:
             source, target = (
                 "Let's Encrypt (internet)",
                 f"http://{entry.app_host}/.well-known/acme-challenge/",
@@ -531,6 +594,26 @@ class _Check:
                         "entrypoint.cloudflare",
                     )
                 )
+            elif cloudflare.proxied:
+                # The validator's request ends at Cloudflare's edge, which forwards plain
+                # HTTP to the ingress only if the zone lets it: "Always Use HTTPS" redirects
+                # it (and with "Full (strict)" that fails before a certificate exists), WAF
+                # and bot rules may block it (docs/entrypoint.md, "Certificates behind the
+                # proxy"). The program manages none of these settings.
+                paths.append(
+                    NetworkPath(
+                        "acme-http01",
+                        source,
+                        target,
+                        "80/tcp",
+                        "warn",
+                        f"through Cloudflare's proxy ({cloudflare.record_name} is proxied): "
+                        "passes only if the zone's Always Use HTTPS, WAF and bot rules let "
+                        "plain HTTP to /.well-known/acme-challenge/ through; "
+                        "set entrypoint.certManager.solver: dns01 to not depend on them",
+                        "entrypoint.certManager.solver",
+                    )
+                )
             else:
                 paths.append(
                     NetworkPath(
@@ -543,6 +626,42 @@ class _Check:
                     )
                 )
         return paths
+
+    def _acme_dns01(self) -> NetworkPath:
+        """cert-manager's Cloudflare DNS-01 solver: the controller, in the cluster, writes the
+        TXT record ``_acme-challenge.<host>`` through the Cloudflare API (HTTPS to
+        api.cloudflare.com, in Cloudflare's published ranges) with the token the program
+        creates for it, then asks the zone's nameservers on 53 whether it is there
+        (``network_policies.cert_manager_policies``). Let's Encrypt reads the record from
+        Cloudflare's DNS, so nothing has to reach the cluster."""
+        entry = self.settings.entrypoint
+        assert entry is not None
+        cloudflare = entry.cloudflare
+        source = "cert-manager controller (in the cluster)"
+        if cloudflare is None:  # parse_config refuses this already (dns01 needs the zone)
+            return NetworkPath(
+                "acme-dns01", source, "Cloudflare API", "443/tcp", "broken",
+                "certManager.solver: dns01 needs entrypoint.cloudflare (the token is scoped "
+                "to its zone)", "entrypoint.certManager.solver",
+            )  # fmt: skip
+        target = f"Cloudflare API (api.cloudflare.com), zone {cloudflare.zone}; its nameservers"
+        blocked = _cert_manager_dns01_blocked(self.settings)
+        if blocked:
+            return NetworkPath(
+                "acme-dns01", source, target, "443/tcp, 53", "broken",
+                f"cert-manager's NetworkPolicy does not allow {blocked}",
+                "entrypoint.certManager.solver",
+            )  # fmt: skip
+        return NetworkPath(
+            "acme-dns01",
+            source,
+            target,
+            "443/tcp, 53",
+            "ok",
+            f"TXT _acme-challenge.{entry.app_host} with a token the program creates "
+            f"(DNS Write + Zone Read on {cloudflare.zone} only, a secret in the "
+            f"{CERT_MANAGER_NAMESPACE} namespace); independent of the proxy and port 80",
+        )
 
     def _public_sites_with_workers(self) -> list[str]:
         return [

@@ -15,6 +15,7 @@ from components.preflight import NetworkPath, plan_network, preflight, require_r
 from components.services import workloads
 from components.sites.firewall import Rule, SitePolicy
 from scripts.offline import stack_config
+from tests.program import edited
 from tests.test_config import base, with_
 
 PUBLIC = "deployer from 198.51.100.0/24, 203.0.113.7/32"
@@ -100,12 +101,14 @@ def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
             "first target mc-prod-ramnode-worker-0; the DNS updater "
             "(multicloud.io/public-ingress=true) keeps it on a live node",
         ),
-        row(
-            "acme-http01",
-            "Let's Encrypt (internet)",
-            "http://app.k8s.example.com/.well-known/acme-challenge/",
-            "80/tcp",
-            "via *.k8s.example.com to the public-ingress nodes",
+        row(  # prod's certManager.solver is dns01: no HTTP-01 row
+            "acme-dns01",
+            "cert-manager controller (in the cluster)",
+            "Cloudflare API (api.cloudflare.com), zone example.com; its nameservers",
+            "443/tcp, 53",
+            "TXT _acme-challenge.app.k8s.example.com with a token the program creates "
+            "(DNS Write + Zone Read on example.com only, a secret in the cert-manager "
+            "namespace); independent of the proxy and port 80",
         ),
         row(
             "ingress-controller", CONTROLLER, SELECTOR, "-", "4 nodes (ramnode, home, digitalocean)"
@@ -273,3 +276,50 @@ def test_markdown_escapes_pipes_and_lists_every_path() -> None:
     assert text.startswith("Deployer: deployer on the LAN of site home (192.168.50.0/24)")
     assert "| x | a\\|b | c | - | ok | n |" in text
     assert text.count("\n| ") == len(plan.paths) + 1  # header + one line per path
+
+
+def _prod_acme(solver: str, proxied: bool) -> list[NetworkPath]:
+    def edit(values: dict[str, Any]) -> None:
+        entry = values["multicloud:entrypoint"]
+        entry["certManager"]["solver"] = solver
+        entry["cloudflare"]["proxied"] = proxied
+        if not proxied:  # unproxied, the DNS TTL counts against the failover bound
+            entry["cloudflare"].pop("edgePropagationSeconds", None)
+            entry["cloudflare"]["ttl"] = 60
+            entry["failoverBoundSeconds"] = 300
+
+    config = parse_config(raw_values(edited("prod", edit)[0]))
+    return [p for p in config.network.paths if p.path.startswith("acme")]
+
+
+def test_the_acme_row_follows_the_configured_solver() -> None:
+    [http01] = _prod_acme("http01", proxied=False)
+    assert (http01.path, http01.port, http01.verdict) == ("acme-http01", "80/tcp", "ok")
+    assert http01.target == "http://app.k8s.example.com/.well-known/acme-challenge/"
+    [dns01] = _prod_acme("dns01", proxied=False)
+    assert (dns01.path, dns01.port, dns01.verdict) == ("acme-dns01", "443/tcp, 53", "ok")
+    assert "Cloudflare API" in dns01.target and "Zone Read on example.com only" in dns01.note
+
+
+def test_http01_behind_the_proxy_is_a_warning_naming_the_solver_key() -> None:
+    [path] = _prod_acme("http01", proxied=True)
+    assert (path.path, path.verdict, path.key) == (
+        "acme-http01", "warn", "entrypoint.certManager.solver",
+    )  # fmt: skip
+    assert "proxied" in path.note and "Always Use HTTPS" in path.note
+
+
+def test_dns01_is_broken_when_cert_managers_policy_blocks_the_cloudflare_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from components import preflight as module
+    from components.services import network_policies
+
+    def https_only(ranges: Any, dns01: bool = False) -> list[dict[str, Any]]:
+        policies = network_policies.cert_manager_policies(ranges, dns01=False)
+        return policies  # 80/443 to the internet, but no DNS to the zone's nameservers
+
+    monkeypatch.setattr(module, "cert_manager_policies", https_only)
+    blocked = r"certManager\.solver: cert-manager's NetworkPolicy does not allow 53/udp to 17"
+    with pytest.raises(ConfigError, match=blocked):
+        _prod_acme("dns01", proxied=True)
