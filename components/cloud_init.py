@@ -270,8 +270,9 @@ def _bootstrap_script(
         "sysctl --system",
     ]
     if rke2 is not None:
-        # The public address first: an OpenStack floating IP comes from the metadata
-        # service, which the guard below closes.
+        # The public address (of the default route's interface) first; a floating IP is
+        # in config.yaml already (the program allocates it before the VM), so nothing
+        # here needs the metadata service, which the guard below closes.
         if rke2.external_ip_script is not None:  # only informative: never stops the install
             lines.append(f"{RKE2_EXTERNAL_IP} || true")
         # No Docker: RKE2 runs its own containerd. ZeroTier first, as for RKE.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_tls as tls
@@ -11,12 +11,10 @@ from components.config import ClusterConfig, ClusterSettings, DigitalOceanSiteCo
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
 from components.overlay.zerotier.resources import DEFAULT_MTU
-from components.sites.base import CloudSite, SiteArgs
+from components.sites.base import CloudSite, SiteArgs, UserData
 from components.sites.digitalocean import DigitalOceanSite
 from components.sites.openstack import OpenStackSite
 from rke.cluster_yml import ClusterSettings as RkeClusterSettings
-
-UserData = Callable[[NodeSpec], pulumi.Output[str]]
 
 
 def ssh_host_keys(nodes: Sequence[NodeSpec]) -> dict[str, tls.PrivateKey]:
@@ -39,12 +37,19 @@ def rke_user_data(
     """RKE's node user-data: ZeroTier, then Docker for ``rke up`` to use, and the node's
     SSH host key."""
     settings = config.settings
-    return lambda node: overlay.user_data(
-        node,
-        ssh_user=settings.ssh_user,
-        ssh_public_key=settings.ssh_public_key,
-        host_key=host_keys[node.name],
-    )
+
+    def user_data(
+        node: NodeSpec, public_address: pulumi.Input[str] | None = None
+    ) -> pulumi.Output[str]:
+        del public_address  # RKE sets no node address of its own; cluster.yml has them
+        return overlay.user_data(
+            node,
+            ssh_user=settings.ssh_user,
+            ssh_public_key=settings.ssh_public_key,
+            host_key=host_keys[node.name],
+        )
+
+    return user_data
 
 
 def build_site(
@@ -60,7 +65,7 @@ def build_site(
         specs=specs,
         ssh_public_key=settings.ssh_public_key,
         policy=config.network.firewall[name],
-        user_data={node.name: user_data(node) for node in specs},
+        user_data=user_data,
         rebuild=settings.rebuild,
     )
     if isinstance(site, DigitalOceanSiteConfig):

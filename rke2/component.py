@@ -46,12 +46,15 @@ RECORD_OUTPUT = "rke2"
 
 
 def external_ip_source(config: ClusterConfig, spec: NodeSpec) -> str | None:
-    """How the node finds its public address at boot, None when it has none."""
+    """Where the node's public address comes from (``config_yaml.EXTERNAL_IP_SOURCES``),
+    None when it has none: ``floating-ip`` (OpenStack, ``floatingIpPool``) is passed in by
+    the site, which allocates the address before the VM; ``default-route`` is read on the
+    node at boot."""
     site = config.settings.sites[spec.site]
     if isinstance(site, DigitalOceanSiteConfig):
         return "default-route"
     if getattr(site, "floating_ip_pool", None):
-        return "openstack-floating-ip"
+        return "floating-ip"
     if getattr(site, "network_is_public", False):
         return "default-route"
     return None
@@ -65,8 +68,11 @@ def rke2_files(
     token: str,
     interface: str,
     s3: config_yaml.S3Credentials | None,
+    public_address: str | None = None,
 ) -> Rke2Files:
-    """Everything RKE2-specific in one node's user-data (pure)."""
+    """Everything RKE2-specific in one node's user-data (pure). ``public_address``: the
+    node's floating IP, required when its site allocates one (raises ``ValueError``
+    otherwise)."""
     settings = config.settings
     specs = {n.name: n for n in config.nodes}
     cluster = config_yaml.ClusterSettings(
@@ -75,11 +81,18 @@ def rke2_files(
         masters_schedulable=settings.masters_schedulable,
     )
     role = config_yaml.role(spec)
+    source = external_ip_source(config, spec)
+    if source == "floating-ip" and not public_address:
+        raise ValueError(f"{spec.name}: its site allocates a floating IP; pass its address")
     document = config_yaml.node_config(
-        spec, cluster, token=token, server_url=plan.server_url(spec.name, specs), s3=s3
+        spec,
+        cluster,
+        token=token,
+        server_url=plan.server_url(spec.name, specs),
+        s3=s3,
+        external_ip=public_address if source == "floating-ip" else None,
     )
     config_yaml.check_keys(document, role)
-    source = external_ip_source(config, spec)
     extra = (
         {
             name: yaml.safe_dump(manifest, sort_keys=False)
@@ -94,7 +107,9 @@ def rke2_files(
         role=role,
         config_yaml=config_yaml.render(document),
         install_script=scripts.install_script(settings.kubernetes_version, role, spec.zerotier_ip),
-        external_ip_script=config_yaml.external_ip_dropin(source) if source else None,
+        external_ip_script=(
+            config_yaml.external_ip_dropin(source) if source == "default-route" else None
+        ),
         manifests=extra,
         environment=config_yaml.service_environment(settings.rke, role),
     )
@@ -149,9 +164,12 @@ class Rke2Bootstrap(pulumi.ComponentResource):
         ).apply(decide)
         self.register_outputs({})
 
-    def user_data(self, node: NodeSpec) -> pulumi.Output[str]:
+    def user_data(
+        self, node: NodeSpec, public_address: pulumi.Input[str] | None = None
+    ) -> pulumi.Output[str]:
         """The node's cloud-init: ZeroTier first, then RKE2 joined as the plan says, and the
-        node's SSH host key when the program generated one. A secret."""
+        node's SSH host key when the program generated one. A secret. ``public_address``:
+        the floating IP the site allocated for the node (``node-external-ip``), if any."""
         overlay, settings, secrets = self._overlay, self._config.settings, self._secrets
         identity = overlay.identities[node.name]
         host_key = self._host_keys.get(node.name)
@@ -167,9 +185,8 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             s3_keys = [secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key]
 
         def render(values: list[Any]) -> str:
-            network_id, secret, public, token, plan, interface, private_key, public_key, *keys = (
-                values
-            )
+            (network_id, secret, public, token, plan, interface, address, private_key,
+             public_key, *keys) = values  # fmt: skip
             return render_user_data(
                 node,
                 ssh_user=settings.ssh_user,
@@ -182,6 +199,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                     token=token,
                     interface=interface,
                     s3=config_yaml.S3Credentials(*keys) if keys else None,
+                    public_address=address,
                 ),
                 host_key=HostKey(private_key, public_key) if private_key else None,
             )
@@ -193,6 +211,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             self.token,
             self.plan,
             overlay.interface,
+            public_address,
             *key_halves,
             *s3_keys,
         ).apply(render)

@@ -6,12 +6,17 @@ warning (``pkg/configfilearg/parser.go``, ``stripInvalidFlags``), so ``check_key
 them here instead. All cluster traffic uses the overlay: ``node-ip`` and (servers)
 ``advertise-address`` are the node's ZeroTier address, so kubelet, etcd peers, the
 supervisor and the ``kubernetes`` Service endpoints are overlay addresses. A node's
-public address (``node-external-ip``) is decided by its cloud after the VM exists, so the
-node writes it at boot into ``config.yaml.d/`` (``external_ip_dropin``).
+public address (``node-external-ip``): an OpenStack floating IP is allocated (a Pulumi
+resource) before the VM, so the program writes it into config.yaml (``external_ip``); an
+address on the node's own interface (a public network, a droplet) the node reads at boot
+from its default route into ``config.yaml.d/`` (``external_ip_dropin``). Neither asks the
+metadata service, which the node's guard blocks after cloud-init
+(``components/cloud_init.py``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,8 +74,13 @@ def node_config(
     token: str,
     server_url: str | None,
     s3: S3Credentials | None = None,
+    external_ip: str | None = None,
 ) -> dict[str, Any]:
     """The node's config.yaml as plain data.
+
+    ``external_ip``: the node's public IPv4 address when the program knows it (an OpenStack
+    floating IP), written as ``node-external-ip``; None leaves it to the boot-time drop-in
+    or unset.
 
     ``server_url`` is ``https://<server overlay address>:9345``, or None on the one server
     that initializes the cluster (agents always join). ``token`` is the cluster token (a
@@ -87,6 +97,8 @@ def node_config(
     }
     if server_url is not None:
         config["server"] = server_url
+    if external_ip is not None:
+        config["node-external-ip"] = str(ipaddress.IPv4Address(external_ip))
     config["node-label"] = _labels(spec)
     if node_role == "agent":
         return config
@@ -176,26 +188,27 @@ def render(config: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False, width=1000)
 
 
-EXTERNAL_IP_SOURCES = ("default-route", "openstack-floating-ip")
+# Where a node's public address comes from: ``floating-ip`` the program passes in
+# (``node_config(external_ip=...)``), ``default-route`` the node reads at boot.
+EXTERNAL_IP_SOURCES = ("default-route", "floating-ip")
 
 
 def external_ip_dropin(source: str) -> str:
     """POSIX sh that writes ``config.yaml.d/50-node-external-ip.yaml`` at boot.
 
     ``default-route``: the source address of the default route, which is the public
-    address on a public network (Ramnode's) and on a DigitalOcean droplet (eth0 holds it).
-    ``openstack-floating-ip``: the floating IP from the OpenStack metadata service's
-    EC2-compatible ``public-ipv4``. Raises ``ValueError`` for another source.
+    address on a public network (Ramnode's) and on a DigitalOcean droplet (eth0 holds it);
+    read from the node's own routing table, never from the metadata service.
+    Raises ``ValueError`` for another source: a floating IP is not on any interface
+    (Neutron NATs it), and the metadata service that knows it is blocked by the node's
+    guard after cloud-init, so the program writes it into config.yaml instead.
     """
-    if source not in EXTERNAL_IP_SOURCES:
-        raise ValueError(f"unknown external address source {source!r}")
-    if source == "default-route":
-        lookup = "ip -4 route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'"
-    else:
-        lookup = "curl -fsS http://169.254.169.254/latest/meta-data/public-ipv4"
+    if source != "default-route":
+        raise ValueError(f"no boot-time lookup for external address source {source!r}")
+    lookup = "ip -4 route get 1.1.1.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'"
     return f"""#!/bin/sh
-# Writes node-external-ip, which the cloud decides after the VM exists (a floating IP may
-# be associated a little after boot: wait for it, bounded).
+# Writes node-external-ip: the address of the interface the default route leaves by
+# (bounded wait: the network may still be coming up).
 set -u
 tries=0
 until ip=$({lookup} 2>/dev/null) && echo "$ip" | grep -Eqx '[0-9]+([.][0-9]+){{3}}'; do

@@ -143,11 +143,37 @@ def test_external_ip_dropin_writes_the_default_routes_source(tmp_path: Path) -> 
     dropin = yaml.safe_load((tmp_path / "d" / "50-node-external-ip.yaml").read_text())
     assert dropin == {"node-external-ip": "203.0.113.7"}
     assert config_yaml.unknown_keys(dropin, "agent") == []
-    metadata = config_yaml.external_ip_dropin("openstack-floating-ip")
-    subprocess.run(["sh", "-n"], input=metadata, text=True, check=True)
-    assert "meta-data/public-ipv4" in metadata
-    with pytest.raises(ValueError):
-        config_yaml.external_ip_dropin("guess")
+    assert "169.254" not in script  # never the metadata service (the guard closes it)
+    for other in ("floating-ip", "guess"):  # a floating IP is on no interface to read
+        with pytest.raises(ValueError):
+            config_yaml.external_ip_dropin(other)
+
+
+def test_a_floating_ip_is_written_into_config_yaml_by_the_program() -> None:
+    """The metadata guard closes 169.254.169.254 after cloud-init, so a node cannot ask it
+    for its floating IP on a later boot or re-run: the program allocates the floating IP
+    before the VM and puts it into config.yaml (no boot-time lookup at all)."""
+    from rke2.component import rke2_files
+
+    floating = with_("sites.home.floatingIpPool", "public", with_("engine", "rke2"))
+    config = parse_config(with_("sites.home.sshVia", "public", floating))
+    version = config.settings.kubernetes_version
+    plan = plan_join(config.nodes, rebuild=(), previous=None, kubernetes_version=version)
+    home = [n for n in config.nodes if n.site == "home"]
+    for spec in home:
+        files = rke2_files(
+            spec, config, plan, token="t" * 64, interface="ztabc", s3=None,
+            public_address="203.0.113.77",
+        )  # fmt: skip
+        assert yaml.safe_load(files.config_yaml)["node-external-ip"] == "203.0.113.77"
+        assert files.external_ip_script is None
+    with pytest.raises(ValueError, match="floating IP"):
+        rke2_files(home[0], config, plan, token="t" * 64, interface="ztabc", s3=None)
+    # a public network keeps the boot-time drop-in, read from the node's own route
+    ramnode = next(n for n in config.nodes if n.site == "ramnode")
+    files = rke2_files(ramnode, config, plan, token="t" * 64, interface="ztabc", s3=None)
+    assert "node-external-ip" not in yaml.safe_load(files.config_yaml)
+    assert files.external_ip_script is not None and "169.254" not in files.external_ip_script
 
 
 # --- the join plan ---------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 
@@ -21,6 +22,17 @@ BOOT_ONLY = {
 }
 
 
+class UserData(Protocol):
+    """The engine's cloud-init for one node: ``rke_user_data`` or
+    ``Rke2Bootstrap.user_data``. ``public_address`` is the address a site allocated for the
+    node before its VM (an OpenStack floating IP), for an engine that writes it into the
+    node's config (RKE2's ``node-external-ip``)."""
+
+    def __call__(
+        self, node: NodeSpec, public_address: pulumi.Input[str] | None = None
+    ) -> pulumi.Output[str]: ...
+
+
 @dataclass(frozen=True)
 class SiteArgs:
     """What every site needs, whichever cloud it is on."""
@@ -29,7 +41,7 @@ class SiteArgs:
     specs: Sequence[NodeSpec]
     ssh_public_key: str
     policy: SitePolicy  # the site's firewall, rendered by the config (ClusterConfig.network)
-    user_data: Mapping[str, pulumi.Output[str]]  # per node name, a Pulumi secret
+    user_data: UserData  # the engine's cloud-init per node (made a secret by the site)
     rebuild: Sequence[str] = ()
 
 
@@ -52,8 +64,10 @@ class CloudSite(pulumi.ComponentResource):
         self.prefix = f"{args.cluster_name}-{name}"
         self.nodes = []
 
-    def user_data(self, spec: NodeSpec) -> pulumi.Output[str]:
-        return pulumi.Output.secret(self.args.user_data[spec.name])
+    def user_data(
+        self, spec: NodeSpec, public_address: pulumi.Input[str] | None = None
+    ) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.args.user_data(spec, public_address))
 
     def vm_options(
         self, kind: str, spec: NodeSpec, provider: pulumi.ProviderResource

@@ -76,6 +76,21 @@ class OpenStackSite(CloudSite):
                 security_group_ids=[groups[g].id for g in args.policy.groups_for(spec)],
                 opts=on_cloud,
             )
+            # The floating IP is allocated from the pool and associated with the port,
+            # neither of which needs the VM: its address exists before the VM does, so an
+            # engine can write it into the node's config (RKE2's node-external-ip) instead
+            # of the node asking the metadata service, which its guard closes after
+            # cloud-init (components/cloud_init.py). The VM's user-data is boot-only
+            # (BOOT_ONLY): an existing VM keeps what it booted with.
+            floating: pulumi.Output[str] | None = None
+            if site.floating_ip_pool:
+                fip = openstack.networking.FloatingIp(
+                    f"{spec.name}-fip", pool=site.floating_ip_pool, opts=on_cloud
+                )
+                openstack.networking.FloatingIpAssociate(
+                    f"{spec.name}-fip", floating_ip=fip.address, port_id=port.id, opts=on_cloud
+                )
+                floating = fip.address
             vm = openstack.compute.Instance(
                 spec.name,
                 name=spec.name,
@@ -97,7 +112,7 @@ class OpenStackSite(CloudSite):
                     if image_id is not None
                     else None
                 ),
-                user_data=self.user_data(spec),
+                user_data=self.user_data(spec, floating),
                 metadata={
                     "cluster": args.cluster_name,
                     "site": name,
@@ -106,16 +121,8 @@ class OpenStackSite(CloudSite):
                 opts=self.vm_options("openstack", spec, provider=self.provider),
             )
             private = port.all_fixed_ips[0]
-            public: pulumi.Output[str] | None = None
-            if site.floating_ip_pool:
-                fip = openstack.networking.FloatingIp(
-                    f"{spec.name}-fip", pool=site.floating_ip_pool, opts=on_cloud
-                )
-                openstack.networking.FloatingIpAssociate(
-                    f"{spec.name}-fip", floating_ip=fip.address, port_id=port.id, opts=on_cloud
-                )
-                public = fip.address
-            elif site.network_is_public:
+            public: pulumi.Output[str] | None = floating
+            if floating is None and site.network_is_public:
                 public = private
             self.nodes.append(
                 ClusterNode(
