@@ -47,8 +47,8 @@ def test_every_reference_file_the_repository_names_exists() -> None:
 
 
 def test_no_two_reference_files_are_one_typo_apart() -> None:
-    # `rke-release.json` (the rke binary pin) next to `rke-releases.json` (the release ->
-    # Kubernetes table) and `rke2-release.json` was a misreading waiting to happen.
+    # The rke binary pin was once named `rke-release` next to `rke-releases` (the release ->
+    # Kubernetes table) and `rke2-release`: a misreading waiting to happen.
     stems = sorted(p.name.split(".")[0] for p in REFERENCE.iterdir())
     close = [(a, b) for i, a in enumerate(stems) for b in stems[i + 1 :] if _one_edit_apart(a, b)]
     assert not close, f"reference files whose names differ by one character: {close}"
