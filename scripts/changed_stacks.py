@@ -1,6 +1,7 @@
 """Which Pulumi stacks a change touches, for the CI workflows.
 
-A stack is affected by the program (root ``*.py``, ``components/``, ``rke/``),
+A stack is affected by the program (root ``*.py``, ``components/``, ``rke/``, ``rke2/``,
+and the ``reference/`` data they read at run time),
 its dependencies (``requirements.txt`` and the hashed ``requirements.lock`` that CI
 installs), the project file (``Pulumi.yaml``),
 and its own stack file (``Pulumi.<stack>.yaml``). Another stack's file never
@@ -30,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>[A-Za-z0-9_.-]+)\.yaml$")
 SHARED_FILES = frozenset({"requirements.txt", "requirements.lock", "Pulumi.yaml"})
-SHARED_DIRS = ("components/", "rke/")
+SHARED_DIRS = ("components/", "rke/", "rke2/", "reference/")
 # How a preview runs: changing one of these is a reason to preview again.
 CI_FILES = frozenset(
     {

@@ -313,15 +313,17 @@ def test_preview_comments_once_per_stack_from_the_home_runner() -> None:
     assert "secrets" not in json.dumps(doc["jobs"]["render"])
 
 
+def _path_filter(pattern: str) -> re.Pattern[str]:
+    """A workflow ``paths`` filter as GitHub matches it: ``*`` stops at ``/``, ``**`` does not."""
+    parts = re.split(r"(\*\*|\*)", pattern)
+    body = "".join({"**": ".*", "*": "[^/]*"}.get(p, re.escape(p)) for p in parts)
+    return re.compile(body + "$")
+
+
 def test_preview_runs_for_every_path_that_affects_a_stack() -> None:
     patterns = _wf("preview.yml")["on"]["pull_request"]["paths"]
 
-    def glob(pattern: str) -> re.Pattern[str]:
-        parts = re.split(r"(\*\*|\*)", pattern)
-        body = "".join({"**": ".*", "*": "[^/]*"}.get(p, re.escape(p)) for p in parts)
-        return re.compile(body + "$")
-
-    compiled = [glob(p) for p in patterns]
+    compiled = [_path_filter(p) for p in patterns]
     samples = ["__main__.py", "components/zerotier/identity.py", "rke/cluster.py"]
     samples += ["requirements.txt", "Pulumi.yaml"] + [f"Pulumi.{s}.yaml" for s in _stacks()]
     for path in samples:
@@ -330,6 +332,29 @@ def test_preview_runs_for_every_path_that_affects_a_stack() -> None:
     for path in changed_stacks.CI_FILES:
         assert (ROOT / path).is_file(), path
         assert any(p.match(path) for p in compiled), f"preview.yml paths miss {path}"
+
+
+def test_every_file_the_program_runs_on_affects_its_stacks() -> None:
+    # Whatever a real `pulumi up` executes or reads must trigger a preview and a deploy:
+    # every project module the program imports (both engines), the runner the RKE command
+    # starts, and the reference data read at run time.
+    from tests.program import committed, committed_rke2
+
+    committed("prod")
+    committed_rke2("prod")
+    outside = (ROOT / "tests", ROOT / "venv", ROOT / "scripts")
+    used = {"rke/runner.py"} | {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "reference").rglob("*") if p.is_file()
+    }
+    for module in list(sys.modules.values()):
+        file = Path(getattr(module, "__file__", None) or "/").resolve()
+        if file.is_relative_to(ROOT) and not any(file.is_relative_to(o) for o in outside):
+            used.add(file.relative_to(ROOT).as_posix())
+    assert "rke2/component.py" in used and "components/preflight.py" in used
+    preview = [_path_filter(p) for p in _wf("preview.yml")["on"]["pull_request"]["paths"]]
+    for path in sorted(used):
+        assert all(changed_stacks.affects(path, s) for s in _stacks()), path
+        assert any(p.match(path) for p in preview), f"preview.yml paths miss {path}"
 
 
 def test_deploy_prod_needs_tests_and_approval_and_is_never_cancelled() -> None:
