@@ -28,10 +28,48 @@ def edited(stack: str, edit: Callable[[dict[str, Any]], None]) -> tuple[dict[str
     }, secrets
 
 
-@cache
+_RUNS: dict[str, Run] = {}
+
+
+def cached_run_program(
+    config: dict[str, str],
+    *,
+    secret_keys: list[str] | None = None,
+    stack: str = "test",
+    preview: bool = False,
+) -> Run:
+    """``run_program``, evaluated once per distinct (config, secret keys, stack, preview) in
+    the session: the program is deterministic in these, so a second evaluation would give
+    the same registrations. Callers treat the Run as read-only, and must not use this
+    while monkeypatching the program's code (the key is the config only)."""
+    key = json.dumps([sorted(config.items()), sorted(secret_keys or []), stack, preview])
+    if key not in _RUNS:
+        _RUNS[key] = run_program(config, secret_keys=secret_keys, stack=stack, preview=preview)
+    return _RUNS[key]
+
+
 def committed(stack: str, preview: bool = False) -> Run:
+    """The committed stack file evaluated (once per session; ``committed("prod")`` and
+    ``committed("prod", False)`` share the run)."""
+    return _committed(stack, bool(preview))
+
+
+@cache
+def _committed(stack: str, preview: bool) -> Run:
     config, secrets = stack_config(stack)
-    run = run_program(config, secret_keys=secrets, stack=stack, preview=preview)
+    run = cached_run_program(config, secret_keys=secrets, stack=stack, preview=preview)
+    assert run.error is None, run.error
+    return run
+
+
+def with_workers(stack: str, site: str, workers: int) -> Run:
+    """The committed stack with ``site``'s worker count set to ``workers`` (cached)."""
+
+    def edit(values: dict[str, Any]) -> None:
+        values["multicloud:sites"][site]["workers"] = workers
+
+    config, secrets = edited(stack, edit)
+    run = cached_run_program(config, secret_keys=secrets, stack=stack)
     assert run.error is None, run.error
     return run
 
@@ -88,9 +126,14 @@ def rke2_config(
     return config, sorted(set(secrets) | {f"multicloud:{k}" for k in CANARIES})
 
 
-@cache
 def committed_rke2(stack: str, preview: bool = False) -> Run:
+    """The committed stack with engine rke2 and canary secrets, evaluated once per session."""
+    return _committed_rke2(stack, bool(preview))
+
+
+@cache
+def _committed_rke2(stack: str, preview: bool) -> Run:
     config, secrets = rke2_config(stack)
-    run = run_program(config, secret_keys=secrets, stack=stack, preview=preview)
+    run = cached_run_program(config, secret_keys=secrets, stack=stack, preview=preview)
     assert run.error is None, run.error
     return run

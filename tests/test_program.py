@@ -19,7 +19,16 @@ from scripts.offline import (
     run_program,
     stack_config,
 )
-from tests.program import RKE_COMMAND, by_urn, changed_inputs, committed, edited, run_edited, vms
+from tests.program import (
+    RKE_COMMAND,
+    by_urn,
+    changed_inputs,
+    committed,
+    edited,
+    run_edited,
+    vms,
+    with_workers,
+)
 from tests.test_cloud_init import validate_user_data
 
 STACKS = ("home", "prod")
@@ -161,15 +170,8 @@ def test_ingress_ports_only_on_ingress_nodes() -> None:
         assert ("mc-prod-digitalocean-api" in tags) == ("master" in droplet.name)
 
 
-def _scale(workers: int):
-    def edit(values: dict[str, Any]) -> None:
-        values["multicloud:sites"]["digitalocean"]["workers"] = workers
-
-    return edit
-
-
 def test_scaling_up_adds_only_the_new_node() -> None:
-    before, after = committed("prod"), run_edited("prod", _scale(2))
+    before, after = committed("prod"), with_workers("prod", "digitalocean", 2)
     assert after.error is None
     added = set(by_urn(after)) - set(by_urn(before))
     assert added and all("mc-prod-digitalocean-worker-1" in urn for urn in added), added
@@ -187,7 +189,7 @@ def test_scaling_up_adds_only_the_new_node() -> None:
 
 
 def test_scaling_down_removes_the_highest_index_only() -> None:
-    two = run_edited("prod", _scale(2))
+    two = with_workers("prod", "digitalocean", 2)
     one = committed("prod")
     removed = set(by_urn(two)) - set(by_urn(one))
     assert removed and all("mc-prod-digitalocean-worker-1" in urn for urn in removed)
@@ -271,7 +273,7 @@ def test_user_data_carries_its_own_identity_only_and_is_secret() -> None:
 
 
 def test_scaling_leaves_identities_and_members_untouched() -> None:
-    before, after = committed("prod"), run_edited("prod", _scale(2))
+    before, after = committed("prod"), with_workers("prod", "digitalocean", 2)
     old, new = by_urn(before), by_urn(after)
     for urn, reg in old.items():
         if reg.name.endswith((IDENTITY, MEMBER)):

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -1293,24 +1294,15 @@ def test_summary_cli(tmp_path: Path) -> None:
 
 # --- the render job end to end (needs the lead's `make render`) ----------------------
 
-_COPY_IGNORE = shutil.ignore_patterns(
-    "venv",
-    "node_modules",
-    "build",
-    ".git",
-    ".pulumi-state",
-    "__pycache__",
-    ".*_cache",
-    ".hypothesis",
-)
 
-
-def _render_copy(dst: Path, stack: str) -> subprocess.Popen[str]:
-    """Start `make render STACK=<stack>` in ``dst``, reusing this checkout's venv."""
+def _make_render_argv(stack: str) -> list[str]:
+    """What `make render STACK=<stack>` runs, from make's dry run of the real Makefile."""
     venv = Path(sys.prefix)  # the venv running the tests
-    make = ["make", "-s", "-C", str(dst), "render", f"STACK={stack}", f"VENV={venv}"]
+    make = ["make", "-s", "-n", "-C", str(ROOT), "render", f"STACK={stack}", f"VENV={venv}"]
     make += ["-o", f"{venv}/.installed"]  # never (re)install into the shared venv
-    return subprocess.Popen(make, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dry = subprocess.run(make, capture_output=True, text=True, check=True)
+    (line,) = dry.stdout.strip().splitlines()
+    return shlex.split(line)
 
 
 def _cluster_nodes(build: Path) -> dict[str, dict[str, Any]]:
@@ -1318,28 +1310,40 @@ def _cluster_nodes(build: Path) -> dict[str, dict[str, Any]]:
     return {n.get("hostname_override") or n["address"]: n for n in doc["nodes"]}
 
 
-def test_render_summary_shows_a_new_worker(tmp_path: Path) -> None:
+def test_render_summary_shows_a_new_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preview job's render step (`make render` of base and head) and its summary.
+
+    `make render` is checked to run ``python -m scripts.render --stack <stack>``; that
+    module's ``main`` then runs here, in-process, with the same arguments, once for the
+    committed stack file (base) and once with one more worker (head, the stack file as a
+    PR that bumps ``workers`` leaves it). The evaluations go through the test session's
+    run cache (``tests.program.cached_run_program``), so the two program runs are shared
+    with test_program's scaling tests instead of two `make render` subprocesses."""
+    import scripts.render as render
+    from tests.program import cached_run_program, edited
+
     makefile = ROOT / "Makefile"
     if not makefile.is_file() or not re.search(r"^render:", makefile.read_text(), re.M):
         _need("`make render` is not in the Makefile yet")
     stack = "prod" if "prod" in _stacks() else _stacks()[0]
+    argv = _make_render_argv(stack)
+    assert argv[:3] == [str(Path(sys.prefix) / "bin" / "python"), "-m", "scripts.render"], argv
+    assert argv[3:] == ["--stack", stack], argv
+
+    sites = json.loads(render.stack_config(stack)[0]["multicloud:sites"])
+    # the last site with one worker: digitalocean in prod, as test_program's scaling tests
+    site = next((s for s, v in reversed(sites.items()) if v.get("workers") == 1), next(iter(sites)))
+
+    def one_more_worker(values: dict[str, Any]) -> None:
+        values["multicloud:sites"][site]["workers"] = sites[site].get("workers", 0) + 1
+
     base, head = tmp_path / "base", tmp_path / "head"
-    for dst in (base, head):
-        shutil.copytree(ROOT, dst, ignore=_COPY_IGNORE)
+    monkeypatch.setattr(render, "run_program", cached_run_program)
+    assert render.main([*argv[3:], "--out", str(base)]) == 0
+    monkeypatch.setattr(render, "stack_config", lambda name: edited(name, one_more_worker))
+    assert render.main([*argv[3:], "--out", str(head)]) == 0
 
-    stack_file = head / f"Pulumi.{stack}.yaml"
-    doc = yaml.safe_load(stack_file.read_text(encoding="utf-8"))
-    sites = doc["config"]["multicloud:sites"]
-    site = next((s for s, v in sites.items() if v.get("workers") == 1), next(iter(sites)))
-    sites[site]["workers"] = sites[site].get("workers", 0) + 1
-    stack_file.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-
-    renders = [_render_copy(dst, stack) for dst in (base, head)]
-    for dst, proc in zip((base, head), renders, strict=True):
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"make render in {dst.name}:\n{out}"
-
-    base_build, head_build = base / "build" / stack, head / "build" / stack
+    base_build, head_build = base / stack, head / stack
     before, after = _cluster_nodes(base_build), _cluster_nodes(head_build)
     added = set(after) - set(before)
     assert len(added) == 1 and set(before) <= set(after), (sorted(before), sorted(after))
