@@ -1,7 +1,10 @@
 """Suite-wide hooks.
 
 - A test module may define ``prefetch(selected_test_names)`` to start a slow subprocess
-  (a browser) right after collection, so it runs beside the tests before its own.
+  (a browser, a linter) right after collection, so it runs beside the tests before its
+  own; the tests it names in ``PREFETCHED`` (a set of test function names) run at the
+  end of the session, so on a 2-core machine that subprocess has finished on the other
+  core by the time they wait for it.
 - Under ``CI=true`` a skipped test is a failure: CI installs every tool the suite uses.
 - Garbage collection is tuned for one long pytest process (see ``_tune_gc``).
 """
@@ -25,6 +28,16 @@ def _tune_gc() -> None:
 
 
 _tune_gc()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def waits_for_prefetch(item: pytest.Item) -> bool:
+        names = getattr(getattr(item, "module", None), "PREFETCHED", ())
+        return getattr(item, "originalname", item.name) in names
+
+    items[:] = [i for i in items if not waits_for_prefetch(i)] + [
+        i for i in items if waits_for_prefetch(i)
+    ]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -126,10 +126,13 @@ def _start_render() -> None:
     atexit.register(_Render.proc.kill)
 
 
+PREFETCHED = {"test_committed_diagrams_render_with_every_edge_drawn"}  # run last (conftest.py)
+
+
 def prefetch(selected: set[str]) -> None:
     """Called by conftest.py after collection: when the render test is selected and can run,
     start Chromium now, so its start-up overlaps the tests that run before this one."""
-    if "test_committed_diagrams_render_with_every_edge_drawn" not in selected:
+    if not PREFETCHED & selected:
         return
     if shutil.which("node") and (NODE_MODULES / "@mermaid-js" / "mermaid-cli").is_dir():
         with contextlib.suppress(pytest.fail.Exception):

