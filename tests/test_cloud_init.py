@@ -8,12 +8,18 @@ The two must agree, down to the text they print.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+import pytest
 import yaml
 
 from components.cloud_init import (
@@ -64,14 +70,12 @@ class Verdict:
 MIRRORED_RELEASE = "22.4.2"  # the cloud-init release scripts/cloud_config_schema.py mirrors
 
 
-def validate_user_data(paths: list[Path]) -> list[Verdict]:
-    """Validate every file with the mirror and, where installed, cloud-init's binary.
+Started = tuple[subprocess.Popen[str] | None, list[subprocess.Popen[str]]]
 
-    The binary runs on all files in parallel (one process per file, ~0.4 s of CPU each)
-    while the mirror checks them. They must agree on validity; when the binary is the
-    mirrored release (Debian 12's 22.4.2) they must also print the same text. Another
-    release (Ubuntu's, say) words its messages differently, so only validity is compared.
-    """
+
+def start_binary(paths: list[Path]) -> Started:
+    """Start ``cloud-init --version`` and ``cloud-init schema -c`` on every file, in parallel
+    (one process per file, ~0.4 s of CPU each); nothing when the binary is not installed."""
     binary = debian_tool("cloud-init", "cloud-init")
     procs = []
     version = None
@@ -82,6 +86,19 @@ def validate_user_data(paths: list[Path]) -> list[Verdict]:
             procs.append(
                 subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             )
+    return version, procs
+
+
+def validate_user_data(paths: list[Path], started: Started | None = None) -> list[Verdict]:
+    """Validate every file with the mirror and, where installed, cloud-init's binary.
+
+    The binary runs on all files in parallel (``start_binary``; ``started`` when the caller
+    started it earlier) while the mirror checks them. They must agree on validity; when
+    the binary is the mirrored release (Debian 12's 22.4.2) they must also print the same
+    text. Another release (Ubuntu's, say) words its messages differently, so only validity
+    is compared.
+    """
+    version, procs = started if started is not None else start_binary(paths)
     mirrors = [validate_cloud_config_file(p) for p in paths]
     same_release = (
         version is not None and version.communicate(timeout=120)[0].split()[-1] == MIRRORED_RELEASE
@@ -114,7 +131,8 @@ _BROKEN = {
 }
 
 
-def test_user_data_is_valid_and_broken_documents_fail_both_ways(tmp_path: Path) -> None:
+def _documents() -> dict[str, str]:
+    """The documents of the test below, by name: pure functions of this module's constants."""
     good = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY)
     docs = {
         "good": good,
@@ -124,12 +142,48 @@ def test_user_data_is_valid_and_broken_documents_fail_both_ways(tmp_path: Path) 
         # 22.4.2, reported without failing.
         "yaml11-deprecated": "#cloud-config\npackage_upgrade: yes\napt_update: true\n",
     }
-    docs |= {f"broken-{name}": breaks(good) for name, breaks in _BROKEN.items()}
+    return docs | {f"broken-{name}": breaks(good) for name, breaks in _BROKEN.items()}
+
+
+def _write(directory: Path, docs: dict[str, str]) -> list[Path]:
     paths = []
     for name, text in docs.items():
-        (path := tmp_path / f"{name}.yaml").write_text(text)
+        (path := directory / f"{name}.yaml").write_text(text)
         paths.append(path)
-    verdicts = {v.path.stem: v for v in validate_user_data(paths)}
+    return paths
+
+
+class _Prefetched:
+    """The binary's runs on ``_documents()``, started by ``prefetch`` after collection."""
+
+    docs: ClassVar[dict[str, str]] = {}
+    paths: ClassVar[list[Path]] = []
+    started: ClassVar[Started | None] = None
+
+
+PREFETCHED = {"test_user_data_is_valid_and_broken_documents_fail_both_ways"}  # run last
+
+
+def prefetch(selected: set[str]) -> None:
+    """Called by conftest.py after collection: start cloud-init on the documents now, so
+    its ~3 s of CPU run beside the other tests."""
+    if not PREFETCHED & selected:
+        return
+    with contextlib.suppress(pytest.fail.Exception):  # the test itself reports it
+        directory = Path(tempfile.mkdtemp(prefix="cloud-init-schema-"))
+        atexit.register(shutil.rmtree, directory, True)
+        _Prefetched.docs = _documents()
+        _Prefetched.paths = _write(directory, _Prefetched.docs)
+        _Prefetched.started = start_binary(_Prefetched.paths)
+
+
+def test_user_data_is_valid_and_broken_documents_fail_both_ways(tmp_path: Path) -> None:
+    docs = _documents()
+    if _Prefetched.started is not None and _Prefetched.docs == docs:
+        paths, started = _Prefetched.paths, _Prefetched.started
+    else:
+        paths, started = _write(tmp_path, docs), None
+    verdicts = {v.path.stem: v for v in validate_user_data(paths, started)}
 
     for name in ("good", "plain"):
         assert verdicts[name].valid, verdicts[name].why()
