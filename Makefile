@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 DEFAULT_BACKEND := file://$(CURDIR)/.pulumi-state
 PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
-.PHONY: setup render test lint typecheck unit docs up preview init bench
+.PHONY: setup render test lint typecheck unit docs up preview init bench bench-suite
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(VENV)/.installed
 	$(PY) bench/render_bench.py
 	$(PY) bench/render_bench.py --engine rke2
 	$(PY) bench/preflight_bench.py
+
+# How long `make test` takes: pytest's wall and CPU time, its slowest tests, ruff, mypy.
+bench-suite: setup
+	VENV=$(VENV) sh bench/suite_time.sh 10
 
 # Never creates a stack implicitly: `make init` does, on the backend it names.
 init preview up: $(VENV)/.installed

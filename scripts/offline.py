@@ -8,6 +8,8 @@ from documentation ranges; nothing here talks to a cloud.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import runpy
@@ -335,8 +337,22 @@ def _stack_outputs() -> dict[str, Any]:
 # --- stack files -> config as the CLI would pass it ----------------------------------
 
 
+def load_yaml_file(path: Path) -> Any:
+    """``yaml.safe_load`` of ``path``'s text; each distinct text is parsed once per process
+    (the test suite reads the same stack files hundreds of times) and every caller gets
+    its own deep copy, free to change."""
+    return copy.deepcopy(_parse_yaml(path.read_text()))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_yaml(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
 def project_schema() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    """Pulumi.yaml's ``config`` section: key (without the project prefix) -> declaration."""
+    schema: dict[str, Any] = load_yaml_file(ROOT / "Pulumi.yaml")["config"]
+    return schema
 
 
 def _config_string(value: Any) -> str:
@@ -358,7 +374,7 @@ def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
     """
     from components.config import CONDITIONAL_SECRETS, DECLARED_SECRETS, openstack_secret_key
 
-    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    data = load_yaml_file(ROOT / f"Pulumi.{stack}.yaml") or {}
     raw: dict[str, Any] = dict(data.get("config") or {})
     config: dict[str, str] = {}
     secret_keys: list[str] = []

@@ -45,6 +45,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # the collector's generations so later full collections do not traverse it.
     gc.collect()
     gc.freeze()
+    if session.config.option.collectonly:
+        return  # nothing will wait for a prefetched subprocess
     selected: dict[object, set[str]] = {}
     for item in session.items:
         module = getattr(item, "module", None)

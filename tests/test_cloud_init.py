@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import yaml
 
 from components.cloud_init import (
     DOCKER_VERSION,
@@ -35,7 +34,7 @@ from scripts.cloud_config_schema import (
     validate_cloud_config,
     validate_cloud_config_file,
 )
-from tests.tools import debian_tool
+from tests.tools import debian_tool, load_yaml
 
 NODE = NodeSpec(
     name="mc-home-worker-0",
@@ -119,7 +118,7 @@ def validate_user_data(paths: list[Path], started: Started | None = None) -> lis
 def document(overlay: OverlayFiles | None = OVERLAY) -> dict:
     text = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=overlay)
     assert text.startswith("#cloud-config\n")
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 # Documents cloud-init must refuse, each for a different stage of `cloud-init schema`.

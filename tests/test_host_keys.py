@@ -3,11 +3,11 @@ kept secret in state (the cached committed() runs; no extra program run)."""
 
 from __future__ import annotations
 
-import yaml
 from cryptography.hazmat.primitives import serialization
 
 from scripts.offline import UNKNOWN, _ed25519_openssh, is_secret, reveal
 from tests.program import committed, vms
+from tests.tools import load_yaml
 
 HOST_KEY_TYPE = "tls:index/privateKey:PrivateKey"
 
@@ -37,7 +37,7 @@ def test_user_data_installs_exactly_that_key_and_stays_secret() -> None:
     publics = set()
     for vm in vms(run):
         assert is_secret(vm.inputs["userData"]), vm.name
-        doc = yaml.safe_load(reveal(vm.inputs["userData"]))
+        doc = load_yaml(reveal(vm.inputs["userData"]))
         installed = doc["ssh_keys"]
         expected = _ed25519_openssh(f"{vm.name}-ssh-host-key")  # what the mock generated
         assert installed["ed25519_private"] == expected["privateKeyOpenssh"]
@@ -56,7 +56,7 @@ def test_a_preview_knows_no_key_yet() -> None:
 
 def test_every_readiness_gate_pins_its_nodes_host_key() -> None:
     run = committed("prod")
-    user_data = {vm.name: yaml.safe_load(reveal(vm.inputs["userData"])) for vm in vms(run)}
+    user_data = {vm.name: load_yaml(reveal(vm.inputs["userData"])) for vm in vms(run)}
     gates = [r for r in run.of_type("command:remote:Command") if r.name.endswith("-ready")]
     assert {g.name.removesuffix("-ready") for g in gates} == set(user_data)
     for gate in gates:
@@ -75,7 +75,7 @@ def test_rke2_nodes_get_their_key_and_every_rke2_command_pins_its_hosts_key() ->
 
     run = committed_rke2("prod")
     public_by_node = {
-        vm.name: yaml.safe_load(reveal(vm.inputs["userData"]))["ssh_keys"]["ed25519_public"]
+        vm.name: load_yaml(reveal(vm.inputs["userData"]))["ssh_keys"]["ed25519_public"]
         for vm in vms(run)
     }
     addresses = {n["name"]: n["sshAddress"] for n in run.outputs["nodes"]}

@@ -33,6 +33,7 @@ from tests.program import (
     vms,
 )
 from tests.reference import REFERENCE
+from tests.tools import load_yaml
 
 STACKS = ("home", "prod")
 MINOR = release.kubernetes_minor(release.pinned_version())
@@ -41,7 +42,7 @@ READY = "command:remote:Command"
 
 
 def user_data(vm: Registration) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(str(reveal(vm.inputs["userData"])))
+    document: dict[str, Any] = load_yaml(str(reveal(vm.inputs["userData"])))
     return document
 
 
@@ -50,9 +51,7 @@ def files(vm: Registration) -> dict[str, str]:
 
 
 def rke2_configs(run: Run) -> dict[str, dict[str, Any]]:
-    return {
-        vm.name: yaml.safe_load(files(vm)[config_yaml.CONFIG_PATH]) for vm in vms(run)
-    }
+    return {vm.name: yaml.safe_load(files(vm)[config_yaml.CONFIG_PATH]) for vm in vms(run)}
 
 
 def ready_command(run: Run) -> Registration:
@@ -262,12 +261,12 @@ def test_every_leave_command_runs_on_another_server() -> None:
 
 def test_every_kubernetes_object_validates_for_the_pinned_minor() -> None:
     run = committed_rke2("prod")
-    plan_schema = yaml.safe_load(
+    plan_schema = load_yaml(
         (REFERENCE / "system-upgrade-controller" / "upgrade.cattle.io_plans.yaml").read_text()
     )["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    hcc_schema = yaml.safe_load(
-        (REFERENCE / "helm.cattle.io_helmchartconfigs.yaml").read_text()
-    )["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    hcc_schema = load_yaml((REFERENCE / "helm.cattle.io_helmchartconfigs.yaml").read_text())[
+        "spec"
+    ]["versions"][0]["schema"]["openAPIV3Schema"]
     kinds = set()
     for reg in run.registrations:
         if not reg.type.startswith("kubernetes:") or reg.type.startswith(

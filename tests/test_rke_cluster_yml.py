@@ -7,7 +7,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -21,6 +20,7 @@ from components.nodes import (
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
 from rke.settings import RkeSettings
 from tests import reference
+from tests.tools import load_yaml
 
 SCHEMA = reference.load("rke-cluster.schema.json")
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -59,14 +59,8 @@ def three_sites() -> list[RkeNode]:
     return nodes
 
 
-# libyaml's parser where PyYAML was built with it (the wheels are): the same documents as
-# yaml.safe_load, ~10x faster, which matters in the property test below (120 parses).
-# Only the test parses with it; render_cluster_yml's output is PyYAML's pure emitter's.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def valid(text: str) -> dict[str, Any]:
-    doc = yaml.load(text, Loader=_LOADER)  # a safe loader: CSafeLoader or SafeLoader
+    doc: dict[str, Any] = load_yaml(text)  # libyaml: the property test parses 60 documents
     errors = sorted(VALIDATOR.iter_errors(doc), key=str)
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
     return doc

@@ -12,8 +12,10 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
@@ -45,3 +47,15 @@ def venv_tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: run `make test` (requirements-dev.txt)")
     return found
+
+
+# libyaml's parser where PyYAML was built with it (its wheels are): the same SafeConstructor
+# and resolver as yaml.safe_load, so the same documents, ~10x faster. For tests that parse
+# large documents (user-data, cluster.yml) many times; what the project itself emits and
+# reads is untouched.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, parsed by libyaml when available."""
+    return yaml.load(text, Loader=_FAST_LOADER)  # a safe loader: CSafeLoader or SafeLoader
