@@ -185,6 +185,10 @@ rke_settings = st.builds(
 )
 
 
+# 60 examples (~1.5 s, most of it hypothesis's own generation: ~17 ms an example) cover
+# every sampled option many times over; deadline=None because one example's time (two
+# renders, a parse and a schema check) swings with the load on a shared 2-core runner,
+# and a deadline would fail on that rather than on cluster.yml.
 @settings(max_examples=60, deadline=None)
 @given(nodes=node_sets(), rke=rke_settings, name=_name)
 def test_property_any_valid_input_gives_schema_valid_yaml(
