@@ -96,6 +96,9 @@ def with_engine(config: dict[str, str], engine: str) -> dict[str, str]:
 
 
 def resources_json(run: Run) -> str:
+    """Every registration as ``[{type, name, parent, inputs}]`` with secrets masked,
+    sorted by (type, name): registrations arrive in the order their outputs resolve, which
+    varies from run to run, and a reviewer diffs this file between two commits."""
     entries = [
         {
             "type": r.type,
@@ -103,7 +106,7 @@ def resources_json(run: Run) -> str:
             "parent": r.parent.rsplit("::", 1)[-1] if r.parent else None,
             "inputs": masked(r.inputs),
         }
-        for r in run.registrations
+        for r in sorted(run.registrations, key=lambda r: (r.type, r.name))
     ]
     return json.dumps(entries, indent=2, sort_keys=True) + "\n"
 

@@ -537,6 +537,20 @@ def test_render_writes_the_build_and_refuses_bad_config(
     assert "multicloud:sites.home.worker: unknown key" in err and "Traceback" not in err
 
 
+def test_resources_json_does_not_depend_on_registration_order() -> None:
+    # Registrations arrive as outputs resolve; a reviewer diffs resources.json between two
+    # commits, so the same program must give the same file whatever the order.
+    import dataclasses
+
+    from scripts.render import resources_json
+
+    run = committed("prod")
+    shuffled = dataclasses.replace(run, registrations=list(reversed(run.registrations)))
+    text = resources_json(run)
+    assert resources_json(shuffled) == text
+    assert len(json.loads(text)) == len(run.registrations)
+
+
 def test_adopted_network_joins_nodes_to_that_network() -> None:
     nwid = "8056c2e21c000001"
 
