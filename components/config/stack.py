@@ -477,7 +477,7 @@ def _format(err: ValidationError) -> str:
         if not path and key:  # a whole-model check names its key first
             path, message = key.group(1), message[key.end() :]
         if issue["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling against README.md)"
+            message = "unknown key (check its spelling against docs/config-reference.md)"
         elif issue["type"] == "union_tag_invalid":
             path += ".kind"
             message = "expected 'openstack' or 'digitalocean'"
