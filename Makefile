@@ -1,6 +1,7 @@
 # multicloud: `make render STACK=prod` (offline, no credentials) and `make test`.
 # `make test` sets itself up on a fresh clone (venv, pip requirements, npm ci) and keeps
-# stamps so a second run does not redo it. Needs python3 (3.11+) with venv, git, node/npm.
+# stamps so a second run does not redo it. Needs python3 (3.11+) with venv, git, node/npm,
+# and gnupg, iproute2, util-linux for tests/test_node_trust.py (README.md).
 STACK ?= prod
 # ENGINE=rke2 renders the stack with the other engine than its file says (make render only).
 VENV ?= venv
