@@ -82,9 +82,12 @@ def broken(doc: Path) -> list[str]:
         if not dest.is_relative_to(ROOT):
             problems.append(f"{where}: outside the repository")
             continue
-        if fragment and dest.suffix == ".md":
-            if fragment not in anchors(dest.read_text(encoding="utf-8")):
-                problems.append(f"{where}: {dest.name} has no heading #{fragment}")
+        if (
+            fragment
+            and dest.suffix == ".md"
+            and fragment not in anchors(dest.read_text(encoding="utf-8"))
+        ):
+            problems.append(f"{where}: {dest.name} has no heading #{fragment}")
     return problems
 
 
