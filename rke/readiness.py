@@ -60,7 +60,7 @@ def readiness_script(
 ) -> str:
     """POSIX sh that waits (bounded) for cloud-init, Docker and the overlay address."""
     ip = str(ipaddress.IPv4Address(zerotier_ip))
-    if not _IFACE.match(interface):
+    if not _IFACE.fullmatch(interface):
         raise ValueError(f"interface {interface!r} is not a Linux interface name")
     if timeout_seconds < 1:
         raise ValueError("timeout_seconds must be positive")

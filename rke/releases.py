@@ -71,7 +71,7 @@ def releases_shipping(kubernetes_version: str) -> tuple[str, ...]:
 
 
 def _order(name: str) -> tuple[int, ...]:
-    match = _VERSION.match(name)
+    match = _VERSION.fullmatch(name)
     return tuple(int(g) for g in match.groups()) if match else (0,)
 
 

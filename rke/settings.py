@@ -145,7 +145,7 @@ class UpgradeSettings(ConfigModel):
             if v < 1:
                 raise ValueError(f"{name}: must be >= 1, got {v}")
             return v
-        if not _MAX_UNAVAILABLE.match(v):
+        if not _MAX_UNAVAILABLE.fullmatch(v):
             raise ValueError(f"{name}: expected a count or a percentage such as '10%', got {v!r}")
         return v
 
@@ -177,7 +177,7 @@ class RestoreSettings(ConfigModel):
     def _name(cls, v: str) -> str:
         if v.endswith(".zip"):
             raise ValueError(f"snapshot: give the name without .zip ({v[:-4]!r})")
-        if not _SNAPSHOT.match(v):
+        if not _SNAPSHOT.fullmatch(v):
             raise ValueError(f"snapshot: {v!r} is not an RKE snapshot name")
         return v
 

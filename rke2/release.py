@@ -57,7 +57,7 @@ def version_key(version: str) -> tuple[int, int, int, int]:
 
     Raises ``ValueError`` for anything that is not an RKE2 release version.
     """
-    match = RKE2_VERSION.match(version)
+    match = RKE2_VERSION.fullmatch(version)
     if not match:
         raise ValueError(f"{version!r} is not an RKE2 version such as {pinned_version()}")
     major, minor, patch, revision = (int(g) for g in match.groups())

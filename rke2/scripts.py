@@ -47,7 +47,7 @@ def install_script(
     ip = str(ipaddress.IPv4Address(overlay_ip))
     tarball, sums = artifact_urls(version)
     pinned = tarball_sha256(version) or ""
-    if pinned and not _SHA256.match(pinned):
+    if pinned and not _SHA256.fullmatch(pinned):
         raise ValueError(f"the recorded sha256 of {version} is not 64 hex digits")
     return f"""#!/bin/sh
 # Installs RKE2 {version} ({node_role}), verified against a pinned sha256 (fail closed).
@@ -91,7 +91,7 @@ systemctl start --no-block rke2-{node_role}.service
 
 def _names(nodes: Sequence[str]) -> str:
     for name in nodes:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a Kubernetes node name")
     return " ".join(sorted(nodes))
 

@@ -250,6 +250,26 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "sites.home.lanCidr: 10.147.0.0/24 overlaps overlayCidr",
     ),
     (
+        "LAN that is the whole IPv6 internet",
+        with_("sites.home.lanCidr", "::/0"),
+        "sites.home.lanCidr: ::/0 is not a private range",
+    ),
+    (
+        "LAN that is a public IPv4 range",
+        with_("sites.home.lanCidr", "64.0.0.0/2"),
+        "sites.home.lanCidr: 64.0.0.0/2 is not a private range",
+    ),
+    (
+        "cluster name with a trailing newline",
+        with_("clusterName", "mc-prod\n"),
+        "clusterName",
+    ),
+    (
+        "SSH user with a trailing newline",
+        with_("sshUser", "rke\n"),
+        "sshUser",
+    ),
+    (
         "public ingress behind NAT",
         with_("sites.home.ingress", "public"),
         "sites.home.ingress: 'public' ingress needs a public address",

@@ -30,6 +30,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DOCKER_BRIDGE = ipaddress.ip_network("172.17.0.0/16")  # Docker's default `bip` (docker0)
 LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")  # RFC 3927; holds METADATA_ADDRESS
+ULA = ipaddress.ip_network("fc00::/7")  # RFC 4193 unique local IPv6 addresses
 RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
@@ -97,6 +98,18 @@ def check_address_ranges(settings: ClusterSettings) -> None:
                 f"{item.network} is not an RFC 1918 private range (10.0.0.0/8, 172.16.0.0/12, "
                 "192.168.0.0/16): cluster traffic to it could leave for the internet, or "
                 "hide public addresses; pick a private range used nowhere else",
+            )
+    for lan in lans:
+        ula = lan.network.version == 6 and lan.network.subnet_of(ULA)  # type: ignore[arg-type]
+        if not _private(lan.network) and not ula:
+            assert lan.key is not None
+            raise fail(
+                lan.key,
+                f"{lan.network} is not a private range (RFC 1918 10.0.0.0/8, 172.16.0.0/12, "
+                "192.168.0.0/16, or IPv6 unique local fc00::/7): the site's firewall opens "
+                "SSH, the Kubernetes API and LAN ingress to every address in lanCidr; set the "
+                "LAN's own private range, and reach public addresses with "
+                "deployer.sourceCidrs or adminCidrs instead",
             )
     fixed = fixed_ranges()
     ordered: list[Range] = [overlay, *lans, pods, services]

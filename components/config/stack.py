@@ -147,7 +147,9 @@ class SiteBase(ConfigModel):
         default=None,
         description=(
             "The site's LAN (for DigitalOcean: its VPC's IP range): nodes' private addresses "
-            "live there; the deployer on it reaches `sshVia: private` nodes from it."
+            "live there; the deployer on it reaches `sshVia: private` nodes from it. A "
+            "private range (RFC 1918, or IPv6 unique local fc00::/7): the firewall opens SSH, "
+            "the API and LAN ingress to all of it."
         ),
     )
 
@@ -299,7 +301,7 @@ class ClusterSettings(ConfigModel):
     @field_validator("cluster_name")
     @classmethod
     def _cluster_name(cls, value: str) -> str:
-        if not DNS_LABEL.match(value):
+        if not DNS_LABEL.fullmatch(value):
             raise ValueError("expected a DNS-1123 label: lower-case letters, digits and '-'")
         return value
 
@@ -312,7 +314,7 @@ class ClusterSettings(ConfigModel):
             if not value:
                 object.__setattr__(self, "kubernetes_version", supported[0])
                 return self
-            if K8S_VERSION.match(value):
+            if K8S_VERSION.fullmatch(value):
                 raise ValueError(
                     f"kubernetesVersion: {value} is an RKE (v1) version, but engine is rke2; "
                     f"expected {' or '.join(supported)} (or remove the key for the default)"
@@ -326,7 +328,7 @@ class ClusterSettings(ConfigModel):
         if not value:
             object.__setattr__(self, "kubernetes_version", DEFAULT_KUBERNETES_VERSION)
             return self
-        if not K8S_VERSION.match(value):
+        if not K8S_VERSION.fullmatch(value):
             raise ValueError(
                 f"kubernetesVersion: expected an RKE version such as {DEFAULT_KUBERNETES_VERSION}"
             )
@@ -348,7 +350,7 @@ class ClusterSettings(ConfigModel):
     @field_validator("ssh_user")
     @classmethod
     def _ssh_user(cls, value: str) -> str:
-        if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value) or value == "root":
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) or value == "root":
             raise ValueError("expected a lower-case Linux user name other than root")
         return value
 
@@ -384,7 +386,7 @@ class ClusterSettings(ConfigModel):
     def _nwid(cls, value: str | None) -> str | None:
         if value == "":  # Pulumi.yaml's default: create a network
             return None
-        if value is not None and not re.match(r"^[0-9a-f]{16}$", value):
+        if value is not None and not re.fullmatch(r"[0-9a-f]{16}", value):
             raise ValueError("expected 16 lower-case hex digits")
         return value
 
@@ -518,7 +520,7 @@ def _check_sites(settings: ClusterSettings) -> None:
     seen_ids: dict[int, str] = {}
     for name, site in settings.sites.items():
         path = f"sites.{name}"
-        if not DNS_LABEL.match(name) or len(name) > 20:
+        if not DNS_LABEL.fullmatch(name) or len(name) > 20:
             raise _fail(path, "site names are DNS-1123 labels of at most 20 characters")
         if site.site_id in seen_ids:
             raise _fail(
