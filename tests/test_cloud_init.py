@@ -207,6 +207,24 @@ def test_the_schema_is_applied_as_yaml_1_1_reads_it() -> None:
     assert errors == []
 
 
+def test_libyaml_and_pure_python_emitters_write_the_same_user_data() -> None:
+    # render_user_data emits through libyaml where PyYAML has it (10x faster); a machine
+    # without libyaml must get the same text, byte for byte (reviewers diff it, and a
+    # changed document would show in every preview).
+    import yaml
+
+    from components import cloud_init
+
+    class Pure(yaml.SafeDumper):
+        pass
+
+    Pure.add_representer(str, cloud_init._str)
+    text = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY)
+    assert issubclass(cloud_init._Dumper, yaml.CSafeDumper)  # libyaml is what runs here
+    doc = load_yaml(text)
+    assert "#cloud-config\n" + yaml.dump(doc, Dumper=Pure, sort_keys=False, width=1000) == text
+
+
 def test_node_prerequisites_for_rke_and_longhorn() -> None:
     doc = document()
     user = doc["users"][0]
