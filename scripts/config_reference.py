@@ -102,9 +102,20 @@ class ReferenceError(ValueError):
 
 
 def secret_command(key: str, value: str, stack: str | None = None) -> str:
-    """The command that sets one secret, e.g. ``pulumi config set --secret zerotierToken <x>``."""
+    """The command that sets one secret, safe to paste into a shell.
+
+    ``value`` is either a redirection (``< ~/.ssh/multicloud``: Pulumi reads a multi-line
+    value from stdin) or a ``<placeholder>``, which never goes on the command line: the
+    command omits the value, so Pulumi prompts for it (``pulumi config set`` docs: "If a
+    value is not present on the command line, pulumi will prompt for the value") and the
+    secret stays out of the shell's history; the placeholder becomes a comment, e.g.
+    ``pulumi config set --secret zerotierToken  # prompts for: ZeroTier Central API token``.
+    """
     target = f" --stack {stack}" if stack else ""
-    return f"pulumi config set{target} --secret {key} {value}"
+    command = f"pulumi config set{target} --secret {key}"
+    if value.startswith("< "):
+        return f"{command} {value}"
+    return f"{command}  # prompts for: {value.strip('<>')}"
 
 
 def stack_secrets(settings: ClusterSettings) -> list[tuple[str, str]]:

@@ -38,6 +38,8 @@ elif args[:2] == ["stack", "init"]:
     print(f"Created stack '{{args[2]}}'")
 elif args[0] in ("up", "preview"):
     print(f"fake pulumi {{args[0]}}")
+elif args[:2] == ["config", "set"]:
+    pass  # logged with its arguments; a value piped in is not read
 else:
     sys.exit(f"the fake does not know {{args}}")
 """
@@ -106,6 +108,23 @@ def test_init_creates_the_stack_then_up_and_preview_run_it(
     for key in ("zerotierToken", "sshPrivateKey", "digitaloceanToken", "cloudflareApiToken"):
         assert f"pulumi config set --stack prod --secret {key} " in init.stdout, key
     assert "etcdS3SecretKey" in init.stdout and "OpenstackSecret" not in init.stdout
+    # Each printed command pasted into a shell as it is: placeholders never become a
+    # redirection or an argument (Pulumi prompts for a missing value), the key file is read.
+    home = checkout.parent / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "multicloud").write_text("not a key\n")
+    commands = [line.strip() for line in init.stdout.splitlines() if "config set" in line]
+    assert len(commands) == 6
+    before = len(calls(fake))
+    for line in commands:
+        pasted = subprocess.run(
+            ["bash", "-c", line], env={**fake, "HOME": str(home)}, cwd=checkout,
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert pasted.returncode == 0, (line, pasted.stderr)
+    keys = [c["args"] for c in calls(fake)[before:]]
+    assert all(a[:5] == ["config", "set", "--stack", "prod", "--secret"] for a in keys), keys
+    assert all(len(a) == 6 for a in keys), keys  # no value on the command line
     again = make(checkout, fake, "init", "STACK=prod")
     assert again.returncode != 0 and "already exists" in again.stderr
 
