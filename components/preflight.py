@@ -10,6 +10,8 @@ same objects the sites register) and derives every path the deployment needs:
   ``"https://"+cpHosts[0].Address+":6443"``; cluster.yml lists nodes by name) and
   pulumi-kubernetes uses that kubeconfig for every in-cluster resource; RKE falls back
   to the other control planes' addresses (``cluster/cluster.go`` ``RebuildKubeconfig``);
+- ``zerotier-central``: the program -> zerotierCentralUrl's host with the Central token: a
+  warning unless it is ZeroTier's api.zerotier.com;
 - ``overlay``: site <-> site on ZeroTier's 9993/udp, direct when one side accepts it from
   anywhere (a public address), otherwise a warning: both sides behind NAT depend on
   hole punching or ZeroTier's relays;
@@ -38,6 +40,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from components.config.model import NAMESPACE, ConfigError
 from components.nodes import INGRESS_CONTROLLER_LABEL, PUBLIC_INGRESS_LABEL, NodeSpec
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
 
 Verdict = Literal["ok", "warn", "broken"]
 WORLD = "0.0.0.0/0"
+ZEROTIER_CENTRAL_HOST = "api.zerotier.com"  # https://docs.zerotier.com/api/central/v1
 COLUMNS = ("path", "from", "to", "port", "verdict", "note")
 
 
@@ -346,11 +350,33 @@ class _Check:
 
     # --- node <-> node -----------------------------------------------------------------
 
+    def central_path(self) -> NetworkPath:
+        """The program (on the deployer) sends the Central token to zerotierCentralUrl's
+        host: ZeroTier's own API is ok; any other host is a warning a reviewer sees, since
+        one edited line would hand the token to whoever runs that host."""
+        host = urlsplit(self.settings.zerotier_central_url).hostname or "?"
+        official = host == ZEROTIER_CENTRAL_HOST
+        note = (
+            "ZeroTier Central: the zerotierToken goes only to ZeroTier"
+            if official
+            else f"the zerotierToken goes to {host}, not {ZEROTIER_CENTRAL_HOST}: right only "
+            "for a self-hosted controller you run; check zerotierCentralUrl"
+        )
+        return NetworkPath(
+            "zerotier-central",
+            "deployer (the program)",
+            f"{host} (zerotierCentralUrl)",
+            "443/tcp",
+            "ok" if official else "warn",
+            note,
+            "zerotierCentralUrl",
+        )
+
     def overlay_paths(self) -> list[NetworkPath]:
         sites = [name for name in self.settings.sites if self.by_site[name]]
         open_to_world = {name: self._zerotier_reachable(name) for name in sites}
         port = f"{ZEROTIER_PORT}/udp"
-        paths = []
+        paths = [self.central_path()]
         for i, a in enumerate(sites):
             if len(self.by_site[a]) > 1:
                 paths.append(

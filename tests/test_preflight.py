@@ -27,6 +27,14 @@ KUBECONFIG = "; kubeconfig server: rke and pulumi-kubernetes use it"
 CONTROLLER = "RKE ingress-nginx DaemonSet + admission Jobs"
 SELECTOR = "multicloud.io/ingress-controller=true + node-role.kubernetes.io/worker"
 HOSTPORT = "ingress-nginx hostPort"
+CENTRAL = (
+    "zerotier-central",
+    "deployer (the program)",
+    "api.zerotier.com (zerotierCentralUrl)",
+    "443/tcp",
+    "ok",
+    "ZeroTier Central: the zerotierToken goes only to ZeroTier",
+)
 RECORD_TARGET = HOSTPORT + "; DNS record target (multicloud.io/public-ingress=true)"
 
 
@@ -69,6 +77,7 @@ def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
         ),
         row("kube-api", HOME_LAN, prod_node("home-master-0", "LAN"), "6443/tcp", FROM_LAN),
         row("kube-api", PUBLIC, prod_node("ramnode-master-0", "public"), "6443/tcp", FROM_SOURCES),
+        CENTRAL,
         row("overlay", "ramnode nodes", "ramnode nodes", "9993/udp", same),
         row("overlay", "ramnode nodes", "home nodes", "9993/udp", direct.format("ramnode")),
         row("overlay", "ramnode nodes", "digitalocean nodes", "9993/udp", direct.format("ramnode")),
@@ -130,6 +139,7 @@ def test_committed_home_table() -> None:
         ("ssh", HOME_LAN, node.format("worker-0"), "22/tcp", "ok", FROM_LAN),
         ("ssh", HOME_LAN, node.format("worker-1"), "22/tcp", "ok", FROM_LAN),
         ("kube-api", HOME_LAN, node.format("master-0"), "6443/tcp", "ok", FROM_LAN + KUBECONFIG),
+        CENTRAL,
         ("overlay", "home nodes", "home nodes", "9993/udp", "ok", "same site network: direct"),
         ("lan-ingress", LAN, node.format("worker-0"), "80,443/tcp", "ok", HOSTPORT),
         ("lan-ingress", LAN, node.format("worker-1"), "80,443/tcp", "ok", HOSTPORT),
@@ -323,3 +333,20 @@ def test_dns01_is_broken_when_cert_managers_policy_blocks_the_cloudflare_api(
     blocked = r"certManager\.solver: cert-manager's NetworkPolicy does not allow 53/udp to 17"
     with pytest.raises(ConfigError, match=blocked):
         _prod_acme("dns01", proxied=True)
+
+
+def test_a_central_url_off_zerotier_is_a_warning_naming_the_host() -> None:
+    # The Central token goes wherever zerotierCentralUrl points: a reviewer must see it.
+    config = parse_config(
+        raw_values(
+            edited(
+                "prod",
+                lambda v: v.__setitem__(
+                    "multicloud:zerotierCentralUrl", "https://api.zerotier.com@evil.example.net/"
+                ),
+            )[0]
+        )
+    )
+    (central,) = (p for p in config.network.paths if p.path == "zerotier-central")
+    assert central.verdict == "warn" and central.key == "zerotierCentralUrl"
+    assert "goes to evil.example.net" in central.note
