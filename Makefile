@@ -13,10 +13,15 @@ PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
 .PHONY: setup render test lint typecheck unit docs up preview init bench bench-suite
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# venv/ is also what `pulumi up` runs the program from (Pulumi.yaml runtime.options): its
+# runtime packages come from requirements.lock, every file checked against its sha256 and
+# wheels only, as CI's deploy jobs install them; the test tools go on top (pinned by
+# version; the program never imports them).
+$(VENV)/.installed: requirements.lock requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check \
+		--require-hashes --only-binary :all: -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 # No install scripts: puppeteer (for mermaid-cli) would download a browser; the diagram

@@ -49,8 +49,9 @@ def dial_error_limit(bound_seconds: int) -> int:
     ``bound_seconds``: 188 for 15 minutes (11.33 + 5 * 178 = 901.3 s). Slow failures (each
     dial waiting ``PER_DIAL_TIMEOUT``) would take longer; the gate's custom timeout cuts
     those off at the same bound (``node_readiness``)."""
-    limit = 1
-    while dial_wait_seconds(limit) < bound_seconds:
+    limit, waited = 1, dial_wait_seconds(1)
+    while waited < bound_seconds:
+        waited += min(DIAL_DELAY * DIAL_BACKOFF**limit, DIAL_MAX_DELAY)  # the next wait
         limit += 1
     return limit
 
