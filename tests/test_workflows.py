@@ -67,6 +67,7 @@ changed_stacks = _script("changed_stacks")
 render_summary = _script("render_summary")
 fetch_rke = _script("fetch_rke")
 stack_engine = _script("stack_engine")
+last_deployed = _script("last_deployed")
 
 
 @functools.cache
@@ -1251,6 +1252,219 @@ def test_changed_stacks_cli_diffs_git(
     changed_stacks.main(["--base", "f" * 40])  # base unknown (force push): all stacks
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(x) for x in lines] == [["home", "prod"], ["home", "prod"]]
+
+
+# --- scripts/last_deployed.py: what a push to main is compared with -------------------
+
+
+def _deployment(id_: int, sha: str, minute: int) -> dict[str, Any]:
+    """A deployment as GET /repos/{owner}/{repo}/deployments returns it (the fields used)."""
+    created = f"2026-11-30T04:{minute:02d}:00Z"
+    return {"id": id_, "sha": sha, "ref": "main", "environment": "production",
+            "created_at": created}  # fmt: skip
+
+
+def _statuses(*states: str, minute: int = 0) -> list[dict[str, Any]]:
+    """Statuses oldest first as given, returned newest first as the API lists them."""
+    made = [
+        {"id": 100 * minute + i, "state": s, "created_at": f"2026-11-30T05:{minute:02d}:{i:02d}Z"}
+        for i, s in enumerate(states)
+    ]
+    return made[::-1]
+
+
+def test_latest_state_is_the_newest_status_whatever_the_order() -> None:
+    statuses = _statuses("waiting", "queued", "in_progress", "success")
+    assert last_deployed.latest_state(statuses) == "success"
+    assert last_deployed.latest_state(list(reversed(statuses))) == "success"
+    assert last_deployed.latest_state(_statuses("in_progress", "failure")) == "failure"
+    assert last_deployed.latest_state([]) is None
+    # same second: the higher id is the newer status
+    tie = [{"id": 7, "state": "queued", "created_at": "t"}, {"id": 8, "state": "success",
+           "created_at": "t"}]  # fmt: skip
+    assert last_deployed.latest_state(tie) == "success"
+
+
+def test_newest_successful_deployment_skips_failed_waiting_and_inactive_ones() -> None:
+    deployments = [
+        _deployment(1, "a" * 40, 1),
+        _deployment(4, "d" * 40, 4),  # rejected approval
+        _deployment(2, "b" * 40, 2),
+        _deployment(3, "c" * 40, 3),  # succeeded once, since marked inactive
+        _deployment(5, "e" * 40, 5),  # still waiting for a reviewer
+    ]
+    statuses = {
+        1: _statuses("in_progress", "success"),
+        2: _statuses("in_progress", "success"),
+        3: _statuses("in_progress", "success", "inactive"),
+        4: _statuses("waiting", "failure"),
+        5: _statuses("waiting"),
+    }
+    asked: list[int] = []
+
+    def statuses_of(id_: int) -> list[dict[str, Any]]:
+        asked.append(id_)
+        return statuses[id_]
+
+    found = last_deployed.newest_successful(deployments, statuses_of)
+    assert found is not None and found["sha"] == "b" * 40
+    assert asked == [5, 4, 3, 2], "newest first, and no lookup past the answer"
+    statuses[2] = _statuses("in_progress", "error")
+    statuses[1] = _statuses("queued")
+    assert last_deployed.newest_successful(deployments, statuses.__getitem__) is None
+    assert last_deployed.newest_successful([], statuses.__getitem__) is None
+
+
+def test_diff_base_uses_only_an_ancestor_and_otherwise_means_everything() -> None:
+    yes, no = (lambda sha: True), (lambda sha: False)
+    assert last_deployed.diff_base("a" * 40, yes)[0] == "a" * 40
+    base, reason = last_deployed.diff_base("a" * 40, no)
+    assert base == "" and "not an ancestor" in reason
+    assert last_deployed.diff_base(None, yes) == ("", "no successful deployment found")
+    assert last_deployed.diff_base("", yes)[0] == ""
+
+
+_FAKE_GH = """#!{python} -IS
+# `gh api --method GET <path> [-f key=value]...` answered from $FAKE_GH_STATE (JSON).
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_GH_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if not os.environ.get("GH_TOKEN"):
+    sys.exit("gh: set the GH_TOKEN environment variable")
+state = json.load(open(os.environ["FAKE_GH_STATE"]))
+if state.get("fail"):
+    sys.exit("gh: HTTP 502: Server Error (https://api.github.com/...)")
+assert args[:3] == ["api", "--method", "GET"], args
+parts = args[3].split("/")
+if parts[3:] == ["deployments"]:
+    print(json.dumps(state["deployments"]))
+elif parts[3] == "deployments" and parts[5:] == ["statuses"]:
+    print(json.dumps(state["statuses"][parts[4]]))
+else:
+    sys.exit("gh: Not Found (HTTP 404)")
+"""
+
+
+@pytest.fixture(scope="module")
+def deploy_history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A clone with the two scripts the `detect` step runs and four commits: ``start``,
+    ``prod`` (edits Pulumi.prod.yaml), ``docs`` (HEAD, docs only) and ``side`` (not an
+    ancestor of HEAD, as a force-pushed-away commit)."""
+    repo = tmp_path_factory.mktemp("deploy-history")
+    (repo / "scripts").mkdir()
+    for name in ("changed_stacks.py", "last_deployed.py"):
+        shutil.copy(ROOT / "scripts" / name, repo / "scripts" / name)
+    for stack in ("home", "prod"):
+        (repo / f"Pulumi.{stack}.yaml").write_text("config: {}\n")
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "start")
+    shas = {"start": _git(repo, "rev-parse", "HEAD")}
+    (repo / "Pulumi.prod.yaml").write_text("config: {multicloud:x: 1}\n")
+    _git(repo, "commit", "-q", "-am", "prod")
+    shas["prod"] = _git(repo, "rev-parse", "HEAD")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "delivery.md").write_text("docs\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "docs")
+    shas["docs"] = _git(repo, "rev-parse", "HEAD")
+    tree = _git(repo, "rev-parse", "HEAD^{tree}")
+    shas["side"] = _git(repo, "commit-tree", tree, "-p", shas["start"], "-m", "side")
+    bin_dir = repo.parent / f"{repo.name}-bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(_FAKE_GH.format(python=sys.executable))
+    (bin_dir / "gh").chmod(0o755)
+    return {"repo": repo, "bin": bin_dir, "shas": shas}
+
+
+def _detect(history: dict[str, Any], state: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """Run deploy.yml's `changes`/`detect` step through bash as the runner would: its
+    `env:` evaluated, $GITHUB_SHA at HEAD, `gh` a fake answering ``state``."""
+    steps = _wf("deploy.yml")["jobs"]["changes"]["steps"]
+    (step,) = (s for s in steps if s.get("id") == "detect")
+    ctx = _ctx("push", "refs/heads/main")
+    ctx["github"]["token"] = "ghs_fake"
+    env = {k: str(gh_render(str(v), ctx)) for k, v in step.get("env", {}).items()}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    out, log = tmp_path / "github_output", tmp_path / "gh.log"
+    env |= {
+        "PATH": f"{history['bin']}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_SHA": history["shas"]["docs"],
+        "GITHUB_REPOSITORY": "owner/multicloud",
+        "GITHUB_OUTPUT": str(out),
+        "FAKE_GH_STATE": str(tmp_path / "state.json"),
+        "FAKE_GH_LOG": str(log),
+    }
+    run = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=history["repo"], env=env,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    stacks = json.loads(outputs["stacks"])
+    up = _wf("deploy.yml")["jobs"]["up"]
+    deploys = _truthy(gh_eval(up["if"], _ctx("push", "refs/heads/main", stacks=stacks)))
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return {"stacks": stacks, "deploys": deploys, "stderr": run.stderr, "calls": calls}
+
+
+_EVERY = ["home", "prod"]
+
+
+@pytest.mark.parametrize(
+    ("case", "stacks"),
+    [
+        # push B (prod) was superseded or its approval rejected; C (docs) runs: B's change
+        # is still undeployed, so C deploys it. (Diffing github.event.before would skip.)
+        ("last success before the prod change", ["prod"]),
+        ("last success at the prod change", []),
+        # fail safe: every stack, so prod deploys, with a warning on the run's page
+        ("no successful deployment", _EVERY),
+        ("API error", _EVERY),
+        ("last success not an ancestor", _EVERY),
+        ("last success unknown to the clone", _EVERY),
+    ],
+)
+def test_detect_step_compares_with_the_last_successful_prod_deployment(
+    case: str, stacks: list[str], deploy_history: dict[str, Any], tmp_path: Path
+) -> None:
+    shas = deploy_history["shas"]
+    deployed = {
+        "last success before the prod change": shas["start"],
+        "last success at the prod change": shas["prod"],
+        "last success not an ancestor": shas["side"],
+        "last success unknown to the clone": "f" * 40,
+    }.get(case)
+    deployments = [_deployment(1, shas["start"], 1), _deployment(2, shas["prod"], 2)]
+    statuses = {"1": _statuses("in_progress", "failure"), "2": _statuses("waiting", "failure")}
+    if deployed:
+        deployments.append(_deployment(3, deployed, 3))
+        statuses["3"] = _statuses("waiting", "queued", "in_progress", "success")
+    state = {"deployments": deployments, "statuses": statuses, "fail": case == "API error"}
+
+    result = _detect(deploy_history, state, tmp_path)
+    assert result["stacks"] == stacks, result
+    assert result["deploys"] is ("prod" in stacks), result
+    first = result["calls"][0]
+    assert first[3] == "repos/owner/multicloud/deployments", first
+    assert "environment=production" in first, "only production deployments count"
+    assert ("::warning::" in result["stderr"]) is (stacks == _EVERY), result["stderr"]
+
+
+def test_detect_step_may_read_deployments_and_nothing_more() -> None:
+    """Without `deployments: read` every lookup fails (and every push deploys prod)."""
+    changes = _wf("deploy.yml")["jobs"]["changes"]
+    assert changes["permissions"] == {"contents": "read", "deployments": "read"}
+    (step,) = (s for s in changes["steps"] if s.get("id") == "detect")
+    assert step["env"] == {"GH_TOKEN": "${{ github.token }}"}
+
+
+def test_the_event_before_alone_would_miss_the_superseded_prod_change(
+    deploy_history: dict[str, Any],
+) -> None:
+    """The defect this design fixes: C's `before` is B, so B..C shows no prod change."""
+    shas, repo = deploy_history["shas"], deploy_history["repo"]
+    changed = changed_stacks.git_changed(shas["prod"], shas["docs"], repo)
+    assert changed_stacks.affected_stacks(changed, ["home", "prod"]) == []
 
 
 # --- scripts/render_summary.py ------------------------------------------------------
