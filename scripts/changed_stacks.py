@@ -15,6 +15,10 @@ and ``unaffected=<json>``, the other stacks as ``[{"stack": name}]`` for a matri
 
     python scripts/changed_stacks.py --base <sha> --head <sha> [--include-ci]
     python scripts/changed_stacks.py --all
+
+An empty or all-zero ``--base``, or one git cannot diff, means every stack. deploy.yml
+passes the commit of the last successful ``production`` deployment
+(scripts/last_deployed.py), empty when that is unknown; preview.yml the pull request's base.
 """
 
 from __future__ import annotations
