@@ -77,6 +77,7 @@ from rke.state import (
     Result,
     StateError,
     StateStore,
+    admin_kubeconfig,
     applied_nodes,
     ca_fingerprint,
     check_rkestate,
@@ -85,6 +86,7 @@ from rke.state import (
     now,
     parse_previous,
     pem_fingerprint,
+    same_state,
 )
 from rke.tools import (
     Console,
@@ -347,6 +349,7 @@ class Run:
         self.restored: Mapping[str, Any] | None = None
         self.step_yml = cluster_yml
         self._seen: tuple[int, int] | None = None
+        self.ask_cluster = False  # set by starting_state: Pulumi's state, no local copy
 
     def learn(self, rkestate: str | None, kubeconfig: str | None) -> None:
         """Add a state's and a kubeconfig's keys to what the output is redacted of: the
@@ -487,6 +490,10 @@ class Run:
                 f"{err}. Move it aside after checking it (docs/recovery.md)."
             ) from None
         if local is None:
+            # No local copy: a new machine (a throw-away CI runner) or a clean finish. A
+            # failed run elsewhere may have left a newer state in the cluster; execute()
+            # asks it (newer_in_cluster) before starting from Pulumi's.
+            self.ask_cluster = previous is not None
             return previous, "the RKE command's previous output in Pulumi" if previous else ""
         where = f"the local copy {self.store.root} ({local.origin}, {local.state_time})"
         if previous is None:
@@ -510,6 +517,71 @@ class Run:
                 "the RKE command's previous output in Pulumi (newer than the local copy)",
             )
         return local.as_result(), where + ", newer than Pulumi's"
+
+    def newer_in_cluster(
+        self, previous: Result, source: str, hosts: Sequence[Host]
+    ) -> tuple[Result, str]:
+        """Pulumi's state, or the cluster's ``full-cluster-state`` Secret when that differs.
+
+        Called when no local copy exists (a new machine: a fresh CI runner keeps nothing
+        from the job before). Every ``rke up`` that gets past the control plane writes the
+        Secret from the ``FullState`` it has just written to the state file and writes no
+        state after it (``ClusterUp`` in ``cmd/up.go``: ``UpdateClusterCurrentState``,
+        then ``SaveFullStateToK8s``; ``cluster/state.go``), so after the successful run
+        that printed Pulumi's state the Secret equals it. A Secret that differs was
+        written by a later ``rke up`` whose result never reached Pulumi (e.g. ``rke up``
+        succeeded and the ingress wait timed out): it is newer, and it is what the
+        cluster runs. A Secret with another cluster CA is refused, as between Pulumi's
+        state and a local copy. When the Secret cannot be read (a first create that never
+        reached the control plane, an API server or nodes that are down) the run starts
+        from Pulumi's state as before and says so.
+
+        The Secret is read on the control-plane nodes of Pulumi's applied state with the
+        node's own credentials (``_state_from_secret``). Machine ids are not in RKE's
+        state: a state taken from the cluster carries none (as ``recover`` does), so a
+        machine replaced in place is told by its name and internal address only.
+        Returns (the state to start from, where it came from).
+        """
+        applied = {h.address for h in self.before_hosts(previous)}
+        masters = [h for h in hosts if h.has("controlplane")]
+        ordered = [h for h in masters if h.address in applied] + [
+            h for h in masters if h.address not in applied
+        ]
+        text, why = self._state_from_secret(ordered)
+        if text is None:
+            log(f"could not read kube-system/full-cluster-state from the cluster ({why}); "
+                "starting from Pulumi's state without comparing it with the cluster's "
+                "(a first create, or the API server or nodes are down)")  # fmt: skip
+            return previous, source
+        cluster = check_rkestate(text)
+        pulumi = check_rkestate(previous.rkestate)
+        if same_state(cluster, pulumi):
+            log("the cluster's full-cluster-state Secret equals Pulumi's state")
+            return previous, source
+        if ca_fingerprint(cluster) != ca_fingerprint(pulumi):
+            raise RunnerError(
+                "Pulumi's RKE state and the cluster's kube-system/full-cluster-state Secret "
+                "hold two different cluster CAs. Refusing to guess: find out which one the "
+                f"nodes trust (`openssl x509 -in {NODE_CA_PATH} -noout -fingerprint` on a "
+                "node), put that state in place (docs/recovery.md, 'The RKE state is "
+                "lost'), and run `pulumi up` again."
+            )
+        self.learn(text, admin_kubeconfig(cluster))
+        copy = LocalCopy(
+            key=self.key,
+            rkestate=text,
+            kubeconfig=admin_kubeconfig(cluster) or previous.kubeconfig or None,
+            cluster_yml=None,
+            node_ids={},
+            base_hash=digest(previous.rkestate),
+            state_time=now(),
+            origin="the cluster's full-cluster-state Secret (newer than Pulumi's)",
+        )
+        self.store.save(copy)  # a run that fails before RKE writes still has it next time
+        log("the cluster's full-cluster-state Secret differs from Pulumi's state: a later "
+            "`rke up` wrote it and its result never reached Pulumi (a failed run on "
+            f"another machine); starting from the cluster's, kept in {self.store.root}")  # fmt: skip
+        return copy.as_result(), "the cluster's full-cluster-state Secret (newer than Pulumi's)"
 
     def probe_certificates(self, hosts: Sequence[Host]) -> dict[str, str | None]:
         """address -> node's kube-ca fingerprint ("" when present but unreadable), or
@@ -624,7 +696,8 @@ class Run:
         command = (
             "img=$(docker inspect kubelet --format '{{.Config.Image}}') && docker run --rm "
             '--net=host -v /etc/kubernetes:/etc/kubernetes:ro --entrypoint kubectl "$img" '
-            f"--kubeconfig {NODE_KUBECONFIG} -n kube-system get secret full-cluster-state "
+            f"--kubeconfig {NODE_KUBECONFIG} --request-timeout=20s -n kube-system get "
+            "secret full-cluster-state "
             "-o 'jsonpath={.data.full-cluster-state}'"
         )
         reasons = []
@@ -912,6 +985,8 @@ class Run:
             if start is None and self.restore is None:
                 start = self.recover(after)
                 source = "the cluster" if start else ""
+            elif start is not None and self.ask_cluster and self.restore is None:
+                start, source = self.newer_in_cluster(start, source, after)
             log(f"using RKE {version}; state from: {source or 'none (a new cluster)'}")
             if start is not None:
                 self.learn(start.rkestate, start.kubeconfig)

@@ -19,7 +19,14 @@ Three places hold it:
   printed its result: pulumi-command stores nothing when a command exits non-zero (the
   same ``run()`` returns before ``out.Stdout`` is set), so after a failed or killed
   run this copy is the only place the newest state survives on this machine;
-- the cluster itself (``kube-system/full-cluster-state``, see ``rke.runner``).
+- the cluster itself (``kube-system/full-cluster-state``, see ``rke.runner``): every
+  ``rke up`` that gets past the control plane writes it from the same ``FullState`` it
+  has just written to the state file (``ClusterUp`` in ``cmd/up.go``:
+  ``UpdateClusterCurrentState`` writes the file, then ``SaveFullStateToK8s``), and
+  writes no state after it; so after a successful run the Secret equals the state the
+  runner printed, and a Secret that differs from Pulumi's state was written by a later
+  ``rke up`` whose result never reached Pulumi (a failed run on another machine, such as
+  a throw-away CI runner, whose local copy is gone).
 """
 
 from __future__ import annotations
@@ -123,6 +130,26 @@ def applied_nodes(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         return None
     nodes = config.get("nodes")
     return list(nodes) if isinstance(nodes, list) else []
+
+
+def same_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two parsed states are the same ``FullState``, whatever their layout: RKE
+    writes the state file with ``json.MarshalIndent`` (``WriteStateFile``) and the
+    ``full-cluster-state`` Secret with ``json.Marshal`` (``SaveFullStateToK8s``), both
+    in ``cluster/state.go``; parsed, the two compare equal."""
+    return a == b
+
+
+def admin_kubeconfig(doc: Mapping[str, Any]) -> str | None:
+    """kube-admin's kubeconfig kept in a checked state (``certificatesBundle["kube-admin"]
+    .config``, current state first), the file RKE writes as kube_config_cluster.yml;
+    None when the state carries none."""
+    for part in ("currentState", "desiredState"):
+        bundle = (doc.get(part) or {}).get("certificatesBundle") or {}
+        config = (bundle.get("kube-admin") or {}).get("config")
+        if isinstance(config, str) and config.strip():
+            return config
+    return None
 
 
 # -- what the runner prints ----------------------------------------------------------------

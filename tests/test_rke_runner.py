@@ -226,7 +226,9 @@ def test_a_rerun_starts_rke_with_the_previous_state(box: Box) -> None:
     out = box.ok(previous=previous)
     [up] = box.sb.ups()
     assert up["ca_given"] == ca_of(state_of(previous)) == ca_of(state_of(out))
-    assert up["kubeconfig_given"] and box.sb.calls("ssh") == []
+    assert up["kubeconfig_given"]
+    # no local copy (a fresh machine): the cluster's Secret is read once and matches
+    assert [c["command"] for c in box.sb.calls("ssh")] == ["secret"]
 
 
 def test_a_failed_first_run_leaves_its_state_for_the_next(box: Box) -> None:
@@ -445,7 +447,8 @@ def test_workers_leaving_by_address_are_drained_by_name_before_rke_up(box: Box) 
         "mc-site1-worker-0 (198.51.100.2)" in result.stderr
     )
     assert "Nodes RKE cordons and deletes: mc-site0-worker-0 (198.51.100.1), " in result.stderr
-    assert [c["tool"] for c in box.sb.calls()] == ["kubectl", "kubectl", "rke"]
+    # the Secret read (no local copy), both drains, then rke up
+    assert [c["tool"] for c in box.sb.calls()] == ["ssh", "kubectl", "kubectl", "rke"]
     drains = [c["args"] for c in box.sb.calls("kubectl")]
     assert drains[0][1].endswith("kube_config_cluster.yml")
     assert drains[0][2:] == [
