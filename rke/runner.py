@@ -33,7 +33,11 @@ is non-zero, and the newest state RKE wrote stays in the local copy, which the n
 run starts from. Progress goes to stderr (bounded, redacted; ``rke.tools.Console``).
 
 Where the state comes from, in order: the previous stdout and the local copy (the newer
-of the two), then the cluster: when neither exists the runner checks over SSH whether
+of the two); with no local copy (a new machine, e.g. a fresh CI runner) the previous
+stdout is compared with the cluster's ``kube-system/full-cluster-state`` Secret, and the
+Secret wins when it differs (a later ``rke up`` wrote it: ``Run.newer_in_cluster``);
+an unreadable Secret leaves Pulumi's state, with a log line. When neither the stdout nor
+a local copy exists the runner checks over SSH whether
 any node already carries RKE certificates, and if so recovers the state
 (``rke util get-state-file``, else the ``kube-system/full-cluster-state`` Secret read
 on a control-plane node) or refuses. ``rke up`` never runs without a state on nodes
@@ -578,9 +582,11 @@ class Run:
             origin="the cluster's full-cluster-state Secret (newer than Pulumi's)",
         )
         self.store.save(copy)  # a run that fails before RKE writes still has it next time
-        log("the cluster's full-cluster-state Secret differs from Pulumi's state: a later "
+        log(
+            "the cluster's full-cluster-state Secret differs from Pulumi's state: a later "
             "`rke up` wrote it and its result never reached Pulumi (a failed run on "
-            f"another machine); starting from the cluster's, kept in {self.store.root}")  # fmt: skip
+            f"another machine); starting from the cluster's, kept in {self.store.root}"
+        )
         return copy.as_result(), "the cluster's full-cluster-state Secret (newer than Pulumi's)"
 
     def probe_certificates(self, hosts: Sequence[Host]) -> dict[str, str | None]:

@@ -258,6 +258,54 @@ def test_a_failed_update_keeps_the_newer_state_over_pulumis(box: Box) -> None:
     assert len(box.sb.calls("kubectl")) == 1
 
 
+def fail_after_rke_up(box: Box, cluster_yml: str, previous: str) -> None:
+    """A run whose `rke up` succeeded (the Secret is written) and whose ingress wait timed
+    out, on a runner that is then thrown away (its local copy is gone)."""
+    box.sb.set(ingress_ready_after=-1)
+    failed = box.run(cluster_yml, previous, RKE_INGRESS_TIMEOUT="0.05", RKE_INGRESS_POLL="0.01")
+    assert failed.returncode == 1 and failed.stdout == "" and "RKE_INGRESS_TIMEOUT" in failed.stderr
+    box.store().remove()
+    box.sb.set()
+
+
+def test_a_new_runner_starts_from_the_clusters_newer_secret(box: Box) -> None:
+    previous = box.deployed()
+    smaller = yml(MASTERS + WORKERS[1:])
+    fail_after_rke_up(box, smaller, previous)
+    secret = (box.sb.world / "full-cluster-state").read_text()
+    assert digest(secret) != digest(parse_previous(previous).rkestate)  # type: ignore[union-attr]
+    result = box.run(smaller, previous=previous)  # Pulumi still holds the older output
+    assert result.returncode == 0, result.stderr
+    assert "full-cluster-state Secret differs from Pulumi's state" in result.stderr
+    assert "state from: the cluster's full-cluster-state Secret" in result.stderr
+    assert box.sb.ups()[-1]["state_digest"] == digest(secret)
+    # planned from the state the cluster runs: the worker is gone already, no second drain
+    assert len(box.sb.calls("kubectl")) == 1
+    assert box.store().load() is None and state_of(result.stdout)
+
+
+def test_an_unreachable_cluster_falls_back_to_pulumis_state(box: Box) -> None:
+    previous = box.deployed()
+    smaller = yml(MASTERS + WORKERS[1:])
+    fail_after_rke_up(box, smaller, previous)
+    box.sb.set(ssh_unreachable=[m.address for m in MASTERS])
+    result = box.run(smaller, previous=previous)
+    assert result.returncode == 0, result.stderr
+    assert "could not read kube-system/full-cluster-state from the cluster" in result.stderr
+    assert "203.0.113.1: exit 255" in result.stderr
+    assert box.sb.ups()[-1]["state_digest"] == digest(parse_previous(previous).rkestate)  # type: ignore[union-attr]
+
+
+def test_a_secret_with_another_ca_is_refused(box: Box) -> None:
+    previous = box.deployed()
+    other = fake_rke.build_state(runner.load_yaml(CLUSTER), None)  # a second, new CA
+    fake_rke.write_secret(box.sb.world, other)
+    result = box.run(previous=previous)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "full-cluster-state Secret hold two different cluster CAs" in result.stderr
+    assert box.sb.ups() == [] and box.store().load() is None
+
+
 # -- interrupts ------------------------------------------------------------------------------
 
 
