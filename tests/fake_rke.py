@@ -52,18 +52,25 @@ looks are counted in ``world/ingress/looks`` (``Sandbox.ingress_looks``).
 
 from __future__ import annotations
 
+import atexit
 import base64
+import functools
 import hashlib
 import json
 import os
+import py_compile
 import secrets
+import shutil
 import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# The wrappers run this file precompiled (see _compiled): from there, __file__ is the .pyc.
+ROOT = Path(os.environ.get("FAKE_ROOT", ROOT))
 
 CERT_NAMES = (
     "kube-ca", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy",
@@ -72,6 +79,17 @@ CERT_NAMES = (
 )  # fmt: skip
 WITH_CONFIG = ("kube-controller-manager", "kube-scheduler", "kube-proxy", "kube-node", "kube-admin")
 SYSTEM_IMAGES = 40  # RKE fills ~40 system images into the state's rkeConfig
+
+
+@functools.cache
+def _compiled() -> Path:
+    """This file as bytecode, once per test session, for the wrappers to run: the fakes
+    start hundreds of times, and each start would otherwise compile this module again
+    (nothing caches a script's bytecode, and nothing at all under PYTHONDONTWRITEBYTECODE)."""
+    out = Path(tempfile.mkdtemp(prefix="fake-rke-")) / "fake_rke.pyc"
+    atexit.register(shutil.rmtree, out.parent, True)
+    py_compile.compile(__file__, cfile=str(out), doraise=True)
+    return out
 
 
 class Sandbox:
@@ -100,8 +118,8 @@ class Sandbox:
                     else _KUBECTL_GET.replace("@INGRESS@", str(self.world / "ingress"))
                 )
                 exe.write_text(
-                    f'#!/bin/sh\n{fast}FAKE_CONTROL="{self.control}" exec "{sys.executable}" '
-                    f'"{__file__}" {tool} "$@"\n'
+                    f'#!/bin/sh\n{fast}FAKE_CONTROL="{self.control}" FAKE_ROOT="{ROOT}" '
+                    f'exec "{sys.executable}" "{_compiled()}" {tool} "$@"\n'
                 )
             exe.chmod(0o755)
         self.set()
