@@ -17,7 +17,7 @@ and ``unaffected=<json>``, the other stacks as ``[{"stack": name}]`` for a matri
     python scripts/changed_stacks.py --all
 
 An empty or all-zero ``--base``, or one git cannot diff, means every stack. deploy.yml
-passes the commit of the last successful ``production`` deployment
+passes the commit of the newest ``production`` deployment if it succeeded
 (scripts/last_deployed.py), empty when that is unknown; preview.yml the pull request's base.
 """
 

@@ -16,10 +16,11 @@ This script reads them through the REST API with ``gh api``
 (https://docs.github.com/en/rest/deployments/deployments#list-deployments, filtered by
 ``environment``; https://docs.github.com/en/rest/deployments/statuses#list-deployment-statuses,
 ``state`` one of error, failure, inactive, pending, success, queued, in_progress), takes the
-newest deployment whose latest status is ``success`` and prints its ``sha`` when that commit
-is an ancestor of the head. In every other case (no successful deployment, the commit is
-gone or not an ancestor after a force push, the API or ``gh`` fails) it prints an empty
-line and a warning: the caller then treats every stack as changed. A needless ``pulumi up``
+newest deployment and, when its latest status is ``success``, prints its ``sha`` if that
+commit is an ancestor of the head. In every other case (the newest deployment failed, was
+cancelled or is still running, there is none, the commit is gone or not an ancestor after
+a force push, the API or ``gh`` fails) it prints an empty line and a warning: the caller
+then treats every stack as changed. A needless ``pulumi up``
 is cheap; a missed one is not.
 
 Usage (prints the base commit, or an empty line)::
@@ -34,9 +35,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +58,17 @@ class DeploymentsUnavailable(Exception):
 def _newest_first(items: Iterable[Json]) -> list[Json]:
     """``items`` (deployments or statuses) newest first, by ``created_at`` then ``id``.
 
-    GitHub's ``created_at`` is ISO 8601 UTC (``2012-07-20T01:19:13Z``), so it sorts as text;
-    ``id`` breaks ties within a second. The API's own order is not relied on."""
-    return sorted(items, key=lambda x: (str(x["created_at"]), int(x["id"])), reverse=True)
+    ``created_at`` is ISO 8601 (GitHub writes UTC, ``2012-07-20T01:19:13Z``), compared as
+    times, not text; ``id`` breaks ties within a second. The API's own order is not
+    relied on."""
+
+    def key(item: Json) -> tuple[datetime, int]:
+        created = datetime.fromisoformat(str(item["created_at"]).replace("Z", "+00:00"))
+        if created.tzinfo is None:
+            raise ValueError(f"created_at {item['created_at']!r} has no time zone")
+        return created, int(item["id"])
+
+    return sorted(items, key=key, reverse=True)
 
 
 def latest_state(statuses: Iterable[Json]) -> str | None:
@@ -69,17 +80,24 @@ def latest_state(statuses: Iterable[Json]) -> str | None:
 def newest_successful(
     deployments: Iterable[Json], statuses_of: Callable[[int], list[Json]]
 ) -> Json | None:
-    """The newest deployment whose latest status is ``success``, or ``None``.
+    """The newest deployment when its latest status is ``success``; otherwise ``None``.
 
     ``deployments`` are the list API's objects (``id``, ``sha``, ``created_at``);
     ``statuses_of(id)`` returns one deployment's statuses (``id``, ``state``,
-    ``created_at``) and is called newest deployment first, only until one succeeded.
-    A deployment whose latest status is ``inactive`` (GitHub's mark for a superseded
-    success in non-production environments) does not count: at worst that deploys again."""
-    for deployment in _newest_first(deployments):
-        if latest_state(statuses_of(int(deployment["id"]))) == "success":
-            return deployment
-    return None
+    ``created_at``) and is called for the newest deployment only. An older success is
+    not a sound base when a newer deployment failed, was cancelled or is still running:
+    that ``pulumi up`` may have applied part of its change, and a later push that reverts
+    it would diff as "unchanged" against the older success and never put prod back. A
+    newest status of ``inactive`` (GitHub's mark for a superseded success outside
+    production) does not count either: at worst that deploys again."""
+    ordered = _newest_first(deployments)
+    if not ordered:
+        return None
+    newest = ordered[0]
+    return newest if latest_state(statuses_of(int(newest["id"]))) == "success" else None
+
+
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def diff_base(deployed: str | None, is_ancestor: Callable[[str], bool]) -> tuple[str, str]:
@@ -89,7 +107,9 @@ def diff_base(deployed: str | None, is_ancestor: Callable[[str], bool]) -> tuple
     ``is_ancestor(sha)`` says whether it is an ancestor of (or equal to) the head. Only an
     ancestor is a sound base: from any other commit a diff can hide changes."""
     if not deployed:
-        return "", "no successful deployment found"
+        return "", "the newest deployment did not succeed (or there is none)"
+    if not _SHA.fullmatch(deployed):
+        return "", f"the last deployed commit {deployed!r} is not a commit id"
     if not is_ancestor(deployed):
         return "", f"the last deployed commit {deployed} is not an ancestor of the head"
     return deployed, f"last successful deployment: {deployed}"

@@ -1280,39 +1280,47 @@ def test_latest_state_is_the_newest_status_whatever_the_order() -> None:
     assert last_deployed.latest_state(_statuses("in_progress", "failure")) == "failure"
     assert last_deployed.latest_state([]) is None
     # same second: the higher id is the newer status
-    tie = [{"id": 7, "state": "queued", "created_at": "t"}, {"id": 8, "state": "success",
-           "created_at": "t"}]  # fmt: skip
+    t = "2026-11-30T05:00:00Z"
+    tie = [{"id": 7, "state": "queued", "created_at": t}, {"id": 8, "state": "success",
+           "created_at": t}]  # fmt: skip
     assert last_deployed.latest_state(tie) == "success"
 
 
-def test_newest_successful_deployment_skips_failed_waiting_and_inactive_ones() -> None:
+def test_only_a_successful_newest_deployment_is_a_base() -> None:
+    # A newer failed/cancelled/running `up` may have applied part of its change: an older
+    # success is no base then (a revert of that change would diff as "unchanged").
     deployments = [
         _deployment(1, "a" * 40, 1),
-        _deployment(4, "d" * 40, 4),  # rejected approval
+        _deployment(3, "c" * 40, 3),
         _deployment(2, "b" * 40, 2),
-        _deployment(3, "c" * 40, 3),  # succeeded once, since marked inactive
-        _deployment(5, "e" * 40, 5),  # still waiting for a reviewer
     ]
-    statuses = {
-        1: _statuses("in_progress", "success"),
-        2: _statuses("in_progress", "success"),
-        3: _statuses("in_progress", "success", "inactive"),
-        4: _statuses("waiting", "failure"),
-        5: _statuses("waiting"),
-    }
     asked: list[int] = []
+    statuses = {1: _statuses("in_progress", "success"), 2: _statuses("in_progress", "success")}
 
     def statuses_of(id_: int) -> list[dict[str, Any]]:
         asked.append(id_)
         return statuses[id_]
 
+    for newest in (
+        _statuses("in_progress", "failure"),  # failed part-way
+        _statuses("in_progress", "error"),  # cancelled
+        _statuses("waiting", "failure"),  # approval rejected
+        _statuses("waiting"),  # still waiting for a reviewer
+        _statuses("in_progress", "success", "inactive"),
+    ):
+        statuses[3] = newest
+        assert last_deployed.newest_successful(deployments, statuses_of) is None
+    statuses[3] = _statuses("queued", "in_progress", "success")
     found = last_deployed.newest_successful(deployments, statuses_of)
-    assert found is not None and found["sha"] == "b" * 40
-    assert asked == [5, 4, 3, 2], "newest first, and no lookup past the answer"
-    statuses[2] = _statuses("in_progress", "error")
-    statuses[1] = _statuses("queued")
-    assert last_deployed.newest_successful(deployments, statuses.__getitem__) is None
+    assert found is not None and found["sha"] == "c" * 40
+    assert set(asked) == {3}, "only the newest deployment is looked at"
     assert last_deployed.newest_successful([], statuses.__getitem__) is None
+    # created_at compared as times: an offset and fractions do not reorder them
+    mixed = [
+        {"id": 1, "sha": "a" * 40, "created_at": "2026-11-30T00:30:00.5Z"},
+        {"id": 2, "sha": "b" * 40, "created_at": "2026-11-30T01:00:00+02:00"},  # 23:00Z
+    ]
+    assert last_deployed._newest_first(mixed)[0]["id"] == 1
 
 
 def test_diff_base_uses_only_an_ancestor_and_otherwise_means_everything() -> None:
@@ -1320,8 +1328,10 @@ def test_diff_base_uses_only_an_ancestor_and_otherwise_means_everything() -> Non
     assert last_deployed.diff_base("a" * 40, yes)[0] == "a" * 40
     base, reason = last_deployed.diff_base("a" * 40, no)
     assert base == "" and "not an ancestor" in reason
-    assert last_deployed.diff_base(None, yes) == ("", "no successful deployment found")
+    assert last_deployed.diff_base(None, yes)[0] == ""
     assert last_deployed.diff_base("", yes)[0] == ""
+    for not_a_commit in ("HEAD", "main", "HEAD~0", "a" * 39, "A" * 40):
+        assert last_deployed.diff_base(not_a_commit, yes)[0] == "", not_a_commit
 
 
 _FAKE_GH = """#!{python} -IS
@@ -1422,6 +1432,8 @@ _EVERY = ["home", "prod"]
         ("API error", _EVERY),
         ("last success not an ancestor", _EVERY),
         ("last success unknown to the clone", _EVERY),
+        # a newer `up` failed after the last success: it may have applied part of a change
+        ("newest deployment failed", _EVERY),
     ],
 )
 def test_detect_step_compares_with_the_last_successful_prod_deployment(
@@ -1439,6 +1451,12 @@ def test_detect_step_compares_with_the_last_successful_prod_deployment(
     if deployed:
         deployments.append(_deployment(3, deployed, 3))
         statuses["3"] = _statuses("waiting", "queued", "in_progress", "success")
+    if case == "newest deployment failed":
+        deployments = [_deployment(1, shas["start"], 1), _deployment(2, shas["prod"], 2)]
+        statuses = {
+            "1": _statuses("in_progress", "success"),
+            "2": _statuses("in_progress", "failure"),
+        }
     state = {"deployments": deployments, "statuses": statuses, "fail": case == "API error"}
 
     result = _detect(deploy_history, state, tmp_path)
