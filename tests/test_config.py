@@ -260,6 +260,16 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "sites.home.lanCidr: 64.0.0.0/2 is not a private range",
     ),
     (
+        "Central URL with user info hiding the host",
+        with_("zerotierCentralUrl", "https://api.zerotier.com@evil.example.net/api/v1"),
+        "zerotierCentralUrl: expected a plain https://<host>/<path> URL",
+    ),
+    (
+        "Central URL on another port",
+        with_("zerotierCentralUrl", "https://api.zerotier.com:8443/api/v1"),
+        "zerotierCentralUrl: expected a plain https://<host>/<path> URL",
+    ),
+    (
         "cluster name with a trailing newline",
         with_("clusterName", "mc-prod\n"),
         "clusterName",

@@ -342,11 +342,11 @@ def test_a_central_url_off_zerotier_is_a_warning_naming_the_host() -> None:
             edited(
                 "prod",
                 lambda v: v.__setitem__(
-                    "multicloud:zerotierCentralUrl", "https://api.zerotier.com@evil.example.net/"
+                    "multicloud:zerotierCentralUrl", "https://api.zerotier.com.evil.example.net/"
                 ),
             )[0]
         )
     )
     (central,) = (p for p in config.network.paths if p.path == "zerotier-central")
     assert central.verdict == "warn" and central.key == "zerotierCentralUrl"
-    assert "goes to evil.example.net" in central.note
+    assert "goes to api.zerotier.com.evil.example.net" in central.note

@@ -179,3 +179,47 @@ def test_retry_delays_are_bounded() -> None:
 def test_an_empty_token_is_refused_up_front() -> None:
     with pytest.raises(CentralError, match="no ZeroTier Central API token"):
         CentralClient("")
+
+
+def test_a_redirect_never_carries_the_token_to_another_host() -> None:
+    # Central at host A answers 302 to host B: urllib follows it, and B must not get the
+    # token (urllib copies ordinary headers to the redirect target, whatever its host).
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Target(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"id": "x", "config": {"name": "elsewhere"}}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    target = http.server.HTTPServer(("127.0.0.1", 0), Target)
+
+    class Redirect(Target):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{target.server_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    origin = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (target, origin)]
+    for t in threads:
+        t.start()
+    try:
+        api = CentralClient(TOKEN, f"http://127.0.0.1:{origin.server_port}", timeout=5)
+        api.get_network("8056c2e21c000001")
+    finally:
+        for server in (target, origin):
+            server.shutdown()
+            server.server_close()
+    assert seen == [f"token {TOKEN}", None]

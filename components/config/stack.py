@@ -379,6 +379,24 @@ class ClusterSettings(ConfigModel):
                 f"expected an https:// URL such as https://api.zerotier.com/api/v1, got {value!r}: "
                 "the Central API token travels with every request and must not be sent in clear"
             )
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        if (
+            url.username is not None
+            or url.password is not None
+            or port not in (None, 443)
+            or url.query
+            or url.fragment
+            or any(c.isspace() for c in value)
+        ):
+            raise ValueError(
+                f"expected a plain https://<host>/<path> URL such as "
+                f"https://api.zerotier.com/api/v1, got {value!r}: no user info, port, query, "
+                "fragment or whitespace, so the host the token goes to is the one a reviewer "
+                "reads (the preflight's zerotier-central row)"
+            )
         return value
 
     @field_validator("zerotier_network_id")

@@ -190,7 +190,10 @@ class CentralClient:
     ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Authorization", f"token {self._token}")
+        # Unredirected: urllib's HTTPRedirectHandler.redirect_request copies req.headers to
+        # the new request, whatever its host (even https -> http); the token must go only
+        # to zerotierCentralUrl's host, so a redirect arrives there without it.
+        request.add_unredirected_header("Authorization", f"token {self._token}")
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
