@@ -423,7 +423,10 @@ def _secrets_table() -> list[str]:
         command = secret_command(s.key, s.value)
         lines.append(f"| `{s.key}` | {where}{_cell(s.needed_when)} | `{command}` |")
     key, when, value = OPENSTACK_SECRET
-    lines.append(f"| `{key}` | {_cell(when)} | `{secret_command(key, value)}` |")
+    # The command for an example site: `<site>` pasted into a shell is a redirection.
+    example = openstack_secret_key("home")
+    command = f"{secret_command(example, value)}` (site `home`)"
+    lines.append(f"| `{key}` | {_cell(when)} | `{command} |")
     return lines
 
 

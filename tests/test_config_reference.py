@@ -86,7 +86,14 @@ def test_a_field_without_a_description_is_refused() -> None:
 def test_the_secrets_table_lists_every_secret_with_its_command() -> None:
     text = config_reference.render()
     for key in (*DECLARED_SECRETS, *CONDITIONAL_SECRETS, "<site>OpenstackSecret"):
-        assert f"| `{key}` |" in text and f"`pulumi config set --secret {key} " in text, key
+        command = key.replace("<site>", "home")  # a command with <site> in it is a redirection
+        assert f"| `{key}` |" in text and f"`pulumi config set --secret {command} " in text, key
+    # every command in the table can be pasted into a shell: no <, > or | outside a comment
+    commands = re.findall(r"`(pulumi config set --secret [^`]*)`", text)
+    assert len(commands) == len(DECLARED_SECRETS) + len(CONDITIONAL_SECRETS) + 1
+    for command in commands:
+        code = command.split("#", 1)[0].replace("< ~/.ssh/multicloud", "")
+        assert not set(code) & set("<>|;&$"), command
 
 
 @pytest.fixture
