@@ -84,9 +84,11 @@ from rke.state import (
     admin_kubeconfig,
     applied_nodes,
     ca_fingerprint,
+    certificate_pems,
     check_rkestate,
     digest,
     encode_result,
+    newest_certificate,
     now,
     parse_previous,
     pem_fingerprint,
@@ -570,6 +572,7 @@ class Run:
                 "node), put that state in place (docs/recovery.md, 'The RKE state is "
                 "lost'), and run `pulumi up` again."
             )
+        why_newer = self._secret_is_newer(cluster, pulumi, hosts)
         self.learn(text, admin_kubeconfig(cluster))
         copy = LocalCopy(
             key=self.key,
@@ -585,9 +588,80 @@ class Run:
         log(
             "the cluster's full-cluster-state Secret differs from Pulumi's state: a later "
             "`rke up` wrote it and its result never reached Pulumi (a failed run on "
-            f"another machine); starting from the cluster's, kept in {self.store.root}"
+            f"another machine; {why_newer}); starting from the cluster's, kept in "
+            f"{self.store.root}"
         )
         return copy.as_result(), "the cluster's full-cluster-state Secret (newer than Pulumi's)"
+
+    def _secret_is_newer(
+        self, cluster: Mapping[str, Any], pulumi: Mapping[str, Any], hosts: Sequence[Host]
+    ) -> str:
+        """Why a same-CA Secret that differs from Pulumi's state may be started from; raises
+        ``RunnerError`` when it is older or when nothing tells which is newer.
+
+        A differing Secret is not always newer: a snapshot restore that failed after etcd
+        was restored and before ``SaveFullStateToK8s`` leaves the Secret as it was at
+        snapshot time, and a stale control plane can serve an old one. Evidence, in order:
+
+        1. the newest certificate (``rke.state.newest_certificate``, the latest signing
+           time): later in the Secret -> newer; earlier -> older, refused;
+        2. equal (an ``rke up`` that issued no certificate, e.g. a worker added or
+           removed): the Secret is taken only when starting from it cannot push anything
+           older than this run asks for -- the same certificates and encryption
+           configuration as Pulumi's, and applied nodes (``currentState``) equal to this
+           run's cluster.yml nodes, i.e. a previous run already applied this very node
+           change (the ``rke up`` succeeded, a later step such as the ingress wait
+           failed). The desired ``rkeConfig`` comes from this run's cluster.yml either way.
+           Anything else is refused as ambiguous.
+        """
+        secret_at, pulumi_at = newest_certificate(cluster), newest_certificate(pulumi)
+        guidance = (
+            "Refusing to guess which state the cluster should continue from: starting from "
+            "an older state would push its older certificates and node set. Likely causes: "
+            "an etcd snapshot restore that failed after etcd was restored (etcd, and the "
+            "Secret in it, went back to snapshot time), or a control-plane node serving "
+            "stale data. Check which state is right (docs/recovery.md, 'Where the RKE state "
+            "lives'), then either put it in place with `python -m rke.runner import-state` "
+            "(docs/recovery.md, 'The RKE state is lost') and run `pulumi up` again, or, "
+            "after a failed restore, run the restore again with `rke.restore` "
+            "(docs/recovery.md, 'Restore etcd from a snapshot')."
+        )
+        if secret_at is not None and pulumi_at is not None and secret_at != pulumi_at:
+            if secret_at > pulumi_at:
+                return (
+                    f"its newest certificate was issued at {secret_at.isoformat()}, "
+                    f"Pulumi's at {pulumi_at.isoformat()}"
+                )
+            raise RunnerError(
+                "the cluster's kube-system/full-cluster-state Secret differs from Pulumi's "
+                "RKE state (same cluster CA) and is OLDER: its newest certificate was issued "
+                f"at {secret_at.isoformat()}, Pulumi's at {pulumi_at.isoformat()} "
+                "(certificate notAfter less RKE's ten years). " + guidance
+            )
+
+        def nodes(found: Iterable[Host]) -> set[tuple[str, str, str, tuple[str, ...]]]:
+            return {(h.address, h.name, h.internal_address, tuple(sorted(h.roles))) for h in found}
+
+        applied = applied_nodes(cluster)
+        reapplied = (
+            certificate_pems(cluster) == certificate_pems(pulumi)
+            and (cluster.get("desiredState") or {}).get("encryptionConfig")
+            == (pulumi.get("desiredState") or {}).get("encryptionConfig")
+            and applied is not None
+            and nodes(planning.hosts_from_state(applied)) == nodes(hosts)
+        )
+        if reapplied:
+            return (
+                "no newer certificate, but the same certificates as Pulumi's and its applied "
+                "nodes are this run's: a previous run applied this change"
+            )
+        when = secret_at.isoformat() if secret_at else "unknown"
+        raise RunnerError(
+            "the cluster's kube-system/full-cluster-state Secret differs from Pulumi's RKE "
+            "state (same cluster CA) and nothing tells which is newer: both newest "
+            f"certificates were issued at {when}, and the Secret's applied nodes or "
+            "certificates are not what this run applies. " + guidance
+        )
 
     def probe_certificates(self, hosts: Sequence[Host]) -> dict[str, str | None]:
         """address -> node's kube-ca fingerprint ("" when present but unreadable), or

@@ -140,6 +140,51 @@ def same_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return a == b
 
 
+def newest_certificate(doc: Mapping[str, Any]) -> datetime | None:
+    """When the newest certificate of a parsed state was issued, as its ``notAfter`` (UTC).
+
+    Looks at every ``certificatePEM`` in ``desiredState`` and ``currentState``
+    ``.certificatesBundle``; entries that do not parse as X.509 are skipped. None when
+    none parses. RKE's ``notBefore`` says nothing about when a certificate was issued:
+    every certificate it signs copies the CA's (``newSignedCert`` in ``pki/util.go``,
+    rancher/rke release/v1.7: ``NotBefore: caCert.NotBefore``), so under one CA all
+    ``notBefore`` are the CA's creation time. Its ``notAfter`` is the signing time plus a
+    fixed ten years (same function: ``time.Now().Add(duration365d * 10)``; the CAs, in
+    ``NewSelfSignedCACert`` in ``pki/cert/cert.go``, likewise), so the latest ``notAfter``
+    orders states by the last certificate RKE issued for them (second resolution).
+    RKE's ``FullState`` carries no generation or timestamp of its own
+    (``cluster/state.go``: ``FullState{DesiredState, CurrentState}``, ``State{rkeConfig,
+    certificatesBundle, encryptionConfig}``).
+    """
+    from cryptography import x509  # imported here: only this comparison needs it
+
+    newest: datetime | None = None
+    for part in ("desiredState", "currentState"):
+        bundle = (doc.get(part) or {}).get("certificatesBundle") or {}
+        for entry in bundle.values() if isinstance(bundle, dict) else ():
+            pem = entry.get("certificatePEM") if isinstance(entry, dict) else None
+            if not isinstance(pem, str) or "BEGIN CERTIFICATE" not in pem:
+                continue
+            try:
+                when = x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
+            except ValueError:
+                continue
+            if newest is None or when > newest:
+                newest = when
+    return newest
+
+
+def certificate_pems(doc: Mapping[str, Any]) -> dict[str, str]:
+    """``desiredState.certificatesBundle`` as {name: certificate PEM without whitespace}:
+    what an ``rke up`` started from this state deploys to the nodes."""
+    bundle = (doc.get("desiredState") or {}).get("certificatesBundle") or {}
+    return {
+        name: "".join(str(entry.get("certificatePEM") or "").split())
+        for name, entry in bundle.items()
+        if isinstance(entry, dict)
+    }
+
+
 def admin_kubeconfig(doc: Mapping[str, Any]) -> str | None:
     """kube-admin's kubeconfig kept in a checked state (``certificatesBundle["kube-admin"]
     .config``, current state first), the file RKE writes as kube_config_cluster.yml;

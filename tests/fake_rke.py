@@ -288,8 +288,50 @@ def _pem(kind: str, size: int) -> str:
     return f"-----BEGIN {kind}-----\n{lines}\n-----END {kind}-----\n"
 
 
-def _cert(name: str, ca_pem: str | None = None) -> dict[str, Any]:
-    cert = ca_pem or _pem("CERTIFICATE", 900)
+@functools.cache
+def _signer() -> Any:
+    """One EC key signs the fake's certificates (only their dates matter to the runner)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def x509_pem(name: str, not_before: Any = None, issued: Any = None) -> str:
+    """A real X.509 certificate for ``name`` dated as RKE dates them: ``notBefore`` the
+    CA's (``not_before``; ``issued`` for a CA), ``notAfter`` the signing time (``issued``,
+    default now) plus ten years (``newSignedCert`` in ``pki/util.go``)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    issued = issued or dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(_signer().public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or issued)
+        .not_valid_after(issued + dt.timedelta(days=3650))
+        # random bytes standing in for the entropy of RKE's RSA-2048 public key, so that
+        # a state compresses (hardly) as RKE's does
+        .add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), secrets.token_bytes(560)
+        ), critical=False)
+        .sign(_signer(), hashes.SHA256())
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def ca_not_before(bundle: dict[str, Any]) -> Any:
+    from cryptography import x509
+
+    pem = bundle["kube-ca"]["certificatePEM"].encode()
+    return x509.load_pem_x509_certificate(pem).not_valid_before_utc
+
+
+def _cert(name: str, ca_pem: str | None = None, not_before: Any = None) -> dict[str, Any]:
+    cert = ca_pem or x509_pem(name, not_before)
     key = _pem("RSA PRIVATE KEY", 1190)
     config = ""
     if name in WITH_CONFIG:
@@ -468,10 +510,13 @@ def build_state(config: dict[str, Any], old: dict[str, Any] | None) -> dict[str,
     old = old or {"desiredState": {}, "currentState": {}}
     bundle = dict(old.get("desiredState", {}).get("certificatesBundle") or {})
     if "kube-ca" not in bundle:
-        bundle = {name: _cert(name) for name in CERT_NAMES}
+        bundle = {"kube-ca": _cert("kube-ca")}
+        start = ca_not_before(bundle)
+        bundle.update({name: _cert(name, None, start) for name in CERT_NAMES[1:]})
     for node in _etcd_hosts(config["nodes"]):
         name = "kube-etcd-" + node.get("internal_address", node["address"]).replace(".", "-")
-        bundle.setdefault(name, _cert(name))
+        if name not in bundle:
+            bundle[name] = _cert(name, None, ca_not_before(bundle))
     return {
         "desiredState": {"rkeConfig": _rke_config(config), "certificatesBundle": bundle},
         "currentState": old.get("currentState") or {},
