@@ -10,6 +10,7 @@ pulumi-command does. Every wait is bounded.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import json
 import os
@@ -33,6 +34,7 @@ from rke.state import (
     StateStore,
     check_rkestate,
     encode_result,
+    newest_certificate,
     parse_previous,
 )
 from tests import fake_rke
@@ -309,6 +311,60 @@ def test_a_secret_with_another_ca_is_refused(box: Box) -> None:
 
 
 # -- interrupts ------------------------------------------------------------------------------
+
+
+def reissued(state: dict[str, Any], name: str, hours: float) -> dict[str, Any]:
+    """``state`` with certificate ``name`` signed again ``hours`` after its newest one (as
+    a later ``rke up`` re-signs kube-apiserver for a new control-plane address)."""
+    state = json.loads(json.dumps(state))
+    bundle = state["desiredState"]["certificatesBundle"]
+    newest = newest_certificate(state)
+    assert newest is not None
+    issued = newest - dt.timedelta(days=3650) + dt.timedelta(hours=hours)
+    pem = fake_rke.x509_pem(name, fake_rke.ca_not_before(bundle), issued=issued)
+    for part in ("desiredState", "currentState"):
+        state[part]["certificatesBundle"][name]["certificatePEM"] = pem
+    return state
+
+
+def test_a_secret_with_a_newer_certificate_is_started_from(box: Box) -> None:
+    previous = box.deployed()
+    smaller = yml(MASTERS + WORKERS[1:])
+    applied, _ = fake_rke.applied_state(runner.load_yaml(smaller), state_of(previous))
+    newer = reissued(json.loads(applied), "kube-apiserver", 1)
+    fake_rke.write_secret(box.sb.world, newer)
+    # this run puts the worker back: only the certificate says the Secret is newer
+    result = box.run(previous=previous)
+    assert result.returncode == 0, result.stderr
+    assert "its newest certificate was issued at" in result.stderr
+    assert "state from: the cluster's full-cluster-state Secret" in result.stderr
+    assert box.sb.ups()[-1]["state_digest"] == digest(json.dumps(newer))
+
+
+def test_an_older_secret_is_refused(box: Box) -> None:
+    deployed = box.deployed()  # the Secret holds this state: a restore went back to it
+    pulumis = reissued(state_of(deployed), "kube-apiserver", 2)
+    previous = encode_result(Result(json.dumps(pulumis), "", CLUSTER, {}))
+    result = box.run(previous=previous)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "full-cluster-state Secret differs from Pulumi's RKE state" in result.stderr
+    assert "is OLDER: its newest certificate was issued at" in result.stderr
+    assert "snapshot restore" in result.stderr and "import-state" in result.stderr
+    assert "'Restore etcd from a snapshot'" in result.stderr
+    assert box.sb.ups() == [] and box.store().load() is None
+
+
+def test_a_secret_of_the_same_age_for_other_nodes_is_refused_as_ambiguous(box: Box) -> None:
+    previous = box.deployed()
+    smaller = yml(MASTERS + WORKERS[1:])
+    applied, _ = fake_rke.applied_state(runner.load_yaml(smaller), state_of(previous))
+    fake_rke.write_secret(box.sb.world, json.loads(applied))
+    # same certificates, and its nodes are not this run's: a later run, or an older one?
+    result = box.run(previous=previous)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "nothing tells which is newer" in result.stderr
+    assert "import-state" in result.stderr
+    assert box.sb.ups() == [] and box.store().load() is None
 
 
 def start(box: Box, previous: str) -> subprocess.Popen[str]:

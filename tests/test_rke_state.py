@@ -3,6 +3,7 @@ size, the local copy, leftovers, the console budget, the child environment, rele
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import io
 import json
@@ -25,6 +26,7 @@ from rke.state import (
     encode_result,
     key_dir,
     kubeconfig_of,
+    newest_certificate,
     parse_previous,
 )
 from rke.tools import Console, child_env
@@ -46,6 +48,27 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def applied() -> tuple[str, str]:
     return fake_rke.applied_state(CONFIG)
+
+
+def test_the_newest_certificate_is_the_last_one_signed(applied: tuple[str, str]) -> None:
+    state = json.loads(applied[0])
+    bundle = state["desiredState"]["certificatesBundle"]
+    first = newest_certificate(state)
+    assert first is not None and first.tzinfo is not None
+    # RKE copies the CA's notBefore into every certificate it signs: a later one is told by
+    # its notAfter (signing time + ten years), in either part of the state
+    start = fake_rke.ca_not_before(bundle)
+    later = first + dt.timedelta(hours=1) - dt.timedelta(days=3650)
+    state["currentState"]["certificatesBundle"]["kube-node"]["certificatePEM"] = (
+        fake_rke.x509_pem("kube-node", start, issued=later)
+    )
+    assert newest_certificate(state) == first + dt.timedelta(hours=1)
+    # what does not parse as X.509 is no evidence
+    for part in ("desiredState", "currentState"):
+        for entry in state[part]["certificatesBundle"].values():
+            entry["certificatePEM"] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    assert newest_certificate(state) is None
+    assert newest_certificate({"desiredState": {}}) is None
 
 
 def test_a_state_must_hold_the_ca_with_its_key(applied: tuple[str, str]) -> None:
