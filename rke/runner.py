@@ -34,8 +34,9 @@ run starts from. Progress goes to stderr (bounded, redacted; ``rke.tools.Console
 
 Where the state comes from, in order: the previous stdout and the local copy (the newer
 of the two); with no local copy (a new machine, e.g. a fresh CI runner) the previous
-stdout is compared with the cluster's ``kube-system/full-cluster-state`` Secret, and the
-Secret wins when it differs (a later ``rke up`` wrote it: ``Run.newer_in_cluster``);
+stdout is compared with the cluster's ``kube-system/full-cluster-state`` Secret; a Secret
+that differs wins only with evidence that it is newer (a later certificate, or a re-apply
+of this run's nodes), and is refused when older or ambiguous (``Run.newer_in_cluster``);
 an unreadable Secret leaves Pulumi's state, with a log line. When neither the stdout nor
 a local copy exists the runner checks over SSH whether
 any node already carries RKE certificates, and if so recovers the state
@@ -527,7 +528,7 @@ class Run:
     def newer_in_cluster(
         self, previous: Result, source: str, hosts: Sequence[Host]
     ) -> tuple[Result, str]:
-        """Pulumi's state, or the cluster's ``full-cluster-state`` Secret when that differs.
+        """Pulumi's state, or the cluster's ``full-cluster-state`` Secret when that is newer.
 
         Called when no local copy exists (a new machine: a fresh CI runner keeps nothing
         from the job before). Every ``rke up`` that gets past the control plane writes the
@@ -535,10 +536,12 @@ class Run:
         state after it (``ClusterUp`` in ``cmd/up.go``: ``UpdateClusterCurrentState``,
         then ``SaveFullStateToK8s``; ``cluster/state.go``), so after the successful run
         that printed Pulumi's state the Secret equals it. A Secret that differs was
-        written by a later ``rke up`` whose result never reached Pulumi (e.g. ``rke up``
-        succeeded and the ingress wait timed out): it is newer, and it is what the
-        cluster runs. A Secret with another cluster CA is refused, as between Pulumi's
-        state and a local copy. When the Secret cannot be read (a first create that never
+        usually written by a later ``rke up`` whose result never reached Pulumi (e.g.
+        ``rke up`` succeeded and the ingress wait timed out), but it can be older (a
+        snapshot restore that failed after etcd was restored, a stale control plane), so
+        it is taken only with evidence (``_secret_is_newer``) and refused otherwise. A
+        Secret with another cluster CA is refused, as between Pulumi's state and a local
+        copy. When the Secret cannot be read (a first create that never
         reached the control plane, an API server or nodes that are down) the run starts
         from Pulumi's state as before and says so.
 

@@ -24,9 +24,10 @@ Three places hold it:
   has just written to the state file (``ClusterUp`` in ``cmd/up.go``:
   ``UpdateClusterCurrentState`` writes the file, then ``SaveFullStateToK8s``), and
   writes no state after it; so after a successful run the Secret equals the state the
-  runner printed, and a Secret that differs from Pulumi's state was written by a later
+  runner printed. A Secret that differs from Pulumi's state was mostly written by a later
   ``rke up`` whose result never reached Pulumi (a failed run on another machine, such as
-  a throw-away CI runner, whose local copy is gone).
+  a throw-away CI runner, whose local copy is gone), but can also be older (etcd restored
+  from a snapshot by a restore that then failed): ``newest_certificate`` orders the two.
 """
 
 from __future__ import annotations

@@ -64,9 +64,10 @@ def test_the_newest_certificate_is_the_last_one_signed(applied: tuple[str, str])
     )
     assert newest_certificate(state) == first + dt.timedelta(hours=1)
     # what does not parse as X.509 is no evidence
+    junk = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
     for part in ("desiredState", "currentState"):
         for entry in state[part]["certificatesBundle"].values():
-            entry["certificatePEM"] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+            entry["certificatePEM"] = junk
     assert newest_certificate(state) is None
     assert newest_certificate({"desiredState": {}}) is None
 
