@@ -89,7 +89,54 @@ def _compiled() -> Path:
     out = Path(tempfile.mkdtemp(prefix="fake-rke-")) / "fake_rke.pyc"
     atexit.register(shutil.rmtree, out.parent, True)
     py_compile.compile(__file__, cfile=str(out), doraise=True)
+    # the children date certificates by patching this one (an import of `cryptography`
+    # would cost every fake `rke up` that signs one a tenth of a second)
+    (out.parent / "cert.der").write_bytes(_template_der())
     return out
+
+
+NOISE = 560  # random bytes standing in for the entropy of RKE's RSA-2048 public key
+
+
+@functools.cache
+def _template_der() -> bytes:
+    """A certificate the children re-date: serial 1 (so the first two UTCTimes in it are
+    its validity), an extension of NOISE zero bytes they fill with random ones. Its
+    signature no longer matches once patched; the runner reads the dates only."""
+    if os.environ.get("FAKE_ROOT"):  # a child: the session wrote it beside the bytecode
+        return (Path(__file__).parent / "cert.der").read_bytes()
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "fake-rke")])
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(when).not_valid_after(when + dt.timedelta(days=3650))
+        .add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), bytes(NOISE)
+        ), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+_UTC_TIME = b"\x17\x0d"  # ASN.1 UTCTime, 13 bytes: YYMMDDHHMMSSZ (years to 2049)
+
+
+def _validity(der: bytes) -> tuple[int, int]:
+    first = der.index(_UTC_TIME) + 2
+    return first, der.index(_UTC_TIME, first) + 2
+
+
+def _der_of(pem: str) -> bytes:
+    body = pem.split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END", 1)[0]
+    return base64.b64decode("".join(body.split()))
 
 
 class Sandbox:
@@ -288,46 +335,34 @@ def _pem(kind: str, size: int) -> str:
     return f"-----BEGIN {kind}-----\n{lines}\n-----END {kind}-----\n"
 
 
-@functools.cache
-def _signer() -> Any:
-    """One EC key signs the fake's certificates (only their dates matter to the runner)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return ec.generate_private_key(ec.SECP256R1())
-
-
 def x509_pem(name: str, not_before: Any = None, issued: Any = None) -> str:
-    """A real X.509 certificate for ``name`` dated as RKE dates them: ``notBefore`` the
-    CA's (``not_before``; ``issued`` for a CA), ``notAfter`` the signing time (``issued``,
-    default now) plus ten years (``newSignedCert`` in ``pki/util.go``)."""
+    """An X.509 certificate dated as RKE dates them: ``notBefore`` the CA's
+    (``not_before``; ``issued`` for a CA), ``notAfter`` the signing time (``issued``,
+    default now, UTC) plus ten years (``newSignedCert`` in ``pki/util.go``), with NOISE
+    random bytes so a state compresses (hardly) as RKE's does. ``name`` is not in it."""
     import datetime as dt
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import NameOID
-
-    issued = issued or dt.datetime.now(dt.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(_signer().public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or issued)
-        .not_valid_after(issued + dt.timedelta(days=3650))
-        # random bytes standing in for the entropy of RKE's RSA-2048 public key, so that
-        # a state compresses (hardly) as RKE's does
-        .add_extension(x509.UnrecognizedExtension(
-            x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), secrets.token_bytes(560)
-        ), critical=False)
-        .sign(_signer(), hashes.SHA256())
-    )  # fmt: skip
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    issued = issued or dt.datetime.now(dt.UTC).replace(microsecond=0)
+    der = bytearray(_template_der())
+    start, end = _validity(bytes(der))
+    der[start : start + 13] = (not_before or issued).strftime("%y%m%d%H%M%SZ").encode()
+    after = issued + dt.timedelta(days=3650)
+    der[end : end + 13] = after.strftime("%y%m%d%H%M%SZ").encode()
+    noise = bytes(der).index(bytes(NOISE))
+    der[noise : noise + NOISE] = secrets.token_bytes(NOISE)
+    body = base64.b64encode(bytes(der)).decode()
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
 
 
 def ca_not_before(bundle: dict[str, Any]) -> Any:
-    from cryptography import x509
+    """The kube-ca certificate's notBefore (UTC), read without ``cryptography``."""
+    import datetime as dt
 
-    pem = bundle["kube-ca"]["certificatePEM"].encode()
-    return x509.load_pem_x509_certificate(pem).not_valid_before_utc
+    der = _der_of(bundle["kube-ca"]["certificatePEM"])
+    start, _ = _validity(der)
+    when = dt.datetime.strptime(der[start : start + 13].decode(), "%y%m%d%H%M%SZ")
+    return when.replace(tzinfo=dt.UTC)
 
 
 def _cert(name: str, ca_pem: str | None = None, not_before: Any = None) -> dict[str, Any]:
