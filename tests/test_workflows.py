@@ -1575,9 +1575,12 @@ def test_summary_cli(tmp_path: Path) -> None:
 def _make_render_argv(stack: str) -> list[str]:
     """What `make render STACK=<stack>` runs, from make's dry run of the real Makefile."""
     venv = Path(sys.prefix)  # the venv running the tests
-    make = ["make", "-s", "-n", "-C", str(ROOT), "render", f"STACK={stack}", f"VENV={venv}"]
-    make += ["-o", f"{venv}/.installed"]  # never (re)install into the shared venv
-    dry = subprocess.run(make, capture_output=True, text=True, check=True)
+    make = ["make", "-s", "-n", "--no-print-directory", "-C", str(ROOT), "render"]
+    make += [f"STACK={stack}", f"VENV={venv}", "-o", f"{venv}/.installed"]  # no (re)install
+    # Under `make -C <clone> test` (.ci/run) the parent's MAKEFLAGS carry -w, and the dry
+    # run would print "Entering directory" lines: this make must not inherit them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    dry = subprocess.run(make, capture_output=True, text=True, check=True, env=env)
     (line,) = dry.stdout.strip().splitlines()
     return shlex.split(line)
 
