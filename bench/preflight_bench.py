@@ -47,6 +47,11 @@ def large(raw: dict[str, Any], per_site: int) -> dict[str, Any]:
     raw = copy.deepcopy(raw)
     for site in raw["sites"].values():
         site["masters"], site["workers"] = 1, per_site - 1
+    # A site of 100 nodes drains its taint queue for ~99 s at prod's rke.nodeEvictionRate,
+    # which the failover check rightly refuses under prod's 90 s bound; the bench times
+    # the preflight, so it lifts the bound rather than the rate.
+    if raw.get("entrypoint"):
+        raw["entrypoint"]["failoverBoundSeconds"] = 3600
     return raw
 
 

@@ -36,6 +36,7 @@ stops ``pulumi preview``, ``pulumi up`` and ``make render`` before any registrat
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,13 @@ class NetworkPlan:
         return "\n".join(lines) + "\n"
 
 
+@functools.cache
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """``ipaddress.ip_network``, parsed once per distinct text (the DNS-01 check compares
+    every Cloudflare range with every policy block, on each parse of the config)."""
+    return ipaddress.ip_network(cidr)
+
+
 def _cert_manager_dns01_blocked(settings: ClusterSettings) -> str | None:
     """What cert-manager's DNS-01 egress lacks under its NetworkPolicies (the ones the
     program applies with ``dns01``), or None. api.cloudflare.com and a Cloudflare zone's
@@ -134,7 +142,7 @@ def _cert_manager_dns01_blocked(settings: ClusterSettings) -> str | None:
     ]
 
     def allows(cidr: str, protocol: str, port: int) -> bool:
-        net = ipaddress.ip_network(cidr)
+        net = _network(cidr)
         for rule in egress:
             ports = rule.get("ports")
             if ports and not any(
@@ -145,10 +153,8 @@ def _cert_manager_dns01_blocked(settings: ClusterSettings) -> str | None:
                 block = peer.get("ipBlock")
                 if block is None:
                     continue
-                inside = net.subnet_of(ipaddress.ip_network(block["cidr"]))  # type: ignore[arg-type]
-                excluded = any(
-                    net.overlaps(ipaddress.ip_network(e)) for e in block.get("except", [])
-                )
+                inside = net.subnet_of(_network(block["cidr"]))  # type: ignore[arg-type]
+                excluded = any(net.overlaps(_network(e)) for e in block.get("except", []))
                 if inside and not excluded:
                     return True
         return False
