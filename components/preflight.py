@@ -448,31 +448,15 @@ class _Check:
                     for p in range(first, last + 1)
                 )
             ]
-            if exposed:
-                paths.append(
-                    NetworkPath(
-                        f"rke2-{name}",
-                        "nodes",
-                        target,
-                        port,
-                        "broken",
-                        f"the public firewall opens {port} on "
-                        f"{', '.join(n.name for n in exposed)} to the internet; RKE2 uses it "
-                        "only on the overlay",
-                        f"sites.{exposed[0].site}",
-                    )
-                )
-                continue
-            paths.append(
-                NetworkPath(
-                    f"rke2-{name}",
-                    "nodes",
-                    target,
-                    port,
-                    "ok",
-                    "inside ZeroTier (9993/udp); closed on public addresses",
-                )
+            verdict: Verdict = "broken" if exposed else "ok"
+            note = (
+                f"the public firewall opens {port} on {', '.join(n.name for n in exposed)} to "
+                "the internet; RKE2 uses it only on the overlay"
+                if exposed
+                else "inside ZeroTier (9993/udp); closed on public addresses"
             )
+            key = f"sites.{exposed[0].site}" if exposed else None
+            paths.append(NetworkPath(f"rke2-{name}", "nodes", target, port, verdict, note, key))
         return paths
 
     # --- clients -> ingress ------------------------------------------------------------

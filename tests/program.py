@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from scripts.offline import Registration, Run, reveal, run_program, stack_config
+from scripts.offline import Registration, Run, is_secret, reveal, run_program, stack_config
 
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
 RKE_COMMAND = "command:local:Command"
@@ -56,7 +56,10 @@ def committed(stack: str, preview: bool = False) -> Run:
 
 @cache
 def _committed(stack: str, preview: bool) -> Run:
-    config, secrets = stack_config(stack)
+    return _evaluated(*stack_config(stack), stack, preview)
+
+
+def _evaluated(config: dict[str, str], secrets: list[str], stack: str, preview: bool) -> Run:
     run = cached_run_program(config, secret_keys=secrets, stack=stack, preview=preview)
     assert run.error is None, run.error
     return run
@@ -114,6 +117,18 @@ CANARIES = {
 }
 
 
+def plaintext(value: Any) -> str:
+    """Every string in ``value`` (nested dicts and lists) that is not a Pulumi secret,
+    joined: what a canary must never appear in."""
+    if is_secret(value):
+        return ""
+    if isinstance(value, dict):
+        return " ".join(plaintext(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(plaintext(v) for v in value)
+    return str(value)
+
+
 def rke2_config(
     stack: str, edit: Callable[[dict[str, Any]], None] | None = None
 ) -> tuple[dict[str, str], list[str]]:
@@ -133,7 +148,4 @@ def committed_rke2(stack: str, preview: bool = False) -> Run:
 
 @cache
 def _committed_rke2(stack: str, preview: bool) -> Run:
-    config, secrets = rke2_config(stack)
-    run = cached_run_program(config, secret_keys=secrets, stack=stack, preview=preview)
-    assert run.error is None, run.error
-    return run
+    return _evaluated(*rke2_config(stack), stack, preview)

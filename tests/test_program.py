@@ -20,11 +20,13 @@ from scripts.offline import (
     stack_config,
 )
 from tests.program import (
+    CANARIES,
     RKE_COMMAND,
     by_urn,
     changed_inputs,
     committed,
     edited,
+    plaintext,
     run_edited,
     vms,
     with_workers,
@@ -281,30 +283,11 @@ def test_scaling_leaves_identities_and_members_untouched() -> None:
 
 
 def test_canary_secrets_never_appear_in_plaintext() -> None:
-    canaries = {
-        key: f"canary-{key}-7f3a"
-        for key in (
-            "zerotierToken",
-            "sshPrivateKey",
-            "digitaloceanToken",
-            "cloudflareApiToken",
-            "etcdS3AccessKey",
-            "etcdS3SecretKey",
-        )
-    }
+    canaries = CANARIES
     config, _ = stack_config("prod")
     config |= {f"multicloud:{k}": v for k, v in canaries.items()}
     run = run_program(config, secret_keys=[f"multicloud:{k}" for k in canaries], stack="prod")
     assert run.error is None, run.error
-
-    def plaintext(value: Any) -> str:
-        if is_secret(value):
-            return ""
-        if isinstance(value, dict):
-            return " ".join(plaintext(v) for v in value.values())
-        if isinstance(value, list):
-            return " ".join(plaintext(v) for v in value)
-        return str(value)
 
     seen_somewhere = set()
     for reg in run.registrations:

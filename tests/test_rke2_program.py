@@ -29,6 +29,7 @@ from tests.program import (
     by_urn,
     changed_inputs,
     committed_rke2,
+    plaintext,
     rke2_config,
     vms,
 )
@@ -57,16 +58,6 @@ def rke2_configs(run: Run) -> dict[str, dict[str, Any]]:
 def ready_command(run: Run) -> Registration:
     [command] = [r for r in run.of_type(READY) if r.name.endswith("-nodes-ready")]
     return command
-
-
-def plaintext(value: Any) -> str:
-    if is_secret(value):
-        return ""
-    if isinstance(value, dict):
-        return " ".join(plaintext(v) for v in value.values())
-    if isinstance(value, list):
-        return " ".join(plaintext(v) for v in value)
-    return str(value)
 
 
 def cloud_init_schema_batch(paths: list[Path]) -> str:
