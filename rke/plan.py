@@ -228,10 +228,14 @@ def plan_steps(
                 f"removing {current[address].member} would leave etcd without members; "
                 "add the new etcd host first (keep at least one member throughout)"
             )
-        # A host that stays (demoted) keeps its other roles; one that leaves goes now.
+        demote(address, stays=address in after_by_address)
+
+    def demote(address: str, stays: bool) -> None:
+        """Take the etcd role from a host: one that stays keeps its other roles, one that
+        leaves (or has no other role) goes now."""
         host = current[address]
         remaining = [r for r in host.roles if r != "etcd"]
-        if remaining and address in after_by_address:
+        if remaining and stays:
             current[address] = host.with_roles(remaining)
         else:
             del current[address]
@@ -267,12 +271,7 @@ def plan_steps(
                 f"{current[address].member} is the only etcd member and its machine was "
                 "replaced: its data is gone. Restore from a snapshot (docs/recovery.md)."
             )
-        host = current[address]
-        remaining = [r for r in host.roles if r != "etcd"]
-        if remaining:
-            current[address] = host.with_roles(remaining)
-        else:
-            del current[address]
+        demote(address, stays=True)
         states.append((dict(current), ()))
         add(address)
         states.append((dict(current), (address,)))
