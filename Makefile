@@ -1,7 +1,8 @@
 # multicloud: `make render STACK=prod` (offline, no credentials) and `make test`.
 # `make test` sets itself up on a fresh clone (venv, pip requirements, npm ci) and keeps
 # stamps so a second run does not redo it. Needs python3 (3.11+) with venv, git, node/npm,
-# and gnupg, iproute2, util-linux for tests/test_node_trust.py (README.md).
+# gnupg, iproute2, util-linux (tests/test_node_trust.py, tests/test_apt_lock.py), curl
+# (tests/test_checksums.py) and Go 1.24+ for the tools in tools/ (README.md).
 STACK ?= prod
 # ENGINE=rke2 renders the stack with the other engine than its file says (make render only).
 VENV ?= venv
@@ -11,7 +12,8 @@ PY := $(VENV)/bin/python
 DEFAULT_BACKEND := file://$(CURDIR)/.pulumi-state
 PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
-.PHONY: setup render test lint typecheck unit docs up preview init bench bench-suite
+.PHONY: setup render test lint typecheck unit docs up preview init bench bench-suite \
+	pin-checksums netpol-analyzer stack-config
 
 # venv/ is also what `pulumi up` runs the program from (Pulumi.yaml runtime.options): its
 # runtime packages come from requirements.lock, every file checked against its sha256 and
@@ -31,6 +33,32 @@ node_modules/.installed: package.json package-lock.json
 	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
+# np-guard's netpol-analyzer, a NetworkPolicy evaluator nobody here wrote
+# (tests/test_netpol_connectivity.py), built from the Go module proxy at the version
+# tools/netpol-analyzer/go.mod pins (its go.sum checks every module's hash) into the
+# git-ignored .tools/, one binary per version: a second run builds nothing. Needs Go 1.24+.
+NETPOL_ANALYZER_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/np-guard/netpol-analyzer \(v[^ ]*\).*|\1|p' tools/netpol-analyzer/go.mod)
+NETPOL_ANALYZER := .tools/bin/netpolicy-$(NETPOL_ANALYZER_VERSION)
+GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
+
+$(NETPOL_ANALYZER): tools/netpol-analyzer/go.mod tools/netpol-analyzer/go.sum
+	@test -n '$(GO)' || { echo "go is not installed: the tests need it to build np-guard's netpol-analyzer (Go 1.24 or later: Debian 13 apt-get install golang-go, or go.dev's tarball in /usr/local/go)" >&2; exit 1; }
+	cd tools/netpol-analyzer && '$(GO)' build -mod=readonly -trimpath \
+		-o '$(CURDIR)/$@' github.com/np-guard/netpol-analyzer/cmd/netpolicy
+
+netpol-analyzer: $(NETPOL_ANALYZER)
+
+# The Pulumi CLI's own stack-file loader (tools/stack-config), for tests/test_stack_yaml.py:
+# `make render` must read a stack file as `pulumi` does. Same caching as above.
+PULUMI_SDK_VERSION := $(shell sed -n 's|^require github.com/pulumi/pulumi/sdk/v3 \(v[^ ]*\).*|\1|p' tools/stack-config/go.mod)
+STACK_CONFIG := .tools/bin/stack-config-$(PULUMI_SDK_VERSION)
+
+$(STACK_CONFIG): tools/stack-config/go.mod tools/stack-config/go.sum tools/stack-config/main.go
+	@test -n '$(GO)' || { echo "go is not installed: the tests need it to build tools/stack-config (Go 1.24 or later)" >&2; exit 1; }
+	cd tools/stack-config && '$(GO)' build -mod=readonly -trimpath -o '$(CURDIR)/$@' .
+
+stack-config: $(STACK_CONFIG)
+
 setup: $(VENV)/.installed node_modules/.installed
 
 render: $(VENV)/.installed
@@ -44,12 +72,18 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-unit: setup
+unit: setup netpol-analyzer stack-config
 	$(VENV)/bin/pytest
 
 # Regenerate docs/config-reference.md from Pulumi.yaml and the config models.
 docs: $(VENV)/.installed
 	$(PY) -m scripts.config_reference
+
+# Record the rke and RKE2 release checksums (reference/rke-binary.json,
+# reference/rke2-release.json) from each release's published sha256 file, over https.
+# Needs internet; review `git diff reference/` and commit it (docs/first-deploy.md).
+pin-checksums: $(VENV)/.installed
+	$(PY) -m scripts.pin_checksums
 
 bench: $(VENV)/.installed
 	$(PY) bench/identity_bench.py

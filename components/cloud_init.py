@@ -118,6 +118,126 @@ install -m 0644 "$work/key.gpg" "$keyring.new"
 mv -f "$keyring.new" "$keyring"
 """
 
+# --- apt at first boot: wait for the locks, bounded --------------------------------------
+# At first boot apt-daily, unattended-upgrades or a cloud's agent may be running apt: the
+# bootstrap's apt calls would fail at once on their locks, and the node would stay half set
+# up. Every apt call of the bootstrap goes through multicloud-apt (shims named apt-get and
+# apt-mark come first on its PATH). Debian 12 ships apt 2.6.1 and dpkg 1.21.22.
+# - apt-get waits for dpkg's two locks itself, DPkg::Lock::Timeout seconds
+#   (apt-pkg/deb/debsystem.cc, debSystem::Lock, GetLockMaybeWait; since apt 1.9.11, its
+#   changelog's "Wait for lock").
+# - The lists and archives locks (apt-pkg/acquire.cc, pkgAcquire::GetLock: one fcntl
+#   F_SETLK) and dpkg's own (apt-mark runs `dpkg --set-selections`: lib/dpkg/dbmodify.c
+#   modstatdb_lock, file.c file_lock) fail at once.
+# So a failure whose message names a lock is retried until the bound; any other failure (a
+# mirror's hiccup) APT_OTHER_TRIES times in all, so a package that does not exist fails in
+# seconds. The messages are apt's and dpkg's in the C locale.
+# cloud-init's own package module is not used: 22.4.2 waits only 30 s for the locks
+# (cloudinit/distros/debian.py, APT_LOCK_WAIT_TIMEOUT, _wait_for_apt_command), and when it
+# gives up, runcmd still runs, on a node without the packages.
+APT_WRAPPER = "/usr/local/sbin/multicloud-apt"
+APT_SHIMS = "/usr/local/lib/multicloud/apt"  # apt-get, apt-mark: first on the bootstrap's PATH
+# Per apt call, for the locks: an unattended-upgrades run on a fresh image (security
+# updates, a kernel's initramfs) takes minutes; the RKE readiness gate waits 15 minutes for
+# the whole boot (rke/readiness.py).
+APT_LOCK_TIMEOUT_SECONDS = 600
+APT_RETRY_PAUSE_SECONDS = 5
+APT_OTHER_TRIES = 3
+# What the bootstrap installs from Debian before anything else (curl and gnupg fetch and
+# check the pinned keys; open-iscsi and nfs-common are Longhorn's).
+BASE_PACKAGES = ("ca-certificates", "curl", "gnupg", "iptables", "open-iscsi", "nfs-common")
+# The bootstrap's outcome: bootstrap-failed (holding its message) or bootstrap-done (the
+# time); both are removed when it starts.
+BOOTSTRAP_STATE = "/var/lib/multicloud"
+BOOTSTRAP_FAILED = f"{BOOTSTRAP_STATE}/bootstrap-failed"
+BOOTSTRAP_DONE = f"{BOOTSTRAP_STATE}/bootstrap-done"
+# What apt 2.6 (fileutl.cc GetLock; debsystem.cc) and dpkg 1.21 (file.c file_lock: "%s was
+# locked by another process with pid %d") print, LC_ALL=C, when a lock is held;
+# tests/test_apt_lock.py makes the real ones print them.
+APT_LOCK_MESSAGES = (
+    "Could not get lock |Unable to acquire the dpkg frontend lock|Unable to lock "
+    "|locked by another process"
+)
+
+APT_WRAPPER_SCRIPT = f"""\
+#!/bin/sh
+# usage: multicloud-apt COMMAND [ARG...]   (COMMAND: /usr/bin/apt-get or /usr/bin/apt-mark)
+# Runs COMMAND; while it fails because another process holds an apt or dpkg lock, runs it
+# again, for at most MULTICLOUD_APT_LOCK_TIMEOUT seconds; any other failure is retried
+# {APT_OTHER_TRIES} times in all. apt-get itself waits for dpkg's locks until the same deadline.
+# Exits with COMMAND's status. See components/cloud_init.py.
+set -u
+timeout=${{MULTICLOUD_APT_LOCK_TIMEOUT:-{APT_LOCK_TIMEOUT_SECONDS}}}
+pause=${{MULTICLOUD_APT_RETRY_PAUSE:-{APT_RETRY_PAUSE_SECONDS}}}
+command=$1
+shift
+name=${{command##*/}}
+deadline=$(( $(date +%s) + timeout ))
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+failures=0
+while :; do
+  left=$(( deadline - $(date +%s) ))
+  [ "$left" -gt 0 ] || left=1
+  rc=0
+  if [ "$name" = apt-get ]; then
+    LC_ALL=C "$command" -o "DPkg::Lock::Timeout=$left" "$@" 2>"$errors" || rc=$?
+  else
+    LC_ALL=C "$command" "$@" 2>"$errors" || rc=$?
+  fi
+  cat "$errors" >&2
+  [ "$rc" -ne 0 ] || exit 0
+  if grep -Eq '{APT_LOCK_MESSAGES}' "$errors"; then
+    why="another process holds an apt or dpkg lock"
+  else
+    failures=$((failures + 1))
+    why="failure $failures of {APT_OTHER_TRIES}"
+    if [ "$failures" -ge {APT_OTHER_TRIES} ]; then
+      echo "multicloud-apt: $name $* failed (exit $rc) {APT_OTHER_TRIES} times; giving up" >&2
+      exit "$rc"
+    fi
+  fi
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "multicloud-apt: $name $* still fails after ${{timeout}}s (exit $rc: $why); giving up" >&2
+    exit "$rc"
+  fi
+  echo "multicloud-apt: $name $* failed (exit $rc: $why); again in ${{pause}}s" >&2
+  sleep "$pause"
+done
+"""
+
+
+def _apt_shims() -> list[dict[str, object]]:
+    """apt-get and apt-mark, first on the bootstrap's PATH: each runs the real one through
+    multicloud-apt."""
+    return [
+        {
+            "path": f"{APT_SHIMS}/{name}",
+            "permissions": "0755",
+            "content": f'#!/bin/sh\nexec {APT_WRAPPER} /usr/bin/{name} "$@"\n',
+        }
+        for name in ("apt-get", "apt-mark")
+    ]
+
+
+# The bootstrap's first lines: every apt call waits (above), and a failure is reported on
+# stderr (cloud-init's output log) and in BOOTSTRAP_FAILED, and fails cloud-init's
+# scripts-user module, so `cloud-init status` says error (exit 1) and the RKE readiness gate
+# stops there; set -e stops at the first failed command, so nothing runs half set up.
+_BOOTSTRAP_PROLOGUE = f"""\
+set -eux
+mkdir -p {BOOTSTRAP_STATE}
+rm -f {BOOTSTRAP_FAILED} {BOOTSTRAP_DONE}
+failed() {{
+  echo "multicloud-bootstrap: FAILED (exit $1) at the last + command above: this node is" \\
+    "not set up; see /var/log/cloud-init-output.log" | tee {BOOTSTRAP_FAILED} >&2
+}}
+trap 'rc=$?; set +x; if [ "$rc" -eq 0 ]; then date -u >{BOOTSTRAP_DONE}; else failed "$rc"; fi' EXIT
+# apt-get and apt-mark here are {APT_SHIMS}'s: each call waits for apt's locks (bounded).
+PATH={APT_SHIMS}:$PATH
+"""
+
+
 # --- the metadata service --------------------------------------------------------------
 # User-data holds the node's ZeroTier identity.secret and SSH host private key, and the
 # metadata service at 169.254.169.254 serves it for the VM's whole life. No process on a
@@ -262,12 +382,18 @@ def _bootstrap_script(
     lines = [
         "#!/bin/sh",
         f"# Installs zerotier-one when the node joins an overlay, then {what}.",
-        "set -eux",
+        _BOOTSTRAP_PROLOGUE.rstrip("\n"),
         "swapoff -a",
         "sed -ri '/\\sswap\\s/s/^/#/' /etc/fstab",
         "modprobe overlay",
         "modprobe br_netfilter",
         "sysctl --system",
+    ]
+    base = [
+        "apt-get update",
+        # options first, as apt-get(8) writes it
+        "DEBIAN_FRONTEND=noninteractive apt-get -y --no-install-recommends install "
+        + " ".join(BASE_PACKAGES),
     ]
     if rke2 is not None:
         # The public address (of the default route's interface) first; a floating IP is
@@ -275,6 +401,7 @@ def _bootstrap_script(
         # here needs the metadata service, which the guard below closes.
         if rke2.external_ip_script is not None:  # only informative: never stops the install
             lines.append(f"{RKE2_EXTERNAL_IP} || true")
+        lines += base
         # No Docker: RKE2 runs its own containerd. ZeroTier first, as for RKE.
         lines += _zerotier_lines(overlay)
         packages = [f"zerotier-one={ZEROTIER_VERSION}"] if overlay is not None else []
@@ -293,6 +420,7 @@ def _bootstrap_script(
     lines += [
         # Before anything is installed: Docker and its containers never see the service.
         "systemctl enable --now multicloud-metadata-guard",
+        *base,
         f"/usr/local/sbin/multicloud-apt-key {DOCKER_KEY_URL} {DOCKER_KEY_FINGERPRINT} "
         "/usr/share/keyrings/docker.gpg",
         f"echo 'deb [signed-by=/usr/share/keyrings/docker.gpg] {DOCKER_APT}' "
@@ -362,6 +490,8 @@ def render_user_data(
             "path": "/etc/systemd/system/multicloud-metadata-guard.service",
             "content": METADATA_GUARD_UNIT if rke2 is None else METADATA_GUARD_UNIT_RKE2,
         },
+        {"path": APT_WRAPPER, "permissions": "0755", "content": APT_WRAPPER_SCRIPT},
+        *_apt_shims(),
         {
             "path": "/usr/local/sbin/multicloud-bootstrap",
             "permissions": "0755",
@@ -423,8 +553,6 @@ def render_user_data(
                 "ssh_authorized_keys": [ssh_public_key],
             }
         ],
-        "package_update": True,
-        "packages": ["ca-certificates", "curl", "gnupg", "iptables", "open-iscsi", "nfs-common"],
         **_ssh_host_key(host_key),
         "write_files": files,
         "runcmd": [["/usr/local/sbin/multicloud-bootstrap"]],

@@ -22,8 +22,8 @@ same objects the sites register) and derives every path the deployment needs:
   Encrypt's check reaches the app's host on 80 (through Cloudflare's edge when the record
   is proxied: a warning, zone settings the program does not manage decide); DNS-01,
   cert-manager's controller reaches the Cloudflare API over HTTPS (its NetworkPolicy
-  allows it) with the zone-scoped token the program creates, and the zone's nameservers
-  on 53;
+  allows it) with the zone-scoped token the program creates, and public resolvers on 53
+  (its self-check asks them only, so split-horizon DNS at home cannot hide the record);
 - ``ingress-controller``: RKE's ingress-nginx DaemonSet and admission Jobs match a node
   whenever an Ingress is created (the admission webhook has failurePolicy Fail);
 - ``longhorn``: the replica count and zone anti-affinity fit the zones (sites) with
@@ -51,7 +51,11 @@ from components.services.network_policies import (
     cert_manager_policies,
     cloudflare_ranges,
 )
-from components.services.workloads import CERT_MANAGER_NAMESPACE, longhorn_replicas
+from components.services.workloads import (
+    CERT_MANAGER_DNS01_RESOLVERS,
+    CERT_MANAGER_NAMESPACE,
+    longhorn_replicas,
+)
 from components.sites.firewall import (
     API_PORT,
     HTTP_PORTS,
@@ -124,9 +128,10 @@ def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def _cert_manager_dns01_blocked(settings: ClusterSettings) -> str | None:
     """What cert-manager's DNS-01 egress lacks under its NetworkPolicies (the ones the
-    program applies with ``dns01``), or None. api.cloudflare.com and a Cloudflare zone's
-    nameservers answer from Cloudflare's published ranges (reference/cloudflare-ips.json):
-    the controller needs 443/tcp and 53 (udp, tcp) to each of them."""
+    program applies with ``dns01``), or None. api.cloudflare.com answers from Cloudflare's
+    published ranges (reference/cloudflare-ips.json): 443/tcp to each; the self-check asks
+    only the public resolvers the controller is given (``--dns01-recursive-nameservers``):
+    53 (udp, tcp) to each of them."""
     ranges = ClusterRanges(
         settings.overlay_cidr, settings.rke.pod_cidr, settings.rke.service_cidr,
         engine=settings.engine,
@@ -135,9 +140,8 @@ def _cert_manager_dns01_blocked(settings: ClusterSettings) -> str | None:
         rule
         for policy in cert_manager_policies(ranges, dns01=True)
         if "Egress" in policy["spec"].get("policyTypes", [])
-        and policy["spec"]["podSelector"].get("matchLabels", {}).get(
-            "app.kubernetes.io/component"
-        ) == "controller"
+        and policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component")
+        == "controller"
         for rule in policy["spec"].get("egress", [])
     ]
 
@@ -159,14 +163,19 @@ def _cert_manager_dns01_blocked(settings: ClusterSettings) -> str | None:
                     return True
         return False
 
-    cidrs = cloudflare_ranges()
+    cloudflare = cloudflare_ranges()
+    resolvers = [f"{r.rsplit(':', 1)[0]}/32" for r in CERT_MANAGER_DNS01_RESOLVERS]
     missing = []
-    for protocol, port in (("TCP", 443), ("UDP", 53), ("TCP", 53)):
+    for protocol, port, cidrs, what in (
+        ("TCP", 443, cloudflare, "Cloudflare ranges"),
+        ("UDP", 53, resolvers, "DNS-01 resolvers"),
+        ("TCP", 53, resolvers, "DNS-01 resolvers"),
+    ):
         blocked = [c for c in cidrs if not allows(c, protocol, port)]
         if blocked:
             missing.append(
-                f"{port}/{protocol.lower()} to {len(blocked)} of {len(cidrs)} Cloudflare "
-                f"ranges (first {blocked[0]})"
+                f"{port}/{protocol.lower()} to {len(blocked)} of {len(cidrs)} {what} "
+                f"(first {blocked[0]})"
             )
     return ", ".join(missing) or None
 
@@ -647,7 +656,7 @@ class _Check:
         """cert-manager's Cloudflare DNS-01 solver: the controller, in the cluster, writes the
         TXT record ``_acme-challenge.<host>`` through the Cloudflare API (HTTPS to
         api.cloudflare.com, in Cloudflare's published ranges) with the token the program
-        creates for it, then asks the zone's nameservers on 53 whether it is there
+        creates for it, then asks public resolvers on 53 whether it is there
         (``network_policies.cert_manager_policies``). Let's Encrypt reads the record from
         Cloudflare's DNS, so nothing has to reach the cluster."""
         entry = self.settings.entrypoint
@@ -660,7 +669,8 @@ class _Check:
                 "certManager.solver: dns01 needs entrypoint.cloudflare (the token is scoped "
                 "to its zone)", "entrypoint.certManager.solver",
             )  # fmt: skip
-        target = f"Cloudflare API (api.cloudflare.com), zone {cloudflare.zone}; its nameservers"
+        resolvers = ", ".join(r.rsplit(":", 1)[0] for r in CERT_MANAGER_DNS01_RESOLVERS)
+        target = f"Cloudflare API (api.cloudflare.com), zone {cloudflare.zone}; DNS {resolvers}"
         blocked = _cert_manager_dns01_blocked(self.settings)
         if blocked:
             return NetworkPath(

@@ -1,4 +1,5 @@
-"""RkeCluster: one ``local.Command`` that runs ``rke up`` once every node is ready.
+"""RkeCluster: one ``local.Command`` that runs ``rke up`` once every node is ready, and per
+master a command that removes its etcd member before its VM goes (``rke.etcd_leave``).
 
 cluster.yml travels as the command's ``stdin`` (never ``triggers``): a changed
 cluster.yml is an *update* that re-runs ``rke up`` (pulumi-command's ``Update`` runs the
@@ -25,6 +26,7 @@ from pulumi_command import local, remote
 
 from components.cluster_node import ClusterNode
 from rke.cluster_yml import ClusterSettings, RkeNode, render_cluster_yml
+from rke.etcd_leave import etcd_leave_script
 from rke.state import kubeconfig_of
 
 
@@ -77,6 +79,60 @@ def _host_keys(gates: Sequence[pulumi.Resource]) -> pulumi.Output[str]:
         return json.dumps(keys, sort_keys=True)
 
     return pulumi.Output.all(*[c.connection for c in commands]).apply(collect)
+
+
+def etcd_leave_commands(
+    nodes: Sequence[ClusterNode],
+    ssh_user: str,
+    ssh_private_key: pulumi.Input[str] | None,
+    parent: pulumi.Resource,
+) -> list[remote.Command]:
+    """Per etcd node, a command whose delete removes its etcd member before its VM is
+    deleted (``rke.etcd_leave``), run over SSH on another master (the first other one in
+    the stack; the config never rebuilds two masters at once). The only master runs it on
+    itself, where it refuses: deleting that machine loses the cluster's data.
+
+    ``triggers`` carries the VM's id, so a VM replaced delete-first replaces this command
+    first: Pulumi deletes the dependents a replacement would replace before the resource
+    itself (``calculateDependentReplacements``, pkg/resource/deploy/step_generator.go;
+    only ``triggers`` replace a command, pulumi-command common/inputs.go). A VM removed
+    from the stack is deleted after it (``ScheduleDeletes``: dependents first), and so is
+    the master it runs on (``depends_on``). The delete runs with the connection stored at
+    the previous update (pulumi-command ``Command.Delete`` reads only the old state).
+    """
+    masters = [n for n in nodes if "etcd" in n.roles]
+    commands = []
+    for node in masters:
+        runner = next((n for n in masters if n is not node), node)
+        commands.append(
+            remote.Command(
+                f"{node.name}-etcd-leave",
+                connection=remote.ConnectionArgs(
+                    host=runner.ssh_address,
+                    user=ssh_user,
+                    private_key=(
+                        pulumi.Output.secret(ssh_private_key)
+                        if ssh_private_key is not None
+                        else None
+                    ),
+                    host_key=runner.host_key,
+                ),
+                delete=etcd_leave_script(node.name),
+                triggers=[node.vm.id] if isinstance(node.vm, pulumi.CustomResource) else None,
+                logging=remote.Logging.STDERR,
+                opts=pulumi.ResourceOptions(
+                    parent=parent,
+                    depends_on=[
+                        node.vm,
+                        *([node.member] if node.member else []),
+                        runner.vm,
+                        *([runner.member] if runner.member else []),
+                    ],
+                    delete_before_replace=True,
+                ),
+            )
+        )
+    return commands
 
 
 def _kubeconfig(stdout: str | None) -> str:
@@ -141,6 +197,7 @@ class RkeCluster(pulumi.ComponentResource):
             if value is not None:
                 environment[key] = pulumi.Output.secret(value)
 
+        self.etcd_leave = etcd_leave_commands(nodes, settings.ssh_user, ssh_private_key, self)
         up, delete = runner_commands()
         self.command = local.Command(
             f"{name}-rke-up",

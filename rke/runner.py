@@ -1168,18 +1168,19 @@ class Run:
         return self.result()
 
     def run_restore(self, rke: str, start: Result | None) -> str:
-        """``rke etcd snapshot-restore`` with every flag RKE needs (``cmd/etcd.go``)."""
+        """``rke etcd snapshot-restore --config cluster.yml --name <snapshot>``.
+
+        The S3 keys never go on argv (``/proc/<pid>/cmdline`` is readable by every local
+        user). RKE's ``--access-key``/``--secret-key`` flags read no environment variable
+        (``EtcdCommand`` in ``cmd/etcd.go``: plain ``cli.StringFlag``s), so no ``--s3``
+        at all: without it ``setOptionsFromCLI`` (``cmd/common.go``) keeps the S3 block of
+        the cluster.yml, written 0600 into the private run directory with the keys, and
+        ``PrepareBackup`` (``cluster/etcd.go``) downloads the snapshot from that block.
+        """
         assert self.restore is not None
         request = self.restore
-        argv = [
-            rke,
-            "etcd",
-            "snapshot-restore",
-            "--config",
-            "cluster.yml",
-            "--name",
-            request.snapshot,
-        ]
+        name = request.snapshot
+        argv = [rke, "etcd", "snapshot-restore", "--config", "cluster.yml", "--name", name]
         if request.s3:
             s3 = (
                 ((self.doc.get("services") or {}).get("etcd") or {}).get("backup_config") or {}
@@ -1190,17 +1191,6 @@ class Run:
                     "rke.restore.s3 is true but cluster.yml has no s3backupconfig or the S3 "
                     "keys are missing (etcdS3AccessKey/etcdS3SecretKey)"
                 )
-            # `--s3` replaces the file's whole S3 block with the flags (setOptionsFromCLI,
-            # setS3OptionsFromCLI in cmd/common.go), and --s3-endpoint defaults to AWS:
-            # pass every field.
-            argv += [
-                "--s3", "--s3-endpoint", str(s3["endpoint"]), "--bucket-name",
-                str(s3["bucket_name"]), "--access-key", access, "--secret-key", secret,
-            ]  # fmt: skip
-            if s3.get("region"):
-                argv += ["--region", str(s3["region"])]
-            if s3.get("folder"):
-                argv += ["--folder", str(s3["folder"])]
         if start is None:
             log("warning: no RKE state is known; RKE takes the state from the snapshot archive")
         self.write_cluster_yml(self.doc, keep_s3=request.s3)

@@ -13,9 +13,18 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from components.config.model import ConfigModel
+from components.config.model import (
+    Bool,
+    Cidr,
+    ConfigModel,
+    Int,
+    IpAddress,
+    Number,
+    dns_name_problem,
+    printable,
+)
 
-_MAX_UNAVAILABLE = re.compile(r"^[0-9]+%?$")
+_MAX_UNAVAILABLE = re.compile(r"^[1-9][0-9]*%?$")
 
 # What the RKE command can carry. pulumi-command hands the runner's previous stdout
 # (the compressed RKE state) back in ONE environment variable, at most 128 KiB on Linux.
@@ -29,6 +38,20 @@ RUNNER_MAX_ETCD_MEMBERS = 7
 
 # etcd refuses an election timeout above 50 s (etcdserver: "election-timeout ... 50000").
 _ETCD_MAX_ELECTION_TIMEOUT_MS = 50_000
+# Snapshots: at most one a week apart, and at most 1000 kept (each is a full copy of the
+# etcd database, up to etcd's 2 GiB default --quota-backend-bytes, on every etcd node).
+MAX_SNAPSHOT_INTERVAL_HOURS = 7 * 24
+MAX_SNAPSHOT_RETENTION = 1000
+
+# S3 bucket names (AWS "Bucket naming rules", which DigitalOcean Spaces and MinIO follow):
+# 3 to 63 lower-case letters, digits, dots and hyphens, starting and ending with a letter
+# or digit, no two dots in a row, not an IP address.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# host[:port]: a DNS name, an IPv4 address or a bracketed IPv6 one.
+_ENDPOINT = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
+_S3_REGION = re.compile(r"[A-Za-z0-9_-]{1,63}")
+# A key prefix of AWS's "safe characters" for object keys, as /-separated segments.
+_FOLDER_SEGMENT = re.compile(r"[A-Za-z0-9!_.*'()-]+")
 
 # How often a kubelet sends a node health signal, in seconds. Kubernetes'
 # node_lifecycle_controller.go (the ``nodeMonitorGracePeriod`` field comment) calls it "the
@@ -68,27 +91,84 @@ class EtcdS3Settings(ConfigModel):
     region: str | None = Field(None, description="The bucket's region, if the endpoint needs one.")
     folder: str | None = Field(None, description="Folder (key prefix) in the bucket.")
 
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        try:
+            ipaddress.IPv4Address(v)
+            address = True
+        except ValueError:
+            address = False
+        if not _BUCKET.fullmatch(v) or ".." in v or address:
+            raise ValueError(
+                f"{printable(v)!r} is not an S3 bucket name: expected 3 to 63 lower-case "
+                "letters, digits, '.' and '-', starting and ending with a letter or digit "
+                "(S3's bucket naming rules), e.g. mc-prod-etcd"
+            )
+        return v
+
     @field_validator("endpoint")
     @classmethod
-    def _no_scheme(cls, v: str) -> str:
+    def _endpoint(cls, v: str) -> str:
         if "://" in v:
-            raise ValueError(f"endpoint: give a host name without scheme, not {v!r}")
+            raise ValueError(f"endpoint: give a host name without scheme, not {printable(v)!r}")
+        match = _ENDPOINT.fullmatch(v)
+        problem = dns_name_problem(match["host"]) if match else None
+        port = int(match["port"]) if match and match["port"] else None
+        if not match or problem or (port is not None and not 1 <= port <= 65535):
+            raise ValueError(
+                f"endpoint: {printable(v)!r} is not host[:port] such as "
+                "nyc3.digitaloceanspaces.com or 10.0.0.5:9000 (no credentials, path or "
+                f"spaces{'; the host is ' + problem if problem else ''})"
+            )
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not _S3_REGION.fullmatch(v):
+            raise ValueError(
+                f"region: {printable(v)!r} is not a region name such as us-east-1 "
+                "(letters, digits, '-' and '_')"
+            )
+        return v
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        if v is not None and not all(
+            _FOLDER_SEGMENT.fullmatch(part) and part not in (".", "..") for part in v.split("/")
+        ):
+            raise ValueError(
+                f"folder: {printable(v)!r} is not a key prefix such as etcd or backups/prod: "
+                "'/'-separated names of letters, digits and !_.*'()- (S3's safe characters "
+                "for object keys), without a leading or trailing '/'"
+            )
         return v
 
 
 class EtcdSettings(ConfigModel):
     """etcd snapshots and timing; the defaults suit members that talk across the internet."""
 
-    snapshot_interval_hours: int = Field(
-        6, ge=1, description="Hours between etcd snapshots (backup_config.interval_hours)."
+    snapshot_interval_hours: Int = Field(
+        6,
+        ge=1,
+        le=MAX_SNAPSHOT_INTERVAL_HOURS,
+        description="Hours between etcd snapshots (backup_config.interval_hours).",
     )
-    retention: int = Field(
-        28, ge=1, description="number of snapshots kept (backup_config.retention)"
+    retention: Int = Field(
+        28,
+        ge=1,
+        le=MAX_SNAPSHOT_RETENTION,
+        description="number of snapshots kept (backup_config.retention)",
     )
-    heartbeat_interval_ms: int = Field(
-        500, ge=10, description="etcd --heartbeat-interval in ms; raised for members across a WAN."
+    heartbeat_interval_ms: Int = Field(
+        500,
+        ge=10,
+        le=_ETCD_MAX_ELECTION_TIMEOUT_MS // 5,
+        description="etcd --heartbeat-interval in ms; raised for members across a WAN.",
     )
-    election_timeout_ms: int = Field(
+    election_timeout_ms: Int = Field(
         5000,
         ge=50,
         le=_ETCD_MAX_ELECTION_TIMEOUT_MS,
@@ -114,7 +194,7 @@ class IngressSettings(ConfigModel):
     """RKE's nginx ingress controller, on worker-role nodes of sites with `ingress` public
     or private (the `multicloud.io/ingress-controller` label, components/nodes.py)."""
 
-    enabled: bool = Field(
+    enabled: Bool = Field(
         True, description="Run RKE's nginx ingress controller on the ingress nodes."
     )
 
@@ -122,14 +202,14 @@ class IngressSettings(ConfigModel):
 class UpgradeSettings(ConfigModel):
     """RKE ``upgrade_strategy``: how many nodes go down at once, and draining."""
 
-    max_unavailable_worker: int | str = Field(
+    max_unavailable_worker: Int | str = Field(
         "10%", description="Workers upgraded at once: a count, or a percentage like '10%'."
     )
-    max_unavailable_controlplane: int | str = Field(
+    max_unavailable_controlplane: Int | str = Field(
         1, description="Masters upgraded at once: a count, or a percentage."
     )
-    drain: bool = Field(True, description="Drain each node before upgrading it.")
-    drain_timeout_seconds: int = Field(
+    drain: Bool = Field(True, description="Drain each node before upgrading it.")
+    drain_timeout_seconds: Int = Field(
         300, ge=1, le=10800, description="How long a drain may take before the upgrade fails."
     )
 
@@ -142,11 +222,14 @@ class UpgradeSettings(ConfigModel):
             else "maxUnavailableControlplane"
         )
         if isinstance(v, int):
-            if v < 1:
-                raise ValueError(f"{name}: must be >= 1, got {v}")
+            if not 1 <= v <= RUNNER_MAX_NODES:
+                raise ValueError(f"{name}: expected a count from 1 to {RUNNER_MAX_NODES}, got {v}")
             return v
-        if not _MAX_UNAVAILABLE.fullmatch(v):
-            raise ValueError(f"{name}: expected a count or a percentage such as '10%', got {v!r}")
+        if not _MAX_UNAVAILABLE.fullmatch(v) or (v.endswith("%") and int(v[:-1]) > 100):
+            raise ValueError(
+                f"{name}: expected a count or a percentage from 1% to 100% such as '10%', "
+                f"got {printable(v)!r}"
+            )
         return v
 
 
@@ -166,7 +249,7 @@ class RestoreSettings(ConfigModel):
         description="snapshot name as RKE lists it (without .zip), e.g. "
         "rke_etcd_snapshot_2026-11-29T06:00:00Z"
     )
-    s3: bool = Field(
+    s3: Bool = Field(
         False,
         description="download the snapshot from rke.etcd.s3 (true) or use the copy in "
         "/opt/rke/etcd-snapshots on the etcd nodes (false)",
@@ -192,25 +275,25 @@ class RkeSettings(ConfigModel):
         "and is here only for clusters created with it: RKE cannot change the plugin of a "
         "running cluster, so keep the value a cluster was created with.",
     )
-    service_cidr: str = Field(
+    service_cidr: Cidr = Field(
         "10.43.0.0/16", description="Kubernetes Service range (IPv4, /28 or larger)."
     )
-    pod_cidr: str = Field(
+    pod_cidr: Cidr = Field(
         "10.42.0.0/16", description="Pod range (IPv4, /24 or larger: flannel gives a /24 per node)."
     )
     cluster_domain: str = Field("cluster.local", description="The cluster's DNS domain.")
-    dns_upstreams: tuple[str, ...] = Field(
+    dns_upstreams: tuple[IpAddress, ...] = Field(
         ("1.1.1.1", "9.9.9.9"), description="Resolvers CoreDNS forwards to (IP addresses)."
     )
     etcd: EtcdSettings = Field(EtcdSettings(), description="etcd snapshots and timing.")
     ingress: IngressSettings = Field(IngressSettings(), description="RKE's ingress controller.")
     upgrade: UpgradeSettings = Field(UpgradeSettings(), description="RKE's upgrade strategy.")
-    ssh_agent_auth: bool = Field(
+    ssh_agent_auth: Bool = Field(
         True,
         description="rke authenticates with the SSH agent (the runner switches to the key "
         "file written from sshPrivateKey when it has one).",
     )
-    node_monitor_grace_period_seconds: int = Field(
+    node_monitor_grace_period_seconds: Int = Field(
         40,
         ge=1,
         le=600,
@@ -221,7 +304,7 @@ class RkeSettings(ConfigModel):
             "WAN hiccup mark live nodes NotReady; at least 3 heartbeats (30)."
         ),
     )
-    node_eviction_rate: float = Field(
+    node_eviction_rate: Number = Field(
         0.1,
         gt=0,
         le=10,
@@ -289,7 +372,10 @@ class RkeSettings(ConfigModel):
     def _domain(cls, v: str) -> str:
         label = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
         if not re.fullmatch(rf"{label}(\.{label})*", v):
-            raise ValueError(f"clusterDomain: {v!r} is not a lower-case DNS name")
+            raise ValueError(f"clusterDomain: {printable(v)!r} is not a lower-case DNS name")
+        problem = dns_name_problem(v)
+        if problem:
+            raise ValueError(f"clusterDomain: {problem}")
         return v
 
     @field_validator("dns_upstreams")
@@ -297,11 +383,6 @@ class RkeSettings(ConfigModel):
     def _upstreams(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if not v:
             raise ValueError("dnsUpstreams: give at least one resolver address")
-        for item in v:
-            try:
-                ipaddress.ip_address(item)
-            except ValueError as err:
-                raise ValueError(f"dnsUpstreams: {item!r} is not an IP address") from err
         return v
 
     @model_validator(mode="after")

@@ -1,6 +1,7 @@
 """The RKE2 engine's Pulumi wiring, in two halves around the sites.
 
-``Rke2Bootstrap`` (before the sites): the cluster token (a ``pulumi_random`` secret),
+``Rke2Bootstrap`` (before the sites): the server and agent tokens (``pulumi_random``
+secrets; agents get only the agent token, ``config_yaml.node_config``),
 the previous ``rke2`` record read back through a StackReference to this very stack
 (pulumi/pulumi#3722 shows the pattern), the join plan, and each node's user-data.
 
@@ -43,6 +44,23 @@ READY_TIMEOUT_SECONDS = 30 * 60
 # whichever address the deployer uses to reach the server.
 TLS_SERVER_NAME = "kubernetes"
 RECORD_OUTPUT = "rke2"
+# The record's mark of a cluster whose servers were created with ``agent-token``; a record
+# without it is a cluster whose agents hold the server token (``agent_tokens_separate``).
+SEPARATE_AGENT_TOKEN = "separateAgentToken"
+AGENT_TOKEN_WARNING = (
+    "rke2: this cluster was created before agents got their own token: every agent holds the "
+    "server token and can join as a server. New nodes keep it so they can join; build a new "
+    "stack to separate them (docs/rke2.md, 'Tokens')"
+)
+
+
+def agent_tokens_separate(record: Any) -> bool:
+    """Whether the cluster the previous record describes gives agents their own token: a new
+    cluster (no record) does; one recorded before the separation does not (its servers'
+    boot-only config has no ``agent-token``: ``config_yaml.node_config``)."""
+    return record is None or (
+        isinstance(record, Mapping) and record.get(SEPARATE_AGENT_TOKEN) is True
+    )
 
 
 def external_ip_source(config: ClusterConfig, spec: NodeSpec) -> str | None:
@@ -66,6 +84,7 @@ def rke2_files(
     plan: JoinPlan,
     *,
     token: str,
+    agent_token: str | None,
     interface: str,
     s3: config_yaml.S3Credentials | None,
     public_address: str | None = None,
@@ -88,6 +107,7 @@ def rke2_files(
         spec,
         cluster,
         token=token,
+        agent_token=agent_token,
         server_url=plan.server_url(spec.name, specs),
         s3=s3,
         external_ip=public_address if source == "floating-ip" else None,
@@ -116,9 +136,11 @@ def rke2_files(
 
 
 class Rke2Bootstrap(pulumi.ComponentResource):
-    """The cluster token, the join plan and every node's user-data (before any VM)."""
+    """The tokens, the join plan and every node's user-data (before any VM)."""
 
-    token: pulumi.Output[str]
+    token: pulumi.Output[str]  # the server token: servers only
+    agent_token: pulumi.Output[str]  # the agent token: servers and agents
+    separate: pulumi.Output[bool]  # agents get agent_token (False: a cluster from before)
     plan: pulumi.Output[JoinPlan]
 
     def __init__(
@@ -139,11 +161,25 @@ class Rke2Bootstrap(pulumi.ComponentResource):
         self.token = random.RandomPassword(
             f"{name}-token", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)
         ).result
+        self.agent_token = random.RandomPassword(
+            f"{name}-agent-token",
+            length=64,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        ).result
         this_stack = pulumi.StackReference(
             f"{name}-previous",
             stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+        def separate(record: Any) -> bool:
+            if not agent_tokens_separate(record):
+                pulumi.log.warn(AGENT_TOKEN_WARNING, resource=self)
+                return False
+            return True
+
+        self.separate = this_stack.get_output(RECORD_OUTPUT).apply(separate)
 
         def decide(values: list[Any]) -> JoinPlan:
             record, nodes = values
@@ -155,6 +191,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                     rebuild=settings.rebuild,
                     previous=previous,
                     kubernetes_version=settings.kubernetes_version,
+                    previous_nodes=_node_names(nodes),
                 )
             except JoinError as err:  # phrased for the person editing the stack
                 raise pulumi.RunError(str(err)) from None
@@ -185,8 +222,8 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             s3_keys = [secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key]
 
         def render(values: list[Any]) -> str:
-            (network_id, secret, public, token, plan, interface, address, private_key,
-             public_key, *keys) = values  # fmt: skip
+            (network_id, secret, public, token, agent_token, separate, plan, interface, address,
+             private_key, public_key, *keys) = values  # fmt: skip
             return render_user_data(
                 node,
                 ssh_user=settings.ssh_user,
@@ -197,6 +234,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                     self._config,
                     plan,
                     token=token,
+                    agent_token=agent_token if separate else None,
                     interface=interface,
                     s3=config_yaml.S3Credentials(*keys) if keys else None,
                     public_address=address,
@@ -209,6 +247,8 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             identity.secret,
             identity.public,
             self.token,
+            self.agent_token,
+            self.separate,
             self.plan,
             overlay.interface,
             public_address,
@@ -234,6 +274,13 @@ TYPED: dict[str, Any] = {
 def _host_key(node: ClusterNode) -> pulumi.Output[Any]:
     """The node's SSH host public key, or an Output of None (no pin) for a node without one."""
     return node.host_key if node.host_key is not None else pulumi.Output.from_input(None)
+
+
+def _node_names(rows: Any) -> list[str]:
+    """Node names in a previous ``nodes`` stack output (a list of node-table rows)."""
+    if not isinstance(rows, list):
+        return []
+    return [str(r["name"]) for r in rows if isinstance(r, Mapping) and "name" in r]
 
 
 def _snake(key: str) -> str:
@@ -292,17 +339,37 @@ class Rke2Cluster(pulumi.ComponentResource):
                 per_dial_timeout=30,
             )
 
-        anchor_address: pulumi.Output[str] = plan.apply(lambda p: by_name[p.anchor].ssh_address)
-
-        # Per node: drain and delete its Node before its VM goes (delete-time only).
+        # Per node: drain and delete its Node before its VM goes (delete-time only). A
+        # replaced VM (delete-first, components/sites/base.py) replaces this command too
+        # (`triggers`), so Pulumi runs its delete before deleting the VM
+        # (calculateDependentReplacements in pkg/resource/deploy/step_generator.go); for a
+        # server that removes its etcd member (K3s's member controller, rke2/scripts.py) and
+        # the server stops its etcd and control-plane static pods (rke2 pkg/rke2/spc.go,
+        # watchForSelfDelete). RKE2 also refuses a new machine under a name whose Node still
+        # exists. Each command depends on every one registered before it (servers first,
+        # then agents), so nodes that leave together are drained one at a time, the last
+        # registered first: stepGenerator.ScheduleDeletes deletes dependents before their
+        # dependencies, looking at direct edges only. Each also depends on the server it
+        # runs against (a staying one, JoinPlan.runner), so that server's VM is never
+        # deleted before the drain ran.
         leaving: list[pulumi.Resource] = []
         drain_timeout = settings.rke.upgrade.drain_timeout_seconds
-        for node in nodes:
+        chain = sorted(nodes, key=lambda n: "etcd" not in n.roles)
+        for node in chain:
 
             def runner(p: JoinPlan, node: ClusterNode = node) -> ClusterNode:
                 return by_name[p.runner(node.name)]
 
-            depends = [node.vm] + ([node.member] if node.member else [])
+            def runner_vm(p: JoinPlan, node: ClusterNode = node) -> pulumi.Resource:
+                return runner(p, node).vm
+
+            def runner_member(p: JoinPlan, node: ClusterNode = node) -> pulumi.Resource:
+                server = runner(p, node)
+                return server.member or server.vm
+
+            depends: list[pulumi.Input[pulumi.Resource]] = [node.vm]
+            depends += [node.member] if node.member else []
+            depends += [plan.apply(runner_vm), plan.apply(runner_member), *leaving]
             leaving.append(
                 remote.Command(
                     f"{node.name}-leave",
@@ -310,8 +377,6 @@ class Rke2Cluster(pulumi.ComponentResource):
                     delete=scripts.remove_node_script(
                         node.name, drain_timeout, is_server="etcd" in node.roles
                     ),
-                    # A replaced VM replaces this too, deleting the old Node first: RKE2
-                    # refuses a new machine under a name whose Node still exists.
                     triggers=[node.vm.id] if isinstance(node.vm, pulumi.CustomResource) else None,
                     logging=remote.Logging.STDERR,
                     opts=pulumi.ResourceOptions(
@@ -322,13 +387,23 @@ class Rke2Cluster(pulumi.ComponentResource):
 
         vms = [n.vm for n in nodes]
         members = [n.member for n in nodes if n.member is not None]
+        vm_ids = [vm.id for vm in vms if isinstance(vm, pulumi.CustomResource)]
+        ready_script = scripts.cluster_ready_script(
+            [n.name for n in nodes], READY_TIMEOUT_SECONDS, ingress=settings.rke.ingress.enabled
+        )
         self.command = remote.Command(
             f"{name}-nodes-ready",
             connection=connection(lambda p: by_name[p.anchor]),
-            create=scripts.cluster_ready_script(
-                [n.name for n in nodes], READY_TIMEOUT_SECONDS, ingress=settings.rke.ingress.enabled
+            # The VM ids make a replaced VM an *update* of this command (pulumi-command
+            # re-runs `create` when it has no `update`), not a replacement: only `triggers`
+            # replace a command (provider/pkg/provider/common/inputs.go, replaceOnChanges).
+            # Replacing it would make the kubeconfig unknown while a VM is replaced
+            # delete-first, and pulumi-kubernetes replaces a provider whose kubeconfig is
+            # unknown (provider/pkg/provider/provider.go, DiffConfig), and with it every
+            # object in the cluster.
+            create=pulumi.Output.all(*vm_ids).apply(
+                lambda ids: f"# machines: {' '.join(str(i) for i in ids)}\n{ready_script}"
             ),
-            triggers=[vm.id for vm in vms if isinstance(vm, pulumi.CustomResource)],
             logging=remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -336,15 +411,19 @@ class Rke2Cluster(pulumi.ComponentResource):
                 additional_secret_outputs=["stdout"],
             ),
         )
+        # The address comes from the command's own connection (an output of the command),
+        # not from the anchor's VM, for the same reason: the kubeconfig depends on the
+        # command alone.
+        anchor_address = self.command.connection.apply(lambda c: c.host)
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(self.command.stdout, anchor_address).apply(
                 lambda v: rewrite_kubeconfig(v[0], v[1])
             )
         )
         plans = self._upgrades(name, config)
-        self.record = pulumi.Output.all(self.command.id, plan, *[p.id for p in plans]).apply(
-            lambda v: v[1].record.to_output()
-        )
+        self.record = pulumi.Output.all(
+            self.command.id, plan, bootstrap.separate, *[p.id for p in plans]
+        ).apply(lambda v: v[1].record.to_output() | ({SEPARATE_AGENT_TOKEN: True} if v[2] else {}))
         self.register_outputs({"kubeconfig": self.kubeconfig, "record": self.record})
 
     def _upgrades(self, name: str, config: ClusterConfig) -> list[pulumi.CustomResource]:

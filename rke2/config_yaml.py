@@ -72,6 +72,7 @@ def node_config(
     settings: ClusterSettings,
     *,
     token: str,
+    agent_token: str | None,
     server_url: str | None,
     s3: S3Credentials | None = None,
     external_ip: str | None = None,
@@ -83,18 +84,39 @@ def node_config(
     or unset.
 
     ``server_url`` is ``https://<server overlay address>:9345``, or None on the one server
-    that initializes the cluster (agents always join). ``token`` is the cluster token (a
-    secret: the rendered document must stay inside a Pulumi secret). Raises ``ValueError``
-    for an agent without ``server_url`` or S3 credentials missing while ``rke.etcd.s3`` is set.
+    that initializes the cluster (agents always join). Both tokens are secrets: the rendered
+    document must stay inside a Pulumi secret.
+
+    ``token`` is the server token, ``agent_token`` the agent token: a server gets both
+    (``token``, ``agent-token``), an agent only the agent token, as its ``token``. K3s's
+    supervisor serves the cluster's CA keys (``/server-bootstrap``) only to the user
+    ``server``, whose password is the server token, and to the user ``node`` (password: the
+    agent token) only a node's certificates and config (``pkg/server/handlers/router.go``,
+    ``NewHandler``; ``pkg/daemons/control/deps/deps.go``, ``genUsers``); an agent sends its
+    ``token`` as ``node``'s password (``pkg/agent/run.go``, ``createProxyAndValidateToken``).
+    ``agent_token`` None is a cluster created before the two were separated: its servers
+    have no ``agent-token``, and ``genUsers`` (``getNodePass``) sets ``node``'s password
+    to the server token at every server start, so its agents must keep the server token.
+
+    Raises ``ValueError`` for an agent without ``server_url``, an empty token, or S3
+    credentials missing while ``rke.etcd.s3`` is set.
     """
     node_role = role(spec)
     if node_role == "agent" and server_url is None:
         raise ValueError(f"{spec.name}: an agent must join a server (server_url)")
+    if not token or agent_token == "":
+        raise ValueError(f"{spec.name}: the RKE2 tokens must not be empty")
+    if agent_token == token:
+        raise ValueError(f"{spec.name}: the agent token must differ from the server token")
     config: dict[str, Any] = {
         "node-name": spec.name,
         "node-ip": spec.zerotier_ip,
-        "token": token,
+        # An agent holds only the agent token: with the server token it could join as a
+        # server and read every CA key.
+        "token": token if node_role == "server" or agent_token is None else agent_token,
     }
+    if node_role == "server" and agent_token is not None:
+        config["agent-token"] = agent_token
     if server_url is not None:
         config["server"] = server_url
     if external_ip is not None:
@@ -147,7 +169,7 @@ def node_config(
     return config
 
 
-SECRET_KEYS = ("token", "etcd-s3-access-key", "etcd-s3-secret-key")
+SECRET_KEYS = ("token", "agent-token", "etcd-s3-access-key", "etcd-s3-secret-key")
 
 
 def masked(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,9 @@ class JoinPlan:
     targets: Mapping[str, str | None]  # node name -> server node name or None
     anchor: str  # the server the cluster-ready and drain commands run against
     record: ClusterRecord  # what this update records once the cluster is Ready
+    # servers in the cluster before this update that stay through it (all servers on a
+    # first deployment): the only ones a drain command may run against
+    staying: tuple[str, ...] = ()
 
     def server_url(self, node: str, specs: Mapping[str, NodeSpec]) -> str | None:
         target = self.targets[node]
@@ -85,10 +88,12 @@ class JoinPlan:
 
     def runner(self, node: str) -> str:
         """The server that drains and deletes ``node`` when it leaves: the anchor, or for
-        the anchor itself another server of this update (itself only when it is alone)."""
+        the anchor itself another server that stays through this update (any other server
+        of this update when none stays; itself only when it is alone)."""
         if node != self.anchor:
             return self.anchor
-        return next((s for s in self.record.servers if s != node), self.anchor)
+        others = [*self.staying, *self.record.servers]
+        return next((s for s in others if s != node), self.anchor)
 
     @property
     def initializing(self) -> list[str]:
@@ -119,13 +124,15 @@ def plan_join(
     rebuild: Sequence[str],
     previous: ClusterRecord | None,
     kubernetes_version: str,
+    previous_nodes: Sequence[str] = (),
 ) -> JoinPlan:
     """Decide every node's join target.
 
     ``nodes`` are this update's nodes (servers are those with the ``etcd`` role),
-    ``previous`` the record of the last successful update. Raises ``JoinError`` when the
-    change would start a second cluster, change more than one etcd member at once,
-    leave no server to join, or downgrade Kubernetes.
+    ``previous`` the record of the last successful update, ``previous_nodes`` the names in
+    its ``nodes`` output. Raises ``JoinError`` when the change would start a second
+    cluster, change more than one etcd member at once, remove or rebuild a server while
+    another node leaves or is rebuilt, leave no server to join, or downgrade Kubernetes.
     """
     servers = _by_address([n for n in nodes if "etcd" in n.roles])
     if not servers:
@@ -146,7 +153,7 @@ def plan_join(
         targets: dict[str, str | None] = {n.name: init for n in nodes}
         targets[init] = None
         record = ClusterRecord(init, tuple(names), kubernetes_version)
-        return JoinPlan(targets, init, record)
+        return JoinPlan(targets, init, record, tuple(names))
 
     if version_key(kubernetes_version) < version_key(previous.kubernetes_version):
         raise JoinError(
@@ -165,6 +172,22 @@ def plan_join(
             f"{len(changes)} etcd members at once (added: {', '.join(added) or '-'}; "
             f"removed: {', '.join(removed) or '-'}; rebuilt: {', '.join(rebuilt) or '-'}); "
             "change one master per `pulumi up` and wait until it is Ready"
+        )
+    # A server that leaves (removed or rebuilt) does it alone: every other node's drain
+    # command runs against a server chosen at the previous update, which could be that one
+    # (its delete step uses the connection the previous update stored, pulumi-command
+    # Delete reads only the old state), and drains and the etcd removal stay one at a time.
+    leaving_servers = removed + rebuilt
+    current = {n.name for n in nodes}
+    others = sorted(
+        {n for n in previous_nodes if n not in current and n not in before}
+        | {n for n in rebuilding if n in current and n not in names}
+    )
+    if leaving_servers and others:
+        raise JoinError(
+            f"multicloud:rebuild: server {leaving_servers[0]} leaves the cluster (removed or "
+            f"rebuilt) while other nodes are removed or rebuilt too ({', '.join(others)}); "
+            "change a server in a `pulumi up` of its own, then the other nodes"
         )
     # Servers that are in the cluster now and stay in it through this update.
     staying = [n for n in names if n in before and n not in rebuilding]
@@ -186,4 +209,4 @@ def plan_join(
         tuple(names),
         kubernetes_version,
     )
-    return JoinPlan(targets, anchor, record)
+    return JoinPlan(targets, anchor, record, tuple(staying))

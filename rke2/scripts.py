@@ -1,7 +1,7 @@
 """Shell run on nodes and servers for the RKE2 engine: pure functions returning POSIX sh.
 
 - ``install_script``: on every node at boot, after ZeroTier holds the overlay address;
-  installs the pinned RKE2 from its release tarball, verified (fail closed).
+  installs the pinned RKE2 from its release tarball, sha256-verified (fail closed).
 - ``cluster_ready_script``: on one server over SSH; waits, bounded, until every node of
   the stack is Ready (and rke2-ingress-nginx can admit an Ingress, when it is enabled),
   then prints the kubeconfig (a secret).
@@ -20,6 +20,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
+from components.cloud_init import BOOTSTRAP_FAILED
 from rke.ingress import RKE2_INGRESS, SERVICE_NAME_LABEL
 from rke2.release import artifact_urls, tarball_sha256, version_key
 
@@ -35,11 +36,15 @@ def install_script(
 ) -> str:
     """Install and start RKE2 ``version`` as ``rke2-<node_role>``.
 
-    The tarball must match both the release's own ``sha256sum-amd64.txt`` and the sha256
-    recorded in ``reference/rke2-release.json``; when none is recorded the script refuses
-    to install (fail closed). It first waits for the overlay address, because ``node-ip``
-    must exist before RKE2 starts. ``PREFIX`` and ``MULTICLOUD_NO_START`` in the
-    environment let tests run it against local files.
+    The tarball must match the sha256 recorded in ``reference/rke2-release.json``; that
+    pin takes precedence, and the release's checksum file is then not read. While none is
+    recorded, it must match its line in the release's ``sha256sum-amd64.txt``, downloaded
+    over https from the same release, as RKE2's ``install.sh`` does (``download_checksums``,
+    ``verify_tarball``), with a loud warning in the node's cloud-init log; a file without
+    that line fails. Never an unverified install. It first waits for the overlay address,
+    because ``node-ip`` must exist before RKE2 starts. ``TARBALL_URL``, ``SUMS_URL``,
+    ``PREFIX`` and ``MULTICLOUD_NO_START`` in the environment let tests run it against a
+    loopback server (https only: curl's ``--proto``).
     """
     version_key(version)
     if node_role not in ("server", "agent"):
@@ -50,7 +55,8 @@ def install_script(
     if pinned and not _SHA256.fullmatch(pinned):
         raise ValueError(f"the recorded sha256 of {version} is not 64 hex digits")
     return f"""#!/bin/sh
-# Installs RKE2 {version} ({node_role}), verified against a pinned sha256 (fail closed).
+# Installs RKE2 {version} ({node_role}), sha256-verified: against the pin, or while
+# none is recorded against the release's published checksum file (fail closed).
 set -eu
 version={shlex.quote(version)}
 pinned={shlex.quote(pinned)}
@@ -59,10 +65,6 @@ sums_url=${{SUMS_URL:-{shlex.quote(sums)}}}
 prefix=${{PREFIX:-{PREFIX}}}
 fail() {{ echo "multicloud-rke2-install: $*" >&2; exit 1; }}
 
-if [ -z "$pinned" ]; then
-  fail "no verified sha256 of rke2.linux-amd64.tar.gz $version is recorded" \
-    "(reference/rke2-release.json); refusing to install"
-fi
 if [ -z "${{MULTICLOUD_NO_START:-}}" ]; then
   tries=0
   until ip -4 -o addr show | grep -qF ' inet {ip}/'; do
@@ -73,13 +75,23 @@ if [ -z "${{MULTICLOUD_NO_START:-}}" ]; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-curl -fsSL --retry 5 -o "$work/rke2.tar.gz" "$tarball_url"
-curl -fsSL --retry 5 -o "$work/sha256sum.txt" "$sums_url"
-published=$(awk '$2 == "rke2.linux-amd64.tar.gz" {{print $1}}' "$work/sha256sum.txt")
+get() {{ curl -fsSL --proto =https --proto-redir =https --retry 5 -o "$1" "$2"; }}
+get "$work/rke2.tar.gz" "$tarball_url"
 actual=$(sha256sum "$work/rke2.tar.gz" | awk '{{print $1}}')
-[ -n "$published" ] || fail "the release's checksum file does not list rke2.linux-amd64.tar.gz"
-[ "$actual" = "$published" ] || fail "tarball sha256 $actual differs from the release's $published"
-[ "$actual" = "$pinned" ] || fail "tarball sha256 $actual differs from the pinned $pinned"
+if [ -n "$pinned" ]; then
+  expected=$pinned from="the pinned sha256 (reference/rke2-release.json)"
+else
+  warn() {{ echo "multicloud-rke2-install: WARNING: $*" >&2; }}
+  warn "no sha256 of rke2.linux-amd64.tar.gz $version is pinned (reference/rke2-release.json)."
+  warn "Verifying it against the release's published $sums_url only (trusting GitHub at"
+  warn "download time). Run make pin-checksums and commit the result (docs/first-deploy.md)."
+  get "$work/sha256sum.txt" "$sums_url"
+  name=rke2.linux-amd64.tar.gz
+  expected=$(awk -v n="$name" '$2 == n || $2 == "*" n {{print $1}}' "$work/sha256sum.txt")
+  from="the release's $sums_url"
+  [ -n "$expected" ] || fail "$sums_url does not list rke2.linux-amd64.tar.gz; refusing to install"
+fi
+[ "$actual" = "$expected" ] || fail "tarball sha256 $actual differs from $from: $expected"
 mkdir -p "$prefix"
 tar xzf "$work/rke2.tar.gz" -C "$prefix"
 [ -n "${{MULTICLOUD_NO_START:-}}" ] && exit 0
@@ -191,7 +203,8 @@ for node in $nodes; do
           "(kubectl describe node $node)" >&2
       else
         echo "rke2: node $node did not join the cluster within {timeout_seconds}s" \
-          "(on it: journalctl -u rke2-server -u rke2-agent; cloud-init status --long)" >&2
+          "(on it: cat {BOOTSTRAP_FAILED}; cloud-init status --long;" \
+          "journalctl -u rke2-server -u rke2-agent)" >&2
       fi
       exit 1
     fi

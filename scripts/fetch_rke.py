@@ -1,20 +1,28 @@
 """Install the pinned ``rke`` binary, verified by sha256, for one ``pulumi up`` job.
 
 The pin is ``reference/rke-binary.json``: RKE's release version and, per platform,
-the asset URL and its sha256. Nothing is trusted that the pin does not name:
+the asset URL and its sha256, and the release's own checksum file (``sha256sum.txt``,
+which RKE's release workflow writes beside the binaries: ``.github/workflows/
+workflow.yaml``, "Generate sha256 file for release", one ``<sha256> <name>`` line each).
+Nothing is downloaded unverified:
 
 - ``install --dest DIR`` downloads the asset for this machine over https, refuses it
-  unless its sha256 equals the pinned one, installs it as ``DIR/rke`` (0755) and checks
-  that ``rke --version`` names the pinned version. A pin without a sha256 fails before
-  anything is downloaded (fail closed). deploy.yml runs this before every ``pulumi up``
-  and puts ``DIR`` first on ``PATH``, so ``rke/runner.py`` (``shutil.which("rke")``)
-  runs exactly this binary.
+  unless its sha256 equals the expected one, installs it as ``DIR/rke`` (0755) and checks
+  that ``rke --version`` names the pinned version. The expected sha256 is the pinned one;
+  while none is recorded (``null``), it is the asset's line in the release's
+  ``sha256sum.txt``, downloaded over https from the same release, as RKE2's ``install.sh``
+  verifies its tarball (``download_checksums``, ``verify_tarball``), with a loud warning:
+  that trusts GitHub's release at download time, not a reviewed value. deploy.yml runs
+  this before every ``pulumi up`` and puts ``DIR`` first on ``PATH``, so
+  ``rke/runner.py`` (``shutil.which("rke")``) runs exactly this binary.
 - ``verify FILE`` checks a binary already on disk (a laptop, a prepared runner image).
 - ``record`` prints the sha256 of each pinned asset after checking it against the
-  release's own ``sha256sum.txt``, for a maintainer to review and copy into the pin.
+  release's own ``sha256sum.txt``, for a maintainer to review (``make pin-checksums``,
+  ``scripts/pin_checksums.py``, writes the pin itself).
 
-Exit status: 0 verified, 1 verification or download failed, 2 the pin has no usable
-sha256 (or no asset for this platform).
+Exit status: 0 verified, 1 verification or download failed (a mismatch, or a checksum
+file without the asset's line), 2 the pin is unusable (no asset for this platform, a URL
+that is not https, a malformed sha256).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +48,7 @@ PIN = REPO / "reference" / "rke-binary.json"
 SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK = 1 << 20
 TIMEOUT_S = 120
+MAX_SUMS = 1 << 20  # a checksum file is a few lines; read no more than this
 
 Opener = Callable[[str], IO[bytes]]
 
@@ -70,11 +80,32 @@ def platform_key(system: str | None = None, machine: str | None = None) -> str:
     return f"{system}-{arch.get(machine, machine)}"
 
 
-def asset_for(pin: dict[str, Any], key: str) -> tuple[str, str]:
-    """``(url, sha256)`` of the pinned asset for ``key``.
+def https_open(url: str) -> IO[bytes]:
+    if not url.startswith("https://"):
+        raise VerifyError(f"refusing to download over anything but https: {url}")
+    response: IO[bytes] = urllib.request.urlopen(url, timeout=TIMEOUT_S)
+    final = getattr(response, "url", url)
+    if not str(final).startswith("https://"):
+        response.close()
+        raise VerifyError(f"{url} redirected to a non-https URL: {final}")
+    return response
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One pinned release asset; ``sha256`` None while no checksum is recorded."""
+
+    key: str
+    name: str
+    url: str
+    sha256: str | None
+
+
+def asset_for(pin: dict[str, Any], key: str) -> Asset:
+    """The pinned asset for platform ``key``.
 
     Raises PinError when the platform has no asset, the URL is not https, or the sha256
-    is missing or not 64 lowercase hex digits: nothing is downloaded without a hash.
+    is neither null (not recorded yet) nor 64 lowercase hex digits.
     """
     version = pin.get("version", "?")
     asset = pin["assets"].get(key)
@@ -84,14 +115,72 @@ def asset_for(pin: dict[str, Any], key: str) -> tuple[str, str]:
     url, digest = asset.get("url"), asset.get("sha256")
     if not isinstance(url, str) or not url.startswith("https://"):
         raise PinError(f"rke {version} {key}: asset URL must be https, got {url!r}")
-    if not isinstance(digest, str) or not SHA256.fullmatch(digest):
+    if digest is not None and (not isinstance(digest, str) or not SHA256.fullmatch(digest)):
         raise PinError(
-            f"rke {version} {key}: reference/rke-binary.json records no verified sha256 "
-            f"(got {digest!r}), so rke is not installed and `pulumi up` does not run. "
-            "Record the sha256 from the release's sha256sum.txt as docs/delivery.md "
-            "('Pinning rke') describes: `python scripts/fetch_rke.py record`."
+            f"rke {version} {key}: reference/rke-binary.json sha256 must be null or 64 "
+            f"lowercase hex digits, got {digest!r}"
         )
-    return url, digest
+    name = asset.get("name") or url.rsplit("/", 1)[-1]
+    return Asset(key, str(name), url, digest)
+
+
+def checksums_url(pin: dict[str, Any], asset: Asset) -> str:
+    """The release's ``sha256sum.txt``: https, and in the same release as the asset."""
+    url = pin.get("checksums_url")
+    if not isinstance(url, str) or not url.startswith("https://"):
+        raise PinError(f"rke {pin.get('version')}: checksums_url must be https, got {url!r}")
+    if url.rsplit("/", 1)[0] != asset.url.rsplit("/", 1)[0]:
+        raise PinError(f"{url} is not in the release of {asset.url}")
+    return url
+
+
+def published_sha256(pin: dict[str, Any], asset: Asset, *, opener: Opener = https_open) -> str:
+    """The asset's sha256 as the release's ``sha256sum.txt`` lists it.
+
+    Raises VerifyError when the file cannot be downloaded or has no line for the asset.
+    """
+    url = checksums_url(pin, asset)
+    try:
+        with opener(url) as stream:
+            text = stream.read(MAX_SUMS).decode("utf-8", "replace")
+    except OSError as err:
+        raise VerifyError(f"downloading {url} failed: {err}") from None
+    listed = parse_sha256sums(text).get(asset.name)
+    if listed is None:
+        raise VerifyError(f"{url} lists no {asset.name}: nothing to verify it against")
+    return listed
+
+
+def unpinned_warning(pin: dict[str, Any], asset: Asset) -> str:
+    return (
+        f"WARNING: reference/rke-binary.json records no sha256 for rke {pin.get('version')} "
+        f"{asset.key}: {asset.name} is verified against the release's published "
+        f"{pin.get('checksums_url')} only (trusting GitHub at download time, not a reviewed "
+        "pin). Record the pin: `make pin-checksums`, review and commit the result "
+        "(docs/first-deploy.md)."
+    )
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
+    if os.environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the run's summary
+        print(f"::warning title=rke checksum not pinned::{text}", file=sys.stderr)
+
+
+def expected_sha256(
+    pin: dict[str, Any],
+    asset: Asset,
+    *,
+    opener: Opener = https_open,
+    warn: Callable[[str], None] = _warn,
+) -> str:
+    """The sha256 ``asset`` must have: the pinned one, which takes precedence (the
+    release's file is then not even read); else the release's published one, warned."""
+    if asset.sha256 is not None:
+        return asset.sha256
+    digest = published_sha256(pin, asset, opener=opener)
+    warn(unpinned_warning(pin, asset))
+    return digest
 
 
 def sha256_of(stream: IO[bytes], sink: IO[bytes] | None = None) -> str:
@@ -102,17 +191,6 @@ def sha256_of(stream: IO[bytes], sink: IO[bytes] | None = None) -> str:
         if sink is not None:
             sink.write(chunk)
     return digest.hexdigest()
-
-
-def _https_open(url: str) -> IO[bytes]:
-    if not url.startswith("https://"):
-        raise VerifyError(f"refusing to download over anything but https: {url}")
-    response: IO[bytes] = urllib.request.urlopen(url, timeout=TIMEOUT_S)
-    final = getattr(response, "url", url)
-    if not str(final).startswith("https://"):
-        response.close()
-        raise VerifyError(f"{url} redirected to a non-https URL: {final}")
-    return response
 
 
 def check_version(binary: Path, version: str) -> str:
@@ -137,8 +215,9 @@ def install(
     *,
     pin: dict[str, Any],
     key: str | None = None,
-    opener: Opener = _https_open,
+    opener: Opener = https_open,
     version_check: bool = True,
+    warn: Callable[[str], None] = _warn,
 ) -> Path:
     """Download, verify and install the pinned rke as ``dest/rke``; return its path.
 
@@ -146,7 +225,9 @@ def install(
     after its sha256 matched, so a failed or tampered download never lands on PATH.
     Raises PinError (no usable pin) or VerifyError (mismatch, download failure).
     """
-    url, expected = asset_for(pin, key or platform_key())
+    asset = asset_for(pin, key or platform_key())
+    url = asset.url
+    expected = expected_sha256(pin, asset, opener=opener, warn=warn)
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = dest / "rke"
     fd, tmp_name = tempfile.mkstemp(prefix=".rke-", dir=dest)
@@ -159,7 +240,8 @@ def install(
             raise VerifyError(f"downloading {url} failed: {err}") from None
         if not hmac.compare_digest(actual, expected):
             raise VerifyError(
-                f"{url}: sha256 {actual} does not match the pinned {expected}; "
+                f"{url}: sha256 {actual} does not match the "
+                f"{'pinned' if asset.sha256 else 'published'} {expected}; "
                 "the download was discarded"
             )
         tmp.chmod(0o755)
@@ -171,27 +253,39 @@ def install(
     return target
 
 
-def verify(path: Path, *, pin: dict[str, Any], key: str | None = None) -> str:
-    """Check a local binary against the pin; return its sha256. Raises PinError/VerifyError."""
-    _, expected = asset_for(pin, key or platform_key())
+def verify(
+    path: Path,
+    *,
+    pin: dict[str, Any],
+    key: str | None = None,
+    opener: Opener = https_open,
+    warn: Callable[[str], None] = _warn,
+) -> str:
+    """Check a local binary against the pin (or, unpinned, the release's published
+    sha256); return its sha256. Raises PinError/VerifyError."""
+    asset = asset_for(pin, key or platform_key())
+    expected = expected_sha256(pin, asset, opener=opener, warn=warn)
     with path.open("rb") as stream:
         actual = sha256_of(stream)
     if not hmac.compare_digest(actual, expected):
-        raise VerifyError(f"{path}: sha256 {actual} does not match the pinned {expected}")
+        which = "pinned" if asset.sha256 else "published"
+        raise VerifyError(f"{path}: sha256 {actual} does not match the {which} {expected}")
     return actual
 
 
 def parse_sha256sums(text: str) -> dict[str, str]:
-    """``{file name: sha256}`` from ``sha256sum`` output: ``<hex>  <name>`` or ``<hex> *<name>``."""
+    """``{file name: sha256}`` from a checksum file: ``sha256sum``'s ``<hex>  <name>`` or
+    ``<hex> *<name>`` (RKE2's ``scripts/checksum``), and RKE's ``<hex> <name>`` with one
+    space (its release workflow writes ``echo "$sum $file"``)."""
     sums: dict[str, str] = {}
     for line in text.splitlines():
-        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](?:\./)?(\S+)\s*", line)
+        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *]?(?:\./)?(\S+)\s*", line)
         if match:
             sums[match[2]] = match[1].lower()
     return sums
 
 
-def record(pin: dict[str, Any], *, opener: Opener = _https_open) -> dict[str, str]:
+def record(pin: dict[str, Any], *, opener: Opener = https_open) -> dict[str, str]:
     """``{platform: sha256}`` of every pinned asset, each checked against ``sha256sum.txt``.
 
     This only proves that the asset and the release's checksum file agree; the
@@ -231,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"installed {path} (rke {pin['version']}, sha256 verified)")
         elif args.command == "verify":
             digest = verify(args.file, pin=pin, key=args.platform)
-            print(f"{args.file}: sha256 {digest} matches the pin")
+            print(f"{args.file}: sha256 {digest} matches")
         else:
             print(json.dumps(record(pin), indent=2))
     except PinError as err:

@@ -13,19 +13,18 @@ import functools
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from scripts import fake_cloudflare
+from scripts import fake_cloudflare, stack_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "multicloud"
@@ -184,7 +183,10 @@ class _Mocks(pulumi.runtime.Mocks):
             )
         if self.preview:
             return "", {k: v for k, v in args.inputs.items() if k != "__provider"}
-        return f"{args.name}-id", fake_outputs(args.typ, args.name, args.inputs)
+        outputs = fake_outputs(args.typ, args.name, args.inputs)
+        if args.typ == "pulumi-python:dynamic/zerotier:Network":  # its id is the network id
+            return outputs["network_id"], outputs
+        return f"{args.name}-id", outputs
 
     def call(
         self, args: pulumi.runtime.MockCallArgs
@@ -249,6 +251,7 @@ class Run:
     registrations: list[Registration]
     outputs: dict[str, Any]
     error: BaseException | None = None
+    config_secrets: tuple[str, ...] = ()  # the values of the config's secret keys
     by_name: dict[str, Registration] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -271,6 +274,47 @@ def reveal(value: Any) -> Any:
     if isinstance(value, list):
         return [reveal(v) for v in value]
     return value
+
+
+# Inputs that carry a whole document (user-data, cluster.yml, a command's script): secret as
+# a whole, but masking them would hide everything; their secret parts are secrets elsewhere.
+_DOCUMENT_KEYS = frozenset({"userData", "stdin", "create", "update", "delete", "triggers"})
+
+
+def secret_strings(run: Run) -> list[str]:
+    """Every secret value of ``run`` as text, longest first: the config's secret keys,
+    secret-wrapped inputs (less whole documents, ``_DOCUMENT_KEYS``) and the outputs a
+    resource declares secret (keys, identities, tokens); for masking text that embeds them."""
+    found: set[str] = set(run.config_secrets)
+
+    def leaves(value: Any, inside_secret: bool) -> None:
+        if is_secret(value):
+            leaves(value.get("value"), True)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key not in _DOCUMENT_KEYS:
+                    leaves(item, inside_secret)
+        elif isinstance(value, list):
+            for item in value:
+                leaves(item, inside_secret)
+        elif inside_secret and isinstance(value, str):
+            found.add(value)
+
+    for r in run.registrations:
+        leaves(r.inputs, False)
+        for key in r.additional_secret_outputs:
+            if r.type not in ("command:local:Command", "command:remote:Command"):  # whole output
+                leaves(r.outputs.get(key), True)
+    return sorted((s for s in found if s and s != UNKNOWN), key=len, reverse=True)
+
+
+def masked_text(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every line of every secret (8 characters or more, as it appears
+    indented in YAML block scalars) replaced by ``[secret]``."""
+    lines = {line.strip() for secret in secrets for line in secret.splitlines()}
+    for line in sorted((x for x in lines if len(x) >= 8), key=len, reverse=True):
+        text = text.replace(line, "[secret]")
+    return text
 
 
 def masked(value: Any) -> Any:
@@ -314,7 +358,8 @@ def run_program(
         outputs = _stack_outputs()
     except Exception as err:  # the caller decides whether an error is expected
         error = err
-    return Run(monitor.registrations, outputs, error)
+    config_secrets = tuple(config[key] for key in secret_keys or () if key in config)
+    return Run(monitor.registrations, outputs, error, config_secrets)
 
 
 def _stack_outputs() -> dict[str, Any]:
@@ -338,30 +383,22 @@ def _stack_outputs() -> dict[str, Any]:
 
 
 def load_yaml_file(path: Path) -> Any:
-    """``yaml.safe_load`` of ``path``'s text; each distinct text is parsed once per process
-    (the test suite reads the same stack files hundreds of times) and every caller gets
-    its own deep copy, free to change."""
-    return copy.deepcopy(_parse_yaml(path.read_text()))
+    """``path`` read as the Pulumi CLI reads stack and project files (scripts/stack_yaml.py:
+    go-yaml v3's rules; StackFileError names file, line and column). Each distinct text is
+    parsed once per process (the test suite reads the same stack files hundreds of times)
+    and every caller gets its own deep copy, free to change."""
+    return copy.deepcopy(_parse_yaml(path.read_text(encoding="utf-8"), str(path)))
 
 
 @functools.lru_cache(maxsize=16)
-def _parse_yaml(text: str) -> Any:
-    return yaml.safe_load(text)
+def _parse_yaml(text: str, path: str) -> Any:
+    return stack_yaml.load(text, path)
 
 
 def project_schema() -> dict[str, Any]:
     """Pulumi.yaml's ``config`` section: key (without the project prefix) -> declaration."""
     schema: dict[str, Any] = load_yaml_file(ROOT / "Pulumi.yaml")["config"]
     return schema
-
-
-def _config_string(value: Any) -> str:
-    """A config value as the CLI hands it to the program: objects and lists as JSON."""
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
@@ -375,21 +412,26 @@ def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
     from components.config import CONDITIONAL_SECRETS, DECLARED_SECRETS, openstack_secret_key
 
     data = load_yaml_file(ROOT / f"Pulumi.{stack}.yaml") or {}
-    raw: dict[str, Any] = dict(data.get("config") or {})
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    raw = stack_yaml.config_section(data, PROJECT, path)
     config: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in raw.items():
-        full = key if ":" in key else f"{PROJECT}:{key}"
+    for full, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[full] = f"{PLACEHOLDER}-{full.split(':', 1)[1]}"
             secret_keys.append(full)
         else:
-            config[full] = _config_string(value)
+            config[full] = stack_yaml.config_string(value, full)
     for key, declared in project_schema().items():  # the CLI applies Pulumi.yaml defaults
         full = f"{PROJECT}:{key}"
         if full not in config and "default" in declared:
-            config[full] = _config_string(declared["default"])
-    sites = json.loads(config.get(f"{PROJECT}:sites", "{}"))
+            config[full] = stack_yaml.config_string(declared["default"], full)
+    try:  # a malformed `sites` is the program's to refuse, with the key's path
+        sites = json.loads(config.get(f"{PROJECT}:sites", "{}"))
+    except ValueError:
+        sites = {}
+    if not isinstance(sites, dict):
+        sites = {}
     wanted = list(DECLARED_SECRETS) + list(CONDITIONAL_SECRETS)
     wanted += [
         openstack_secret_key(n) for n, s in sites.items() if isinstance(s, dict) and s.get("auth")

@@ -21,7 +21,19 @@ import yaml
 from components.config import ClusterConfig, parse_config, raw_values, stack_failover_budget
 from components.diagram import architecture_mermaid
 from rke2 import config_yaml as rke2_config
-from scripts.offline import PROJECT, ROOT, Run, masked, reveal, run_program, stack_config
+from scripts.offline import (
+    PROJECT,
+    ROOT,
+    Run,
+    masked,
+    masked_text,
+    reveal,
+    run_program,
+    secret_strings,
+    stack_config,
+)
+from scripts.render_summary import checksum_warnings
+from scripts.stack_yaml import StackFileError
 
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
 
@@ -127,6 +139,8 @@ def render(stack: str, out: Path, engine: str | None = None) -> int:
     print(f"stack {stack}: {len(run.registrations)} resources\n")
     print(table)
     print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
+    for warning in checksum_warnings(parsed.settings.engine):  # loud: a banner on stderr
+        print(f"\n{'!' * 78}\nWARNING: checksum not pinned. {warning}\n{'!' * 78}", file=sys.stderr)
     return 0
 
 
@@ -152,10 +166,11 @@ def write(run: Run, parsed: ClusterConfig, target: Path) -> str:
         (target / "cluster.yml").write_text(cluster_yml(run))
     (target / "architecture.mmd").write_text(architecture_mermaid(parsed))
     (target / "resources.json").write_text(resources_json(run))
+    secrets = secret_strings(run)  # user-data embeds keys, identities and tokens
     for vm in run.registrations:
         if vm.type in VM_TYPES:
             (target / "user-data" / f"{vm.name}.yaml").write_text(
-                str(reveal(vm.inputs["userData"]))
+                masked_text(str(reveal(vm.inputs["userData"])), secrets)
             )
     return table + "\n" + reachability + "\n" + failover_text(parsed)
 
@@ -169,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (ROOT / f"Pulumi.{args.stack}.yaml").exists():
         print(f"no stack file Pulumi.{args.stack}.yaml", file=sys.stderr)
         return 2
-    return render(args.stack, args.out, args.engine or None)
+    try:
+        return render(args.stack, args.out, args.engine or None)
+    except StackFileError as err:  # as `pulumi` would refuse the file: no traceback
+        print(err, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

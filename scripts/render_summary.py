@@ -10,12 +10,17 @@ architecture diagram. Pure apart from reading the two directories::
 
 A missing or incomplete base directory (the base branch could not be
 rendered, e.g. before ``make render`` existed) is reported, not fatal.
+
+While the release checksum the stack's engine downloads against is not pinned in
+``reference/`` (``checksum_warnings``), the summary opens with a warning, as
+``make render`` does (``scripts/render.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import re
 import sys
 from pathlib import Path
@@ -27,6 +32,38 @@ RKE2 = "rke2/*.yaml"
 DIAGRAM = "architecture.mmd"
 # A step summary is capped at 1 MiB; keep every part well below it.
 MAX_DIFF_CHARS = 60_000
+# The checkout's reference files: this script runs as `python3 head/scripts/...`, so the
+# PR head's own (the standard library only, no project imports).
+REFERENCE = Path(__file__).resolve().parent.parent / "reference"
+
+
+def checksum_warnings(engine: str, reference: Path = REFERENCE) -> list[str]:
+    """What is downloaded for ``engine`` without a pinned sha256 in ``reference/``: the
+    rke binary (deploy jobs, ``scripts/fetch_rke.py``) or the RKE2 tarball (every node,
+    ``rke2/scripts.py``). Each is then verified against its release's published checksum
+    file only; empty when everything is pinned."""
+    if engine == "rke2":
+        release = json.loads((reference / "rke2-release.json").read_text(encoding="utf-8"))
+        artifacts = release["artifacts"]
+        if artifacts.get("tarball_sha256"):
+            return []
+        return [
+            f"RKE2 {release['version']}: no sha256 of {artifacts['tarball']} is pinned in "
+            f"reference/rke2-release.json, so every node verifies its download against the "
+            f"release's published {artifacts['checksums']} only (trusting GitHub at boot "
+            "time). Run `make pin-checksums`, review and commit reference/ "
+            "(docs/first-deploy.md)."
+        ]
+    pin = json.loads((reference / "rke-binary.json").read_text(encoding="utf-8"))
+    unpinned = [a["name"] for _, a in sorted(pin["assets"].items()) if not a.get("sha256")]
+    if not unpinned:
+        return []
+    return [
+        f"rke {pin['version']}: no sha256 of {', '.join(unpinned)} is pinned in "
+        "reference/rke-binary.json, so the deploy job verifies the download against the "
+        "release's published sha256sum.txt only (trusting GitHub at deploy time). Run "
+        "`make pin-checksums`, review and commit reference/ (docs/first-deploy.md)."
+    ]
 
 
 def fence(text: str, lang: str = "") -> str:
@@ -78,7 +115,7 @@ def _truncate(text: str, limit: int = MAX_DIFF_CHARS) -> str:
     return text[:cut] + f"... truncated: {len(text) - cut} more characters\n"
 
 
-def build_summary(stack: str, base: Path | None, head: Path) -> str:
+def build_summary(stack: str, base: Path | None, head: Path, reference: Path = REFERENCE) -> str:
     """The markdown for one stack. ``head`` must hold a complete render."""
     name = CLUSTER if (head / CLUSTER).is_file() or not (head / RKE2_DIR).is_dir() else RKE2
     missing = [n for n in (NODES, CLUSTER, DIAGRAM) if not (head / n).is_file()]
@@ -90,6 +127,8 @@ def build_summary(stack: str, base: Path | None, head: Path) -> str:
     base_cluster = cluster_document(base, name)
 
     parts = [f"## Offline render of stack `{stack}`\n"]
+    for warning in checksum_warnings("rke2" if name == RKE2 else "rke", reference):
+        parts.append(f"> [!WARNING]\n> **Checksum not pinned.** {warning}\n")
     parts.append(f"### Nodes (PR head)\n\n{(head / NODES).read_text(encoding='utf-8').strip()}\n")
 
     parts.append(f"### `{name}`: base branch -> PR head\n")

@@ -3,8 +3,7 @@
 The value is ``multicloud:engine`` in ``Pulumi.<stack>.yaml``, else the project default
 (``config.engine.default`` in ``Pulumi.yaml``: ``rke``), the same rule Pulumi applies to
 the program's config. The deploy workflow installs the ``rke`` binary only for ``rke``
-stacks: an RKE2 stack needs none, and the binary's pin (``reference/rke-binary.json``)
-fails closed while its checksum is unrecorded.
+stacks: an RKE2 stack needs none.
 
 Usage (prints the engine; when $GITHUB_OUTPUT is set, also writes ``engine=<value>``)::
 
@@ -22,7 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+try:
+    from scripts import stack_yaml
+except ImportError:  # run as `python scripts/stack_engine.py`: scripts/ is sys.path[0]
+    import stack_yaml  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "multicloud"
@@ -36,8 +38,8 @@ class EngineError(Exception):
 
 def _config(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+        doc = stack_yaml.load_file(path) or {}
+    except (OSError, stack_yaml.StackFileError) as err:
         raise EngineError(f"{path.name}: cannot read it ({err})") from None
     if not isinstance(doc, dict):
         raise EngineError(f"{path.name}: not a YAML mapping")

@@ -14,7 +14,9 @@ The world, as RKE would leave it:
   (``SaveFullStateToK8s`` after the control plane, ``cluster/state.go``);
 - ``etcd.json``: the etcd members (``{name: {"peer": url, "client": url}}``), and
   ``etcd-members.out``/``etcd-health.out``, what ``etcdctl`` prints for them;
-- ``snapshots/<name>.json``: etcd snapshots (with the state RKE puts in the archive).
+- ``snapshots/<name>.json``: etcd snapshots on the nodes (with the state RKE puts in the
+  archive); ``s3.json`` and ``s3/<name>.json``: an S3 bucket's settings and keys, and the
+  snapshots in it.
 
 ``rke up`` follows ``ClusterInit`` + ``ClusterUp``: it writes ``cluster.rkestate`` once
 the certificates exist (kept from the given state, a new CA otherwise), deploys them
@@ -43,7 +45,8 @@ written state and certificates (``isEtcdPlaneReplaced``). Control keys:
   ``services/etcd.go``) and URL-encoded, and kube-admin's key as the kubeconfig has it
   (``client-key-data``, also wrapped at 64 columns) and JSON-escaped
 
-Every call appends one JSON line to ``calls.jsonl``: the tool, its arguments, the
+Every start of a fake appends its command line to ``argv.log`` (``Sandbox.command_lines``),
+and every call one JSON line to ``calls.jsonl``: the tool, its arguments, the
 environment's keys, and for ``rke`` the config it read, the state it was given (and
 the fingerprint of that state's CA), file modes and its pid. Not recorded (answered by
 the shell wrapper, no Python start): ``rke --version`` and ``kubectl ... get``, whose
@@ -148,14 +151,19 @@ class Sandbox:
         self.world = tmp / "world"
         self.control = tmp / "control.json"
         self.calls_path = tmp / "calls.jsonl"
+        self.argv_path = tmp / "argv.log"
         self.bin.mkdir(parents=True, exist_ok=True)
         self.world.mkdir(exist_ok=True)
+        # every start of every fake, before anything else: its whole command line, as
+        # /proc/<pid>/cmdline shows it to any local user (a shell builtin: no PATH needed)
+        argv_line = f'printf \'%s\\n\' "$0 $*" >> "{self.argv_path}"\n'
         for tool in tools:
             exe = self.bin / tool
             if tool == "ssh":
                 script = (Path(__file__).parent / "fake_ssh.sh").read_text()
                 script = script.replace("@CALLS@", str(self.calls_path))
-                exe.write_text(script.replace("@WORLD@", str(self.world)))
+                shebang, rest = script.replace("@WORLD@", str(self.world)).split("\n", 1)
+                exe.write_text(f"{shebang}\n{argv_line}{rest}")
             else:
                 # `rke --version` answers from a file: the runner asks it on every run
                 fast = (
@@ -165,7 +173,7 @@ class Sandbox:
                     else _KUBECTL_GET.replace("@INGRESS@", str(self.world / "ingress"))
                 )
                 exe.write_text(
-                    f'#!/bin/sh\n{fast}FAKE_CONTROL="{self.control}" FAKE_ROOT="{ROOT}" '
+                    f'#!/bin/sh\n{argv_line}{fast}FAKE_CONTROL="{self.control}" FAKE_ROOT="{ROOT}" '
                     f'exec "{sys.executable}" "{_compiled()}" {tool} "$@"\n'
                 )
             exe.chmod(0o755)
@@ -223,6 +231,12 @@ class Sandbox:
             return []
         entries = [json.loads(ln) for ln in self.calls_path.read_text().splitlines()]
         return [e for e in entries if tool is None or e["tool"] == tool]
+
+    def command_lines(self) -> list[str]:
+        """Every fake's command line (``$0 $*``), one per start, in order."""
+        if not self.argv_path.exists():
+            return []
+        return self.argv_path.read_text().splitlines()
 
     def ups(self) -> list[dict[str, Any]]:
         return [c for c in self.calls("rke") if c["args"][:1] == ["up"]]
@@ -682,23 +696,52 @@ def _get_state_file(world: Path) -> int:
 def _restore(
     control: dict[str, Any], world: Path, config: dict[str, Any], args: list[str], given: str | None
 ) -> int:
-    """``cmd/etcd.go`` RestoreEtcdSnapshot: S3 settings from the flags when ``--s3``."""
+    """``RestoreEtcdSnapshotFromCli`` and ``RestoreEtcdSnapshot`` (``cmd/etcd.go``).
+
+    Where the S3 settings come from: with ``--s3`` the flags replace the file's whole S3
+    block (``setOptionsFromCLI``, ``setS3OptionsFromCLI`` in ``cmd/common.go``; the
+    endpoint defaults to ``s3.amazonaws.com``, empty flags stay unset); without it the
+    cluster.yml's ``services.etcd.backup_config.s3backupconfig`` is used as written.
+    ``PrepareBackup`` (``cluster/etcd.go``) downloads from S3 when there is a block and
+    falls back to the nodes' local copy when the download fails. The bucket is
+    ``world/s3.json`` (its settings and keys) and ``world/s3/<name>.json``; a download
+    with other settings or keys fails, as S3 refuses it.
+    """
     name = args[args.index("--name") + 1]
 
     def flag(option: str, default: str | None = None) -> str | None:
-        return args[args.index(option) + 1] if option in args else default
+        value = args[args.index(option) + 1] if option in args else default
+        return value or None
 
-    snapshot = world / "snapshots" / f"{name}.json"
     if "--s3" in args:
-        wanted = json.loads((world / "s3.json").read_text())
-        seen = {
+        s3: dict[str, Any] | None = {
             "endpoint": flag("--s3-endpoint", "s3.amazonaws.com"), "bucket": flag("--bucket-name"),
             "access_key": flag("--access-key"), "secret_key": flag("--secret-key"),
             "region": flag("--region"), "folder": flag("--folder"),
         }  # fmt: skip
-        if seen != wanted:
-            print(f"FATA[0001] failed to download snapshot [{name}] from s3", flush=True)
-            return 1
+    else:
+        block = ((config.get("services") or {}).get("etcd") or {}).get("backup_config") or {}
+        found = block.get("s3backupconfig")
+        s3 = None if found is None else {
+            "endpoint": found.get("endpoint") or None, "bucket": found.get("bucket_name") or None,
+            "access_key": found.get("access_key") or None,
+            "secret_key": found.get("secret_key") or None,
+            "region": found.get("region") or None, "folder": found.get("folder") or None,
+        }  # fmt: skip
+    snapshot = world / "snapshots" / f"{name}.json"
+    source = "local"
+    if s3 is not None:
+        # DownloadEtcdSnapshotFromS3 (services/etcd.go) logs the access key
+        where = f"[{s3['endpoint']}] using accesskey [{s3['access_key']}]"
+        print(f"INFO[0001] [etcd] Snapshot [{name}] will be downloaded from {where}", flush=True)
+        bucket = world / "s3.json"
+        copy = world / "s3" / f"{name}.json"
+        if bucket.exists() and json.loads(bucket.read_text()) == s3 and copy.exists():
+            snapshot.parent.mkdir(exist_ok=True)
+            snapshot.write_text(copy.read_text())
+            source = "s3"
+        else:
+            print(f"WARN[0001] failed to download snapshot [{name}] from s3", flush=True)
     if not snapshot.exists():
         print(f"FATA[0001] snapshot [{name}] not found", flush=True)
         return 1
@@ -715,7 +758,7 @@ def _restore(
     state["currentState"] = json.loads(json.dumps(state["desiredState"]))
     _write_state(state)
     write_secret(world, state)
-    (world / "restored").write_text(name)
+    (world / "restored").write_text(f"{name} from {source}")
     print(f"INFO[0100] Finished restoring snapshot [{name}] on all etcd hosts", flush=True)
     return 0
 

@@ -118,8 +118,13 @@ def test_init_creates_the_stack_then_up_and_preview_run_it(
     before = len(calls(fake))
     for line in commands:
         pasted = subprocess.run(
-            ["bash", "-c", line], env={**fake, "HOME": str(home)}, cwd=checkout,
-            capture_output=True, text=True, timeout=30, check=False,
+            ["bash", "-c", line],
+            env={**fake, "HOME": str(home)},
+            cwd=checkout,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         assert pasted.returncode == 0, (line, pasted.stderr)
     keys = [c["args"] for c in calls(fake)[before:]]

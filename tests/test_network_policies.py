@@ -182,7 +182,8 @@ METADATA = Host("169.254.169.254")
 NODE_TUNNEL = Host("10.42.7.0")  # a remote node's flannel.1 address
 
 FLOWS = [
-    ("updater resolves names", UPDATER, COREDNS, 53, "UDP", True),
+    ("updater asks CoreDNS, which it does not use", UPDATER, COREDNS, 53, "UDP", False),
+    ("updater asks another public resolver", UPDATER, Host("8.8.8.8"), 53, "UDP", False),
     ("updater calls the Cloudflare API", UPDATER, CLOUDFLARE_API, 443, "TCP", True),
     ("updater trace via 1.1.1.1", UPDATER, Host("1.1.1.1"), 443, "TCP", True),
     ("updater plain HTTP to Cloudflare", UPDATER, CLOUDFLARE_API, 80, "TCP", False),
@@ -231,6 +232,20 @@ FLOWS = [
 )
 def test_flows(src: Peer, dst: Peer, port: int, proto: str, expected: bool) -> None:
     assert allowed(POLICIES, src, dst, port, proto) is expected
+
+
+def test_the_updater_may_ask_the_resolvers_its_pod_spec_names() -> None:
+    # The resolvers come from the pod spec the program renders (dnsPolicy None, so only
+    # dnsConfig.nameservers are asked), not from the policy: the two must agree.
+    pod = workloads.updater_deployment(settings())["spec"]["template"]["spec"]
+    assert pod["dnsPolicy"] == "None"
+    nameservers = pod["dnsConfig"]["nameservers"]
+    assert nameservers
+    for ip in nameservers:
+        for proto in ("UDP", "TCP"):
+            assert allowed(POLICIES, UPDATER, Host(ip), 53, proto), (ip, proto)
+        assert not allowed(POLICIES, UPDATER, Host(ip), 80, "TCP"), ip
+        assert not allowed(POLICIES, APP, Host(ip), 53, "UDP"), ip
 
 
 def test_dns01_lets_the_controller_ask_authoritative_nameservers_and_nothing_more() -> None:

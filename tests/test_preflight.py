@@ -52,12 +52,14 @@ def prod_node(name: str, address: str) -> str:
 
 
 def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
+    # Sites come in name order: the CLI hands the program `sites` as Go's encoding/json
+    # writes it, keys sorted (scripts/stack_yaml.py), whatever order the file lists them in.
     direct = "direct: {} accepts 9993/udp from anywhere"
     same = "same site network: direct"
     assert table("prod") == [
         *(
             row("ssh", PUBLIC, prod_node(n, "public"), "22/tcp", FROM_SOURCES)
-            for n in ("ramnode-master-0", "ramnode-worker-0")
+            for n in ("digitalocean-master-0", "digitalocean-worker-0")
         ),
         *(
             row("ssh", HOME_LAN, prod_node(n, "LAN"), "22/tcp", FROM_LAN)
@@ -65,7 +67,7 @@ def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
         ),
         *(
             row("ssh", PUBLIC, prod_node(n, "public"), "22/tcp", FROM_SOURCES)
-            for n in ("digitalocean-master-0", "digitalocean-worker-0")
+            for n in ("ramnode-master-0", "ramnode-worker-0")
         ),
         # cluster.yml lists nodes by name: RKE's kubeconfig names digitalocean's master
         row(
@@ -78,18 +80,24 @@ def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
         row("kube-api", HOME_LAN, prod_node("home-master-0", "LAN"), "6443/tcp", FROM_LAN),
         row("kube-api", PUBLIC, prod_node("ramnode-master-0", "public"), "6443/tcp", FROM_SOURCES),
         CENTRAL,
-        row("overlay", "ramnode nodes", "ramnode nodes", "9993/udp", same),
-        row("overlay", "ramnode nodes", "home nodes", "9993/udp", direct.format("ramnode")),
-        row("overlay", "ramnode nodes", "digitalocean nodes", "9993/udp", direct.format("ramnode")),
-        row("overlay", "home nodes", "home nodes", "9993/udp", same),
-        row(
-            "overlay", "home nodes", "digitalocean nodes", "9993/udp", direct.format("digitalocean")
-        ),
         row("overlay", "digitalocean nodes", "digitalocean nodes", "9993/udp", same),
+        row(
+            "overlay", "digitalocean nodes", "home nodes", "9993/udp", direct.format("digitalocean")
+        ),
+        row(
+            "overlay",
+            "digitalocean nodes",
+            "ramnode nodes",
+            "9993/udp",
+            direct.format("digitalocean"),
+        ),
+        row("overlay", "home nodes", "home nodes", "9993/udp", same),
+        row("overlay", "home nodes", "ramnode nodes", "9993/udp", direct.format("ramnode")),
+        row("overlay", "ramnode nodes", "ramnode nodes", "9993/udp", same),
         row(
             "ingress",
             "internet",
-            prod_node("ramnode-worker-0", "public"),
+            prod_node("digitalocean-worker-0", "public"),
             "80,443/tcp",
             RECORD_TARGET,
         ),
@@ -98,7 +106,7 @@ def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
         row(
             "ingress",
             "internet",
-            prod_node("digitalocean-worker-0", "public"),
+            prod_node("ramnode-worker-0", "public"),
             "80,443/tcp",
             RECORD_TARGET,
         ),
@@ -107,25 +115,25 @@ def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
             "Cloudflare *.k8s.example.com",
             "2 public-ingress nodes",
             "-",
-            "first target mc-prod-ramnode-worker-0; the DNS updater "
+            "first target mc-prod-digitalocean-worker-0; the DNS updater "
             "(multicloud.io/public-ingress=true) keeps it on a live node",
         ),
         row(  # prod's certManager.solver is dns01: no HTTP-01 row
             "acme-dns01",
             "cert-manager controller (in the cluster)",
-            "Cloudflare API (api.cloudflare.com), zone example.com; its nameservers",
+            "Cloudflare API (api.cloudflare.com), zone example.com; DNS 1.1.1.1, 1.0.0.1",
             "443/tcp, 53",
             "TXT _acme-challenge.app.k8s.example.com with a token the program creates "
             "(DNS Write + Zone Read on example.com only, a secret in the cert-manager "
             "namespace); independent of the proxy and port 80",
         ),
         row(
-            "ingress-controller", CONTROLLER, SELECTOR, "-", "4 nodes (ramnode, home, digitalocean)"
+            "ingress-controller", CONTROLLER, SELECTOR, "-", "4 nodes (digitalocean, home, ramnode)"
         ),
         row(
             "longhorn",
             "Longhorn, 3 replicas",
-            "zones with schedulable nodes: ramnode, home, digitalocean",
+            "zones with schedulable nodes: digitalocean, home, ramnode",
             "-",
             "zone anti-affinity hard",
         ),
@@ -327,10 +335,13 @@ def test_dns01_is_broken_when_cert_managers_policy_blocks_the_cloudflare_api(
 
     def https_only(ranges: Any, dns01: bool = False) -> list[dict[str, Any]]:
         policies = network_policies.cert_manager_policies(ranges, dns01=False)
-        return policies  # 80/443 to the internet, but no DNS to the zone's nameservers
+        return policies  # 80/443 to the internet, but no DNS to the public resolvers
 
     monkeypatch.setattr(module, "cert_manager_policies", https_only)
-    blocked = r"certManager\.solver: cert-manager's NetworkPolicy does not allow 53/udp to 17"
+    blocked = (
+        r"certManager\.solver: cert-manager's NetworkPolicy does not allow "
+        r"53/udp to 2 of 2 DNS-01 resolvers \(first 1\.1\.1\.1/32\)"
+    )
     with pytest.raises(ConfigError, match=blocked):
         _prod_acme("dns01", proxied=True)
 

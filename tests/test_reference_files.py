@@ -18,7 +18,8 @@ def _tracked_text_files() -> list[Path]:
     return [
         ROOT / p
         for p in out.split("\0")
-        if p and Path(p).suffix in {".py", ".md", ".yml", ".yaml", ".json", ".sh", ".mjs", ""}
+        if p
+        and Path(p).suffix in {".py", ".md", ".yml", ".yaml", ".json", ".sh", ".mjs", ""}
         and (ROOT / p).is_file()
     ]
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import subprocess
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +63,9 @@ def crd_schema(path: Path) -> dict[str, Any]:
     [
         RkeSettings(),
         RkeSettings(
-            etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e", region="r", folder="f")),
+            etcd=EtcdSettings(
+                s3=EtcdS3Settings(bucket="mc-test-etcd", endpoint="e", region="r", folder="f")
+            ),
             ingress=IngressSettings(enabled=False),
         ),
     ],
@@ -78,7 +76,9 @@ def test_every_key_is_a_flag_of_the_pinned_release(rke: RkeSettings, schedulable
     cluster = config_yaml.ClusterSettings("mc-t", rke, schedulable)
     s3 = config_yaml.S3Credentials("ak", "sk")
     for node, server in ((A0, None), (B0, "https://10.147.1.10:9345"), (W0, "https://x:9345")):
-        document = config_yaml.node_config(node, cluster, token="t", server_url=server, s3=s3)
+        document = config_yaml.node_config(
+            node, cluster, token="t", agent_token="a", server_url=server, s3=s3
+        )
         role = config_yaml.role(node)
         assert config_yaml.unknown_keys(document, role) == []
         assert document["node-ip"] == node.zerotier_ip
@@ -110,24 +110,33 @@ def test_keys_rke2_would_drop_are_refused() -> None:
 
 def test_an_agent_must_join_and_s3_needs_credentials() -> None:
     with pytest.raises(ValueError, match="must join"):
-        config_yaml.node_config(W0, CLUSTER, token="t", server_url=None)
-    s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e")))
+        config_yaml.node_config(W0, CLUSTER, token="t", agent_token="a", server_url=None)
+    s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="mc-test-etcd", endpoint="e")))
     with pytest.raises(ValueError, match="S3 credentials"):
         config_yaml.node_config(
-            A0, config_yaml.ClusterSettings("c", s3, False), token="t", server_url=None
+            A0,
+            config_yaml.ClusterSettings("c", s3, False),
+            token="t",
+            agent_token="a",
+            server_url=None,
         )
 
 
 def test_masked_hides_every_secret_key() -> None:
-    s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="b", endpoint="e")))
+    s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="mc-test-etcd", endpoint="e")))
     cluster = config_yaml.ClusterSettings("c", s3, False)
-    secrets = ("t0k3n-9f", "acc3ss-9f", "s3cr3t-9f")
+    secrets = ("t0k3n-9f", "ag3nt-9f", "acc3ss-9f", "s3cr3t-9f")
     document = config_yaml.node_config(
-        A0, cluster, token=secrets[0], server_url=None, s3=config_yaml.S3Credentials(*secrets[1:])
+        A0,
+        cluster,
+        token=secrets[0],
+        agent_token=secrets[1],
+        server_url=None,
+        s3=config_yaml.S3Credentials(*secrets[2:]),
     )
     text = config_yaml.render(config_yaml.masked(document))
     assert not [s for s in secrets if s in text]
-    assert text.count("[secret]") == 3
+    assert text.count("[secret]") == 4
 
 
 def test_external_ip_dropin_writes_the_default_routes_source(tmp_path: Path) -> None:
@@ -162,16 +171,20 @@ def test_a_floating_ip_is_written_into_config_yaml_by_the_program() -> None:
     home = [n for n in config.nodes if n.site == "home"]
     for spec in home:
         files = rke2_files(
-            spec, config, plan, token="t" * 64, interface="ztabc", s3=None,
-            public_address="203.0.113.77",
+            spec, config, plan, token="t" * 64, agent_token="a" * 64, interface="ztabc",
+            s3=None, public_address="203.0.113.77",
         )  # fmt: skip
         assert yaml.safe_load(files.config_yaml)["node-external-ip"] == "203.0.113.77"
         assert files.external_ip_script is None
     with pytest.raises(ValueError, match="floating IP"):
-        rke2_files(home[0], config, plan, token="t" * 64, interface="ztabc", s3=None)
+        rke2_files(
+            home[0], config, plan, token="t" * 64, agent_token=None, interface="ztabc", s3=None
+        )
     # a public network keeps the boot-time drop-in, read from the node's own route
     ramnode = next(n for n in config.nodes if n.site == "ramnode")
-    files = rke2_files(ramnode, config, plan, token="t" * 64, interface="ztabc", s3=None)
+    files = rke2_files(
+        ramnode, config, plan, token="t" * 64, agent_token=None, interface="ztabc", s3=None
+    )
     assert "node-external-ip" not in yaml.safe_load(files.config_yaml)
     assert files.external_ip_script is not None and "169.254" not in files.external_ip_script
 
@@ -202,7 +215,9 @@ def test_an_existing_cluster_initializes_nothing_and_new_servers_join() -> None:
 
 def test_a_rebuilt_server_joins_another_one() -> None:
     plan = plan_join(
-        NODES, rebuild=[A0.name], previous=record(A0.name, B0.name, C0.name),
+        NODES,
+        rebuild=[A0.name],
+        previous=record(A0.name, B0.name, C0.name),
         kubernetes_version=VERSION,
     )
     assert plan.anchor == B0.name
@@ -238,6 +253,39 @@ def test_unsafe_changes_are_refused(
 ) -> None:
     with pytest.raises(JoinError, match=message):
         plan_join(nodes, rebuild=rebuild, previous=previous, kubernetes_version=VERSION)
+
+
+@pytest.mark.parametrize(
+    ("rebuild", "previous_nodes", "message"),
+    [
+        ([B0.name, W0.name], [], f"server {B0.name} leaves .* \\({W0.name}\\)"),
+        ([B0.name], ["mc-t-e-worker-0"], r"removed or rebuilt too \(mc-t-e-worker-0\)"),
+    ],
+)
+def test_a_server_leaves_alone(rebuild: list[str], previous_nodes: list[str], message: str) -> None:
+    """A rebuilt server with a rebuilt or removed worker in the same update is refused: the
+    worker's drain runs against the server stored at the previous update."""
+    previous = record(A0.name, B0.name, C0.name)
+    with pytest.raises(JoinError, match=message):
+        plan_join(
+            NODES, rebuild=rebuild, previous=previous, kubernetes_version=VERSION,
+            previous_nodes=[n.name for n in NODES] + previous_nodes,
+        )  # fmt: skip
+    # alone it works (quorum: two of three stay), and so do workers alone
+    for alone in ([B0.name], [W0.name]):
+        plan_join(
+            NODES, rebuild=alone, previous=previous, kubernetes_version=VERSION,
+            previous_nodes=[n.name for n in NODES],
+        )  # fmt: skip
+
+
+def test_the_anchor_drains_through_a_server_that_stays() -> None:
+    """The anchor's own drain command runs on another server; never on one that is rebuilt
+    (or new) in this update."""
+    previous = record(A0.name, B0.name, C0.name)
+    plan = plan_join(NODES, rebuild=[B0.name], previous=previous, kubernetes_version=VERSION)
+    assert plan.anchor == A0.name and plan.runner(A0.name) == C0.name
+    assert all(plan.runner(n.name) in plan.staying for n in NODES)
 
 
 def test_the_record_round_trips_and_refuses_foreign_values() -> None:
@@ -327,53 +375,7 @@ def test_controller_objects_are_the_release_asset() -> None:
 # --- scripts ---------------------------------------------------------------------------
 
 
-def _tarball(tmp_path: Path) -> tuple[Path, str]:
-    data = b"#!/bin/sh\necho rke2\n"
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(
-        fileobj=gz, mode="w"
-    ) as tar:
-        info = tarfile.TarInfo("bin/rke2")
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-    path = tmp_path / "rke2.linux-amd64.tar.gz"
-    path.write_bytes(buffer.getvalue())
-    return path, hashlib.sha256(buffer.getvalue()).hexdigest()
-
-
-def _install(tmp_path: Path, pinned: str | None, published: str, monkeypatch: Any) -> Any:
-    tarball, _ = _tarball(tmp_path)
-    sums = tmp_path / "sha256sum-amd64.txt"
-    sums.write_text(f"{published}  rke2.linux-amd64.tar.gz\n0000  rke2-images.tar.zst\n")
-    monkeypatch.setattr(scripts, "tarball_sha256", lambda version: pinned)
-    script = scripts.install_script(VERSION, "agent", "10.147.1.50")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PREFIX": str(tmp_path / "prefix"),
-        "MULTICLOUD_NO_START": "1",
-        "TARBALL_URL": f"file://{tarball}",
-        "SUMS_URL": f"file://{sums}",
-    }
-    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
-
-
-def test_install_refuses_without_a_recorded_checksum(tmp_path: Path, monkeypatch: Any) -> None:
-    _, digest = _tarball(tmp_path)
-    result = _install(tmp_path, None, digest, monkeypatch)
-    assert result.returncode != 0
-    assert "no verified sha256" in result.stderr
-    assert not (tmp_path / "prefix").exists()
-
-
-def test_install_verifies_against_release_and_pin(tmp_path: Path, monkeypatch: Any) -> None:
-    _, digest = _tarball(tmp_path)
-    ok = _install(tmp_path, digest, digest, monkeypatch)
-    assert ok.returncode == 0, ok.stderr
-    assert (tmp_path / "prefix" / "bin" / "rke2").exists()
-    wrong_pin = _install(tmp_path, "1" * 64, digest, monkeypatch)
-    assert wrong_pin.returncode != 0 and "pinned" in wrong_pin.stderr
-    wrong_release = _install(tmp_path, digest, "2" * 64, monkeypatch)
-    assert wrong_release.returncode != 0 and "release" in wrong_release.stderr
+# The install script's download and checksum checks: tests/test_checksums.py.
 
 
 def test_the_pinned_checksum_is_recorded_or_null() -> None:
@@ -389,7 +391,7 @@ def test_node_and_server_scripts_are_valid_sh_and_bounded() -> None:
     for script in (ready, leave, install):
         subprocess.run(["sh", "-n"], input=script, text=True, check=True)
     assert "deadline" in ready and all(n in ready for n in names)
-    assert "did not join" in ready and "kubectl drain \"$node\"" in leave
+    assert "did not join" in ready and 'kubectl drain "$node"' in leave
     assert "--timeout=300s" in leave and "delete node" in leave
     with pytest.raises(ValueError):
         scripts.cluster_ready_script(["Bad Name"], 600)
@@ -449,8 +451,9 @@ def test_preflight_knows_rke2s_ports_and_that_they_stay_off_the_internet(
     monkeypatch.setattr(
         SitePolicy,
         "admits",
-        lambda self, node, protocol, port, source: port == 10250
-        or admits(self, node, protocol, port, source),
+        lambda self, node, protocol, port, source: (
+            port == 10250 or admits(self, node, protocol, port, source)
+        ),
     )
     with pytest.raises(ConfigError, match=r"opens 10250/tcp .* to the internet"):
         parse_config(with_("engine", "rke2"))

@@ -174,7 +174,9 @@ rke_settings = st.builds(
     ),
     st.integers(10, 5000),
     st.integers(5, 20),
-    st.sampled_from([{}, {"s3": S3}, {"s3": {"bucket": "b", "endpoint": "e:9000", "folder": "f"}}]),
+    st.sampled_from(
+        [{}, {"s3": S3}, {"s3": {"bucket": "bkt", "endpoint": "e:9000", "folder": "f"}}]
+    ),
     st.lists(
         st.sampled_from(["1.1.1.1", "9.9.9.9", "2606:4700:4700::1111"]), min_size=1, max_size=3
     ),

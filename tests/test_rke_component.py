@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -16,6 +18,7 @@ from components.cluster_node import ClusterNode
 from components.nodes import NodeSpec
 from rke.cluster_yml import ClusterSettings
 from rke.component import RkeCluster, runner_commands
+from rke.etcd_leave import etcd_leave_script
 from rke.readiness import (
     dial_error_limit,
     dial_wait_seconds,
@@ -37,13 +40,15 @@ SETTINGS = ClusterSettings(
     kubernetes_version="v1.30.14-rancher1-1",
     flannel_iface="ztks575eoa",
     overlay_cidr="10.147.0.0/16",
-    rke=RkeSettings.model_validate({"etcd": {"s3": {"bucket": "b", "endpoint": "s3.example"}}}),
+    rke=RkeSettings.model_validate(
+        {"etcd": {"s3": {"bucket": "mc-etcd", "endpoint": "s3.example"}}}
+    ),
 )
 RESTORE = "rke_etcd_snapshot_2026-11-29T06:00:00Z"
 RESTORING = replace(
     SETTINGS,
     rke=RkeSettings.model_validate(
-        {"etcd": {"s3": {"bucket": "b", "endpoint": "s3.example"}},
+        {"etcd": {"s3": {"bucket": "mc-etcd", "endpoint": "s3.example"}},
          "restore": {"snapshot": RESTORE, "s3": True}}
     ),
 )  # fmt: skip
@@ -125,6 +130,11 @@ def by_type(recorder: Recorder, typ: str) -> list[Any]:
     return [r for r in recorder.requests if r.type == typ]
 
 
+def gates(recorder: Recorder) -> list[Any]:
+    """The readiness gates (the other remote commands remove etcd members)."""
+    return [r for r in by_type(recorder, "command:remote:Command") if r.name.endswith("-ready")]
+
+
 def urn_of(recorder: Recorder, typ: str, name: str) -> str:
     return next(urn for urn in recorder.resources if urn.endswith(f"{typ}::{name}"))
 
@@ -134,16 +144,16 @@ def test_command_depends_on_every_gate_and_is_parented(
 ) -> None:
     recorder, _ = recorded
     [command] = by_type(recorder, "command:local:Command")
-    gates = {r.name for r in by_type(recorder, "command:remote:Command")}
-    assert len(gates) == 4
-    gate_urns = {u for u in recorder.resources if u.split("::")[-1] in gates}
+    names = {r.name for r in gates(recorder)}
+    assert len(names) == 4
+    gate_urns = {u for u in recorder.resources if u.split("::")[-1] in names}
     assert gate_urns <= set(command.dependencies)
     assert command.parent.endswith("multicloud:rke:RkeCluster::mc")
 
 
 def test_each_gate_depends_on_its_vm_and_member(recorded: tuple[Recorder, dict[str, Any]]) -> None:
     recorder, _ = recorded
-    for gate in by_type(recorder, "command:remote:Command"):
+    for gate in gates(recorder):
         node = gate.name.removesuffix("-ready")
         deps = set(gate.dependencies)
         assert urn_of(recorder, "test:index:Vm", node) in deps
@@ -181,7 +191,7 @@ def test_the_readiness_gate_waits_its_bound_however_dials_fail(
     recorded: tuple[Recorder, dict[str, Any]],
 ) -> None:
     recorder, _ = recorded
-    for gate in by_type(recorder, "command:remote:Command"):
+    for gate in gates(recorder):
         connection = json_format.MessageToDict(gate.object)["connection"]
         connection = connection.get("value", connection)  # the provider marks it secret
         assert connection["dialErrorLimit"] == 188 and connection["perDialTimeout"] == 30
@@ -212,7 +222,7 @@ def test_stdout_is_secret_and_secrets_are_wrapped(
     assert S3_SECRET not in plain and "fakekeymaterial" not in plain
     assert S3_SECRET not in seen["cluster_yml"]
     assert seen["kubeconfig"] == "KUBECONFIG-TEXT"
-    for gate in by_type(recorder, "command:remote:Command"):
+    for gate in gates(recorder):
         connection = json_format.MessageToDict(gate.object)["connection"]
         assert SECRET_SIG in connection  # the provider marks the whole connection secret
 
@@ -255,3 +265,151 @@ def test_readiness_script_rejects_bad_inputs() -> None:
         readiness_script("n", "10.147.0.10", "zt0; rm -rf /")
     with pytest.raises(ValueError):
         readiness_script("n", "not-an-ip", "zt0")
+
+
+# --- the etcd member removal a rebuilt or removed master runs before its VM goes --------
+
+# A stand-in `docker` for RKE's etcd container, answering as etcdctl v3 does: `member list`
+# in the simple format (ctlv3/command/printer.go makeMemberListTable: hex ID, status, name,
+# peer URLs, client URLs, is learner, joined with ", "), `endpoint health --cluster` one line
+# per member (healthy on stdout, unhealthy on stderr and exit 1: ep_command.go), `member
+# remove <hex ID>`.
+FAKE_DOCKER = """#!{python}
+import json, sys
+world_path = {world!r}
+world = json.load(open(world_path))
+args = sys.argv[1:]
+if args[:2] == ["inspect", "etcd"]:
+    sys.exit(0 if world["container"] else 1)
+if args[:3] != ["exec", "etcd", "etcdctl"] or not world.get("running", True):
+    print("Error response from daemon: container etcd is not running", file=sys.stderr)
+    sys.exit(1)
+command = args[3:]
+members = world["members"]
+if command == ["member", "list"]:
+    for m in members:
+        url = "https://%s:2379" % m["ip"]
+        print(", ".join(["%x" % m["id"], "started", m["name"], "https://%s:2380" % m["ip"],
+                         url, "false"]))
+elif command == ["endpoint", "health", "--cluster"]:
+    bad = False
+    for m in members:
+        url = "https://%s:2379" % m["ip"]
+        if m["healthy"]:
+            print("%s is healthy: successfully committed proposal: took = 2ms" % url)
+        else:
+            print("%s is unhealthy: failed to commit proposal: context deadline exceeded" % url,
+                  file=sys.stderr)
+            bad = True
+    sys.exit(1 if bad else 0)
+elif command[:2] == ["member", "remove"]:
+    target = int(command[2], 16)
+    world["removed"].append(target)
+    world["members"] = [m for m in members if m["id"] != target]
+    json.dump(world, open(world_path, "w"))
+    print("Member %x removed from cluster 7e1d" % target)
+else:
+    sys.exit(2)
+"""
+
+
+def _etcd_world(tmp_path: Path, healthy: dict[str, bool], container: bool = True,
+                running: bool = True) -> Path:  # fmt: skip
+    world = tmp_path / "world.json"
+    members = [
+        {"id": 0x8E9E05C52164694D + i, "name": f"etcd-mc-{n}", "ip": f"10.147.0.{10 + i}",
+         "healthy": ok}
+        for i, (n, ok) in enumerate(healthy.items())
+    ]  # fmt: skip
+    world.write_text(json.dumps(
+        {"members": members, "removed": [], "container": container, "running": running}
+    ))  # fmt: skip
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable, world=str(world)))
+    docker.chmod(0o755)
+    return world
+
+
+def _leave(tmp_path: Path, node: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    result = subprocess.run(
+        ["sh", "-c", etcd_leave_script(node)], env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    return result, json.loads((tmp_path / "world.json").read_text())
+
+
+def test_a_leaving_master_is_removed_from_etcd_when_the_others_keep_quorum(
+    tmp_path: Path,
+) -> None:
+    _etcd_world(tmp_path, {"a": True, "b": True, "c": True})
+    result, world = _leave(tmp_path, "mc-b")
+    assert result.returncode == 0, result.stderr
+    assert [m["name"] for m in world["members"]] == ["etcd-mc-a", "etcd-mc-c"]
+    assert world["removed"] == [0x8E9E05C52164694D + 1]  # the hex ID reached etcdctl
+
+
+def test_a_dead_master_is_removed_too(tmp_path: Path) -> None:
+    _etcd_world(tmp_path, {"a": True, "b": False, "c": True})  # b's machine already died
+    result, world = _leave(tmp_path, "mc-b")
+    assert result.returncode == 0, result.stderr
+    assert "etcd-mc-b" not in [m["name"] for m in world["members"]]
+
+
+def test_removal_that_would_lose_quorum_is_refused_and_keeps_the_machine(
+    tmp_path: Path,
+) -> None:
+    _etcd_world(tmp_path, {"a": True, "b": True, "c": False})
+    result, world = _leave(tmp_path, "mc-b")
+    assert result.returncode != 0
+    assert "1 of the 2 other members are healthy (quorum 2)" in result.stderr
+    assert world["removed"] == [] and len(world["members"]) == 3
+
+
+def test_a_member_already_gone_or_a_runner_without_etcd_is_nothing_to_do(
+    tmp_path: Path,
+) -> None:
+    _etcd_world(tmp_path, {"a": True, "c": True})
+    result, world = _leave(tmp_path, "mc-b")
+    assert result.returncode == 0 and world["removed"] == []
+    assert "not an etcd member" in result.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    _etcd_world(other, {"a": True, "b": True, "c": True}, container=False)
+    result, world = _leave(other, "mc-b")  # rke up removed this master from etcd
+    assert result.returncode == 0 and world["removed"] == []
+
+
+def test_an_etcd_that_does_not_answer_keeps_the_machine(tmp_path: Path) -> None:
+    _etcd_world(tmp_path, {"a": True, "b": True, "c": True}, running=False)
+    result, world = _leave(tmp_path, "mc-b")
+    assert result.returncode != 0 and world["removed"] == []
+    assert "its machine is kept" in result.stderr
+
+
+def test_every_master_has_an_etcd_leave_command_on_another_master(
+    recorded: tuple[Recorder, dict[str, Any]],
+) -> None:
+    recorder, _ = recorded
+    leaves = [
+        r for r in by_type(recorder, "command:remote:Command") if r.name.endswith("-etcd-leave")
+    ]
+    assert {r.name.removesuffix("-etcd-leave") for r in leaves} == {
+        "mc-do-master-0", "mc-home-master-0", "mc-ramnode-master-0"
+    }  # fmt: skip
+    for leave in leaves:
+        node = leave.name.removesuffix("-etcd-leave")
+        inputs = json_format.MessageToDict(leave.object)
+        assert inputs["triggers"] == [f"{node}-id"] and leave.deleteBeforeReplace
+        assert f"member=etcd-{node}" in inputs["delete"]
+        assert urn_of(recorder, "test:index:Vm", node) in set(leave.dependencies)
+
+
+def test_the_only_master_refuses_to_leave(tmp_path: Path) -> None:
+    """Rebuilding the only master would delete the cluster's data with its machine."""
+    _etcd_world(tmp_path, {"a": True})
+    result, world = _leave(tmp_path, "mc-a")
+    assert result.returncode != 0 and world["removed"] == []
+    assert "the only etcd member" in result.stderr

@@ -59,8 +59,8 @@ def test_the_newest_certificate_is_the_last_one_signed(applied: tuple[str, str])
     # its notAfter (signing time + ten years), in either part of the state
     start = fake_rke.ca_not_before(bundle)
     later = first + dt.timedelta(hours=1) - dt.timedelta(days=3650)
-    state["currentState"]["certificatesBundle"]["kube-node"]["certificatePEM"] = (
-        fake_rke.x509_pem("kube-node", start, issued=later)
+    state["currentState"]["certificatesBundle"]["kube-node"]["certificatePEM"] = fake_rke.x509_pem(
+        "kube-node", start, issued=later
     )
     assert newest_certificate(state) == first + dt.timedelta(hours=1)
     # what does not parse as X.509 is no evidence

@@ -1043,17 +1043,19 @@ def _opener(files: dict[str, bytes]) -> Callable[[str], io.BytesIO]:
     return open_
 
 
-def test_rke_install_fails_closed_without_a_sha256(tmp_path: Path) -> None:
+def test_rke_install_without_a_pin_needs_the_release_checksum_line(tmp_path: Path) -> None:
+    """Unpinned, the release's sha256sum.txt must list the asset; otherwise nothing is
+    downloaded beyond that file and nothing installed (loopback runs: test_checksums.py)."""
     pin = _fake_pin(tmp_path, _FAKE_RKE, None)
     fetched: list[str] = []
 
     def opener(url: str) -> io.BytesIO:
         fetched.append(url)
-        return io.BytesIO(_FAKE_RKE)
+        return io.BytesIO(f"{'1' * 64} rke_darwin-amd64\n".encode())
 
-    with pytest.raises(fetch_rke.PinError, match="no verified sha256"):
+    with pytest.raises(fetch_rke.VerifyError, match="lists no rke_linux-amd64"):
         fetch_rke.install(tmp_path / "bin", pin=pin, key="linux-amd64", opener=opener)
-    assert not fetched and not (tmp_path / "bin" / "rke").exists()
+    assert fetched == [pin["checksums_url"]] and not (tmp_path / "bin" / "rke").exists()
     with pytest.raises(fetch_rke.PinError, match="no pinned asset for platform linux-riscv64"):
         fetch_rke.asset_for(_fake_pin(tmp_path, _FAKE_RKE, "0" * 64), "linux-riscv64")
 
@@ -1093,7 +1095,7 @@ def test_rke_record_checks_the_release_checksums(tmp_path: Path) -> None:
 
 def test_rke_cli_exit_codes(tmp_path: Path) -> None:
     pin_path = tmp_path / "pin.json"
-    pin_path.write_text(json.dumps(_fake_pin(tmp_path, _FAKE_RKE, None)))
+    pin_path.write_text(json.dumps(_fake_pin(tmp_path, _FAKE_RKE, "not-a-sha256")))
     args = ["--pin", str(pin_path), "--platform", "linux-amd64"]
     assert fetch_rke.main([*args, "install", "--dest", str(tmp_path / "bin")]) == 2
     binary = tmp_path / "rke"
@@ -1152,7 +1154,7 @@ def test_rke_is_installed_only_for_stacks_whose_engine_is_rke(tmp_path: Path) ->
         outputs = _engine_step_output(stack, tmp_path)
         assert outputs == {"engine": {"engine": "rke"}}, stack
         assert _step_runs(install.get("if"), outputs), stack
-    # an rke2 stack: the pin of the rke binary (null sha256: fails closed) is not in its way
+    # an rke2 stack: the rke binary is not downloaded at all
     assert not _step_runs(install.get("if"), {"engine": {"engine": "rke2"}})
 
 

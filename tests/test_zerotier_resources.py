@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import json_format
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime.rpc import UNKNOWN
+from pulumi.output import Unknown
 
 from components.overlay.zerotier import identity as identity_module
 from components.overlay.zerotier.central import CentralRateLimitError, NetworkNotFoundError
@@ -189,20 +189,28 @@ def test_adopting_a_missing_network_fails_clearly(central: FakeCentral) -> None:
 
 
 def test_only_the_adoption_target_replaces_a_network(central: FakeCentral) -> None:
+    # check() and diff() get an Unknown for a value not known yet in a preview
+    # (tests/test_dynamic_provider_grpc.py drives them through the SDK's server)
     provider = NetworkProvider()
     olds = network_props(central, network_id="8056c2e21c000001")
-    adopt = network_props(central, adopt_network_id="8056c2e21c000001")
+    adopt = network_props(central, adopt_network_id="8056c2e21c000002")
     assert provider.diff("x", olds, adopt).replaces == ["adopt_network_id"]
+    unknown = network_props(central, adopt_network_id=Unknown())
+    assert provider.diff("x", olds, unknown).replaces == ["adopt_network_id"]
+    # adopting the network it manages already: an update, never a replacement
+    itself = provider.diff("x", olds, network_props(central, adopt_network_id=olds["network_id"]))
+    assert itself.changes and itself.replaces == []
     cidr = network_props(central, cidr="10.148.0.0/16")
     assert provider.diff("x", olds, cidr).replaces == []
-    assert provider.diff("x", olds, network_props(central, cidr=UNKNOWN)).changes
+    computed = provider.diff("x", olds, network_props(central, cidr=Unknown(), mtu=Unknown()))
+    assert computed.changes and computed.replaces == []
 
 
 def test_network_check(central: FakeCentral) -> None:
     bad = network_props(central, adopt_network_id="XYZ", cidr="10.147.0.0/33", mtu=100.0)
     failures = NetworkProvider().check({}, bad).failures
     assert {f.property for f in failures} == {"adopt_network_id", "cidr", "mtu"}
-    unknown = network_props(central, cidr=UNKNOWN, adopt_network_id=UNKNOWN)
+    unknown = network_props(central, cidr=Unknown(), adopt_network_id=Unknown(), mtu=Unknown())
     assert NetworkProvider().check({}, unknown).failures == []
 
 
@@ -275,8 +283,12 @@ def test_member_identity_changes_replace(central: FakeCentral) -> None:
     provider = MemberProvider()
     node = member_props(central, "8056c2e21c000001", node_id="1c41190849")
     assert provider.diff("x", olds, node).replaces == ["node_id"]
-    network = member_props(central, UNKNOWN)
+    network = member_props(central, Unknown())
     assert provider.diff("x", olds, network).replaces == ["network_id"]
+    both = member_props(central, Unknown(), node_id=Unknown())
+    assert provider.diff("x", olds, both).replaces == ["network_id", "node_id"]
+    ip = provider.diff("x", olds, member_props(central, "8056c2e21c000001", ip=Unknown()))
+    assert ip.changes and ip.replaces == []
 
 
 def test_rate_limited_burst_during_member_create(central: FakeCentral) -> None:
@@ -294,7 +306,10 @@ def test_member_check(central: FakeCentral) -> None:
     bad = member_props(central, "8056c2e21c00000", node_id="zz", ip="10.147.0.300")
     failures = MemberProvider().check({}, bad).failures
     assert {f.property for f in failures} == {"network_id", "node_id", "ip"}
-    assert MemberProvider().check({}, member_props(central, UNKNOWN)).failures == []
+    unknown = member_props(central, Unknown(), node_id=Unknown(), ip=Unknown())
+    assert MemberProvider().check({}, unknown).failures == []
+    partly = member_props(central, Unknown(), node_id=Unknown(), ip="10.147.0.300")
+    assert [f.property for f in MemberProvider().check({}, partly).failures] == ["ip"]
 
 
 # --- pickling and registration ----------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from components.config.model import Cidr, ConfigModel
+from components.config.model import Bool, CidrList, ConfigModel
 
 
 class DeployerSettings(ConfigModel):
@@ -28,7 +28,7 @@ class DeployerSettings(ConfigModel):
             "`sshVia: private` nodes from the site's `lanCidr`. Unset: on no site's LAN."
         ),
     )
-    overlay: bool = Field(
+    overlay: Bool = Field(
         default=False,
         description=(
             "The deployer is a member of the cluster's ZeroTier network (an address in "
@@ -36,7 +36,7 @@ class DeployerSettings(ConfigModel):
             "overlay addresses."
         ),
     )
-    source_cidrs: list[Cidr] | None = Field(
+    source_cidrs: CidrList | None = Field(
         default=None,
         min_length=1,
         description=(

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from components.config.model import ConfigModel
+from components.config.model import Bool, ConfigModel, Int, dns_name_problem, printable
 
 # favonia/cloudflare-ddns 1.15.1: the fix for Cloudflare "error code: 1034" in cloudflare.trace,
 # and the first line supporting the CLOUDFLARE_* variable names used in workloads.py.
@@ -37,17 +37,42 @@ DEFAULT_TTL = 60
 _ZONE_ID = re.compile(r"^[0-9a-f]{32}$")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})+$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(rf"^[!-?A-~]+@{_LABEL}(\.{_LABEL})+$")  # printable ASCII, then a domain
 _SEMVER = r"\d+\.\d+\.\d+"
 _MOVING_TAGS = {"latest", "edge", "main", "master", "stable"}
 
 
+def _short_enough(name: str, field: str) -> str:
+    """``name`` if DNS can hold it (see ``dns_name_problem``)."""
+    problem = dns_name_problem(name)
+    if problem:
+        raise ValueError(f"{field} {printable(name)!r} is too long for DNS: {problem}")
+    return name
+
+
+# An image reference as the container runtimes parse it (distribution/reference's grammar,
+# reference/regexp.go): [registry[:port]/]path[:tag][@sha256:digest].
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REGISTRY = rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*(?::[0-9]+)?/)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?P<name>{_REGISTRY}{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?P<digest>@sha256:[0-9a-f]{64})?"
+)
+
+
 def _pinned_image(value: str, field: str) -> str:
     """An image reference with an explicit, non-moving tag (or a digest)."""
-    if "@sha256:" in value:
+    match = _IMAGE.fullmatch(value)
+    if not match or len(value) > 255:
+        raise ValueError(
+            f"{field} must be an image reference such as 'repo/image:1.2.3' "
+            f"(got {printable(value)!r})"
+        )
+    if match["digest"]:
         return value
-    name, sep, tag = value.rpartition(":")
-    if not sep or "/" in tag or not name:
+    tag = match["tag"]
+    if tag is None:
         raise ValueError(f"{field} must pin a tag, e.g. 'repo/image:1.2.3' (got {value!r})")
     if tag in _MOVING_TAGS or not re.fullmatch(rf"v?{_SEMVER}([-.+][0-9A-Za-z.-]+)?", tag):
         raise ValueError(f"{field} must pin an exact version tag like 1.2.3 (got {tag!r})")
@@ -65,7 +90,7 @@ class CloudflareSettings(ConfigModel):
             "zone, optionally *.<name> (a wildcard)."
         )
     )
-    proxied: bool = Field(
+    proxied: Bool = Field(
         False,
         description=(
             "Proxy the record through Cloudflare: visitors resolve Cloudflare's addresses, which "
@@ -73,14 +98,14 @@ class CloudflareSettings(ConfigModel):
             "ports passes; the TTL is Cloudflare's (1, automatic)."
         ),
     )
-    ttl: int | None = Field(
+    ttl: Int | None = Field(
         None,
         description=(
             "TTL in seconds of a DNS-only record: 60 to 86400 (Cloudflare's range outside "
             "Enterprise zones), default 60. Leave it out for a proxied record."
         ),
     )
-    edge_propagation_seconds: int = Field(
+    edge_propagation_seconds: Int = Field(
         10,
         ge=0,
         le=300,
@@ -121,8 +146,10 @@ class CloudflareSettings(ConfigModel):
     @classmethod
     def _zone(cls, value: str) -> str:
         if not _DOMAIN.fullmatch(value):
-            raise ValueError(f"cloudflare.zone must be a domain like example.com (got {value!r})")
-        return value
+            raise ValueError(
+                f"cloudflare.zone must be a domain like example.com (got {printable(value)!r})"
+            )
+        return _short_enough(value, "cloudflare.zone")
 
     @field_validator("record_name")
     @classmethod
@@ -131,9 +158,9 @@ class CloudflareSettings(ConfigModel):
         if not _DOMAIN.fullmatch(base):
             raise ValueError(
                 "cloudflare.recordName must be a lowercase FQDN without trailing dot, "
-                f"optionally starting with '*.' (got {value!r})"
+                f"optionally starting with '*.' (got {printable(value)!r})"
             )
-        return value
+        return _short_enough(value, "cloudflare.recordName")
 
     @model_validator(mode="after")
     def _record_in_zone(self) -> CloudflareSettings:
@@ -174,13 +201,13 @@ class CloudflareSettings(ConfigModel):
 class UpdaterSettings(ConfigModel):
     """The in-cluster favonia/cloudflare-ddns Deployment that moves the record."""
 
-    enabled: bool = Field(
+    enabled: Bool = Field(
         True, description="Run the DNS updater (needs cloudflare): the record follows a live node."
     )
     image: str = Field(
         DEFAULT_UPDATER_IMAGE, description="favonia/cloudflare-ddns image with an exact tag."
     )
-    update_interval_seconds: int = Field(
+    update_interval_seconds: Int = Field(
         60,
         ge=10,
         le=3600,
@@ -189,7 +216,7 @@ class UpdaterSettings(ConfigModel):
             "also how long a failed update waits for its retry. A new updater updates at once."
         ),
     )
-    toleration_seconds: int = Field(
+    toleration_seconds: Int = Field(
         30,
         ge=0,
         le=3600,
@@ -198,7 +225,7 @@ class UpdaterSettings(ConfigModel):
             "unreachable NoExecute taints: how long it stays on a node once that is tainted."
         ),
     )
-    startup_seconds: int = Field(
+    startup_seconds: Int = Field(
         20,
         ge=1,
         le=600,
@@ -223,7 +250,7 @@ class UpdaterSettings(ConfigModel):
 class CertManagerSettings(ConfigModel):
     """cert-manager from the jetstack chart plus Let's Encrypt ClusterIssuers."""
 
-    enabled: bool = Field(True, description="Install cert-manager and Let's Encrypt issuers.")
+    enabled: Bool = Field(True, description="Install cert-manager and Let's Encrypt issuers.")
     chart_version: str = Field(
         DEFAULT_CERT_MANAGER_CHART, description="jetstack/cert-manager chart, v1.15.0 or later."
     )
@@ -256,7 +283,12 @@ class CertManagerSettings(ConfigModel):
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         if value is not None and not _EMAIL.fullmatch(value):
-            raise ValueError(f"certManager.email is not an email address (got {value!r})")
+            raise ValueError(
+                f"certManager.email is not an email address such as ops@example.com "
+                f"(got {printable(value)!r})"
+            )
+        if value is not None:
+            _short_enough(value.split("@")[1], "certManager.email")
         return value
 
     @model_validator(mode="after")
@@ -272,9 +304,9 @@ class CertManagerSettings(ConfigModel):
 class LonghornSettings(ConfigModel):
     """Longhorn from its chart: the default StorageClass, replicas spread over sites."""
 
-    enabled: bool = Field(True, description="Install Longhorn as the default StorageClass.")
+    enabled: Bool = Field(True, description="Install Longhorn as the default StorageClass.")
     chart_version: str = Field(DEFAULT_LONGHORN_CHART, description="longhorn/longhorn chart.")
-    replicas: int | None = Field(
+    replicas: Int | None = Field(
         default=None, ge=1, le=10, description="Replicas per volume; default one per site, max 3."
     )
 
@@ -289,7 +321,7 @@ class LonghornSettings(ConfigModel):
 class AppSettings(ConfigModel):
     """A small example web app behind the RKE nginx ingress."""
 
-    enabled: bool = Field(True, description="Deploy the example app.")
+    enabled: Bool = Field(True, description="Deploy the example app.")
     image: str = Field(DEFAULT_APP_IMAGE, description="The app's image, with an exact tag.")
     host: str | None = Field(
         None,
@@ -305,8 +337,8 @@ class AppSettings(ConfigModel):
     @classmethod
     def _host(cls, value: str | None) -> str | None:
         if value is not None and not _DOMAIN.fullmatch(value):
-            raise ValueError(f"app.host must be a lowercase FQDN (got {value!r})")
-        return value
+            raise ValueError(f"app.host must be a lowercase FQDN (got {printable(value)!r})")
+        return value if value is None else _short_enough(value, "app.host")
 
 
 class EntrypointSettings(ConfigModel):
@@ -321,9 +353,10 @@ class EntrypointSettings(ConfigModel):
     )
     longhorn: LonghornSettings = Field(LonghornSettings(), description="Longhorn storage.")
     app: AppSettings = Field(AppSettings(), description="The example app.")
-    failover_bound_seconds: int | None = Field(
+    failover_bound_seconds: Int | None = Field(
         90,
         ge=1,
+        le=86400,
         description=(
             "Refuse the stack when the computed worst case for traffic to leave a dead ingress "
             "site exceeds this many seconds (make render prints the terms); null: no bound."

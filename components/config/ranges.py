@@ -127,6 +127,19 @@ def check_address_ranges(settings: ClusterSettings) -> None:
     _check_upstreams(settings.rke.dns_upstreams, [*fixed, overlay, pods, services], lans)
 
 
+def _unusable_resolver(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why no node can forward DNS queries to ``address``, or None (a public unicast one)."""
+    kinds = (
+        (address.is_unspecified, "the unspecified address (no host)"),
+        (address.is_loopback, "a loopback address (the node itself, inside CoreDNS's pod)"),
+        (address.is_link_local, "link-local (only reachable on one network segment)"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_reserved, "a reserved address (no host has it)"),
+        (not address.is_global, "not a public address (only reachable on its own network)"),
+    )
+    return next((why for unusable, why in kinds if unusable), None)
+
+
 def _check_upstreams(
     upstreams: Sequence[str], cluster: Sequence[Range], lans: Sequence[Range]
 ) -> None:
@@ -149,3 +162,10 @@ def _check_upstreams(
                     f"{address} lies in {lan.what}: CoreDNS runs on every site and the "
                     "other sites cannot reach it; use a resolver on the internet such as 1.1.1.1",
                 )
+        unusable = _unusable_resolver(address)
+        if unusable:
+            raise fail(
+                key,
+                f"{address} is {unusable}: CoreDNS on every node forwards to it, so it must "
+                "be a resolver every site reaches; use one on the internet such as 1.1.1.1",
+            )

@@ -14,13 +14,16 @@ import binascii
 import ipaddress
 import json
 import re
-import urllib.parse
+import typing
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import (
     BeforeValidator,
     Field,
@@ -36,7 +39,20 @@ from components.config.entrypoint import (
     IngressSite,
     failover_budget,
 )
-from components.config.model import NAMESPACE, Cidr, ConfigError, ConfigModel, fail
+from components.config.model import (
+    NAMESPACE,
+    Bool,
+    Cidr,
+    CidrList,
+    ConfigError,
+    ConfigModel,
+    Int,
+    Name,
+    check_https_url,
+    fail,
+    invisible_character,
+    printable,
+)
 from components.config.ranges import check_address_ranges
 from components.nodes import INGRESS_MODES, IngressMode, NodeSpec
 from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS, overlay_address, site_blocks
@@ -55,16 +71,30 @@ RKE_KUBERNETES_VERSIONS = rke_releases.supported_kubernetes_versions()
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 K8S_VERSION = re.compile(r"^v1\.\d+\.\d+-rancher\d+-\d+$")
 SSH_KEY = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com)"
-    r" ([A-Za-z0-9+/]+={0,3})(?: .*)?$"
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com)"
+    r" ([A-Za-z0-9+/]+={0,3})(?: (.*))?"
 )
-
-
-def _no_bool(value: Any) -> Any:
-    # YAML `true` would otherwise pass as the count 1.
-    if isinstance(value, bool):
-        raise ValueError("expected a whole number, got a boolean")
-    return value
+# OpenSSH (9.1 and later, Debian 12 ships 9.2) refuses RSA keys under 1024 bits:
+# RequiredRSASize's default is SSH_RSA_MINIMUM_MODULUS_SIZE (ssh.h, sshd_config(5)).
+MIN_RSA_BITS = 1024
+# useradd's rule for a user name (shadow's is_valid_user_name, libmisc/chkname.c): a
+# lower-case letter or '_', then letters, digits, '_' and '-', at most 32 characters.
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# Accounts and groups a Debian 12 node already has: base-passwd's static ones
+# (passwd.master, group.master), the daemons' of the cloud image (sshd, systemd, D-Bus,
+# polkit) and the docker group. cloud-init would give SSH to the daemon's identity, or
+# fail to create the user (useradd refuses a name whose group exists). root is refused
+# as before: the deployer logs in as an unprivileged user in the docker group. Names
+# starting with '_' are system accounts by Debian's convention.
+SYSTEM_ACCOUNTS = frozenset(
+    (
+        *("root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news"),
+        *("uucp", "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody"),
+        *("messagebus", "sshd", "polkitd", "tss", "uuidd", "tcpdump", "systemd-network"),
+        *("systemd-resolve", "systemd-timesync", "systemd-journal", "systemd-coredump"),
+        *("systemd-oom", "docker", "etcd", "sudo", "adm", "staff", "users"),
+    )
+)
 
 
 def _ingress_mode(value: Any) -> Any:
@@ -79,8 +109,15 @@ def _ingress_mode(value: Any) -> Any:
     return value
 
 
-Count = Annotated[int, BeforeValidator(_no_bool), Field(ge=0)]
+Count = Annotated[Int, Field(ge=0)]
 Ingress = Annotated[IngressMode, BeforeValidator(_ingress_mode)]
+# Cinder's largest volume size in GiB (cinder/api/validation/parameter_types.py,
+# volume_size: "maximum": constants.DB_MAX_INT), which Nova's boot-from-volume hands on.
+MAX_VOLUME_GB = 2**31 - 1
+# DigitalOcean slugs (regions nyc1, sizes s-2vcpu-4gb, images debian-12-x64) and the
+# UUID of a VPC.
+DO_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Wider than this is "the world" for adminCidrs and deployer.sourceCidrs: a /8 is the
 # largest block one organisation holds (a legacy class A), a /32 is an ISP's usual
 # IPv6 allocation (RIR minimum for an LIR).
@@ -91,18 +128,30 @@ class OpenStackAuth(ConfigModel):
     """Explicit OpenStack auth; the password or application-credential secret comes
     from the secret config key ``<site>OpenstackSecret``."""
 
-    auth_url: str = Field(description="Keystone URL, e.g. https://cloud.example.com:5000/v3.")
-    user_name: str | None = Field(
+    auth_url: str = Field(
+        description="Keystone URL, e.g. https://cloud.example.com:5000/v3; https only (the "
+        "password or application credential secret is sent to it)."
+    )
+    user_name: Name | None = Field(
         None, description="User for password auth (exclusive with applicationCredentialId)."
     )
-    project_name: str | None = Field(
+    project_name: Name | None = Field(
         None, description="Project to scope to; password auth needs it."
     )
-    user_domain_name: str | None = Field(None, description="Domain of the user (password auth).")
-    project_domain_name: str | None = Field(None, description="Domain of the project.")
-    application_credential_id: str | None = Field(
+    user_domain_name: Name | None = Field(None, description="Domain of the user (password auth).")
+    project_domain_name: Name | None = Field(None, description="Domain of the project.")
+    application_credential_id: Name | None = Field(
         None, description="Application credential id; its secret is `<site>OpenstackSecret`."
     )
+
+    @field_validator("auth_url")
+    @classmethod
+    def _auth_url(cls, value: str) -> str:
+        return check_https_url(
+            value,
+            "https://cloud.example.com:5000/v3",
+            "the OpenStack password or application credential secret goes to",
+        )
 
     @model_validator(mode="after")
     def _one_identity(self) -> OpenStackAuth:
@@ -116,7 +165,7 @@ class OpenStackAuth(ConfigModel):
 
 
 class SiteBase(ConfigModel):
-    site_id: int = Field(
+    site_id: Int = Field(
         ge=1,
         description="The site's /24 block of the overlay (siteId 2 -> 10.147.2.0/24); never "
         "change or reuse it: every node address derives from it.",
@@ -163,27 +212,28 @@ class SiteBase(ConfigModel):
 
 class OpenStackSiteConfig(SiteBase):
     kind: Literal["openstack"] = Field(description="The site's cloud: an OpenStack.")
-    cloud: str | None = Field(
+    cloud: Name | None = Field(
         None, description="Entry of clouds.yaml holding the credentials (exclusive with auth)."
     )
     auth: OpenStackAuth | None = Field(
         None, description="Explicit credentials instead of a clouds.yaml entry."
     )
-    region: str | None = Field(None, description="OpenStack region, if the cloud has several.")
-    image: str = Field(description="Image name for every VM (Debian 12), e.g. debian-12.")
-    flavor: str = Field(description="Flavor of every VM unless masterFlavor/workerFlavor say.")
-    master_flavor: str | None = Field(None, description="Flavor of masters (default: flavor).")
-    worker_flavor: str | None = Field(None, description="Flavor of workers (default: flavor).")
-    network: str = Field(description="Name of the network the VMs' ports are on.")
-    network_is_public: bool = Field(
+    region: Name | None = Field(None, description="OpenStack region, if the cloud has several.")
+    image: Name = Field(description="Image name for every VM (Debian 12), e.g. debian-12.")
+    flavor: Name = Field(description="Flavor of every VM unless masterFlavor/workerFlavor say.")
+    master_flavor: Name | None = Field(None, description="Flavor of masters (default: flavor).")
+    worker_flavor: Name | None = Field(None, description="Flavor of workers (default: flavor).")
+    network: Name = Field(description="Name of the network the VMs' ports are on.")
+    network_is_public: Bool = Field(
         False, description="The network's addresses are public (no floating IP needed)."
     )
-    floating_ip_pool: str | None = Field(
+    floating_ip_pool: Name | None = Field(
         None, description="Pool to give each VM a floating (public) IP from."
     )
-    boot_volume_gb: int | None = Field(
+    boot_volume_gb: Int | None = Field(
         default=None,
         ge=10,
+        le=MAX_VOLUME_GB,
         description="Boot from a volume of this size instead of the flavor's disk.",
     )
 
@@ -215,6 +265,26 @@ class DigitalOceanSiteConfig(SiteBase):
         None, description="VPC to put the droplets in (default VPC if unset)."
     )
 
+    @field_validator("region", "size", "master_size", "worker_size", "image")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and not DO_SLUG.fullmatch(value):
+            raise ValueError(
+                f"{printable(value)!r} is not a DigitalOcean slug such as nyc1, s-2vcpu-4gb "
+                "or debian-12-x64 (lower-case letters, digits, '.', '_' and '-')"
+            )
+        return value
+
+    @field_validator("vpc_uuid")
+    @classmethod
+    def _vpc(cls, value: str | None) -> str | None:
+        if value is not None and not UUID.fullmatch(value):
+            raise ValueError(
+                f"{printable(value)!r} is not a VPC id: expected its lower-case UUID as "
+                "`doctl vpcs list` prints it"
+            )
+        return value
+
     @property
     def has_public_address(self) -> bool:
         return True
@@ -244,7 +314,7 @@ class ClusterSettings(ConfigModel):
     overlay_cidr: Cidr = "10.147.0.0/16"
     ssh_user: str = "rke"
     ssh_public_key: str
-    admin_cidrs: list[Cidr] = Field(
+    admin_cidrs: CidrList = Field(
         min_length=1,
         description=(
             "Ranges allowed to reach SSH (22) and the Kubernetes API (6443) on public "
@@ -252,7 +322,7 @@ class ClusterSettings(ConfigModel):
             "only with `allowWideAdminCidrs`."
         ),
     )
-    masters_schedulable: bool = False
+    masters_schedulable: Bool = False
     rebuild: list[str] = Field(default_factory=list)
     zerotier_network_id: str | None = None
     zerotier_central_url: str = Field(
@@ -281,7 +351,7 @@ class ClusterSettings(ConfigModel):
             "`adminCidrs`."
         ),
     )
-    overlay_mtu: int | None = Field(
+    overlay_mtu: Int | None = Field(
         default=None,
         ge=1280,
         le=10000,
@@ -290,7 +360,7 @@ class ClusterSettings(ConfigModel):
             "network gets ZeroTier's default 2800 and an adopted one keeps its own."
         ),
     )
-    allow_wide_admin_cidrs: bool = Field(
+    allow_wide_admin_cidrs: Bool = Field(
         default=False,
         description=(
             "Accept `adminCidrs` or `deployer.sourceCidrs` wider than a /8 (IPv6: /32), such "
@@ -350,54 +420,72 @@ class ClusterSettings(ConfigModel):
     @field_validator("ssh_user")
     @classmethod
     def _ssh_user(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) or value == "root":
-            raise ValueError("expected a lower-case Linux user name other than root")
+        if not USER_NAME.fullmatch(value):
+            raise ValueError(
+                f"{printable(value)!r} is not a Linux user name: expected a lower-case letter, "
+                "then lower-case letters, digits, '_' and '-', at most 32 characters "
+                "(useradd's rule), e.g. rke"
+            )
+        if value in SYSTEM_ACCOUNTS or value.startswith(("_", "systemd-")):
+            raise ValueError(
+                f"{value!r} is {'root' if value == 'root' else 'a system account or group'} "
+                "on Debian nodes: the key would log in as it, or cloud-init would fail to "
+                "create it; pick a user of its own such as rke"
+            )
         return value
 
     @field_validator("ssh_public_key")
     @classmethod
     def _ssh_key(cls, value: str) -> str:
-        match = SSH_KEY.match(value.strip())
+        match = SSH_KEY.fullmatch(value.strip())
         if not match:
             raise ValueError(
-                "expected one OpenSSH public key line such as 'ssh-ed25519 AAAA... me@host'"
+                "expected one OpenSSH public key line such as 'ssh-ed25519 AAAA... me@host' "
+                "(a key type, its base64 body, an optional comment)"
+            )
+        problem = invisible_character(match.group(3) or "")
+        if problem:  # authorized_keys is line-based: a newline would start another key
+            raise ValueError(f"in the key's comment, {problem}: remove it")
+        key_type, body = match.group(1), match.group(2)
+        # The body is the wire encoding (RFC 4253 6.6): a length-prefixed copy of the key
+        # type, then the key's own fields. cryptography parses and checks all of it.
+        try:
+            blob = base64.b64decode(body + "=" * (-len(body) % 4))
+        except binascii.Error:
+            raise ValueError(
+                "the key's base64 body does not decode: paste the .pub file's line as "
+                "ssh-keygen wrote it"
+            ) from None
+        inner = blob[4 : 4 + int.from_bytes(blob[:4], "big")] if len(blob) >= 4 else b""
+        if inner != key_type.encode():
+            raise ValueError(
+                f"the key's body does not match its type: it says {key_type} but holds "
+                f"{inner[:40].decode('ascii', 'replace')!r}; paste the .pub file's line as "
+                "ssh-keygen wrote it"
             )
         try:
-            blob = base64.b64decode(match.group(2), validate=True)
-        except binascii.Error:
-            raise ValueError("the key's base64 body does not decode") from None
-        if blob[4 : 4 + len(match.group(1))] != match.group(1).encode():
-            raise ValueError("the key's body does not match its type")
+            key = serialization.load_ssh_public_key(f"{key_type} {body}".encode())
+        except (ValueError, UnsupportedAlgorithm) as err:
+            raise ValueError(
+                f"the key's body is not a valid {key_type} key ({err}): paste the .pub file's "
+                "line as ssh-keygen wrote it"
+            ) from None
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise ValueError(
+                f"a {key.key_size}-bit RSA key: the nodes' sshd refuses RSA keys under "
+                f"{MIN_RSA_BITS} bits (RequiredRSASize); use ssh-keygen -t ed25519"
+            )
         return value.strip()
 
     @field_validator("zerotier_central_url")
     @classmethod
     def _central_url(cls, value: str) -> str:
-        url = urllib.parse.urlsplit(value)
-        if url.scheme != "https" or not url.hostname:
-            raise ValueError(
-                f"expected an https:// URL such as https://api.zerotier.com/api/v1, got {value!r}: "
-                "the Central API token travels with every request and must not be sent in clear"
-            )
-        try:
-            port = url.port
-        except ValueError:
-            port = -1
-        if (
-            url.username is not None
-            or url.password is not None
-            or port not in (None, 443)
-            or url.query
-            or url.fragment
-            or any(c.isspace() for c in value)
-        ):
-            raise ValueError(
-                f"expected a plain https://<host>/<path> URL such as "
-                f"https://api.zerotier.com/api/v1, got {value!r}: no user info, port, query, "
-                "fragment or whitespace, so the host the token goes to is the one a reviewer "
-                "reads (the preflight's zerotier-central row)"
-            )
-        return value
+        return check_https_url(
+            value,
+            "https://api.zerotier.com/api/v1",
+            "the Central API token goes to (the preflight's zerotier-central row)",
+            port=False,
+        )
 
     @field_validator("zerotier_network_id")
     @classmethod
@@ -474,6 +562,11 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
+# What pydantic adds to an error's location for the member of a union it tried
+# (`int | str`: "int", "str", "function-before[_whole_number(), int]").
+_UNION_MEMBER = re.compile(r"str|int|float|bool|none|[a-z-]+\[.*\]")
+
+
 def _location(loc: Sequence[int | str]) -> str:
     """Pydantic's error location as the key path a person types with --path."""
     parts: list[str] = []
@@ -484,18 +577,23 @@ def _location(loc: Sequence[int | str]) -> str:
         # the discriminated union puts the kind tag after the site name; drop it
         if i == 2 and loc[0] == "sites" and item in ("openstack", "digitalocean"):
             continue
+        if i > 0 and not (i == 1 and loc[0] == "sites") and _UNION_MEMBER.fullmatch(item):
+            continue  # a union member's tag, not a key
         parts.append(("." if parts else "") + item)
     return "".join(parts)
 
 
 def _format(err: ValidationError) -> str:
-    lines = []
+    lines: list[str] = []
     for issue in err.errors():
         path = _location(issue["loc"])
         message = issue["msg"].removeprefix("Value error, ")
         key = re.match(r"^([a-zA-Z]+): ", message)
         if not path and key:  # a whole-model check names its key first
             path, message = key.group(1), message[key.end() :]
+        item = re.match(r"^(\[\d+\]): ", message)
+        if item:  # a whole-list check names the entry
+            path, message = path + item.group(1), message[item.end() :]
         if issue["type"] == "extra_forbidden":
             message = "unknown key (check its spelling against docs/config-reference.md)"
         elif issue["type"] == "union_tag_invalid":
@@ -506,7 +604,8 @@ def _format(err: ValidationError) -> str:
             message = "missing: expected 'openstack' or 'digitalocean'"
         elif issue["type"] == "missing":
             message = "missing: this key is required"
-        lines.append(f"{NAMESPACE}:{path}: {message}")
+        if not any(line.startswith(f"{NAMESPACE}:{path}: ") for line in lines):
+            lines.append(f"{NAMESPACE}:{path}: {message}")  # a union's first member speaks
     return "invalid stack config:\n  " + "\n  ".join(lines)
 
 
@@ -700,6 +799,7 @@ def _check_engine(settings: ClusterSettings) -> None:
     so it takes every sshVia."""
     if settings.engine != ENGINE:
         _check_rke_only_keys(settings)
+        _check_rke2_snapshots(settings)
         return
     for name, site in settings.sites.items():
         problem = ssh_via_problem(name, site.ssh_via)
@@ -709,6 +809,10 @@ def _check_engine(settings: ClusterSettings) -> None:
 
 # `multicloud:rke` keys only the RKE engine reads; with rke2 a set one would do nothing.
 RKE_ONLY_KEYS = {
+    "network_plugin": (
+        "networkPlugin",
+        "RKE2 always runs canal, the `cni` of rke2/config_yaml.py",
+    ),
     "dns_upstreams": ("dnsUpstreams", "RKE2's CoreDNS forwards to the nodes' resolvers"),
     "ssh_agent_auth": ("sshAgentAuth", "RKE2 has no SSH installer"),
     "restore": ("restore", "an RKE2 cluster is restored as docs/rke2.md describes"),
@@ -717,6 +821,21 @@ RKE_ONLY_UPGRADE_KEYS = {
     "max_unavailable_worker": "maxUnavailableWorker",
     "max_unavailable_controlplane": "maxUnavailableControlplane",
 }
+
+
+def _check_rke2_snapshots(settings: ClusterSettings) -> None:
+    """RKE2 takes snapshots on a cron schedule (``_snapshot_cron`` in rke2/config_yaml.py):
+    "0 */h * * *" restarts every midnight, so only an interval dividing 24 hours keeps the
+    gaps even (7 would give 7, 7, 7 and 3 hours), and a longer one is not expressible."""
+    hours = settings.rke.etcd.snapshot_interval_hours
+    if 24 % hours:
+        even = ", ".join(str(h) for h in range(1, 25) if 24 % h == 0)
+        raise _fail(
+            "rke.etcd.snapshotIntervalHours",
+            f"{hours} hours does not divide a day: RKE2 schedules snapshots with cron, every "
+            f"{hours} hours from midnight, so the gaps would be uneven; with engine rke2 use "
+            f"one of {even}",
+        )
 
 
 def _check_rke_only_keys(settings: ClusterSettings) -> None:
@@ -861,6 +980,8 @@ def raw_values(config: Mapping[str, str]) -> dict[str, Any]:
         if key in DECLARED_SECRETS + CONDITIONAL_SECRETS:
             continue
         value = config[full_key]
+        if key in SCALAR_KEYS:
+            value = _scalar(key, value)
         if key in OBJECT_KEYS:
             try:
                 value = json.loads(value, object_pairs_hook=_unique_keys)
@@ -869,8 +990,37 @@ def raw_values(config: Mapping[str, str]) -> dict[str, Any]:
                     f"invalid stack config:\n  {full_key}: expected a structured value "
                     "(set it with `pulumi config set --path`)"
                 ) from None
+            except ConfigError:
+                raise  # a duplicate key
+            except (RecursionError, ValueError) as err:  # nesting, or a 4300-digit number
+                raise ConfigError(
+                    f"invalid stack config:\n  {full_key}: not a value this program reads "
+                    f"({type(err).__name__}: {printable(str(err))}); give a plain map or list "
+                    "as docs/config-reference.md shows"
+                ) from None
         raw[key] = value
     return raw
+
+
+def _scalar(key: str, text: str) -> Any:
+    """A top-level value as the stack file wrote it: the CLI passes every scalar as text
+    ("2800", "true"), and the models take numbers and booleans only as such."""
+    field = ClusterSettings.model_fields[re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), key)]
+    kinds = _base_types(field.annotation)
+    if int in kinds and re.fullmatch(r"-?[0-9]{1,20}", text):
+        return int(text)
+    if bool in kinds and text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _base_types(annotation: Any) -> set[Any]:
+    """``Annotated[int, ...] | None`` -> {int, NoneType}."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _base_types(typing.get_args(annotation)[0])
+    if typing.get_args(annotation) and typing.get_origin(annotation) is not Literal:
+        return set().union(*(_base_types(a) for a in typing.get_args(annotation)))
+    return {annotation}
 
 
 def _secret(key: str, needed_for: str | None) -> pulumi.Output[str] | None:

@@ -47,7 +47,15 @@ class Overlay(pulumi.ComponentResource):
             base_url=central_url,
             opts=child,
         )
-        self.network_id = self.network.network_id
+        # Members and nodes follow the network's resource id (NetworkProvider returns the
+        # network id as the id), not its network_id output. In a preview the engine keeps a
+        # resource's id through an in-place update (pulumi pkg/resource/deploy/step.go
+        # UpdateStep.Apply) but hands back only the new inputs as its outputs, as dynamic
+        # providers do not support preview (sdk/go/common/resource/plugin/provider_plugin.go
+        # Update), so network_id would read unknown and every member preview as replaced
+        # after any change of the network's settings. The id is unknown only when the network
+        # is replaced: exactly when the members must be replaced too.
+        self.network_id = self.network.id
         # Known at preview when the network is adopted; computed once created otherwise.
         self.interface = (
             pulumi.Output.from_input(interface_name(network_id))

@@ -166,7 +166,7 @@ class ClusterServices(pulumi.ComponentResource):
             settings.cert_manager.chart_version,
             workloads.CERT_MANAGER_REPO,
             workloads.CERT_MANAGER_NAMESPACE,
-            workloads.cert_manager_values(),
+            workloads.cert_manager_values(dns01=self._dns01),
         )
         assert settings.cert_manager.email is not None  # validated when enabled
         deps: list[pulumi.Resource] = [release]

@@ -10,7 +10,9 @@ matched after kube-proxy's DNAT, so the API server is its endpoints' ``host:6443
 
 Per namespace (docs/security.md has the table):
 
-- ``cloudflare-ddns``: in nothing; out DNS and HTTPS to Cloudflare's published ranges.
+- ``cloudflare-ddns``: in nothing; out DNS to the public resolvers its pod spec names
+  (``workloads.UPDATER_NAMESERVERS``, not the cluster DNS) and HTTPS to Cloudflare's
+  published ranges.
 - ``example``: in from the ingress controller only (the app, and cert-manager's HTTP-01
   solver pods that appear there); out nothing.
 - ``cert-manager``: in the webhook's port from anywhere (the API server is a host process
@@ -166,17 +168,35 @@ def internet(ranges: ClusterRanges) -> Manifest:
 
 def updater_policies(
     ranges: Sequence[str] | None = None,
+    nameservers: Sequence[str] = workloads.UPDATER_NAMESERVERS,
 ) -> list[Manifest]:
-    """The DNS updater talks to Cloudflare's API (and its trace endpoint) over HTTPS only:
-    to ``ranges``, by default ``cloudflare_ranges()`` (the reference file)."""
+    """The DNS updater asks ``nameservers`` (UDP and TCP 53) and talks to Cloudflare's API
+    (and its trace endpoint) over HTTPS only: to ``ranges``, by default
+    ``cloudflare_ranges()`` (the reference file).
+
+    ``nameservers`` are the resolvers its pod spec names (``dnsPolicy: None``, see
+    ``workloads.UPDATER_NAMESERVERS`` for why not the cluster DNS); port 53 anywhere else,
+    kube-system's CoreDNS included, stays closed, so the policy and the pod use one path.
+    """
     ns = workloads.UPDATER_NAMESPACE
+    selector = {"matchLabels": {"app.kubernetes.io/name": workloads.UPDATER_NAME}}
+    resolvers = [{"ipBlock": {"cidr": f"{ipaddress.IPv4Address(ip)}/32"}} for ip in nameservers]
+    dns = {
+        "podSelector": selector,
+        "policyTypes": ["Egress"],
+        "egress": [{"to": resolvers, "ports": _ports("UDP", 53) + _ports("TCP", 53)}],
+    }
     peers = [{"ipBlock": {"cidr": cidr}} for cidr in (ranges or cloudflare_ranges())]
     cloudflare = {
-        "podSelector": {"matchLabels": {"app.kubernetes.io/name": workloads.UPDATER_NAME}},
+        "podSelector": selector,
         "policyTypes": ["Egress"],
         "egress": [{"to": peers, "ports": _ports("TCP", 443)}],
     }
-    return [default_deny(ns), allow_dns(ns), _policy(ns, "allow-cloudflare-api", cloudflare)]
+    return [
+        default_deny(ns),
+        _policy(ns, "allow-dns", dns),
+        _policy(ns, "allow-cloudflare-api", cloudflare),
+    ]
 
 
 def ingress_controller(engine: str) -> Manifest:

@@ -21,7 +21,10 @@ UPDATER_SECRET = "cloudflare-ddns-token"
 UPDATER_SECRET_KEY = "token"
 # The updater resolves api.cloudflare.com through Cloudflare's public resolvers, not the
 # cluster DNS: CoreDNS may have run on the dead site, and until its endpoints are dropped (or
-# its pods rescheduled, 300 s by default) half the lookups would go nowhere.
+# its pods rescheduled, 300 s by default) half the lookups would go nowhere. Failover is the
+# moment part of the cluster is gone, so the updater depends on no cluster service. Its
+# NetworkPolicy opens port 53 to exactly these and nowhere else
+# (network_policies.updater_policies; tests/test_netpol_connectivity.py checks the two agree).
 UPDATER_NAMESERVERS = ("1.1.1.1", "1.0.0.1")
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
@@ -32,6 +35,8 @@ CERT_MANAGER_TOKEN_KEY = "api-token"
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 LONGHORN_NAMESPACE = "longhorn-system"  # the Longhorn chart supports no other namespace
 LONGHORN_REPO = "https://charts.longhorn.io"
+LONGHORN_DATA_LOCALITY = "disabled"
+LONGHORN_ENGINE_REPLICA_TIMEOUT = 30  # seconds; longhorn-manager v1.8.1 allows 8 to 30
 
 APP_NAMESPACE = "example"
 APP_NAME = "whoami"
@@ -320,9 +325,27 @@ def app_url(settings: EntrypointSettings) -> str:
     return f"{scheme}://{settings.app_host}/"
 
 
-def cert_manager_values() -> Manifest:
-    """jetstack/cert-manager >= v1.15 values: install the CRDs, keep them on uninstall."""
-    return {"crds": {"enabled": True, "keep": True}}
+# The DNS-01 self-check's resolvers: public recursive resolvers only. By default cert-manager
+# v1.16 finds the zone's nameservers through /etc/resolv.conf (the cluster DNS, forwarding to
+# the node's resolver) and then asks them directly (pkg/issuer/acme/dns/util/wait.go,
+# checkDNSPropagation). Behind split-horizon DNS (home) that finds the LAN's view of the zone,
+# which never holds the challenge's TXT record, so the check waits forever. With
+# --dns01-recursive-nameservers-only it asks only these (cmd/controller/app/options/options.go;
+# entries are <ip>:<port>, internal/apis/config/controller/validation/validation.go).
+CERT_MANAGER_DNS01_RESOLVERS = ("1.1.1.1:53", "1.0.0.1:53")
+
+
+def cert_manager_values(dns01: bool = False) -> Manifest:
+    """jetstack/cert-manager >= v1.15 values: install the CRDs, keep them on uninstall; with
+    the DNS-01 solver, the controller's self-check asks public resolvers only (the chart
+    passes ``extraArgs`` to the controller verbatim, templates/deployment.yaml)."""
+    values: Manifest = {"crds": {"enabled": True, "keep": True}}
+    if dns01:
+        values["extraArgs"] = [
+            "--dns01-recursive-nameservers-only=true",
+            "--dns01-recursive-nameservers=" + ",".join(CERT_MANAGER_DNS01_RESOLVERS),
+        ]
+    return values
 
 
 def longhorn_replicas(settings: EntrypointSettings, zone_count: int) -> int:
@@ -352,10 +375,32 @@ def longhorn_values(settings: EntrypointSettings, zone_count: int, engine: str =
         # ingress-nginx (it shapes only the UI policy, which needs the chart's ingress).
         # network_policies.longhorn_policies() closes the namespace to other namespaces.
         "networkPolicies": {"enabled": True, "type": "rke2" if engine == "rke2" else "rke1"},
-        "persistence": {"defaultClass": True, "defaultClassReplicaCount": replicas},
+        # Data locality stays off: the v1 engine reads round-robin from every replica and
+        # writes to all (longhorn-engine v1.8.1 pkg/controller/replicator.go, ReadAt/WriteAt),
+        # so a local replica shortens no write and serves only its share of reads, while
+        # "best-effort" would copy a whole replica over the WAN after every move of a pod.
+        "persistence": {
+            "defaultClass": True,
+            "defaultClassReplicaCount": replicas,
+            "defaultDataLocality": LONGHORN_DATA_LOCALITY,
+        },
+        # Setting names and allowed values: reference/longhorn-settings.json (longhorn-manager
+        # v1.8.1 types/setting.go). docs/architecture.md, "Longhorn across sites", says why.
         "defaultSettings": {
             "defaultReplicaCount": replicas,
+            "defaultDataLocality": LONGHORN_DATA_LOCALITY,
+            "replicaSoftAntiAffinity": False,  # never two replicas of a volume on one node
             "replicaZoneSoftAntiAffinity": replicas > zone_count,
             "replicaAutoBalance": "best-effort",
+            # Kubernetes never force-deletes the pods of a node that is down: they stay
+            # Terminating and keep their volumes attached there. Longhorn force-deletes them
+            # once their grace period has run out (longhorn-manager v1.8.1
+            # controller/kubernetes_pod_controller.go, handlePodDeletionIfNodeDown), so the
+            # StatefulSet or Deployment starts them on another site.
+            "nodeDownPodDeletionPolicy": "delete-both-statefulset-and-deployment-pod",
+            # An I/O a replica has not answered within this is an error and the replica is
+            # dropped (rebuilt later, over the WAN). Longhorn's maximum, 30 s, rides out a
+            # ZeroTier path change (a path silent for 19 s ranks below every live one).
+            "engineReplicaTimeout": LONGHORN_ENGINE_REPLICA_TIMEOUT,
         },
     }

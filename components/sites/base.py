@@ -21,6 +21,21 @@ BOOT_ONLY = {
     "digitalocean": ["userData", "image", "sshKeys"],
 }
 
+# A node's old and new VM must never run side by side, so a VM (and an SSH key whose name
+# the cloud keeps unique) is replaced delete-first. Pulumi replaces create-first unless
+# `delete_before_replace` is set (pulumi sdk/python resource.py, ResourceOptions;
+# pkg/resource/deploy/step_generator.go, continueStepsFromDiff). Create-first would boot
+# the new OpenStack server on the node's pre-created port while the old one holds it:
+# Nova refuses (nova/network/neutron.py `_ports_needed_per_instance` raises PortInUse for
+# a port with a device_id, which servers.py `ServersController.create` answers with 409),
+# and on DigitalOcean two droplets would run the same ZeroTier identity and overlay
+# address until the update ends. Delete-first also deletes, before the VM, every
+# dependent that the replacement would replace (`calculateDependentReplacements`: a
+# dependent whose input comes from the VM and whose provider diff then says replace),
+# in reverse dependency order: that is how a node's leave command (drain, etcd member
+# removal; triggered by the VM's id) runs before its VM goes.
+REPLACE_DELETE_FIRST = True
+
 
 class UserData(Protocol):
     """The engine's cloud-init for one node: ``rke_user_data`` or
@@ -72,8 +87,14 @@ class CloudSite(pulumi.ComponentResource):
     def vm_options(
         self, kind: str, spec: NodeSpec, provider: pulumi.ProviderResource
     ) -> pulumi.ResourceOptions:
+        """A VM is replaced delete-first (``REPLACE_DELETE_FIRST``)."""
         ignore = [] if spec.name in self.args.rebuild else BOOT_ONLY[kind]
-        return pulumi.ResourceOptions(parent=self, provider=provider, ignore_changes=ignore)
+        return pulumi.ResourceOptions(
+            parent=self,
+            provider=provider,
+            ignore_changes=ignore,
+            delete_before_replace=REPLACE_DELETE_FIRST,
+        )
 
     def ssh_address(
         self,

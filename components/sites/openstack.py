@@ -33,8 +33,16 @@ class OpenStackSite(CloudSite):
         on_cloud = pulumi.ResourceOptions(parent=self, provider=self.provider)
         invoke = pulumi.InvokeOptions(provider=self.provider, parent=self)
 
+        # Nova keeps key pair names unique (nova/api/openstack/compute/keypairs.py, create:
+        # KeyPairExists -> 409), so a new key (sshPublicKey changed) replaces it delete-first.
+        # The VMs ignore `keyPair` after boot (BOOT_ONLY): no running VM is replaced with it.
         keypair = openstack.compute.Keypair(
-            f"{name}-ssh", name=prefix, public_key=args.ssh_public_key, opts=on_cloud
+            f"{name}-ssh",
+            name=prefix,
+            public_key=args.ssh_public_key,
+            opts=pulumi.ResourceOptions.merge(
+                on_cloud, pulumi.ResourceOptions(delete_before_replace=True)
+            ),
         )
         groups = {}
         for group, rules in args.policy.groups.items():

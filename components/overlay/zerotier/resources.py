@@ -23,7 +23,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.runtime.rpc import UNKNOWN
+from pulumi.output import contains_unknowns
 
 from .central import DEFAULT_BASE_URL, CentralClient, CentralNotFoundError, NetworkNotFoundError
 from .naming import is_network_id, is_node_id
@@ -45,8 +45,20 @@ def _pick(props: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {key: props.get(key) for key in keys}
 
 
+def _unknown(value: Any) -> bool:
+    """Not known yet. In a preview the engine sends the unknown sentinel for an input computed
+    from an output it does not know yet (a node id, a network id), and the SDK's provider
+    server hands check() and diff() a ``pulumi.output.Unknown`` for it, never the sentinel
+    string: pulumi/dynamic/__main__.py ``Check``/``Diff`` deserialize with
+    ``keep_unknowns=True``, and pulumi/runtime/rpc.py ``deserialize_property`` maps UNKNOWN
+    to ``Unknown()``. Create, update and delete only ever see known values."""
+    return contains_unknowns(value)
+
+
 def _changed(olds: dict[str, Any], news: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    return [key for key in keys if olds.get(key) != news.get(key)]
+    """Keys whose new value differs from the old one, or may: an unknown one counts as changed
+    (Pulumi's convention: a preview shows what may happen, the update decides on known values)."""
+    return [key for key in keys if _unknown(news.get(key)) or olds.get(key) != news.get(key)]
 
 
 def _is_ip(value: str) -> bool:
@@ -79,11 +91,12 @@ _MEMBER_RULES: _Rules = {
 
 
 def _failures(news: dict[str, Any], rules: _Rules) -> list[CheckFailure]:
-    """Check failures for the known inputs (unknown ones are checked once they are known)."""
+    """Check failures for the known inputs. An unknown one is not checked now: the engine
+    calls check() again in the update, once it is known, before create or update."""
     return [
         CheckFailure(key, f"{message}, got {news[key]!r}")
         for key, (valid, message) in rules.items()
-        if news.get(key) is not None and news[key] != UNKNOWN and not valid(news[key])
+        if news.get(key) is not None and not _unknown(news[key]) and not valid(news[key])
     ]
 
 
@@ -204,6 +217,12 @@ class NetworkProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = _changed(olds, news, ("adopt_network_id",))
+        adopt = news.get("adopt_network_id")
+        if adopt is not None and adopt == olds.get("network_id"):
+            # Adopting the very network this resource manages is an update: it stays, and is
+            # kept on delete from now on. Replaced (create first), the old state's delete
+            # would delete the network the new state just adopted.
+            replaces = []
         changed = _network_changes(olds, news)
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 

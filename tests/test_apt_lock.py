@@ -1,0 +1,352 @@
+"""First boot while another process holds apt's locks: the node's real bootstrap, run.
+
+The bootstrap script from the rendered user-data runs with the real ``apt-get``,
+``apt-mark`` and ``dpkg`` in a user, mount and network namespace, where tmp directories
+are bind-mounted over ``/etc/apt``, ``/var/lib``, ``/var/cache/apt``, ``/var/log`` and
+``/usr/local``'s ``sbin`` and ``lib`` (the files the user-data writes there). A local
+``file:`` repository of empty packages stands in for Debian's, Docker's and ZeroTier's;
+the commands that would change this machine (``systemctl``, ``modprobe``, ``sed`` on
+``/etc/fstab``...) are fakes on ``PATH`` that only log. Another process holds one of the
+locks, with the same ``fcntl`` write lock apt's ``GetLock`` takes (apt-pkg/contrib/
+fileutl.cc), as apt-daily, unattended-upgrades or a cloud's agent would at first boot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.cloud_init import (
+    BASE_PACKAGES,
+    BOOTSTRAP_DONE,
+    BOOTSTRAP_FAILED,
+    CONTAINERD_VERSION,
+    DOCKER_VERSION,
+    RKE2_EXTERNAL_IP,
+    RKE2_INSTALL,
+    ZEROTIER_VERSION,
+    OverlayFiles,
+    Rke2Files,
+    render_user_data,
+)
+from components.nodes import NodeSpec
+
+TIMEOUT = 120
+HOLD_SECONDS = 2.0  # how long the other process keeps its lock
+Hold = Callable[[Path, "float | None"], None]
+NODE = NodeSpec(
+    name="mc-home-worker-0",
+    site="home",
+    kind="worker",
+    index=0,
+    roles=("worker",),
+    size="g1.medium",
+    zerotier_ip="10.147.2.50",
+    ingress="none",
+)
+OVERLAY = OverlayFiles("8056c2e21c000001", "1c41190849:0:pub:priv", "1c41190849:0:pub")
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
+PINNED = {
+    "docker-ce": DOCKER_VERSION,
+    "docker-ce-cli": DOCKER_VERSION,
+    "containerd.io": CONTAINERD_VERSION,
+    "zerotier-one": ZEROTIER_VERSION,
+}
+# Where each lock is, relative to the tmp root (see ``Node``), and who takes it at boot.
+LOCKS = {
+    "dpkg-frontend": "var-lib/dpkg/lock-frontend",  # unattended-upgrades, apt-get install
+    "dpkg": "var-lib/dpkg/lock",  # dpkg itself
+    "lists": "var-lib/apt/lists/lock",  # apt-daily's apt-get update
+    "archives": "var-cache-apt/archives/lock",  # apt-daily's download of upgrades
+}
+# Commands the bootstrap runs that would change this machine: each only logs its arguments.
+FAKES = ("swapoff", "modprobe", "sysctl", "systemctl", "usermod", "sed")
+BINDS = {  # tmp root subdirectory -> where the namespace sees it
+    "etc-apt": "/etc/apt",
+    "var-lib": "/var/lib",
+    "var-cache-apt": "/var/cache/apt",
+    "var-log": "/var/log",
+    "usr-local-sbin": "/usr/local/sbin",
+    "usr-local-lib": "/usr/local/lib",
+    "fstab": "/etc/fstab",
+}
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"`{name}` is not installed (Debian: apt-get install apt dpkg util-linux)")
+    return path
+
+
+def _namespace() -> list[str]:
+    """A command prefix for a fresh user (mapped to root), mount and network namespace, or
+    (CI runners that restrict user namespaces) a mount and network namespace by sudo."""
+    unshare = _tool("unshare")
+    for prefix in ([unshare, "-rmn"], ["sudo", "-n", unshare, "-mn"]):
+        try:
+            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=TIMEOUT)
+        except FileNotFoundError:
+            continue
+        if ok.returncode == 0:
+            return prefix
+    pytest.fail(
+        "cannot create a mount namespace: enable unprivileged user namespaces "
+        "(sysctl kernel.apparmor_restrict_unprivileged_userns=0) or allow `sudo -n`"
+    )
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flat apt repository of empty packages: every one the bootstrap installs."""
+    base = tmp_path_factory.mktemp("repo")
+    packages = {name: "1.0" for name in BASE_PACKAGES} | PINNED
+    index = []
+    for i, (name, version) in enumerate(sorted(packages.items())):
+        tree = base / "build" / name
+        (tree / "DEBIAN").mkdir(parents=True)
+        (tree / "DEBIAN" / "control").write_text(
+            f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+            "Maintainer: multicloud tests <tests@example.invalid>\nDescription: stand-in\n"
+        )
+        deb = base / f"p{i}.deb"
+        subprocess.run(
+            [_tool("dpkg-deb"), "--root-owner-group", "-Zgzip", "--build", str(tree), str(deb)],
+            capture_output=True, timeout=TIMEOUT, check=True,
+        )  # fmt: skip
+        data = deb.read_bytes()
+        index.append(
+            f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+            f"Maintainer: multicloud tests <tests@example.invalid>\nFilename: ./{deb.name}\n"
+            f"Size: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
+            "Description: stand-in\n"
+        )
+    (base / "Packages").write_text("\n".join(index))
+    return base
+
+
+@dataclass
+class Run:
+    done: subprocess.CompletedProcess[str]
+    seconds: float
+    root: Path
+
+    def dpkg_status(self) -> dict[str, str]:
+        """Package -> its dpkg Status line ("hold ok installed", "install ok installed")."""
+        text = (self.root / "var-lib/dpkg/status").read_text()
+        status = {}
+        for stanza in text.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line[:40])
+            if "Package" in fields:
+                status[fields["Package"]] = fields["Status"]
+        return status
+
+    def faked(self) -> list[str]:
+        log = self.root / "fakes.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def state(self, path: str) -> Path:
+        return self.root / "var-lib" / Path(path).relative_to("/var/lib")
+
+
+class Node:
+    """A tmp root holding what the user-data writes, and apt's and dpkg's state."""
+
+    def __init__(self, root: Path, repo: Path, user_data: str) -> None:
+        self.root = root
+        for sub in (
+            "etc-apt/apt.conf.d", "etc-apt/sources.list.d", "etc-apt/preferences.d",
+            "etc-apt/trusted.gpg.d", "etc-apt/no-parts.d", "var-lib/dpkg/info",
+            "var-lib/dpkg/updates", "var-lib/dpkg/triggers", "var-lib/apt/lists/partial",
+            "var-cache-apt/archives/partial", "var-log", "usr-local-sbin", "usr-local-lib",
+            "bin", "tmp",
+        ):  # fmt: skip
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / "var-lib/dpkg/status").write_text("")
+        (root / "fstab").write_text("/swapfile none swap sw 0 0\n")
+        (root / "etc-apt/sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")
+        # The repositories the bootstrap adds (https, pinned keys) are out of reach in the
+        # namespace: apt reads only the local one, which holds their packages.
+        (root / "etc-apt/apt.conf.d/99test").write_text(
+            'APT::Sandbox::User "root";\n'
+            f'Dir::Etc::SourceParts "{root}/etc-apt/no-parts.d";\n'
+            'Acquire::Languages "none";\n'
+        )
+        for file in yaml.safe_load(user_data)["write_files"]:
+            for sub, target in BINDS.items():
+                if file["path"].startswith(target + "/"):
+                    path = root / sub / file["path"].removeprefix(target + "/")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(file["content"])
+                    path.chmod(int(file.get("permissions", "0644"), 8))
+        # Fetching the pinned keys is tested in tests/test_node_trust.py; RKE2's install
+        # in tests/test_rke2.py. Here they only log.
+        for stub in ("/usr/local/sbin/multicloud-apt-key", RKE2_INSTALL, RKE2_EXTERNAL_IP):
+            self._fake(root / "usr-local-sbin" / Path(stub).name)
+        for name in FAKES:
+            self._fake(root / "bin" / name)
+
+    def _fake(self, path: Path) -> None:
+        path.write_text(f'#!/bin/sh\necho "${{0##*/}} $*" >> {self.root}/fakes.log\n')
+        path.chmod(0o755)
+
+    def bootstrap(self, **env: str) -> Run:
+        binds = "\n".join(
+            f"mount --bind {self.root / sub} {target}" for sub, target in BINDS.items()
+        )
+        variables = {
+            "PATH": f"{self.root / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "TMPDIR": str(self.root / "tmp"),
+            "HOME": str(self.root),
+            **env,
+        }
+        command = [
+            *_namespace(), "env", "-i", *(f"{k}={v}" for k, v in variables.items()),
+            "sh", "-ec", f"{binds}\nexec /usr/local/sbin/multicloud-bootstrap",
+        ]  # fmt: skip
+        start = time.monotonic()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
+        return Run(done, time.monotonic() - start, self.root)
+
+
+# Takes the fcntl write lock apt's GetLock tests for (F_SETLKW), says so, keeps it a while.
+HOLDER = (
+    "import fcntl, sys, time\n"
+    "f = open(sys.argv[1], 'a')\n"
+    "fcntl.lockf(f, fcntl.LOCK_EX)\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
+
+
+@pytest.fixture
+def hold() -> Iterator[Hold]:
+    """``hold(path, seconds)``: another process takes apt's write lock on ``path`` (None:
+    until the test ends), and returns once it holds it."""
+    holders: list[subprocess.Popen[str]] = []
+
+    def take(path: Path, seconds: float | None) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(path), str(seconds or TIMEOUT)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        holders.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+
+    yield take
+    for proc in holders:
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+
+
+def _user_data(rke2: bool = False) -> str:
+    files = None
+    if rke2:
+        files = Rke2Files(
+            role="agent",
+            config_yaml="token: x\n",
+            install_script="#!/bin/sh\n",
+            external_ip_script="#!/bin/sh\n",
+        )
+    return render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY, rke2=files)
+
+
+def _assert_set_up(run: Run, pinned: dict[str, str]) -> None:
+    assert run.done.returncode == 0, run.done.stderr[-3000:]
+    status = run.dpkg_status()
+    for name in BASE_PACKAGES:
+        assert status.get(name) == "install ok installed", (name, status)
+    for name in pinned:
+        assert status.get(name) == "hold ok installed", (name, status)  # installed and held
+    assert run.state(BOOTSTRAP_DONE).exists() and not run.state(BOOTSTRAP_FAILED).exists()
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_the_bootstrap_waits_for_a_lock_held_at_boot_then_sets_the_node_up(
+    lock: str, repo: Path, tmp_path: Path, hold: Hold
+) -> None:
+    node = Node(tmp_path, repo, _user_data())
+    hold(tmp_path / LOCKS[lock], HOLD_SECONDS)
+    run = node.bootstrap(MULTICLOUD_APT_LOCK_TIMEOUT="60", MULTICLOUD_APT_RETRY_PAUSE="0.2")
+    _assert_set_up(run, PINNED)
+    assert run.seconds >= HOLD_SECONDS  # it waited for the lock rather than going around it
+    assert "usermod -aG docker rke" in run.faked()
+    assert "systemctl enable --now zerotier-one" in run.faked()
+
+
+def test_apt_mark_waits_for_a_lock_taken_between_the_install_and_the_hold(
+    repo: Path, tmp_path: Path
+) -> None:
+    # unattended-upgrades starts right after the install: `usermod` (between the install and
+    # the last `apt-mark hold`) starts a process that takes dpkg's frontend lock, so
+    # `apt-mark hold zerotier-one` meets it, in dpkg's --set-selections.
+    node = Node(tmp_path, repo, _user_data())
+    lock = tmp_path / LOCKS["dpkg-frontend"]
+    (tmp_path / "bin" / "usermod").write_text(
+        f'#!/bin/sh\necho "usermod $*" >> {tmp_path}/fakes.log\n'
+        f"{sys.executable} -c {shlex.quote(HOLDER)} {lock} {HOLD_SECONDS} > {tmp_path}/held &\n"
+        f"until grep -q held {tmp_path}/held; do sleep 0.05; done\n"
+    )
+    run = node.bootstrap(MULTICLOUD_APT_LOCK_TIMEOUT="60", MULTICLOUD_APT_RETRY_PAUSE="0.2")
+    _assert_set_up(run, PINNED)
+    assert "dpkg frontend lock was locked by another process" in run.done.stderr
+    assert "multicloud-apt: apt-mark hold zerotier-one failed (exit 100: another process" in (
+        run.done.stderr
+    )
+
+
+def test_the_rke2_bootstrap_waits_for_the_lock_too(repo: Path, tmp_path: Path, hold: Hold) -> None:
+    node = Node(tmp_path, repo, _user_data(rke2=True))
+    hold(tmp_path / LOCKS["dpkg-frontend"], HOLD_SECONDS)
+    run = node.bootstrap(MULTICLOUD_APT_LOCK_TIMEOUT="60", MULTICLOUD_APT_RETRY_PAUSE="0.2")
+    _assert_set_up(run, {"zerotier-one": ZEROTIER_VERSION})
+    assert run.seconds >= HOLD_SECONDS
+    assert "docker-ce" not in run.dpkg_status()
+    assert run.faked()[-1] == "multicloud-rke2-install "  # RKE2 last, after every package
+
+
+@pytest.mark.parametrize("lock", ["dpkg-frontend", "lists"])
+def test_a_lock_never_released_fails_the_bootstrap_within_the_bound_and_says_so(
+    lock: str, repo: Path, tmp_path: Path, hold: Hold
+) -> None:
+    node = Node(tmp_path, repo, _user_data())
+    hold(tmp_path / LOCKS[lock], None)
+    bound = 3
+    run = node.bootstrap(MULTICLOUD_APT_LOCK_TIMEOUT=str(bound), MULTICLOUD_APT_RETRY_PAUSE="0.2")
+    assert run.done.returncode != 0
+    assert bound - 1 <= run.seconds < bound + 15, run.seconds  # date +%s: whole seconds
+    err = run.done.stderr
+    assert f"still fails after {bound}s" in err and "lock" in err, err[-2000:]
+    assert "multicloud-bootstrap: FAILED" in err
+    marker = run.state(BOOTSTRAP_FAILED)
+    assert marker.exists() and "FAILED" in marker.read_text()
+    assert not run.state(BOOTSTRAP_DONE).exists()
+    # It stopped there: nothing after the failed apt call ran.
+    assert not run.dpkg_status()
+    assert not [line for line in run.faked() if line.startswith(("usermod", "multicloud-apt-key"))]
+    assert "systemctl enable --now docker iscsid" not in run.faked()
+
+
+def test_a_failure_that_is_not_a_lock_gives_up_after_a_few_tries(
+    repo: Path, tmp_path: Path
+) -> None:
+    # A pinned version the repository does not have: waiting cannot help, so the production
+    # lock bound (unset here) does not apply.
+    node = Node(tmp_path, repo, _user_data().replace(ZEROTIER_VERSION, "9.9.9"))
+    run = node.bootstrap(MULTICLOUD_APT_RETRY_PAUSE="0.2")
+    assert run.done.returncode != 0
+    assert run.seconds < 30, run.seconds
+    assert "zerotier-one=9.9.9" in run.done.stderr and "3 times; giving up" in run.done.stderr
+    assert run.state(BOOTSTRAP_FAILED).exists()
+    assert "docker-ce" not in run.dpkg_status()  # nothing of the failed install
+    assert not [line for line in run.faked() if line.startswith("usermod")]
