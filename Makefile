@@ -2,7 +2,7 @@
 # `make test` sets itself up on a fresh clone (venv, pip requirements, npm ci) and keeps
 # stamps so a second run does not redo it. Needs python3 (3.11+) with venv, git, node/npm,
 # gnupg, iproute2, util-linux (tests/test_node_trust.py, tests/test_apt_lock.py), curl
-# (tests/test_checksums.py) and Go 1.24+ for the tools in tools/ (README.md).
+# (tests/test_checksums.py) and Go 1.26+ for the tools in tools/ (README.md).
 STACK ?= prod
 # ENGINE=rke2 renders the stack with the other engine than its file says (make render only).
 VENV ?= venv
@@ -13,7 +13,7 @@ DEFAULT_BACKEND := file://$(CURDIR)/.pulumi-state
 PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
 .PHONY: setup render test lint typecheck unit docs up preview init bench bench-suite \
-	pin-checksums netpol-analyzer stack-config
+	pin-checksums pin-images netpol-analyzer stack-config tools versions
 
 # venv/ is also what `pulumi up` runs the program from (Pulumi.yaml runtime.options): its
 # runtime packages come from requirements.lock, every file checked against its sha256 and
@@ -36,13 +36,13 @@ node_modules/.installed: package.json package-lock.json
 # np-guard's netpol-analyzer, a NetworkPolicy evaluator nobody here wrote
 # (tests/test_netpol_connectivity.py), built from the Go module proxy at the version
 # tools/netpol-analyzer/go.mod pins (its go.sum checks every module's hash) into the
-# git-ignored .tools/, one binary per version: a second run builds nothing. Needs Go 1.24+.
+# git-ignored .tools/, one binary per version: a second run builds nothing. Needs Go 1.26+.
 NETPOL_ANALYZER_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/np-guard/netpol-analyzer \(v[^ ]*\).*|\1|p' tools/netpol-analyzer/go.mod)
 NETPOL_ANALYZER := .tools/bin/netpolicy-$(NETPOL_ANALYZER_VERSION)
 GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
 
 $(NETPOL_ANALYZER): tools/netpol-analyzer/go.mod tools/netpol-analyzer/go.sum
-	@test -n '$(GO)' || { echo "go is not installed: the tests need it to build np-guard's netpol-analyzer (Go 1.24 or later: Debian 13 apt-get install golang-go, or go.dev's tarball in /usr/local/go)" >&2; exit 1; }
+	@test -n '$(GO)' || { echo "go is not installed: the tests need it to build np-guard's netpol-analyzer (Go 1.26 or later, or go.dev's tarball in /usr/local/go)" >&2; exit 1; }
 	cd tools/netpol-analyzer && '$(GO)' build -mod=readonly -trimpath \
 		-o '$(CURDIR)/$@' github.com/np-guard/netpol-analyzer/cmd/netpolicy
 
@@ -54,10 +54,57 @@ PULUMI_SDK_VERSION := $(shell sed -n 's|^require github.com/pulumi/pulumi/sdk/v3
 STACK_CONFIG := .tools/bin/stack-config-$(PULUMI_SDK_VERSION)
 
 $(STACK_CONFIG): tools/stack-config/go.mod tools/stack-config/go.sum tools/stack-config/main.go
-	@test -n '$(GO)' || { echo "go is not installed: the tests need it to build tools/stack-config (Go 1.24 or later)" >&2; exit 1; }
+	@test -n '$(GO)' || { echo "go is not installed: the tests need it to build tools/stack-config (Go 1.26 or later)" >&2; exit 1; }
 	cd tools/stack-config && '$(GO)' build -mod=readonly -trimpath -o '$(CURDIR)/$@' .
 
 stack-config: $(STACK_CONFIG)
+
+# The real Pulumi engine for tests/engine/ (docs/testing.md, "The real engine"), built from
+# Go modules into .tools/pulumi-<CLI version>/bin/, never downloaded as a binary:
+#  - pulumi: the CLI, github.com/pulumi/pulumi/pkg/v3 ./cmd/pulumi at the version
+#    tools/pulumi/go.mod requires, with the upstream release flags (pulumi/pulumi
+#    .goreleaser.yml, build "pulumi": -trimpath, tags osusergo grpcnotrace, -ldflags
+#    "-w -s -X …/version.Version=v<version>"; scripts/go-wrapper.sh builds with CGO_ENABLED=0);
+#  - pulumi-language-python: the project's stand-in language host (tools/pulumi-language-python,
+#    the real one's module is not served), built on the SDK version requirements.lock pins;
+#  - pulumi-language-python-exec, pulumi-resource-pulumi-python: the Python SDK's own scripts,
+#    from that same sdk/v3 module's files (read-only in the module cache, hence install -m).
+# Each file is a target named by version: a second run builds nothing. The first build
+# took ~9 min on 2 shared cores (docs/testing.md).
+PULUMI_CLI_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/pulumi/pulumi/pkg/v3 \(v[^ ]*\).*|\1|p' tools/pulumi/go.mod)
+PULUMI_HOST_SDK_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/pulumi/pulumi/sdk/v3 \(v[^ ]*\).*|\1|p' tools/pulumi-language-python/go.mod)
+ENGINE_BIN := .tools/pulumi-$(PULUMI_CLI_VERSION)/bin
+ENGINE_TOOLS := $(ENGINE_BIN)/pulumi $(ENGINE_BIN)/pulumi-language-python \
+	$(ENGINE_BIN)/pulumi-language-python-exec $(ENGINE_BIN)/pulumi-resource-pulumi-python
+pulumi_build = cd $(1) && CGO_ENABLED=0 '$(GO)' build -mod=readonly -trimpath \
+	-tags osusergo,grpcnotrace \
+	-ldflags '-w -s -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$(2)' \
+	-o '$(CURDIR)/$@.tmp' $(3) && mv '$(CURDIR)/$@.tmp' '$(CURDIR)/$@'
+need_go = @test -n '$(GO)' || { echo "go is not installed: the engine tests need it to build the Pulumi CLI (Go 1.26 or later)" >&2; exit 1; }
+
+$(ENGINE_BIN)/pulumi: tools/pulumi/go.mod tools/pulumi/go.sum
+	$(need_go)
+	@mkdir -p $(@D)
+	$(call pulumi_build,tools/pulumi,$(PULUMI_CLI_VERSION),github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+
+$(ENGINE_BIN)/pulumi-language-python: tools/pulumi-language-python/go.mod \
+		tools/pulumi-language-python/go.sum tools/pulumi-language-python/main.go
+	$(need_go)
+	@mkdir -p $(@D)
+	$(call pulumi_build,tools/pulumi-language-python,$(PULUMI_HOST_SDK_VERSION),.)
+
+# The SDK's scripts, from the module directory of sdk/v3 at the version the host requires.
+$(ENGINE_BIN)/pulumi-language-python-exec: SDK_FILE := python/cmd/pulumi-language-python-exec
+$(ENGINE_BIN)/pulumi-resource-pulumi-python: SDK_FILE := python/dist/pulumi-resource-pulumi-python
+$(ENGINE_BIN)/pulumi-language-python-exec $(ENGINE_BIN)/pulumi-resource-pulumi-python: \
+		tools/pulumi-language-python/go.mod tools/pulumi-language-python/go.sum
+	$(need_go)
+	@mkdir -p $(@D)
+	cd tools/pulumi-language-python && '$(GO)' mod download github.com/pulumi/pulumi/sdk/v3
+	dir=$$(cd tools/pulumi-language-python && '$(GO)' list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3) \
+		&& install -m 0755 "$$dir/$(SDK_FILE)" $@
+
+tools: netpol-analyzer stack-config $(ENGINE_TOOLS)
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -72,7 +119,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-unit: setup netpol-analyzer stack-config
+unit: setup tools
 	$(VENV)/bin/pytest
 
 # Regenerate docs/config-reference.md from Pulumi.yaml and the config models.
@@ -84,6 +131,17 @@ docs: $(VENV)/.installed
 # Needs internet; review `git diff reference/` and commit it (docs/first-deploy.md).
 pin-checksums: $(VENV)/.installed
 	$(PY) -m scripts.pin_checksums
+
+# The registry digest of each image the program deploys (reference/images.json); standard
+# library only. Review and commit the file: the Deployments then pull by digest.
+pin-images:
+	python3 -m scripts.pin_images
+
+# What the cluster runs against its upstream support windows (reference/versions.json), a
+# status per row as of the table's as_of date; ARGS=--today for today's (docs/operations.md,
+# "Keeping versions supported"). Standard library only: no setup needed.
+versions:
+	python3 -m scripts.versions $(ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/identity_bench.py

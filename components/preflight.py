@@ -16,7 +16,8 @@ same objects the sites register) and derives every path the deployment needs:
   anywhere (a public address), otherwise a warning: both sides behind NAT depend on
   hole punching or ZeroTier's relays;
 - ``ingress`` / ``lan-ingress``: internet -> 80/443 on every public-ingress node (the DNS
-  record's possible targets), the site's LAN -> 80/443 on private-ingress nodes;
+  record's possible targets; from each of Cloudflare's ranges, and only those, when the
+  record is proxied), the site's LAN -> 80/443 on private-ingress nodes;
 - ``dns-record``: the Cloudflare record has a target;
 - ``acme-http01`` or ``acme-dns01``, after ``entrypoint.certManager.solver``: HTTP-01, Let's
   Encrypt's check reaches the app's host on 80 (through Cloudflare's edge when the record
@@ -27,7 +28,10 @@ same objects the sites register) and derives every path the deployment needs:
 - ``ingress-controller``: RKE's ingress-nginx DaemonSet and admission Jobs match a node
   whenever an Ingress is created (the admission webhook has failurePolicy Fail);
 - ``longhorn``: the replica count and zone anti-affinity fit the zones (sites) with
-  schedulable nodes.
+  schedulable nodes;
+- ``openstack-quota``: an OpenStack site's security-group rules, counted as Neutron counts
+  them, fit the quota the site declares (``securityGroupRuleQuota``; unset, a warning above
+  Neutron's default of 100).
 
 ``require_reachable`` raises ``ConfigError`` with one line per broken path, naming the
 config key to change and the fix; ``parse_config`` calls both, so every broken path
@@ -59,9 +63,12 @@ from components.services.workloads import (
 from components.sites.firewall import (
     API_PORT,
     HTTP_PORTS,
+    NEUTRON_DEFAULT_RULE_QUOTA,
     SSH_PORT,
     ZEROTIER_PORT,
     SitePolicy,
+    cloudflare_origin_ranges,
+    neutron_rule_count,
     site_policy,
 )
 
@@ -187,8 +194,10 @@ def plan_network(
     by_site: dict[str, list[NodeSpec]] = {name: [] for name in settings.sites}
     for node in nodes:
         by_site[node.site].append(node)
+    cloudflare = settings.entrypoint.cloudflare if settings.entrypoint else None
+    proxied = bool(cloudflare and cloudflare.proxied)
     firewall = {
-        name: site_policy(name, site, deployer, settings.admin_cidrs, by_site[name])
+        name: site_policy(name, site, deployer, settings.admin_cidrs, by_site[name], proxied)
         for name, site in settings.sites.items()
     }
     return NetworkPlan(deployer, firewall, preflight(settings, nodes, deployer, firewall))
@@ -222,6 +231,7 @@ def preflight(
         *check.cluster_port_paths(),
         *check.ingress_paths(),
         *check.in_cluster_paths(),
+        *check.quota_paths(),
     )
 
 
@@ -490,22 +500,56 @@ class _Check:
                         f"sites.{name}.ingress",
                     )
                 )
+        # A proxied record: the origin takes 80/443 from Cloudflare's edge only.
+        edge = cloudflare_origin_ranges() if cloudflare and cloudflare.proxied else ()
         for node in self.nodes:
             if node.ingress == "none":
                 continue
             policy = self.firewall[node.site]
-            if node.public_ingress:
-                source, target, origin = "internet", f"{node.name} public address", WORLD
+            if node.public_ingress and edge:
+                source, target, origins = (
+                    "Cloudflare (proxied)",
+                    f"{node.name} public address",
+                    edge,
+                )
+            elif node.public_ingress:
+                source, target, origins = "internet", f"{node.name} public address", (WORLD,)
             else:
                 lan = settings.sites[node.site].lan_cidr
                 assert lan is not None  # `ingress: private` requires lanCidr
-                source, target, origin = (
+                source, target, origins = (
                     f"LAN of {node.site} ({lan})",
                     f"{node.name} LAN address",
-                    lan,
+                    (lan,),
                 )
             kind = "ingress" if node.public_ingress else "lan-ingress"
-            if not all(policy.admits(node, "tcp", p, origin) for p in HTTP_PORTS):
+            if (
+                edge
+                and node.public_ingress
+                and any(policy.admits(node, "tcp", p, WORLD) for p in HTTP_PORTS)
+            ):
+                paths.append(
+                    NetworkPath(
+                        kind,
+                        source,
+                        target,
+                        ports,
+                        "broken",
+                        f"the record is proxied, and the firewall of site {node.site} opens "
+                        f"{ports} to anyone: clients bypass Cloudflare by the node's address",
+                        "entrypoint.cloudflare.proxied",
+                    )
+                )
+                continue
+            closed = [
+                o for o in origins if not all(policy.admits(node, "tcp", p, o) for p in HTTP_PORTS)
+            ]
+            if closed:
+                origin = (
+                    closed[0]
+                    if len(origins) == 1
+                    else f"{len(closed)} of Cloudflare's ranges (first {closed[0]})"
+                )
                 paths.append(
                     NetworkPath(
                         kind,
@@ -538,6 +582,8 @@ class _Check:
                     if node.public_ingress and cloudflare
                     else ""
                 )
+                if node.public_ingress and edge:
+                    note += f"; from Cloudflare's {len(edge)} ranges only (proxied)"
                 paths.append(NetworkPath(kind, source, target, ports, "ok", note))
         paths += self._record_paths()
         return paths
@@ -632,8 +678,9 @@ class _Check:
                         target,
                         "80/tcp",
                         "warn",
-                        f"through Cloudflare's proxy ({cloudflare.record_name} is proxied): "
-                        "passes only if the zone's Always Use HTTPS, WAF and bot rules let "
+                        f"through Cloudflare's proxy ({cloudflare.record_name} is proxied; the "
+                        "origin takes 80 from Cloudflare's ranges only): passes only if the "
+                        "zone's Always Use HTTPS, WAF and bot rules let "
                         "plain HTTP to /.well-known/acme-challenge/ through; "
                         "set entrypoint.certManager.solver: dns01 to not depend on them",
                         "entrypoint.certManager.solver",
@@ -695,6 +742,25 @@ class _Check:
             for name, site in self.settings.sites.items()
             if site.has_public_address and any(n.schedulable for n in self.by_site[name])
         ]
+
+    # --- cloud quotas -----------------------------------------------------------------
+
+    def quota_paths(self) -> list[NetworkPath]:
+        """OpenStack sites: the security-group rules the plan registers, counted as Neutron
+        counts them (``firewall.neutron_rule_count``), against the quota the site declares
+        (refused above it) or Neutron's default (a warning above it). A row only where a
+        quota is declared or the default is exceeded."""
+        from components.config.stack import OpenStackSiteConfig  # stack imports this module
+
+        paths = []
+        for name, site in self.settings.sites.items():
+            if not isinstance(site, OpenStackSiteConfig) or not self.by_site[name]:
+                continue
+            count = neutron_rule_count(self.firewall[name], site.address_groups)
+            quota = site.security_group_rule_quota
+            if quota or count > NEUTRON_DEFAULT_RULE_QUOTA:
+                paths.append(_quota_path(name, count, quota, site.address_groups))
+        return paths
 
     # --- in the cluster ----------------------------------------------------------------
 
@@ -794,6 +860,37 @@ class _Check:
             )
         note = f"zone anti-affinity {'hard' if hard else 'soft (one zone)'}"
         return NetworkPath("longhorn", source, target, "-", "ok", note)
+
+
+def _quota_path(name: str, count: int, quota: int | None, address_groups: bool) -> NetworkPath:
+    """The ``openstack-quota`` row of one OpenStack site: ``count`` security-group rules
+    against the quota the site declares (``securityGroupRuleQuota``), else Neutron's
+    default (then a warning only: the cloud may allow more)."""
+    key = f"sites.{name}.securityGroupRuleQuota"
+    limit = quota or NEUTRON_DEFAULT_RULE_QUOTA
+    source = f"site {name}'s firewall, {count} security-group rules"
+    target = f"site {name}'s project, " + (
+        f"quota {quota} ({key})" if quota else f"Neutron's default quota {limit}"
+    )
+    if count <= limit:
+        return NetworkPath("openstack-quota", source, target, "-", "ok", f"{count} of {limit}")
+    fix = (
+        "raise the project's quota (openstack quota set --secgroup-rules N) and this key"
+        if address_groups
+        else f"set sites.{name}.addressGroups: true if the cloud has Neutron address groups "
+        "(one rule per port for Cloudflare's ranges), or raise the project's quota "
+        "(openstack quota set --secgroup-rules N) and this key"
+    )
+    return NetworkPath(
+        "openstack-quota",
+        source,
+        target,
+        "-",
+        "broken" if quota else "warn",
+        f"the plan needs {count} security-group rules in site {name}'s project (its rules "
+        f"plus Neutron's own in each group) and the quota is {limit}: {fix}",
+        key,
+    )
 
 
 def _with_note(path: NetworkPath, note: str) -> NetworkPath:

@@ -51,8 +51,15 @@ def _constants(sources: list[str]) -> dict[str, str]:
 
 def _value(expr: str, constants: dict[str, str]) -> str | None:
     """A Go expression's string value: a literal, ``string(C)``, ``strconv.Itoa(C)`` or ``C``;
-    None when it is computed at run time (``meta.Version``)."""
+    None when it is computed at run time (``meta.Version``). A data-engine-specific default
+    (``fmt.Sprintf("{%q:\"8\",%q:\"8\"}", DataEngineTypeV1, ...)``, longhorn-manager 1.10+)
+    gives the v1 data engine's value, the engine this project's volumes use."""
     expr = expr.strip().rstrip(",")
+    per_engine = re.match(
+        r'fmt\.Sprintf\("\{%q:\\"([^"\\]*)\\".*?",\s*[\w.]*DataEngineTypeV1\b', expr
+    )
+    if per_engine:
+        return per_engine.group(1)
     if expr.startswith('"'):
         return str(json.loads(expr))
     if expr.isdigit():
@@ -75,9 +82,12 @@ def settings(setting_go: str, constants: dict[str, str]) -> dict[str, dict[str, 
             continue
         kind = re.search(r"Type:\s*SettingType(\w+)", body)
         entry: dict[str, Any] = {"type": kind.group(1).lower() if kind else "string"}
+        if re.search(r"DataEngineSpecific:\s*true", body):
+            # a plain value applies to every data engine (types.ValidateSetting, 1.10+)
+            entry["data_engine_specific"] = True
         default = re.search(r"^\t\tDefault:\s*(.+)$", body, re.M)
         entry["default"] = _value(default.group(1), constants) if default else None
-        choices = re.search(r"Choices:\s*\[\]string\{(.*?)\}", body, re.S)
+        choices = re.search(r"Choices:\s*\[\](?:string|any)\{(.*?)\}", body, re.S)
         if choices:
             entry["choices"] = [
                 _value(c, constants) for c in choices.group(1).split(",") if c.strip()
@@ -92,7 +102,13 @@ def settings(setting_go: str, constants: dict[str, str]) -> dict[str, dict[str, 
 
 
 def chart_keys(template: str) -> dict[str, str]:
-    pairs = re.findall(r"^\s*([a-z0-9-]+): \{\{ \.Values\.defaultSettings\.(\w+)", template, re.M)
+    # since 1.10 data-engine-specific settings go through `include "longhorn.multiTypeSetting"`
+    pairs = re.findall(
+        r'^\s*([a-z0-9-]+): \{\{ (?:include "longhorn\.multiTypeSetting" )?'
+        r"\.Values\.defaultSettings\.(\w+)",
+        template,
+        re.M,
+    )
     return {key: setting for setting, key in pairs}
 
 

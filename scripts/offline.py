@@ -387,7 +387,13 @@ def load_yaml_file(path: Path) -> Any:
     go-yaml v3's rules; StackFileError names file, line and column). Each distinct text is
     parsed once per process (the test suite reads the same stack files hundreds of times)
     and every caller gets its own deep copy, free to change."""
-    return copy.deepcopy(_parse_yaml(path.read_text(encoding="utf-8"), str(path)))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise stack_yaml.StackFileError(f"{path}: not UTF-8 text ({err})") from None
+    except OSError as err:
+        raise stack_yaml.StackFileError(f"{path}: cannot read it ({err.strerror})") from None
+    return copy.deepcopy(_parse_yaml(text, str(path)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -399,6 +405,20 @@ def project_schema() -> dict[str, Any]:
     """Pulumi.yaml's ``config`` section: key (without the project prefix) -> declaration."""
     schema: dict[str, Any] = load_yaml_file(ROOT / "Pulumi.yaml")["config"]
     return schema
+
+
+def _placeholders(value: Any, placeholder: str) -> tuple[Any, bool]:
+    """``value`` with each nested ``{secure: ...}`` replaced by ``placeholder``, and
+    whether there was one."""
+    if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+        return placeholder, True
+    if isinstance(value, dict):
+        items = {k: _placeholders(v, placeholder) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(s for _, s in items.values())
+    if isinstance(value, list):
+        items_ = [_placeholders(v, placeholder) for v in value]
+        return [v for v, _ in items_], any(s for _, s in items_)
+    return value, False
 
 
 def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
@@ -421,7 +441,12 @@ def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
             config[full] = f"{PLACEHOLDER}-{full.split(':', 1)[1]}"
             secret_keys.append(full)
         else:
-            config[full] = stack_yaml.config_string(value, full)
+            # `pulumi config set --path --secret` nests {secure: ...} in an object, which
+            # makes the whole key a secret (config/value.go hasSecureValue)
+            plain, nested = _placeholders(value, f"{PLACEHOLDER}-{full.split(':', 1)[1]}")
+            config[full] = stack_yaml.config_string(plain, full)
+            if nested:
+                secret_keys.append(full)
     for key, declared in project_schema().items():  # the CLI applies Pulumi.yaml defaults
         full = f"{PROJECT}:{key}"
         if full not in config and "default" in declared:

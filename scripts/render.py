@@ -32,8 +32,9 @@ from scripts.offline import (
     secret_strings,
     stack_config,
 )
-from scripts.render_summary import checksum_warnings
+from scripts.render_summary import checksum_warnings, image_warnings
 from scripts.stack_yaml import StackFileError
+from scripts.versions import warnings as version_warnings
 
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
 
@@ -123,6 +124,14 @@ def resources_json(run: Run) -> str:
     return json.dumps(entries, indent=2, sort_keys=True) + "\n"
 
 
+def deployed_images(config: ClusterConfig) -> list[str]:
+    """The images the program deploys itself for this stack (components/services)."""
+    entry = config.settings.entrypoint
+    if entry is None:
+        return []
+    return [part.image for part in (entry.updater, entry.app) if part.enabled]
+
+
 def render(stack: str, out: Path, engine: str | None = None) -> int:
     config, secret_keys = stack_config(stack)
     if engine is not None:
@@ -141,6 +150,12 @@ def render(stack: str, out: Path, engine: str | None = None) -> int:
     print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
     for warning in checksum_warnings(parsed.settings.engine):  # loud: a banner on stderr
         print(f"\n{'!' * 78}\nWARNING: checksum not pinned. {warning}\n{'!' * 78}", file=sys.stderr)
+    for warning in image_warnings(deployed_images(parsed)):
+        print(f"\nWARNING: image not pinned by digest. {warning}", file=sys.stderr)
+    # Components past their upstream end of life or outside the engine's Kubernetes range
+    # (reference/versions.json; `make versions` shows the whole table).
+    for warning in version_warnings(parsed.settings.engine):
+        print(f"\nCAUTION: outside the upstream support window. {warning}", file=sys.stderr)
     return 0
 
 

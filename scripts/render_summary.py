@@ -13,7 +13,8 @@ rendered, e.g. before ``make render`` existed) is reported, not fatal.
 
 While the release checksum the stack's engine downloads against is not pinned in
 ``reference/`` (``checksum_warnings``), the summary opens with a warning, as
-``make render`` does (``scripts/render.py``).
+``make render`` does (``scripts/render.py``); likewise for an image the program deploys
+without a recorded digest (``image_warnings``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ import json
 import re
 import sys
 from pathlib import Path
+
+# Run as `python3 head/scripts/render_summary.py` (CI), scripts/ itself is on the path.
+try:
+    from scripts.versions import warnings as version_warnings
+except ModuleNotFoundError:
+    from versions import warnings as version_warnings  # type: ignore[no-redef]
 
 NODES = "nodes.md"
 CLUSTER = "cluster.yml"
@@ -115,6 +122,24 @@ def _truncate(text: str, limit: int = MAX_DIFF_CHARS) -> str:
     return text[:cut] + f"... truncated: {len(text) - cut} more characters\n"
 
 
+def image_warnings(images: list[str] | None = None, reference: Path = REFERENCE) -> list[str]:
+    """The images the program deploys itself that the cluster pulls by tag: no digest
+    recorded in ``reference/images.json`` (nor given in the config). ``images``: the
+    configured references (default: every entry of the file). A checkout without the file
+    (from before images were pinned) has nothing recorded to check."""
+    path = reference / "images.json"
+    if not path.is_file():
+        return []
+    pins = json.loads(path.read_text(encoding="utf-8"))["images"]
+    return [
+        f"{image}: no digest is recorded in reference/images.json, so the cluster pulls it by "
+        "tag (which its publisher can point at other content). Run `make pin-images`, review "
+        "and commit reference/images.json (docs/operations.md)."
+        for image in (sorted(pins) if images is None else images)
+        if "@sha256:" not in image and not (pins.get(image) or {}).get("digest")
+    ]
+
+
 def build_summary(stack: str, base: Path | None, head: Path, reference: Path = REFERENCE) -> str:
     """The markdown for one stack. ``head`` must hold a complete render."""
     name = CLUSTER if (head / CLUSTER).is_file() or not (head / RKE2_DIR).is_dir() else RKE2
@@ -129,6 +154,11 @@ def build_summary(stack: str, base: Path | None, head: Path, reference: Path = R
     parts = [f"## Offline render of stack `{stack}`\n"]
     for warning in checksum_warnings("rke2" if name == RKE2 else "rke", reference):
         parts.append(f"> [!WARNING]\n> **Checksum not pinned.** {warning}\n")
+    for warning in image_warnings(reference=reference):
+        parts.append(f"> [!WARNING]\n> **Image not pinned by digest.** {warning}\n")
+    # The checkout's own support-window table (reference/versions.json), as `make render`.
+    for warning in version_warnings("rke2" if name == RKE2 else "rke"):
+        parts.append(f"> [!CAUTION]\n> **Outside the upstream support window.** {warning}\n")
     parts.append(f"### Nodes (PR head)\n\n{(head / NODES).read_text(encoding='utf-8').strip()}\n")
 
     parts.append(f"### `{name}`: base branch -> PR head\n")

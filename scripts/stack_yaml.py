@@ -186,6 +186,11 @@ class _GoYamlLoader(_LOADER_BASE):
                 return base64.b64decode(node.value).decode()
             except (binascii.Error, UnicodeDecodeError) as err:
                 raise _error(self.path, node, f"!!binary value is not base64 text: {err}") from None
+        if tag == "tag:yaml.org,2002:timestamp":
+            value = resolve_plain(self.path, node)
+            if not isinstance(value, datetime.datetime):
+                raise _error(self.path, node, f"cannot decode {node.value!r} as !!timestamp")
+            return value
         wanted = _TAGGED.get(tag)
         if wanted is None:  # !!str, or a tag go-yaml cannot resolve: it keeps the text
             return node.value
@@ -195,20 +200,28 @@ class _GoYamlLoader(_LOADER_BASE):
         return float(value) if tag.endswith(":float") else value
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, Node] = {}
+        seen: dict[tuple[type, Any], Node] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if key == "<<":
                 continue
             if not isinstance(key, str | int | float | bool) and key is not None:
                 raise _error(self.path, key_node, "a mapping key must be a scalar")
-            if key in seen:
-                line = seen[key].start_mark.line + 1
+            if (type(key), key) in seen:  # typed: Python's 1 == True, Go's are distinct
+                line = seen[(type(key), key)].start_mark.line + 1
                 raise _error(
                     self.path, key_node, f"mapping key {key!r} already defined at line {line}"
                 )
-            seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
+            seen[(type(key), key)] = key_node
+        self.flatten_mapping(node)  # merge keys (<<), as SafeConstructor does
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            # go-yaml keeps 1 and true apart; the CLI then names them as fmt %v does
+            mapping[key if isinstance(key, str) else _go_key(key)] = self.construct_object(
+                value_node, deep=deep
+            )
+        return mapping
 
 
 def load(text: str, path: Path | str = "<stack file>") -> Any:
@@ -264,6 +277,15 @@ def _go_time(value: datetime.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")  # Go time.Time.String() in UTC
 
 
+def _go_key(key: Any) -> str:
+    """A map key as Go's fmt %v writes it (config/object.go unmarshalObject)."""
+    if key is None:
+        return "<nil>"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
 def _go_json(value: Any, key: str) -> str:
     """``value`` as Go's encoding/json.Marshal writes it: compact, map keys sorted, floats
     in Go's shortest form, dates as Go's ``time.String`` (config/object.go, time.Time)."""
@@ -289,7 +311,7 @@ def _go_json(value: Any, key: str) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_go_json(v, key) for v in value) + "]"
     if isinstance(value, dict):  # go-yaml map keys become text (object.go, fmt %v)
-        items = {(str(k).lower() if isinstance(k, bool) else str(k)): v for k, v in value.items()}
+        items = {_go_key(k): v for k, v in value.items()}
         return (
             "{"
             + ",".join(f"{_go_json(k, key)}:{_go_json(items[k], key)}" for k in sorted(items))

@@ -535,6 +535,7 @@ def test_make_render_warns_while_a_checksum_is_not_pinned(
     monkeypatch.setattr(
         render, "checksum_warnings", lambda e: checksum_warnings(e, reference=reference)
     )
+    monkeypatch.setattr(render, "image_warnings", lambda images: [])  # tests/test_images.py
     assert render.render("prod", tmp_path / "build", "rke2" if engine == "rke2" else None) == 0
     err = capsys.readouterr().err
     [warning] = checksum_warnings(engine, reference)

@@ -640,6 +640,18 @@ def test_api_urls_must_be_plain_https(path: str, url: str, host: str) -> None:
 
 @pytest.mark.parametrize("path", ["zerotierCentralUrl", "sites.home.auth.authUrl"])
 @BATTERY
+@given(
+    host=st.from_regex(r"[a-z]{1,8}[;_!$&'()*+,=][a-z]{1,8}\.com", fullmatch=True)
+    | st.from_regex(r"-[a-z]{1,8}\.com|[a-z]{1,8}-\.com|xn--[a-z]{1,2}\.com", fullmatch=True)
+)
+def test_api_hosts_must_be_host_names(path: str, host: str) -> None:
+    # The token goes to this host: one a resolver would look up, letters, digits and
+    # inner hyphens per label, valid punycode (the review found `a.com;evil.com` accepted).
+    refused(edited(path, f"https://{host}/v1", raw_for(path)), path)
+
+
+@pytest.mark.parametrize("path", ["zerotierCentralUrl", "sites.home.auth.authUrl"])
+@BATTERY
 @given(label=st.text(st.characters(categories=["Ll"], min_codepoint=0xC0), min_size=1, max_size=8))
 def test_api_hosts_must_be_ascii_and_are_named_in_idna(path: str, label: str) -> None:
     message = refused(edited(path, f"https://{label}.example.com/v1", raw_for(path)), path)
@@ -777,6 +789,28 @@ def test_the_program_stops_with_the_key_before_registering_anything(path: str, v
 def test_structured_values_python_cannot_read_are_config_errors(text: str) -> None:
     with pytest.raises(ConfigError, match="multicloud:sites: "):
         raw_values({"multicloud:sites": text})
+
+
+def _proxied(raw: dict[str, Any]) -> dict[str, Any]:
+    cloudflare = raw["entrypoint"]["cloudflare"]
+    cloudflare["proxied"] = True
+    cloudflare.pop("ttl", None)  # a proxied record's TTL is Cloudflare's
+    return raw
+
+
+def test_a_security_group_rule_quota_the_plan_exceeds_is_refused() -> None:
+    """A proxied record opens 80/443 on ramnode to Cloudflare's 15 ranges: 30 rules in the
+    ingress group, 44 security-group rules with the others and Neutron's own (2 per group,
+    4 in the project's default group). A declared quota below that is refused with the key
+    and both fixes; address groups take one rule per port (16 in all)."""
+    key = "sites.ramnode.securityGroupRuleQuota"
+    message = refused(edited(key, 40, _proxied(full())), key)
+    assert "needs 44 security-group rules" in message and "quota is 40" in message
+    assert "sites.ramnode.addressGroups: true" in message and "--secgroup-rules" in message
+    parse_config(edited(key, 44, _proxied(full())))  # exactly enough passes
+    grouped = edited("sites.ramnode.addressGroups", True, _proxied(full()))
+    parse_config(edited(key, 16, grouped))
+    refused(edited(key, 15, grouped), key)
 
 
 def test_the_battery_covers_every_key_class() -> None:

@@ -91,6 +91,8 @@ class Mocks(pulumi.runtime.Mocks):
             state["value"] = "scoped-updater-token"
         if args.typ == "test:index:Rke" and not self.world.preview:
             state["kubeconfig"] = KUBECONFIG  # left unknown in a first preview
+        if args.typ == "pulumi:pulumi:StackReference":  # a first deployment: no outputs yet
+            state["outputs"] = {}
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
@@ -276,14 +278,14 @@ def test_charts_are_pinned(full: tuple[World, dict[str, Any]]) -> None:
     cm = world.one("kubernetes:helm.sh/v3:Release", "svc-cert-manager").inputs
     assert (cm["chart"], cm["version"], cm["repositoryOpts"]["repo"]) == (
         "cert-manager",
-        "v1.16.3",
+        "v1.18.6",  # the rke engine's (Kubernetes 1.30): docs/operations.md
         "https://charts.jetstack.io",
     )
     assert cm["values"]["crds"]["enabled"] is True
     lh = world.one("kubernetes:helm.sh/v3:Release", "svc-longhorn").inputs
     assert (lh["chart"], lh["version"], lh["repositoryOpts"]["repo"], lh["namespace"]) == (
         "longhorn",
-        "1.8.1",
+        "1.12.1",
         "https://charts.longhorn.io",
         "longhorn-system",
     )

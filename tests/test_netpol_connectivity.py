@@ -144,8 +144,9 @@ LH = workloads.LONGHORN_NAMESPACE
 
 
 def _cert_manager_labels(name: str, component: str) -> dict[str, str]:
-    # jetstack/cert-manager chart v1.16.3, templates/deployment.yaml, webhook-deployment.yaml,
-    # cainjector-deployment.yaml, startupapicheck-job.yaml: pod template labels
+    # jetstack/cert-manager chart v1.18.6 and v1.21.1, templates/deployment.yaml,
+    # webhook-deployment.yaml, cainjector-deployment.yaml, startupapicheck-job.yaml: pod
+    # template labels
     return {
         "app": name,
         "app.kubernetes.io/name": name,
@@ -154,7 +155,7 @@ def _cert_manager_labels(name: str, component: str) -> dict[str, str]:
     }
 
 
-# longhorn/longhorn chart 1.8.1: templates/_helpers.tpl "longhorn.labels" plus each
+# longhorn/longhorn chart 1.12.1: templates/_helpers.tpl "longhorn.labels" plus each
 # template's `app` (daemonset-sa.yaml longhorn-manager, deployment-ui.yaml longhorn-ui).
 LONGHORN_LABELS = {"app.kubernetes.io/name": "longhorn", "app.kubernetes.io/instance": "longhorn"}
 
@@ -185,7 +186,7 @@ def stand_ins(c: Cluster) -> list[Manifest]:
                 ("Job", "cert-manager-startupapicheck", "startupapicheck", "startupapicheck"),
             )
         ),
-        # cert-manager v1.16.3 pkg/issuer/acme/http/pod.go podLabels: the HTTP-01 solver pod
+        # cert-manager v1.21.1 pkg/issuer/acme/http/pod.go podLabels: the HTTP-01 solver pod
         _pod(
             workloads.APP_NAMESPACE,
             "cm-acme-http-solver",
@@ -197,7 +198,7 @@ def stand_ins(c: Cluster) -> list[Manifest]:
         _pod(LH, "longhorn-manager-a", manager, node_a, pod_ip(2)),
         _pod(LH, "longhorn-manager-b", manager, node_b, pod_ip(3)),
         _workload("Deployment", LH, "longhorn-ui", {**LONGHORN_LABELS, "app": "longhorn-ui"}),
-        # longhorn-manager v1.8.1 types/types.go GetInstanceManagerComponentLabel,
+        # longhorn-manager v1.12.1 types/types.go GetInstanceManagerComponentLabel,
         # GetShareManagerComponentLabel: pods it creates itself
         _pod(LH, "instance-manager", component("instance-manager"), node_a, pod_ip(4)),
         _pod(LH, "share-manager-pvc", component("share-manager"), node_b, pod_ip(5)),
@@ -328,6 +329,7 @@ def _name(manifest: Manifest) -> str:
 
 
 COREDNS = "kube-system/coredns[Deployment]"
+HOME_LAN_HOST = "192.168.50.1"  # the home router, in prod's sites.home.lanCidr
 OTHER = "default/anything[Deployment]"
 CONTROLLER = f"{CM}/cert-manager[Deployment]"
 WEBHOOK = f"{CM}/cert-manager-webhook[Deployment]"
@@ -414,6 +416,10 @@ def flows(c: Cluster) -> list[Flow]:
         ("cert-manager to the metadata service", CONTROLLER, METADATA, "TCP", 80, False),
         ("cert-manager to a kubelet", CONTROLLER, api, "TCP", 10250, False),
         ("cert-manager to a pod on 443", CONTROLLER, OTHER, "TCP", 443, False),
+        ("cert-manager to the home LAN on 443", CONTROLLER, HOME_LAN_HOST, "TCP", 443, False),
+        ("cert-manager to a private network", CONTROLLER, "172.16.5.5", "TCP", 443, False),
+        # split-horizon DNS at home: the HTTP-01 self-check may fetch a LAN address
+        ("HTTP-01 self-check to a LAN address", CONTROLLER, HOME_LAN_HOST, "TCP", 80, True),
         ("cainjector to the internet", CAINJECTOR, ACME, "TCP", 443, False),
         ("any pod to the webhook's metrics", OTHER, WEBHOOK, "TCP", 9402, False),
         ("any pod to the controller", OTHER, CONTROLLER, "TCP", 9402, False),
@@ -443,11 +449,11 @@ def flows(c: Cluster) -> list[Flow]:
         ]
         rows += [
             ("cert-manager to the Cloudflare API", CONTROLLER, cf_api, "TCP", 443, True),
-            *(
-                (f"DNS-01 asks {n}", CONTROLLER, n, p, 53, True)
-                for n in [cf_ns, *recursive]
-                for p in UT
-            ),
+            *((f"DNS-01 asks {n}", CONTROLLER, n, p, 53, True) for n in recursive for p in UT),
+            # --dns01-recursive-nameservers-only: nothing else on 53, split-horizon LAN
+            # resolvers and the zone's own nameservers included
+            ("DNS-01 asks the zone's nameserver", CONTROLLER, cf_ns, "UDP", 53, False),
+            ("DNS-01 asks a LAN resolver", CONTROLLER, HOME_LAN_HOST, "UDP", 53, False),
             ("cainjector asks a nameserver", CAINJECTOR, cf_ns, "UDP", 53, False),
             ("DNS-01 to the metadata service", CONTROLLER, METADATA, "UDP", 53, False),
         ]

@@ -248,13 +248,18 @@ def test_the_updater_may_ask_the_resolvers_its_pod_spec_names() -> None:
         assert not allowed(POLICIES, APP, Host(ip), 53, "UDP"), ip
 
 
-def test_dns01_lets_the_controller_ask_authoritative_nameservers_and_nothing_more() -> None:
+def test_dns01_lets_the_controller_ask_its_public_resolvers_and_nothing_more() -> None:
+    # --dns01-recursive-nameservers-only: the self-check asks these resolvers and no other
+    # (split-horizon resolvers on the LAN, the zone's own nameservers).
     dns01 = [p for ps in np.namespace_policies(RANGES, dns01=True).values() for p in ps]
-    nameserver = Host("173.245.58.51")
-    assert allowed(dns01, CONTROLLER, nameserver, 53, "UDP")
-    assert allowed(dns01, CONTROLLER, nameserver, 53, "TCP")
-    assert not allowed(POLICIES, CONTROLLER, nameserver, 53, "UDP")  # HTTP-01: not needed
-    assert not allowed(dns01, CAINJECTOR, nameserver, 53, "UDP")
+    for server in workloads.CERT_MANAGER_DNS01_RESOLVERS:
+        resolver = Host(server.rsplit(":", 1)[0])
+        assert allowed(dns01, CONTROLLER, resolver, 53, "UDP")
+        assert allowed(dns01, CONTROLLER, resolver, 53, "TCP")
+        assert not allowed(POLICIES, CONTROLLER, resolver, 53, "UDP")  # HTTP-01: not needed
+        assert not allowed(dns01, CAINJECTOR, resolver, 53, "UDP")
+    assert not allowed(dns01, CONTROLLER, Host("173.245.58.51"), 53, "UDP")
+    assert not allowed(dns01, CONTROLLER, Host("192.168.50.1"), 53, "UDP")
     assert not allowed(dns01, CONTROLLER, METADATA, 53, "UDP")
     for policy in dns01:
         kubernetes_validate.validate(policy, K8S_VERSION, strict=True)

@@ -16,7 +16,7 @@ from components.services import workloads
 from components.sites.firewall import Rule, SitePolicy
 from scripts.offline import stack_config
 from tests.program import edited
-from tests.test_config import base, with_
+from tests.test_config import CLOUDFLARE_ENTRYPOINT, base, with_
 
 PUBLIC = "deployer from 198.51.100.0/24, 203.0.113.7/32"
 HOME_LAN = "deployer on LAN of home (192.168.50.0/24)"
@@ -36,6 +36,8 @@ CENTRAL = (
     "ZeroTier Central: the zerotierToken goes only to ZeroTier",
 )
 RECORD_TARGET = HOSTPORT + "; DNS record target (multicloud.io/public-ingress=true)"
+PROXIED = "Cloudflare (proxied)"  # prod's record is proxied: the origin takes Cloudflare only
+FROM_CLOUDFLARE = RECORD_TARGET + "; from Cloudflare's 15 ranges only (proxied)"
 
 
 def table(stack: str) -> list[tuple[str, ...]]:
@@ -96,19 +98,19 @@ def test_committed_prod_passes_with_home_ssh_over_the_lan() -> None:
         row("overlay", "ramnode nodes", "ramnode nodes", "9993/udp", same),
         row(
             "ingress",
-            "internet",
+            PROXIED,
             prod_node("digitalocean-worker-0", "public"),
             "80,443/tcp",
-            RECORD_TARGET,
+            FROM_CLOUDFLARE,
         ),
         row("lan-ingress", LAN, prod_node("home-worker-0", "LAN"), "80,443/tcp", HOSTPORT),
         row("lan-ingress", LAN, prod_node("home-worker-1", "LAN"), "80,443/tcp", HOSTPORT),
         row(
             "ingress",
-            "internet",
+            PROXIED,
             prod_node("ramnode-worker-0", "public"),
             "80,443/tcp",
-            RECORD_TARGET,
+            FROM_CLOUDFLARE,
         ),
         row(
             "dns-record",
@@ -191,6 +193,27 @@ def test_the_old_admin_only_firewall_is_caught() -> None:
     assert (
         str(err.value).count("multicloud:sites.home.lanCidr: deployer -> nodes of site home") == 2
     )
+
+
+def test_a_proxied_origin_open_to_anyone_is_caught() -> None:
+    """prod's record is proxied: the old ingress group (80/443 from anywhere) would let
+    clients bypass Cloudflare; the preflight over that policy reports it."""
+    config = parse_config(raw_values(stack_config("prod")[0]))
+    old = dict(config.network.firewall)
+    anywhere = ("0.0.0.0/0", "::/0")
+    old["ramnode"] = SitePolicy(
+        "ramnode",
+        {
+            **old["ramnode"].groups,
+            "ingress": tuple(Rule("tcp", p, anywhere, "to the ingress") for p in (80, 443)),
+        },
+    )
+    paths = preflight(config.settings, config.nodes, config.deployer, old)
+    [broken] = [p for p in paths if p.verdict == "broken"]
+    assert (broken.path, broken.target, broken.key) == (
+        "ingress", "mc-prod-ramnode-worker-0 public address", "entrypoint.cloudflare.proxied",
+    )  # fmt: skip
+    assert "bypass Cloudflare" in broken.note
 
 
 def test_a_deployer_off_the_lan_is_refused_for_ssh_and_the_api() -> None:
@@ -361,3 +384,34 @@ def test_a_central_url_off_zerotier_is_a_warning_naming_the_host() -> None:
     (central,) = (p for p in config.network.paths if p.path == "zerotier-central")
     assert central.verdict == "warn" and central.key == "zerotierCentralUrl"
     assert "goes to api.zerotier.com.evil.example.net" in central.note
+
+
+def test_unproxied_the_ingress_rows_open_to_the_internet() -> None:
+    def edit(values: dict[str, Any]) -> None:
+        cloudflare = values["multicloud:entrypoint"]["cloudflare"]
+        cloudflare["proxied"] = False
+        cloudflare.pop("edgePropagationSeconds", None)
+        cloudflare["ttl"] = 60
+        values["multicloud:entrypoint"]["failoverBoundSeconds"] = 300
+
+    config = parse_config(raw_values(edited("prod", edit)[0]))
+    rows = [p.row() for p in config.network.paths if p.path == "ingress"]
+    assert rows == [
+        row("ingress", "internet", prod_node(n, "public"), "80,443/tcp", RECORD_TARGET)
+        for n in ("digitalocean-worker-0", "ramnode-worker-0")
+    ]
+
+
+def test_an_undeclared_rule_quota_is_a_warning_above_neutrons_default() -> None:
+    """40 admin ranges (SSH and the API: 80 rules), ZeroTier's 2 and Cloudflare's 30 ingress
+    rules, plus Neutron's own (2 in each of 3 groups, 4 in the project's default group):
+    122 on ramnode, over Neutron's default quota of 100. Unset, the cloud may allow
+    more: a warning naming the key; declared, it is refused (tests/test_config_battery.py)."""
+    raw = with_("entrypoint", copy.deepcopy(CLOUDFLARE_ENTRYPOINT))
+    raw["entrypoint"]["cloudflare"]["proxied"] = True
+    raw["entrypoint"]["failoverBoundSeconds"] = 300
+    raw["adminCidrs"] = [f"203.0.113.{i}/32" for i in range(40)]
+    [quota] = [p for p in parse_config(raw).network.paths if p.path == "openstack-quota"]
+    assert (quota.verdict, quota.key) == ("warn", "sites.ramnode.securityGroupRuleQuota")
+    assert quota.source == "site ramnode's firewall, 122 security-group rules"
+    assert "sites.ramnode.addressGroups: true" in quota.note

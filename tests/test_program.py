@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from components.cloud_init import ZEROTIER_HOME
+from components.sites.firewall import Rule, cloudflare_origin_ranges, ethertype
 from scripts.offline import (
     PLACEHOLDER,
     UNKNOWN,
@@ -88,14 +89,29 @@ def test_each_site_uses_its_own_provider() -> None:
 
 
 def _firewall(run: Run) -> dict[str, set[tuple[str, int, str]]]:
-    """Group name -> {(protocol, port, source)} for both clouds."""
+    """Group name -> {(protocol, port, source)} for both clouds. An OpenStack rule from an
+    address group stands for each of the group's addresses of the rule's ethertype."""
     groups: dict[str, set[tuple[str, int, str]]] = {}
+    address_groups = {
+        f"{g.name}-id": reveal(g.inputs)["addresses"]
+        for g in run.of_type("openstack:networking/addressGroupV2:AddressGroupV2")
+    }
     for rule in run.of_type("openstack:networking/secGroupRule:SecGroupRule"):
         inputs = reveal(rule.inputs)
         assert inputs["direction"] == "ingress" and inputs["portRangeMin"] == inputs["portRangeMax"]
         group = rule.parent.rsplit("::", 1)[-1]
-        groups.setdefault(group, set()).add(
-            (inputs["protocol"], int(inputs["portRangeMin"]), inputs["remoteIpPrefix"])
+        if "remoteAddressGroupId" in inputs:
+            assert "remoteIpPrefix" not in inputs
+            sources = [
+                a
+                for a in address_groups[inputs["remoteAddressGroupId"]]
+                if ethertype(a) == inputs["ethertype"]
+            ]
+        else:
+            assert ethertype(inputs["remoteIpPrefix"]) == inputs["ethertype"]
+            sources = [inputs["remoteIpPrefix"]]
+        groups.setdefault(group, set()).update(
+            (inputs["protocol"], int(inputs["portRangeMin"]), source) for source in sources
         )
     for fw in run.of_type("digitalocean:index/firewall:Firewall"):
         inputs = reveal(fw.inputs)
@@ -118,7 +134,8 @@ def test_firewall_is_exactly_the_policy() -> None:
     public = {
         "node": {("tcp", 22, a) for a in admins} | zerotier,
         "api": {("tcp", 6443, a) for a in admins},
-        "ingress": {("tcp", p, a) for p in (80, 443) for a in anywhere},
+        # prod's record is proxied: 80/443 from Cloudflare's published ranges only
+        "ingress": {("tcp", p, a) for p in (80, 443) for a in cloudflare_origin_ranges()},
     }
     expected = {
         "ramnode": public,
@@ -147,11 +164,108 @@ def test_firewall_is_exactly_the_policy() -> None:
             }
     everything = set().union(*groups.values())
     world = {r for r in everything if r[2] in anywhere}
-    assert {port for _, port, _ in world} == {80, 443, 9993}  # no 22, 6443, etcd, kubelet, VXLAN
+    assert {port for _, port, _ in world} == {9993}  # no 22, 6443, 80/443, etcd, kubelet, VXLAN
     # DigitalOcean firewalls select droplets by tag, never by droplet id.
     for fw in run.of_type("digitalocean:index/firewall:Firewall"):
         inputs = reveal(fw.inputs)
         assert inputs["tags"] and not inputs.get("dropletIds")
+
+
+def _reaches(run: Run, node: str, port: int, source: str) -> bool:
+    """Whether the rendered firewall lets a TCP connection from ``source`` to ``port`` on
+    VM ``node``: the node's OpenStack security groups (its port's securityGroupIds) or
+    DigitalOcean firewalls (by the droplet's tags), each allowing what any rule of it
+    allows, matched as ``firewall.Rule.admits`` matches (the source inside a rule's CIDR)."""
+    groups = _firewall(run)
+    ports = {r.name: reveal(r.inputs) for r in run.of_type("openstack:networking/port:Port")}
+    if f"{node}-port" in ports:
+        member = [g.removesuffix("-id") for g in ports[f"{node}-port"]["securityGroupIds"]]
+    else:
+        [droplet] = [d for d in run.of_type("digitalocean:index/droplet:Droplet") if d.name == node]
+        tags = set(reveal(droplet.inputs)["tags"])
+        member = [
+            fw.name
+            for fw in run.of_type("digitalocean:index/firewall:Firewall")
+            if tags & set(reveal(fw.inputs)["tags"])
+        ]
+    return any(
+        Rule(protocol, rule_port, (allowed,), "").admits("tcp", port, f"{source}/32")
+        for group in member
+        for protocol, rule_port, allowed in groups.get(group, ())
+    )
+
+
+CLOUDFLARE_EDGE = "104.16.0.1"  # inside 104.16.0.0/13, one of Cloudflare's published ranges
+ELSEWHERE = "192.0.2.77"  # in none of Cloudflare's ranges nor prod's adminCidrs
+ADMIN = "198.51.100.77"  # inside prod's adminCidrs (198.51.100.0/24)
+PUBLIC_INGRESS = ("mc-prod-ramnode-worker-0", "mc-prod-digitalocean-worker-0")
+
+
+def _unproxied(values: dict[str, Any]) -> None:
+    cloudflare = values["multicloud:entrypoint"]["cloudflare"]
+    cloudflare["proxied"] = False
+    cloudflare.pop("edgePropagationSeconds", None)  # unproxied, the DNS TTL counts instead
+    cloudflare["ttl"] = 60
+    values["multicloud:entrypoint"]["failoverBoundSeconds"] = 300
+
+
+def test_a_proxied_origin_answers_cloudflare_only() -> None:
+    """prod's record is proxied: on both clouds a public-ingress node takes 80/443 from an
+    address of Cloudflare's and from no other (a client elsewhere cannot bypass the proxy
+    by the node's address); SSH from the admins is untouched. Unproxied, both reach it."""
+    proxied = committed("prod")
+    for node in PUBLIC_INGRESS:
+        for port in (80, 443):
+            assert _reaches(proxied, node, port, CLOUDFLARE_EDGE), (node, port)
+            assert not _reaches(proxied, node, port, ELSEWHERE), (node, port)
+        assert _reaches(proxied, node, 22, ADMIN) and not _reaches(proxied, node, 443, ADMIN)
+    # the LAN ingress at home is unaffected
+    assert _reaches(proxied, "mc-prod-home-worker-0", 443, "192.168.50.9")
+    assert not _reaches(proxied, "mc-prod-home-worker-0", 443, CLOUDFLARE_EDGE)
+    direct = run_edited("prod", _unproxied)
+    assert direct.error is None, direct.error
+    for node in PUBLIC_INGRESS:
+        for source in (CLOUDFLARE_EDGE, ELSEWHERE):
+            assert _reaches(direct, node, 443, source), (node, source)
+
+
+def test_address_groups_take_one_rule_per_port_with_the_same_reach() -> None:
+    """sites.ramnode.addressGroups: Cloudflare's ranges become one Neutron address group and
+    the ingress group one rule per port; what reaches the node is unchanged, and the rules
+    registered are the ones the preflight's quota check counts."""
+    from components.config import parse_config, raw_values
+    from components.sites.firewall import neutron_rule_count
+
+    def grouped(values: dict[str, Any]) -> None:
+        values["multicloud:sites"]["ramnode"]["addressGroups"] = True
+
+    run = run_edited("prod", grouped)
+    assert run.error is None, run.error
+    [group] = run.of_type("openstack:networking/addressGroupV2:AddressGroupV2")
+    assert sorted(reveal(group.inputs)["addresses"]) == sorted(cloudflare_origin_ranges())
+    rules = run.of_type("openstack:networking/secGroupRule:SecGroupRule")
+    ingress = [r for r in rules if r.parent.endswith("::ramnode-ingress")]
+    assert len(ingress) == 2
+    assert _reaches(run, "mc-prod-ramnode-worker-0", 443, CLOUDFLARE_EDGE)
+    assert not _reaches(run, "mc-prod-ramnode-worker-0", 443, ELSEWHERE)
+    plan = parse_config(raw_values(edited("prod", grouped)[0])).network
+    for site, address_groups in (("ramnode", True), ("home", False)):
+        registered = [r for r in rules if r.parent.rsplit("::", 1)[-1].startswith(f"{site}-")]
+        groups = plan.firewall[site].groups
+        assert neutron_rule_count(plan.firewall[site], address_groups) == (
+            len(registered) + 2 * len(groups) + 4
+        )
+
+
+def test_digitalocean_firewalls_stay_within_their_limits() -> None:
+    """DigitalOcean: at most 50 rules per firewall and 1000 sources per rule
+    (docs.digitalocean.com/products/networking/firewalls/details/limits)."""
+    for fw in committed("prod").of_type("digitalocean:index/firewall:Firewall"):
+        inputs = reveal(fw.inputs)
+        rules = [*inputs.get("inboundRules", []), *inputs.get("outboundRules", [])]
+        assert len(rules) <= 50
+        for rule in rules:
+            assert len(rule.get("sourceAddresses", rule.get("destinationAddresses", []))) <= 1000
 
 
 def test_ingress_ports_only_on_ingress_nodes() -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from components.services.chart_upgrades import CHART_VERSIONS_OUTPUT
 from rke2.component import RECORD_OUTPUT
 from scripts.offline import Registration, Run, reveal, run_program
 from tests.program import committed, committed_rke2, edited, rke2_config, vms
@@ -202,7 +203,11 @@ def rke2_rebuild(node: str) -> tuple[Run, Run]:
         config,
         secret_keys=secrets,
         stack="prod",
-        previous_outputs={RECORD_OUTPUT: old.outputs[RECORD_OUTPUT], "nodes": old.outputs["nodes"]},
+        previous_outputs={
+            RECORD_OUTPUT: old.outputs[RECORD_OUTPUT],
+            "nodes": old.outputs["nodes"],
+            CHART_VERSIONS_OUTPUT: old.outputs[CHART_VERSIONS_OUTPUT],
+        },
     )
     assert new.error is None, new.error
     return old, new
@@ -272,11 +277,19 @@ def _grow(values: dict[str, Any]) -> None:
 def rke2_shrink() -> tuple[Run, Run]:
     """prod with two more workers, then without them: two nodes leave at once."""
     first = committed_rke2("prod")
-    previous = {RECORD_OUTPUT: first.outputs[RECORD_OUTPUT], "nodes": first.outputs["nodes"]}
+    previous = {
+        RECORD_OUTPUT: first.outputs[RECORD_OUTPUT],
+        "nodes": first.outputs["nodes"],
+        CHART_VERSIONS_OUTPUT: first.outputs[CHART_VERSIONS_OUTPUT],
+    }
     config, secrets = rke2_config("prod", _grow)
     grown = run_program(config, secret_keys=secrets, stack="prod", previous_outputs=previous)
     assert grown.error is None, grown.error
-    previous = {RECORD_OUTPUT: grown.outputs[RECORD_OUTPUT], "nodes": grown.outputs["nodes"]}
+    previous = {
+        RECORD_OUTPUT: grown.outputs[RECORD_OUTPUT],
+        "nodes": grown.outputs["nodes"],
+        CHART_VERSIONS_OUTPUT: grown.outputs[CHART_VERSIONS_OUTPUT],
+    }
     config, secrets = rke2_config("prod")
     shrunk = run_program(config, secret_keys=secrets, stack="prod", previous_outputs=previous)
     assert shrunk.error is None, shrunk.error
@@ -304,7 +317,11 @@ def test_a_server_changes_alone() -> None:
     """Rebuilding a server while workers leave is refused before anything changes: the
     workers' drains would run against servers chosen at the previous update."""
     old, _ = rke2_shrink()
-    previous = {RECORD_OUTPUT: old.outputs[RECORD_OUTPUT], "nodes": old.outputs["nodes"]}
+    previous = {
+        RECORD_OUTPUT: old.outputs[RECORD_OUTPUT],
+        "nodes": old.outputs["nodes"],
+        CHART_VERSIONS_OUTPUT: old.outputs[CHART_VERSIONS_OUTPUT],
+    }
     config, secrets = rke2_config("prod", _rebuild("mc-prod-digitalocean-master-0"))
     run = run_program(config, secret_keys=secrets, stack="prod", previous_outputs=previous)
     assert run.error is not None and "multicloud:rebuild" in str(run.error)

@@ -64,7 +64,8 @@ TRICKY = [
     "on", "off", "y", "n", "Yes", "NO", "true", "True", "TRUE", "false", "~", "null",
     "Null", "NULL", "2001-12-14", "2024-02-30", ".inf", "-.Inf", "0x", "1_", "_1", "12e",
     "9223372036854775807", "9223372036854775808", "18446744073709551616", "-9223372036854775809",
-    "10.147.0.0/16", "a: b", "#x", "a<b>&c", "'q'", '"d"', "=", "<<", "-", "1-2",
+    "10.147.0.0/16", "a: b", "#x", "a<b>&c", "!!timestamp 2001-12-14", "!!str 010", "'q'",
+    '"d"', "=", "<<", "-", "1-2",
 ]  # fmt: skip
 scalar = st.one_of(
     st.sampled_from(TRICKY),
@@ -72,6 +73,12 @@ scalar = st.one_of(
         r"[-+]?(0[xob])?[0-9_]{1,6}(\.[0-9]{0,3})?([eE][-+]?[0-9]{1,2})?", fullmatch=True
     ),
     st.from_regex(r"[a-z][a-z0-9.-]{0,10}", fullmatch=True),
+)
+
+
+# Map keys go-yaml decodes as null, numbers and booleans, which the CLI then names with %v.
+MAP_KEY = st.sampled_from(["~", "1", "true", "010", "1.5"]) | st.from_regex(
+    r"[a-z]{1,4}", fullmatch=True
 )
 
 
@@ -83,7 +90,7 @@ def node(depth: int) -> st.SearchStrategy[str]:
     return st.one_of(
         scalar,
         st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
-        st.dictionaries(st.from_regex(r"[a-z]{1,4}", fullmatch=True), inner, max_size=3).map(
+        st.dictionaries(MAP_KEY, inner, max_size=3).map(
             lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
         ),
     )
@@ -177,8 +184,9 @@ def test_broken_stack_files_are_reported_with_file_line_and_column(
         ),
         (lambda text: text + "  multicloud:sites: [1, 2]\n", "multicloud:sites"),
         (lambda text: text + "  multicloud:sites: plain\n", "multicloud:sites"),
+        (lambda text: text + "  multicloud:clusterName: m\udcff\n", "not UTF-8"),
     ],
-    ids=["yaml-error", "sites-a-list", "sites-a-string"],
+    ids=["yaml-error", "sites-a-list", "sites-a-string", "not-utf8"],
 )
 def test_make_render_reports_a_bad_stack_file_without_a_traceback(
     edit: Any, words: str, tmp_path: Path
@@ -187,7 +195,7 @@ def test_make_render_reports_a_bad_stack_file_without_a_traceback(
     text = (ROOT / "Pulumi.home.yaml").read_text()
     text = edit(re.sub(r"(?m)^  (multicloud:)?sites:\n(    .*\n|\s*\n)*", "", text))
     target = ROOT / f"Pulumi.{stack}.yaml"
-    target.write_text(text)
+    target.write_bytes(text.encode("utf-8", "surrogateescape"))  # \udcff: the byte 0xff
     try:
         run = subprocess.run(
             [str(ROOT / "venv" / "bin" / "python"), "-m", "scripts.render", "--stack", stack,
@@ -200,3 +208,20 @@ def test_make_render_reports_a_bad_stack_file_without_a_traceback(
     assert words in run.stderr and "Traceback" not in run.stderr, run.stderr
     if "token" in words:  # a YAML error names the file, line and column
         assert re.match(rf"{re.escape(str(target))}:\d+:\d+: ", run.stderr), run.stderr
+
+
+def test_a_nested_secure_value_makes_the_key_secret() -> None:
+    # `pulumi config set --path --secret entrypoint.x.y` writes {secure: ...} inside the
+    # object; the CLI then treats the whole key as a secret (config/value.go hasSecureValue).
+    from scripts.offline import PLACEHOLDER, stack_config
+
+    stack = "nestedsecure"
+    text = (ROOT / "Pulumi.home.yaml").read_text()
+    target = ROOT / f"Pulumi.{stack}.yaml"
+    target.write_text(text + "  multicloud:extra:\n    token:\n      secure: v1:abc\n")
+    try:
+        config, secret_keys = stack_config(stack)
+    finally:
+        target.unlink()
+    assert "multicloud:extra" in secret_keys
+    assert json.loads(config["multicloud:extra"]) == {"token": f"{PLACEHOLDER}-extra"}

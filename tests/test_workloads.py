@@ -480,13 +480,11 @@ config:
       startupSeconds: 20
     certManager:
       enabled: true
-      chartVersion: v1.16.3
       email: ops@example.com
       issuer: production
       solver: http01
     longhorn:
       enabled: true
-      chartVersion: 1.8.1
     app:
       enabled: true
       image: traefik/whoami:v1.10.3

@@ -21,8 +21,15 @@ from components.config.model import Bool, ConfigModel, Int, dns_name_problem, pr
 # favonia/cloudflare-ddns 1.15.1: the fix for Cloudflare "error code: 1034" in cloudflare.trace,
 # and the first line supporting the CLOUDFLARE_* variable names used in workloads.py.
 DEFAULT_UPDATER_IMAGE = "favonia/cloudflare-ddns:1.15.1"
-DEFAULT_CERT_MANAGER_CHART = "v1.16.3"  # jetstack/cert-manager; crds.enabled since v1.15
-DEFAULT_LONGHORN_CHART = "1.8.1"  # longhorn/longhorn
+# jetstack/cert-manager, per engine (cert-manager/website content/docs/releases/README.md,
+# 2026-08-22): v1.21 supports Kubernetes 1.33 to 1.36, so RKE2's 1.35; no supported release
+# covers RKE's 1.30, and RKE keeps v1.18.6, the last patch of the newest release whose range
+# (1.29 to 1.33) holds 1.30 (end of life 2026-03-10). docs/operations.md says why.
+DEFAULT_CERT_MANAGER_CHART = "v1.21.1"
+DEFAULT_CERT_MANAGER_CHART_RKE = "v1.18.6"
+# longhorn/longhorn 1.12.1: Kubernetes >= 1.25 (chart/Chart.yaml kubeVersion; longhorn/website
+# content/docs/1.12.1/deploy/install), so both engines; 1.12 is an active line (README.md).
+DEFAULT_LONGHORN_CHART = "1.12.1"
 DEFAULT_APP_IMAGE = "traefik/whoami:v1.10.3"
 
 # Record TTLs, from the dns_record resource of terraform-provider-cloudflare v5 (what
@@ -251,8 +258,13 @@ class CertManagerSettings(ConfigModel):
     """cert-manager from the jetstack chart plus Let's Encrypt ClusterIssuers."""
 
     enabled: Bool = Field(True, description="Install cert-manager and Let's Encrypt issuers.")
-    chart_version: str = Field(
-        DEFAULT_CERT_MANAGER_CHART, description="jetstack/cert-manager chart, v1.15.0 or later."
+    chart_version: str | None = Field(
+        None,
+        description=(
+            f"jetstack/cert-manager chart, v1.15.0 or later; default {DEFAULT_CERT_MANAGER_CHART} "
+            f"with engine rke2, {DEFAULT_CERT_MANAGER_CHART_RKE} with rke (docs/operations.md). "
+            "A running cluster moves one minor at a time."
+        ),
     )
     email: str | None = Field(None, description="Let's Encrypt ACME account contact.")
     issuer: Literal["staging", "production"] = Field(
@@ -269,15 +281,23 @@ class CertManagerSettings(ConfigModel):
 
     @field_validator("chart_version")
     @classmethod
-    def _chart_version(cls, value: str) -> str:
+    def _chart_version(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         match = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", value)
         if not match:
-            raise ValueError(f"certManager.chartVersion must look like v1.16.3 (got {value!r})")
+            raise ValueError(f"certManager.chartVersion must look like v1.21.1 (got {value!r})")
         if (int(match[1]), int(match[2])) < (1, 15):
             raise ValueError(
                 f"certManager.chartVersion must be v1.15.0 or later (crds.enabled; got {value!r})"
             )
         return value
+
+    def chart_for(self, engine: str) -> str:
+        """The chart version to deploy with ``engine``: the configured one, else its default."""
+        if self.chart_version is not None:
+            return self.chart_version
+        return DEFAULT_CERT_MANAGER_CHART_RKE if engine == "rke" else DEFAULT_CERT_MANAGER_CHART
 
     @field_validator("email")
     @classmethod
@@ -305,17 +325,28 @@ class LonghornSettings(ConfigModel):
     """Longhorn from its chart: the default StorageClass, replicas spread over sites."""
 
     enabled: Bool = Field(True, description="Install Longhorn as the default StorageClass.")
-    chart_version: str = Field(DEFAULT_LONGHORN_CHART, description="longhorn/longhorn chart.")
+    chart_version: str | None = Field(
+        None,
+        description=(
+            f"longhorn/longhorn chart; default {DEFAULT_LONGHORN_CHART}. A running cluster moves "
+            "one minor at a time and never back (docs/operations.md)."
+        ),
+    )
     replicas: Int | None = Field(
         default=None, ge=1, le=10, description="Replicas per volume; default one per site, max 3."
     )
 
     @field_validator("chart_version")
     @classmethod
-    def _chart_version(cls, value: str) -> str:
-        if not re.fullmatch(_SEMVER, value):
-            raise ValueError(f"longhorn.chartVersion must look like 1.8.1 (got {value!r})")
+    def _chart_version(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(_SEMVER, value):
+            raise ValueError(f"longhorn.chartVersion must look like 1.12.1 (got {value!r})")
         return value
+
+    @property
+    def chart(self) -> str:
+        """The chart version to deploy: the configured one, else the default."""
+        return self.chart_version or DEFAULT_LONGHORN_CHART
 
 
 class AppSettings(ConfigModel):

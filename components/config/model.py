@@ -117,6 +117,9 @@ Name = Annotated[str, Field(max_length=255), AfterValidator(_no_control)]
 printable text of 1 to 255 characters (OpenStack's name columns are 255 long)."""
 
 
+_LDH_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
+
+
 def dns_name_problem(name: str) -> str | None:
     """Why ``name`` is too long for DNS, or None: RFC 1035 2.3.4 allows 63 octets per
     label and 255 per name on the wire, which is 253 characters written out."""
@@ -125,6 +128,29 @@ def dns_name_problem(name: str) -> str | None:
     for label in name.split("."):
         if len(label) > 63:
             return f"the label {label[:20]!r}... has {len(label)} characters; at most 63"
+    return None
+
+
+def host_name_problem(host: str) -> str | None:
+    """Why ``host`` is no host name a resolver would look up, or None: an IP address, or
+    labels of letters, digits and inner hyphens (RFC 1123 2.1, RFC 952's LDH rule), each
+    ``xn--`` label valid IDNA (RFC 5891), within DNS's lengths."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    problem = dns_name_problem(host)
+    if problem:
+        return problem
+    for label in host.rstrip(".").split("."):
+        if not _LDH_LABEL.fullmatch(label):
+            return f"the label {printable(label)!r} is not letters, digits and inner hyphens"
+        if label.lower().startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                return f"the label {label!r} is not valid IDNA (punycode)"
     return None
 
 
@@ -166,9 +192,9 @@ def check_https_url(value: str, example: str, why: str, *, port: bool = True) ->
             f"expected an https:// URL such as {example}, got {printable(value)!r}: the host "
             f"{why} must not receive it in clear"
         )
-    problem = dns_name_problem(url.hostname)
+    problem = host_name_problem(url.hostname)
     if problem:
-        raise ValueError(f"the host of {printable(value)!r} is {problem}: {expected}")
+        raise ValueError(f"the host of {printable(value)!r}: {problem}: {expected}")
     if (
         url.username is not None
         or url.password is not None
@@ -255,18 +281,19 @@ def unique(values: Sequence[Any]) -> Sequence[Any]:
 
 Cidr = Annotated[str, AfterValidator(_canonical_network)]
 """A network in canonical CIDR notation, without host bits (IPv4 or IPv6)."""
-# Each source range becomes its own firewall rule per port (22 and 6443) on every site:
-# 100 ranges are 200 rules, twice Neutron's default project quota
-# (neutron/conf/quota.py, quota_security_group_rule = 100).
+# Each source range becomes its own firewall rule per port (22 and 6443) on every site. A
+# hard ceiling keeps plans (and validation time) bounded; whether a site's rules fit its
+# quota (Neutron's default is 100 per project, neutron/conf/quota.py) is the preflight's
+# `openstack-quota` check, against `sites.<name>.securityGroupRuleQuota` when declared.
 MAX_SOURCE_CIDRS = 100
 
 
 def _few_enough(values: Any) -> Any:
     if isinstance(values, list) and len(values) > MAX_SOURCE_CIDRS:
         raise ValueError(
-            f"{len(values)} ranges; at most {MAX_SOURCE_CIDRS}: each becomes firewall rules "
-            "on every site (OpenStack's default quota is 100 rules per project); merge "
-            "neighbouring ranges into wider ones, or reach the nodes through one bastion"
+            f"{len(values)} ranges; at most {MAX_SOURCE_CIDRS}: each becomes a firewall rule "
+            "per port on every site (an OpenStack project allows 100 rules by default); "
+            "merge neighbouring ranges into wider ones, or reach the nodes through one bastion"
         )
     return values
 

@@ -80,19 +80,24 @@ MIN_RSA_BITS = 1024
 # useradd's rule for a user name (shadow's is_valid_user_name, libmisc/chkname.c): a
 # lower-case letter or '_', then letters, digits, '_' and '-', at most 32 characters.
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-# Accounts and groups a Debian 12 node already has: base-passwd's static ones
-# (passwd.master, group.master), the daemons' of the cloud image (sshd, systemd, D-Bus,
-# polkit) and the docker group. cloud-init would give SSH to the daemon's identity, or
-# fail to create the user (useradd refuses a name whose group exists). root is refused
-# as before: the deployer logs in as an unprivileged user in the docker group. Names
-# starting with '_' are system accounts by Debian's convention.
+# Accounts and groups a Debian 12 node already has: every name of base-passwd 3.6's
+# passwd.master and group.master, the groups systemd 252's sysusers.d creates
+# (basic.conf.in), the daemons' of the cloud image (sshd, systemd, D-Bus, polkit) and of
+# what the bootstrap installs (zerotier-one, docker, etcd, containerd). cloud-init would
+# give SSH to the daemon's identity, or fail to create the user (useradd refuses a name
+# whose group exists). root is refused as before: the deployer logs in as an
+# unprivileged user. Names starting with '_' are system accounts by Debian's convention.
 SYSTEM_ACCOUNTS = frozenset(
     (
         *("root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news"),
         *("uucp", "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody"),
-        *("messagebus", "sshd", "polkitd", "tss", "uuidd", "tcpdump", "systemd-network"),
-        *("systemd-resolve", "systemd-timesync", "systemd-journal", "systemd-coredump"),
-        *("systemd-oom", "docker", "etcd", "sudo", "adm", "staff", "users"),
+        *("nogroup", "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom"),
+        *("floppy", "tape", "sudo", "audio", "dip", "operator", "src", "shadow", "utmp"),
+        *("video", "sasl", "plugdev", "staff", "users", "input", "kvm", "render", "sgx"),
+        *("netdev", "crontab", "ssh", "_ssh", "messagebus", "sshd", "polkitd", "tss"),
+        *("uuidd", "tcpdump", "systemd-network", "systemd-resolve", "systemd-timesync"),
+        *("systemd-journal", "systemd-coredump", "systemd-oom", "docker", "etcd"),
+        *("zerotier-one", "containerd", "iscsi", "statd", "_rpc", "rpc", "ntp", "_chrony"),
     )
 )
 
@@ -180,7 +185,8 @@ class SiteBase(ConfigModel):
         default="none",
         description=(
             "`public`: the site's workers run the ingress controller and take public 80/443 "
-            "(firewall open to the world, DNS record target, DNS updater); `private`: they "
+            "(firewall open to the world, or to Cloudflare's ranges only when the record is "
+            "proxied; DNS record target, DNS updater); `private`: they "
             "run it for the site's LAN only (80/443 from `lanCidr`); `none`: no controller."
         ),
     )
@@ -235,6 +241,26 @@ class OpenStackSiteConfig(SiteBase):
         ge=10,
         le=MAX_VOLUME_GB,
         description="Boot from a volume of this size instead of the flavor's disk.",
+    )
+    address_groups: Bool = Field(
+        False,
+        description=(
+            "The cloud has Neutron address groups (`openstack extension show address-group` "
+            "and `security-groups-remote-address-group`): a range list such as Cloudflare's "
+            "(a proxied record) becomes one address group and one rule per port instead of "
+            "one rule per range and port."
+        ),
+    )
+    security_group_rule_quota: Int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,  # neutron/db/quota/models.py Quota.limit: an sa.Integer column
+        description=(
+            "The project's security-group rule quota (`openstack quota show -c "
+            "secgroup-rules`), less what other stacks there use: the preflight refuses a "
+            "plan that needs more (the program's rules plus the ones Neutron adds to each "
+            "group). Unset: not checked, a warning above Neutron's default of 100."
+        ),
     )
 
     @model_validator(mode="after")

@@ -3,6 +3,11 @@
 Everything goes through one Kubernetes provider built from RKE's kubeconfig, and every object
 also depends on the RKE command directly, so nothing is applied before ``rke up`` succeeded.
 Each part is switched by its ``enabled`` flag and owns only its own resources.
+
+The Helm releases' chart versions are exported as the stack output ``chartVersions`` and read
+back on the next update through a StackReference to this stack: a version that would skip
+minor releases upstream forbids skipping is refused before the release changes
+(``chart_upgrades.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config.entrypoint import EntrypointSettings
-from components.services import network_policies, workloads
+from components.services import chart_upgrades, network_policies, workloads
+from components.services.chart_upgrades import CERT_MANAGER, CHART_VERSIONS_OUTPUT, LONGHORN
 
 
 class ClusterServices(pulumi.ComponentResource):
@@ -63,6 +69,8 @@ class ClusterServices(pulumi.ComponentResource):
         )
         self.record_name = settings.cloudflare.record_name if settings.cloudflare else None
         self.app_url = None
+        self._versions = self._checked_versions(settings)
+        self._deployed: dict[str, pulumi.Output[str | None]] = {}
 
         if settings.updater.enabled and updater_token is not None:
             self._updater(settings, updater_token)
@@ -75,7 +83,41 @@ class ClusterServices(pulumi.ComponentResource):
             self._app(settings, issuers)
             self.app_url = pulumi.Output.from_input(workloads.app_url(settings))
 
+        # what the next update checks its chart versions against (rke2/join.py's record is
+        # exported the same way): the releases' outputs, so a failed update keeps the old one
+        recorded: pulumi.Input[Any] = pulumi.Output.all(**self._deployed) if self._deployed else {}
+        pulumi.export(CHART_VERSIONS_OUTPUT, recorded)
         self.register_outputs({"appUrl": self.app_url, "recordName": self.record_name})
+
+    def _checked_versions(self, settings: EntrypointSettings) -> pulumi.Output[dict[str, str]]:
+        """The enabled charts' versions, once checked against what the stack runs."""
+        targets: dict[str, tuple[str, bool]] = {}
+        if settings.cert_manager.enabled:
+            cm = settings.cert_manager
+            targets[CERT_MANAGER] = (cm.chart_for(self._engine), cm.chart_version is not None)
+        if settings.longhorn.enabled:
+            lh = settings.longhorn
+            targets[LONGHORN] = (lh.chart, lh.chart_version is not None)
+        if not targets:
+            return pulumi.Output.from_input({})
+        this_stack = pulumi.StackReference(
+            f"{self._name}-previous",
+            stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        def decide(values: list[Any]) -> dict[str, str]:
+            record, nodes = values
+            try:
+                previous = chart_upgrades.Previous.from_outputs(record, nodes)
+                chart_upgrades.check_charts(previous, targets)
+            except chart_upgrades.UpgradeError as err:  # phrased for the person editing it
+                raise pulumi.RunError(str(err)) from None
+            return {chart: version for chart, (version, _) in targets.items()}
+
+        return pulumi.Output.all(
+            this_stack.get_output(CHART_VERSIONS_OUTPUT), this_stack.get_output("nodes")
+        ).apply(decide)
 
     def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(
@@ -103,21 +145,24 @@ class ClusterServices(pulumi.ComponentResource):
         ]
 
     def _release(
-        self, chart: str, version: str, repo: str, namespace: str, values: dict[str, Any]
+        self, chart: str, repo: str, namespace: str, values: dict[str, Any]
     ) -> k8s.helm.v3.Release:
-        """A pinned chart in its own namespace, registered first with its NetworkPolicies."""
+        """A pinned chart in its own namespace, registered first with its NetworkPolicies.
+        Its version is the checked one: a refused upgrade leaves the release as it is."""
         ns = self._namespace(chart, namespace)
         policies = self._network_policies(chart, ns, namespace)
-        return k8s.helm.v3.Release(
+        release = k8s.helm.v3.Release(
             f"{self._name}-{chart}",
             name=chart,
             chart=chart,
-            version=version,
+            version=self._versions.apply(lambda versions: versions[chart]),
             repository_opts={"repo": repo},
             namespace=namespace,
             values=values,
             opts=self._opts(ns, *policies),
         )
+        self._deployed[chart] = release.version
+        return release
 
     def _object(
         self, part: str, manifest: dict[str, Any], *deps: pulumi.Resource
@@ -162,8 +207,7 @@ class ClusterServices(pulumi.ComponentResource):
 
     def _cert_manager(self, settings: EntrypointSettings) -> list[pulumi.Resource]:
         release = self._release(
-            "cert-manager",
-            settings.cert_manager.chart_version,
+            CERT_MANAGER,
             workloads.CERT_MANAGER_REPO,
             workloads.CERT_MANAGER_NAMESPACE,
             workloads.cert_manager_values(dns01=self._dns01),
@@ -198,8 +242,7 @@ class ClusterServices(pulumi.ComponentResource):
 
     def _longhorn(self, settings: EntrypointSettings, zone_count: int) -> None:
         self._release(
-            "longhorn",
-            settings.longhorn.chart_version,
+            LONGHORN,
             workloads.LONGHORN_REPO,
             workloads.LONGHORN_NAMESPACE,
             workloads.longhorn_values(settings, zone_count, self._engine),

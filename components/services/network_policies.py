@@ -160,9 +160,17 @@ def allow_api_server(namespace: str, ranges: ClusterRanges) -> Manifest:
     return _policy(namespace, "allow-api-server", spec)
 
 
-def internet(ranges: ClusterRanges) -> Manifest:
-    """An ipBlock for "anywhere but this cluster and the link-local metadata range"."""
+# Private and shared address space (RFC 1918, RFC 6598): the sites' LANs, routers and
+# other tenants' networks live here, never an ACME server or a public API.
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+
+
+def internet(ranges: ClusterRanges, *, private: bool = False) -> Manifest:
+    """An ipBlock for "anywhere but this cluster and the link-local metadata range", and
+    but private address space unless ``private``."""
     except_ = [ranges.overlay_cidr, ranges.pod_cidr, ranges.service_cidr, LINK_LOCAL]
+    if not private:
+        except_ += [r for r in PRIVATE_RANGES if r not in except_]
     return {"ipBlock": {"cidr": "0.0.0.0/0", "except": except_}}
 
 
@@ -234,19 +242,29 @@ def app_policies(engine: str = "rke") -> list[Manifest]:
 def cert_manager_policies(ranges: ClusterRanges, dns01: bool = False) -> list[Manifest]:
     """cert-manager: the API server calls its webhook; the controller talks to ACME.
 
-    With the DNS-01 solver the controller also asks the zone's authoritative nameservers
-    directly, on port 53, whether the TXT record is there (cert-manager v1.16
-    pkg/issuer/acme/dns/util/wait.go ``checkDNSPropagation``); HTTP-01 needs no DNS
-    beyond the cluster's."""
+    With the DNS-01 solver the controller also asks, on port 53, whether the TXT record is
+    there (pkg/issuer/acme/dns/util/wait.go ``checkDNSPropagation``): only the public
+    resolvers it is given (``workloads.cert_manager_values``), so only those are open;
+    HTTP-01 needs no DNS beyond the cluster's."""
     ns = workloads.CERT_MANAGER_NAMESPACE
     webhook = {
         "podSelector": {"matchLabels": {"app.kubernetes.io/component": "webhook"}},
         "policyTypes": ["Ingress"],
         "ingress": [{"ports": _ports("TCP", CERT_MANAGER_WEBHOOK_PORT)}],
     }
-    egress = [{"to": [internet(ranges)], "ports": _ports("TCP", 80, 443)}]
-    if dns01:
-        egress.append({"to": [internet(ranges)], "ports": _ports("UDP", 53) + _ports("TCP", 53)})
+    # 443 (ACME, the Cloudflare API) only to public addresses; 80 also to private ones: the
+    # HTTP-01 self-check fetches the app's host as the cluster resolves it, which behind
+    # split-horizon DNS at home is a LAN address.
+    egress = [
+        {"to": [internet(ranges)], "ports": _ports("TCP", 443)},
+        {"to": [internet(ranges, private=True)], "ports": _ports("TCP", 80)},
+    ]
+    if dns01:  # the self-check asks these resolvers only (--dns01-recursive-nameservers-only)
+        resolvers = [
+            {"ipBlock": {"cidr": f"{server.rsplit(':', 1)[0]}/32"}}
+            for server in workloads.CERT_MANAGER_DNS01_RESOLVERS
+        ]
+        egress.append({"to": resolvers, "ports": _ports("UDP", 53) + _ports("TCP", 53)})
     acme = {
         "podSelector": {"matchLabels": {"app.kubernetes.io/component": "controller"}},
         "policyTypes": ["Egress"],

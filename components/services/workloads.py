@@ -6,6 +6,8 @@ them against the Kubernetes 1.30 OpenAPI schema.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from components.config.entrypoint import EntrypointSettings
@@ -36,7 +38,7 @@ CERT_MANAGER_REPO = "https://charts.jetstack.io"
 LONGHORN_NAMESPACE = "longhorn-system"  # the Longhorn chart supports no other namespace
 LONGHORN_REPO = "https://charts.longhorn.io"
 LONGHORN_DATA_LOCALITY = "disabled"
-LONGHORN_ENGINE_REPLICA_TIMEOUT = 30  # seconds; longhorn-manager v1.8.1 allows 8 to 30
+LONGHORN_ENGINE_REPLICA_TIMEOUT = 30  # seconds; longhorn-manager v1.12.1 allows 8 to 30
 
 APP_NAMESPACE = "example"
 APP_NAME = "whoami"
@@ -47,6 +49,22 @@ ACME_SERVERS = {
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
     "production": "https://acme-v02.api.letsencrypt.org/directory",
 }
+
+
+# The digests of the images the program deploys itself, recorded by `make pin-images`
+# (scripts/pin_images.py) from the registry; `digest: null` until then.
+IMAGES_FILE = Path(__file__).resolve().parents[2] / "reference" / "images.json"
+
+
+def image_reference(image: str, path: Path | None = None) -> str:
+    """``image`` as the kubelet should pull it: ``name:tag@sha256:...`` when
+    ``reference/images.json`` records the tag's digest (the runtime then pulls by digest and
+    ignores the tag, distribution/reference's grammar), else as configured."""
+    if "@sha256:" in image:
+        return image
+    pins = json.loads((path or IMAGES_FILE).read_text(encoding="utf-8"))["images"]
+    digest = (pins.get(image) or {}).get("digest")
+    return f"{image}@{digest}" if digest else image
 
 
 def issuer_name(which: str) -> str:
@@ -185,7 +203,7 @@ def updater_deployment(settings: EntrypointSettings) -> Manifest:
                     "containers": [
                         {
                             "name": UPDATER_NAME,
-                            "image": settings.updater.image,
+                            "image": image_reference(settings.updater.image),
                             "imagePullPolicy": "IfNotPresent",
                             "env": env,
                             "securityContext": container_sc,
@@ -263,7 +281,7 @@ def app_manifests(settings: EntrypointSettings) -> list[Manifest]:
                     "containers": [
                         {
                             "name": APP_NAME,
-                            "image": settings.app.image,
+                            "image": image_reference(settings.app.image),
                             "args": ["--port", str(APP_PORT)],
                             "ports": [{"name": "http", "containerPort": APP_PORT}],
                             "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}},
@@ -326,8 +344,8 @@ def app_url(settings: EntrypointSettings) -> str:
 
 
 # The DNS-01 self-check's resolvers: public recursive resolvers only. By default cert-manager
-# v1.16 finds the zone's nameservers through /etc/resolv.conf (the cluster DNS, forwarding to
-# the node's resolver) and then asks them directly (pkg/issuer/acme/dns/util/wait.go,
+# (v1.16 to v1.21.1) finds the zone's nameservers through /etc/resolv.conf (the cluster DNS,
+# forwarding to the node's resolver) and then asks them directly (pkg/issuer/acme/dns/util/wait.go,
 # checkDNSPropagation). Behind split-horizon DNS (home) that finds the LAN's view of the zone,
 # which never holds the challenge's TXT record, so the check waits forever. With
 # --dns01-recursive-nameservers-only it asks only these (cmd/controller/app/options/options.go;
@@ -369,7 +387,7 @@ def longhorn_values(settings: EntrypointSettings, zone_count: int, engine: str =
     """
     replicas = longhorn_replicas(settings, zone_count)
     return {
-        # The chart's own NetworkPolicies (chart/templates/network-policies/ of longhorn 1.8.1):
+        # The chart's own NetworkPolicies (chart/templates/network-policies/ of longhorn 1.12.1):
         # longhorn-manager's API (9500) only from Longhorn's pods, instance-manager and the
         # backing-image components only from each other. "rke1"/"rke2" name the engine's
         # ingress-nginx (it shapes only the UI policy, which needs the chart's ingress).
@@ -385,7 +403,8 @@ def longhorn_values(settings: EntrypointSettings, zone_count: int, engine: str =
             "defaultDataLocality": LONGHORN_DATA_LOCALITY,
         },
         # Setting names and allowed values: reference/longhorn-settings.json (longhorn-manager
-        # v1.8.1 types/setting.go). docs/architecture.md, "Longhorn across sites", says why.
+        # v1.12.1 types/setting.go; a plain value sets every data engine's).
+        # docs/architecture.md, "Longhorn across sites", says why.
         "defaultSettings": {
             "defaultReplicaCount": replicas,
             "defaultDataLocality": LONGHORN_DATA_LOCALITY,
@@ -394,7 +413,7 @@ def longhorn_values(settings: EntrypointSettings, zone_count: int, engine: str =
             "replicaAutoBalance": "best-effort",
             # Kubernetes never force-deletes the pods of a node that is down: they stay
             # Terminating and keep their volumes attached there. Longhorn force-deletes them
-            # once their grace period has run out (longhorn-manager v1.8.1
+            # once their grace period has run out (longhorn-manager v1.12.1
             # controller/kubernetes_pod_controller.go, handlePodDeletionIfNodeDown), so the
             # StatefulSet or Deployment starts them on another site.
             "nodeDownPodDeletionPolicy": "delete-both-statefulset-and-deployment-pod",

@@ -31,6 +31,11 @@ class DigitalOceanSite(CloudSite):
             f"{name}-ssh", name=prefix, public_key=args.ssh_public_key, opts=on_cloud
         )
         # Firewalls select droplets by tag, so adding a droplet never rewrites a firewall.
+        # A rule lists every source (Cloudflare's 15 ranges when the record is proxied: one
+        # rule per port), within DigitalOcean's limits of 50 rules per firewall and 1000
+        # sources per rule (docs.digitalocean.com/products/networking/firewalls/details/
+        # limits): a group has at most two inbound rules, sources at most the 100 adminCidrs
+        # plus the deployer's (config/model.py MAX_SOURCE_CIDRS).
         tags = {}
         for group, rules in args.policy.groups.items():
             tag = digitalocean.Tag(f"{name}-{group}", name=f"{prefix}-{group}", opts=on_cloud)

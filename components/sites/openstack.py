@@ -10,7 +10,7 @@ import pulumi_openstack as openstack
 from components.cluster_node import ClusterNode
 from components.config import OpenStackSiteConfig
 from components.sites.base import CloudSite, SiteArgs
-from components.sites.firewall import ethertype
+from components.sites.firewall import address_groups_of, openstack_rules
 
 
 class OpenStackSite(CloudSite):
@@ -44,8 +44,24 @@ class OpenStackSite(CloudSite):
                 on_cloud, pulumi.ResourceOptions(delete_before_replace=True)
             ),
         )
+        # Neutron address groups (extensions address-group and
+        # security-groups-remote-address-group): a rule with remote_address_group_id
+        # matches every address of the group, so Cloudflare's ranges take one rule per port
+        # instead of one per range and port (sites.<name>.addressGroups).
+        address_groups = {
+            group: openstack.networking.AddressGroupV2(
+                f"{name}-{group}",
+                name=f"{prefix}-{group}",
+                addresses=list(addresses),
+                description=f"multicloud {prefix}: {group} ranges",
+                opts=on_cloud,
+            )
+            for group, addresses in (
+                address_groups_of(args.policy).items() if site.address_groups else ()
+            )
+        }
         groups = {}
-        for group, rules in args.policy.groups.items():
+        for group, rules in openstack_rules(args.policy, site.address_groups).items():
             sg = openstack.networking.SecGroup(
                 f"{name}-{group}",
                 name=f"{prefix}-{group}",
@@ -53,19 +69,21 @@ class OpenStackSite(CloudSite):
                 opts=on_cloud,
             )
             for rule in rules:
-                for source in rule.sources:
-                    openstack.networking.SecGroupRule(
-                        f"{name}-{group}-{rule.protocol}{rule.port}-{_slug(source)}",
-                        security_group_id=sg.id,
-                        direction="ingress",
-                        ethertype=ethertype(source),
-                        protocol=rule.protocol,
-                        port_range_min=rule.port,
-                        port_range_max=rule.port,
-                        remote_ip_prefix=source,
-                        description=rule.description,
-                        opts=pulumi.ResourceOptions(parent=sg, provider=self.provider),
-                    )
+                openstack.networking.SecGroupRule(
+                    f"{name}-{group}-{rule.name}",
+                    security_group_id=sg.id,
+                    direction="ingress",
+                    ethertype=rule.ethertype,
+                    protocol=rule.protocol,
+                    port_range_min=rule.port,
+                    port_range_max=rule.port,
+                    remote_ip_prefix=rule.remote_ip_prefix,
+                    remote_address_group_id=(
+                        address_groups[rule.address_group].id if rule.address_group else None
+                    ),
+                    description=rule.description,
+                    opts=pulumi.ResourceOptions(parent=sg, provider=self.provider),
+                )
             groups[group] = sg
 
         network = openstack.networking.get_network_output(name=site.network, opts=invoke)
@@ -141,11 +159,6 @@ class OpenStackSite(CloudSite):
                 )
             )
         self.finish()
-
-
-def _slug(cidr: str) -> str:
-    """A CIDR as a resource-name part (URNs reserve '::')."""
-    return cidr.replace(":", "_").replace("/", "_")
 
 
 def _auth(site: OpenStackSiteConfig, secret: pulumi.Output[str] | None) -> dict[str, Any]:
