@@ -638,6 +638,18 @@ def test_api_urls_must_be_plain_https(path: str, url: str, host: str) -> None:
     refused(edited(path, url.format(host=host), raw_for(path)), path)
 
 
+@BATTERY
+@given(
+    cidr=st.sampled_from(
+        ["127.0.0.1/32", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "::1/128", "fe80::/10"]
+    )
+    | st.from_regex(r"127\.[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,2}/32", fullmatch=True)
+)
+def test_admin_sources_must_be_addresses_packets_come_from(cidr: str) -> None:
+    # The review found 127.0.0.1/32 accepted as an admin range: it admits nobody.
+    refused(edited("adminCidrs", [cidr]), "adminCidrs")
+
+
 @pytest.mark.parametrize("path", ["zerotierCentralUrl", "sites.home.auth.authUrl"])
 @BATTERY
 @given(

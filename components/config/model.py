@@ -298,8 +298,27 @@ def _few_enough(values: Any) -> Any:
     return values
 
 
+def _reachable_source(value: str) -> str:
+    """A firewall source a packet from the deployer or an admin can come from: not
+    loopback, link-local, multicast or the unspecified address (RFC 6890's special
+    ranges a router never forwards), which as a rule source would admit nobody."""
+    network = ipaddress.ip_network(value)
+    for what, flag in (
+        ("loopback", network.is_loopback),
+        ("link-local", network.is_link_local),
+        ("multicast", network.is_multicast),
+        ("unspecified", network.num_addresses == 1 and network.network_address.is_unspecified),
+    ):
+        if flag:
+            raise ValueError(
+                f"{value} is {what}: no packet from an admin or the deployer comes from it; "
+                "give the public (or VPN) range they connect from"
+            )
+    return value
+
+
 CidrList = Annotated[
-    list[Cidr],
+    list[Annotated[Cidr, AfterValidator(_reachable_source)]],
     BeforeValidator(_few_enough),
     Field(max_length=MAX_SOURCE_CIDRS),
     AfterValidator(unique),
