@@ -386,7 +386,7 @@ def test_updater_deployment_on_ingress_nodes(full: tuple[World, dict[str, Any]])
         ("node.kubernetes.io/unreachable", 30),
     }
     image = pod["containers"][0]["image"]
-    assert image == "favonia/cloudflare-ddns:1.15.1"
+    assert image == "favonia/cloudflare-ddns:1.17.0"
 
 
 def test_no_public_ingress_node_is_a_clear_error() -> None:

@@ -138,7 +138,7 @@ def test_a_digest_that_moved_is_not_overwritten(tmp_path: Path, registry: Regist
     shutil.copy(REFERENCE / "images.json", images)
     assert _pin(images, registry.url).returncode == 0
     before = images.read_text()
-    registry.manifests["favonia/cloudflare-ddns:1.15.1"] = _digest("moved")
+    registry.manifests["favonia/cloudflare-ddns:1.17.0"] = _digest("moved")
     result = _pin(images, registry.url)
     assert result.returncode == 1
     assert "change the pin by hand" in result.stderr
@@ -167,7 +167,7 @@ def test_the_deployments_pull_by_digest_once_recorded(
         for deployment in run.of_type(DEPLOYMENT)
         for container in reveal(deployment.inputs)["spec"]["template"]["spec"]["containers"]
     }
-    assert f"favonia/cloudflare-ddns:1.15.1@{_digest('favonia/cloudflare-ddns:1.15.1')}" in pulled
+    assert f"favonia/cloudflare-ddns:1.17.0@{_digest('favonia/cloudflare-ddns:1.17.0')}" in pulled
     assert f"traefik/whoami:v1.10.3@{_digest('traefik/whoami:v1.10.3')}" in pulled
     assert image_warnings(sorted(pulled)) == []
     assert image_warnings(reference=tmp_path) == []  # the summary's view of the file
@@ -186,7 +186,7 @@ def test_until_recorded_the_tag_is_pulled_and_render_warns() -> None:
         if name in pulled:
             [warning] = image_warnings([name])
             assert "make pin-images" in warning
-    assert image_warnings(["favonia/cloudflare-ddns:1.15.1@" + _digest("x")]) == []
+    assert image_warnings(["favonia/cloudflare-ddns:1.17.0@" + _digest("x")]) == []
 
 
 def test_render_prints_the_image_warning(
@@ -199,7 +199,7 @@ def test_render_prints_the_image_warning(
         pytest.fail("every image is pinned: this test needs an unpinned reference copy")
     assert render.render("prod", tmp_path) == 0
     err = capsys.readouterr().err
-    assert "WARNING: image not pinned by digest. favonia/cloudflare-ddns:1.15.1" in err
+    assert "WARNING: image not pinned by digest. favonia/cloudflare-ddns:1.17.0" in err
 
 
 def test_the_preview_summary_warns_until_recorded(tmp_path: Path, registry: Registry) -> None:
@@ -208,7 +208,7 @@ def test_the_preview_summary_warns_until_recorded(tmp_path: Path, registry: Regi
     for name in ("nodes.md", "architecture.mmd", "cluster.yml"):
         (head / name).write_text("x\n")
     summary = build_summary("prod", None, head)
-    assert "**Image not pinned by digest.** favonia/cloudflare-ddns:1.15.1" in summary
+    assert "**Image not pinned by digest.** favonia/cloudflare-ddns:1.17.0" in summary
     pinned = tmp_path / "reference"
     shutil.copytree(REFERENCE, pinned)
     assert _pin(pinned / "images.json", registry.url).returncode == 0

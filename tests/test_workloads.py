@@ -79,7 +79,7 @@ def test_defaults_and_derived_host() -> None:
     assert s.cloudflare is not None
     assert s.cloudflare.record_ttl == 60 and s.cloudflare.proxied is False
     assert s.failover_bound_seconds == 90 and s.cert_manager.solver == "http01"
-    assert s.updater.image == "favonia/cloudflare-ddns:1.15.1"
+    assert s.updater.image == "favonia/cloudflare-ddns:1.17.0"
     assert s.cert_manager.enabled is False  # needs an email, so it is opt-in
     assert s.app_host == "app.k8s.example.com"
     plain = settings(cloudflare={"recordName": "k8s.example.com"})
@@ -102,6 +102,9 @@ def test_defaults_and_derived_host() -> None:
         ({"updater": {"image": "favonia/cloudflare-ddns:latest"}}, "updater.image"),
         ({"updater": {"image": "favonia/cloudflare-ddns"}}, "updater.image"),
         ({"updater": {"image": "timothyjmiller/cloudflare-ddns:2.0.0"}}, "updater.image"),
+        # 1.14 ignores CLOUDFLARE_API_TOKEN (README "All Settings": CLOUDFLARE_* since 1.15.0)
+        ({"updater": {"image": "favonia/cloudflare-ddns:1.14.2"}}, "1.15.0 or a later 1.x"),
+        ({"updater": {"image": "favonia/cloudflare-ddns:2.0.0"}}, "1.15.0 or a later 1.x"),
         ({"updater": {"tolerationSeconds": -1}}, "tolerationSeconds"),
         ({"certManager": {"email": None}}, "certManager.email is required"),
         ({"certManager": {"email": "nobody"}}, "certManager.email"),
@@ -116,6 +119,19 @@ def test_defaults_and_derived_host() -> None:
 def test_invalid_settings_name_the_field(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         settings(**overrides)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "favonia/cloudflare-ddns:1.15.0",
+        "favonia/cloudflare-ddns:1.17.0",
+        "ghcr.io/favonia/cloudflare-ddns:v1.18.2",
+        "favonia/cloudflare-ddns:1.17.0@sha256:" + "0" * 64,
+    ],
+)
+def test_updater_images_of_the_checked_line_are_accepted(image: str) -> None:
+    assert settings(updater={"image": image}).updater.image == image
 
 
 def test_cert_manager_email_not_needed_when_disabled() -> None:
@@ -474,7 +490,7 @@ config:
       ttl: 60
     updater:
       enabled: true
-      image: favonia/cloudflare-ddns:1.15.1
+      image: favonia/cloudflare-ddns:1.17.0
       updateIntervalSeconds: 60
       tolerationSeconds: 30
       startupSeconds: 20

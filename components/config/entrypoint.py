@@ -18,9 +18,11 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from components.config.model import Bool, ConfigModel, Int, dns_name_problem, printable
 
-# favonia/cloudflare-ddns 1.15.1: the fix for Cloudflare "error code: 1034" in cloudflare.trace,
-# and the first line supporting the CLOUDFLARE_* variable names used in workloads.py.
-DEFAULT_UPDATER_IMAGE = "favonia/cloudflare-ddns:1.15.1"
+# favonia/cloudflare-ddns 1.17.0 (tagged 2026-07-28), the newest release and so the only
+# supported one (docs/SECURITY.md, "Supported Versions"). Its README "All Settings" still reads
+# every variable workloads.py sets (internal/config/config_read.go ``ReadEnv``); 1.15.0 was the
+# first with the CLOUDFLARE_* names, 1.15.1 the first with cloudflare.trace on api.cloudflare.com.
+DEFAULT_UPDATER_IMAGE = "favonia/cloudflare-ddns:1.17.0"
 # jetstack/cert-manager, per engine (cert-manager/website content/docs/releases/README.md,
 # 2026-08-22): v1.21 supports Kubernetes 1.33 to 1.36, so RKE2's 1.35; no supported release
 # covers RKE's 1.30, and RKE keeps v1.18.6, the last patch of the newest release whose range
@@ -212,7 +214,8 @@ class UpdaterSettings(ConfigModel):
         True, description="Run the DNS updater (needs cloudflare): the record follows a live node."
     )
     image: str = Field(
-        DEFAULT_UPDATER_IMAGE, description="favonia/cloudflare-ddns image with an exact tag."
+        DEFAULT_UPDATER_IMAGE,
+        description="favonia/cloudflare-ddns image with an exact tag, 1.15.0 or a later 1.x.",
     )
     update_interval_seconds: Int = Field(
         60,
@@ -250,6 +253,17 @@ class UpdaterSettings(ConfigModel):
             raise ValueError(
                 "updater.image must be favonia/cloudflare-ddns:<version>: its environment "
                 f"variables are what workloads.py sets (got {value!r})"
+            )
+        # The settings workloads.py passes hold from 1.15.0, the first release reading
+        # CLOUDFLARE_API_TOKEN (README "All Settings" at v1.17.0, which keeps the variable names
+        # "until version 2.0.0"); a 2.x release may rename them and has not been checked.
+        match = _IMAGE.fullmatch(value)
+        version = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)", (match["tag"] or "") if match else "")
+        if version and not (1, 15, 0) <= tuple(map(int, version.groups())) < (2, 0, 0):
+            raise ValueError(
+                "updater.image must be favonia/cloudflare-ddns 1.15.0 or a later 1.x release "
+                "(older ones ignore CLOUDFLARE_API_TOKEN; 2.x is not checked against "
+                f"workloads.py); got {value!r}, the default is {DEFAULT_UPDATER_IMAGE!r}"
             )
         return value
 

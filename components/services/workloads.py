@@ -127,13 +127,17 @@ def cert_manager_token_secret(token: str) -> Manifest:
 
 
 def updater_env(settings: EntrypointSettings) -> dict[str, str]:
-    """favonia/cloudflare-ddns 1.15 settings (README "All Settings"), all as strings.
+    """favonia/cloudflare-ddns 1.17.0 settings (README.markdown "All Settings" at v1.17.0; read
+    by internal/config/config_read.go ``ReadEnv``; none renamed or deprecated), all as strings.
 
-    PROXIED and TTL apply only to records the updater creates (README: "The updater will
-    preserve existing parameters"); Pulumi creates the record, so they merely agree with it.
-    UPDATE_ON_START makes a new updater update at once (cmd/ddns/ddns.go ``realMain`` runs
-    ``UpdateIPs`` before its first wait), so failover does not wait for UPDATE_CRON, which only
-    spaces re-checks and retries. TTL 1 is favonia's "automatic", accepted next to 30-86400.
+    PROXIED and TTL are fallbacks (README "DNS and WAF Fallback Values": "The updater preserves
+    existing attributes (such as TTL and proxy status) when possible"); Pulumi creates the
+    record, so they merely agree with it. UPDATE_ON_START makes a new updater update at once
+    (cmd/ddns/ddns.go ``realMain`` runs ``UpdateIPs`` before its first wait), so failover does
+    not wait for UPDATE_CRON, which only spaces re-checks and retries. TTL 1 is favonia's
+    "automatic", accepted next to 30-86400 (internal/config/env_base.go ``readTTL``).
+    cloudflare.trace fetches https://api.cloudflare.com/cdn-cgi/trace
+    (internal/provider/cloudflare_trace.go), the API host the NetworkPolicy already allows.
     """
     cf, updater = settings.cloudflare, settings.updater
     if cf is None:
@@ -161,6 +165,9 @@ def updater_deployment(settings: EntrypointSettings) -> Manifest:
     another public-ingress node at once, even though the dead kubelet never confirms the deletion.
     """
     seconds = settings.updater.toleration_seconds
+    # The image's own user (Dockerfile at v1.17.0: ``USER 1000:1000`` on a scratch image); the
+    # program writes no file (no os.Create/WriteFile under internal/ or cmd/), so the root
+    # filesystem can be read-only, as README's template ("read_only: true", "cap_drop: [all]").
     pod_sc, container_sc = _hardened(1000)
     labels = _labels(UPDATER_NAME)
     env: list[Manifest] = [
