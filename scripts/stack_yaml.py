@@ -64,6 +64,9 @@ _TIMESTAMP = re.compile(
 )
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _INT64 = (-(2**63), 2**63 - 1)
+# A backslash-slash escape: an odd run of backslashes before "/" (yaml.v3 scannerc.go,
+# yaml_parser_scan_flow_scalar, has no case for '/'; PyYAML's ESCAPE_REPLACEMENTS does).
+_SLASH_ESCAPE = re.compile(r"(?<!\\)(\\\\)*\\/")
 _PLAIN = "!multicloud/plain"  # a plain scalar, resolved by resolve_plain when constructed
 _TAGGED: dict[str, Any] = {
     "tag:yaml.org,2002:int": int,
@@ -133,6 +136,7 @@ class _GoYamlLoader(_LOADER_BASE):
     """PyYAML's parser with go-yaml v3's resolver and duplicate-key check."""
 
     path: Path | str = "<stack file>"
+    text = ""  # the document, for the raw text of double-quoted scalars
 
     def construct_document(self, node: Node) -> Any:
         self._check_shape(node)
@@ -176,6 +180,10 @@ class _GoYamlLoader(_LOADER_BASE):
         return super().construct_object(node, deep=deep)
 
     def _scalar(self, node: ScalarNode) -> Any:
+        if node.style == '"' and _SLASH_ESCAPE.search(
+            self.text[node.start_mark.index : node.end_mark.index]
+        ):  # PyYAML takes YAML 1.2's "\/"; go-yaml's scanner knows no such escape
+            raise _error(self.path, node, 'found unknown escape character "/" (write / alone)')
         tag = node.tag
         if tag == _PLAIN:
             return resolve_plain(self.path, node)
@@ -228,6 +236,7 @@ def load(text: str, path: Path | str = "<stack file>") -> Any:
     """The document in ``text`` as go-yaml v3 reads it; ``StackFileError`` otherwise."""
     loader = _GoYamlLoader(text.removeprefix("\ufeff"))
     loader.path = path
+    loader.text = text.removeprefix("\ufeff")
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as err:
