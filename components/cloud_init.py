@@ -189,6 +189,13 @@ while :; do
   [ "$rc" -ne 0 ] || exit 0
   if grep -Eq '{APT_LOCK_MESSAGES}' "$errors"; then
     why="another process holds an apt or dpkg lock"
+  elif [ -z "${{repaired:-}}" ] && grep -q 'dpkg was interrupted' "$errors"; then
+    # a dpkg run killed mid-way (an unattended-upgrade at shutdown, a power cut) leaves
+    # its journal in /var/lib/dpkg/updates; apt refuses until it is replayed (apt-pkg
+    # deb/debsystem.cc CheckUpdates). Replay it once, as apt's message says.
+    repaired=1
+    why="dpkg was interrupted: ran dpkg --configure -a"
+    LC_ALL=C dpkg --configure -a >&2 || true
   else
     failures=$((failures + 1))
     why="failure $failures of {APT_OTHER_TRIES}"

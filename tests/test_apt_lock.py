@@ -350,3 +350,15 @@ def test_a_failure_that_is_not_a_lock_gives_up_after_a_few_tries(
     assert run.state(BOOTSTRAP_FAILED).exists()
     assert "docker-ce" not in run.dpkg_status()  # nothing of the failed install
     assert not [line for line in run.faked() if line.startswith("usermod")]
+
+
+def test_an_interrupted_dpkg_is_replayed_once_then_the_node_is_set_up(
+    repo: Path, tmp_path: Path
+) -> None:
+    # A dpkg killed mid-way leaves a journal entry in /var/lib/dpkg/updates; apt-get then
+    # refuses with "dpkg was interrupted, you must manually run 'dpkg --configure -a'".
+    node = Node(tmp_path, repo, _user_data())
+    (tmp_path / "var-lib/dpkg/updates/0000").write_text("")
+    run = node.bootstrap(MULTICLOUD_APT_LOCK_TIMEOUT="60", MULTICLOUD_APT_RETRY_PAUSE="0.2")
+    assert "dpkg was interrupted" in run.done.stderr  # apt really refused first
+    _assert_set_up(run, PINNED)
