@@ -12,6 +12,7 @@ import copy
 import functools
 import hashlib
 import json
+import os
 import runpy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +39,18 @@ def _digest(*parts: str) -> bytes:
     return hashlib.sha256("/".join(parts).encode()).digest()
 
 
+# MULTICLOUD_FAKE_ADDRESS_BASE (e.g. "127.10"): a /16 the addresses are taken from instead
+# of the documentation ranges, one /18 per kind, so the engine tests' fake VMs get loopback
+# addresses a local sshd can listen on (tests/engine/nodes.py); unset, renders stay as before.
+ADDRESS_BASE_ENV = "MULTICLOUD_FAKE_ADDRESS_BASE"
+_ADDRESS_KINDS = ("192.0.2", "203.0.113", "198.51.100", "10.116.0")
+
+
 def _address(prefix: str, name: str) -> str:
     d = _digest(prefix, name)
+    base = os.environ.get(ADDRESS_BASE_ENV)
+    if base:
+        return f"{base}.{_ADDRESS_KINDS.index(prefix) * 64 + d[1] % 64}.{d[0] % 250 + 2}"
     return f"{prefix}.{d[0] % 250 + 2}"
 
 
@@ -284,7 +295,8 @@ _DOCUMENT_KEYS = frozenset({"userData", "stdin", "create", "update", "delete", "
 def secret_strings(run: Run) -> list[str]:
     """Every secret value of ``run`` as text, longest first: the config's secret keys,
     secret-wrapped inputs (less whole documents, ``_DOCUMENT_KEYS``) and the outputs a
-    resource declares secret (keys, identities, tokens); for masking text that embeds them."""
+    resource declares secret (keys, identities, tokens), less the public halves that ride in
+    secret containers (``public_strings``); for masking text that embeds them."""
     found: set[str] = set(run.config_secrets)
 
     def leaves(value: Any, inside_secret: bool) -> None:
@@ -305,13 +317,28 @@ def secret_strings(run: Run) -> list[str]:
         for key in r.additional_secret_outputs:
             if r.type not in ("command:local:Command", "command:remote:Command"):  # whole output
                 leaves(r.outputs.get(key), True)
+    found -= {*public_strings(run), *(f"{key}\n" for key in public_strings(run))}
     return sorted((s for s in found if s and s != UNKNOWN), key=len, reverse=True)
 
 
-def masked_text(text: str, secrets: Sequence[str]) -> str:
+def public_strings(run: Run) -> list[str]:
+    """The public halves resources output (``publicKeyOpenssh``, a ZeroTier identity's
+    ``public``...): they travel inside secret containers (a command's connection, RKE's
+    known_hosts) but are no secret, and a reviewer should see them."""
+    return [
+        value.strip()
+        for r in run.registrations
+        for key, value in r.outputs.items()
+        if key.startswith("public") and isinstance(value, str) and value.strip()
+    ]
+
+
+def masked_text(text: str, secrets: Sequence[str], public: Sequence[str] = ()) -> str:
     """``text`` with every line of every secret (8 characters or more, as it appears
-    indented in YAML block scalars) replaced by ``[secret]``."""
+    indented in YAML block scalars) replaced by ``[secret]``, but for lines that are one
+    of ``public`` (a public key inside a secret known_hosts, say)."""
     lines = {line.strip() for secret in secrets for line in secret.splitlines()}
+    lines -= {line.strip() for value in public for line in value.splitlines()}
     for line in sorted((x for x in lines if len(x) >= 8), key=len, reverse=True):
         text = text.replace(line, "[secret]")
     return text

@@ -27,6 +27,7 @@ from scripts.offline import (
     Run,
     masked,
     masked_text,
+    public_strings,
     reveal,
     run_program,
     secret_strings,
@@ -182,10 +183,11 @@ def write(run: Run, parsed: ClusterConfig, target: Path) -> str:
     (target / "architecture.mmd").write_text(architecture_mermaid(parsed))
     (target / "resources.json").write_text(resources_json(run))
     secrets = secret_strings(run)  # user-data embeds keys, identities and tokens
+    public = public_strings(run)  # ...and public keys, which stay readable
     for vm in run.registrations:
         if vm.type in VM_TYPES:
             (target / "user-data" / f"{vm.name}.yaml").write_text(
-                masked_text(str(reveal(vm.inputs["userData"])), secrets)
+                masked_text(str(reveal(vm.inputs["userData"])), secrets, public)
             )
     return table + "\n" + reachability + "\n" + failover_text(parsed)
 

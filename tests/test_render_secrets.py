@@ -13,6 +13,8 @@ from scripts.offline import PLACEHOLDER, Run, reveal, secret_strings
 from scripts.render import write
 from tests.program import CANARIES, _evaluated, committed_rke2, edited, rke2_config, vms
 
+TLS_KEY = "tls:index/privateKey:PrivateKey"
+
 
 def rke_with_canaries(stack: str) -> tuple[Run, dict[str, str]]:
     config, secrets = edited(stack, lambda values: None)
@@ -42,6 +44,10 @@ def test_no_file_of_the_render_holds_a_secret(engine: str, tmp_path: Path) -> No
         assert PLACEHOLDER not in text, name  # mocked random results and identities hold it
         leaked = [s for s in [*CANARIES.values(), *generated] if s in text]
         assert not leaked, (name, [s[:20] for s in leaked])
-    # Still a review document: only the secret lines are masked.
+    # Still a review document: only the secret lines are masked; host public keys stay.
+    host_keys = [r.outputs["publicKeyOpenssh"].strip() for r in run.of_type(TLS_KEY)]
+    assert host_keys and all(
+        any(key in t for n, t in files.items() if n.startswith("user-data/")) for key in host_keys
+    )
     sample = next(t for n, t in files.items() if n.startswith("user-data/"))
     assert sample.startswith("#cloud-config\n") and "[secret]" in sample
