@@ -10,9 +10,9 @@ stand-in providers, the fake Central, a file backend), alternately, median of ``
   pulumi_cloudflare, pulumi_kubernetes, pulumi_random, pulumi_tls, pulumi_command: the
   submodules a mock render of the stack imports) and registers nothing.
 
-The difference is the program's and the providers' own work. A no-op `pulumi up` (issue
-19's second figure) needs a deployed stack, i.e. `pulumi up` against the stand-ins with the
-node emulator; it is not measured here yet.
+The difference is the program's and the providers' own work. Then the stack is deployed
+(`pulumi up` against the stand-ins and the booted fake VMs, ``Workspace(nodes=True)``) and
+a no-op `pulumi up --expect-no-changes` is timed beside the floor's no-op `pulumi up`.
 
 Run: ``venv/bin/python bench/engine_bench.py [--runs 3] [--stack prod]`` (after `make tools`).
 """
@@ -94,7 +94,7 @@ def main() -> None:
     modules = sdk_modules(args.stack)
     with (
         tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp,
-        Workspace(Path(tmp) / "ws", args.stack) as ws,
+        Workspace(Path(tmp) / "ws", args.stack, nodes=True) as ws,
     ):
         # the floor's own stack, in the same backend, PULUMI_HOME and namespace
         floor_dir = floor_project(Path(tmp) / "floor", modules)
@@ -106,13 +106,22 @@ def main() -> None:
             result: Result = ws.preview()
             program.append(result.seconds)
         steps = len(result.json()["steps"])
+        first_up = ws.up().seconds
+        floor_up: list[float] = []
+        noop_up: list[float] = []
+        for _ in range(args.runs):
+            floor_up.append(ws.run("up", "--yes", "--skip-preview", cwd=floor_dir).seconds)
+            noop_up.append(ws.up("--expect-no-changes").seconds)
     f, p = statistics.median(floor), statistics.median(program)
     print(f"floor (the engine running a program that imports {len(modules)} SDK modules):")
     print(f"                                   median {f:.2f} s over {args.runs} runs")
     print(f"pulumi preview, new {args.stack} stack ({steps} steps):")
     print(f"                                   median {p:.2f} s over {args.runs} runs")
     print(f"the program's and providers' work: {p - f:.2f} s ({(p - f) / p:.0%} of the preview)")
-    print("no-op `pulumi up`: not measured (needs `pulumi up` against the stand-ins)")
+    fu, nu = statistics.median(floor_up), statistics.median(noop_up)
+    print(f"first pulumi up of the {args.stack} stack:  {first_up:.2f} s")
+    print(f"floor's no-op pulumi up:           median {fu:.2f} s over {args.runs} runs")
+    print(f"no-op pulumi up of {args.stack}:            median {nu:.2f} s over {args.runs} runs")
 
 
 if __name__ == "__main__":

@@ -51,14 +51,17 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from scripts import stack_yaml
-from scripts.offline import PROJECT, load_yaml_file, stack_config
+from scripts.offline import ADDRESS_BASE_ENV, PROJECT, load_yaml_file, stack_config
+from tests import fake_rke
 from tests.engine.plugins import install_fake_plugins
 from tests.engine.providers.cloud import ENV as FAKE_CLOUD_ENV
 from tests.engine.providers.command import install_command_plugin
+from tests.engine.providers.nodes import ENV as NODES_ENV
+from tests.engine.providers.nodes import halt_all
 from tests.engine.tools import ROOT, engine_env, pulumi_binary
 from tests.fake_central import FakeCentral, _handler
 
@@ -66,6 +69,7 @@ CENTRAL_URL = "https://localhost/api/v1"
 # Not linked into the project folder: the committed stacks, and what is not the program's.
 _NOT_LINKED = {".git", ".tools", "node_modules", "build", "tests", "Pulumi.yaml"}
 COMMAND_TIMEOUT = 900  # seconds; a bound for any one `pulumi` command
+ADDRESS_BASE = "127.10"  # the fake VMs' addresses with ``nodes=True`` (a loopback /16)
 
 
 def canary(key: str) -> str:
@@ -273,22 +277,33 @@ class Workspace:
         *,
         config: Mapping[str, Any] | None = None,
         central: bool = True,
+        nodes: bool = False,
     ) -> None:
-        """``config``: full keys set after the committed ones (plain values)."""
+        """``config``: full keys set after the committed ones (plain values). ``nodes``: the
+        fake clouds boot their VMs (``_boot_nodes``) and the RKE command finds the fakes of
+        ``rke``/``kubectl`` (tests/fake_rke.py) first on PATH."""
         self.folder = folder
         self.stack = stack
         self.project = folder / "project"
         self.times: list[tuple[str, float]] = []
         self.pulumi = pulumi_binary()
         self._layout()
-        for name in ("state", "home", "cloud"):
+        for name in ("state", "home", "cloud", "xdg-state", "rke-runs"):
             (folder / name).mkdir(parents=True, exist_ok=True)
         self.env = engine_env(folder / "home", folder / "state")
         self.env[FAKE_CLOUD_ENV] = str(folder / "cloud")
+        # rke.runner's local state copy and run folders (rke/state.py, rke/runner.py): this
+        # workspace's own, not the user's ~/.local/state and /dev/shm shared by every run
+        self.env["XDG_STATE_HOME"] = str(folder / "xdg-state")
+        self.env["RKE_RUNNER_TMPDIR"] = str(folder / "rke-runs")
         install_fake_plugins(self.pulumi, self.env, folder / "plugins")
         install_command_plugin(self.pulumi, self.env, folder / "plugins")
         self.netns = NetworkNamespace()
         self.central: HttpsCentral | None = None
+        self.rke: fake_rke.Sandbox | None = None
+        self.ssh_private_key = ""  # the stack's sshPrivateKey with ``nodes``
+        secrets: dict[str, str] = {}
+        extra = dict(config or {})
         try:
             if central:
                 ca, cert, key = make_test_ca(folder / "tls")
@@ -297,8 +312,14 @@ class Workspace:
                 self.central = HttpsCentral(token, listener, cert, key)
                 self.central.start()
                 self.env["SSL_CERT_FILE"] = str(ca)
+                central_file = folder / "tls" / "central.json"
+                central_file.write_text(
+                    json.dumps({"url": CENTRAL_URL, "token": token, "ca": str(ca)})
+                )
+            if nodes:
+                secrets, extra = self._boot_nodes(extra)
             self.run("stack", "init", stack, "--secrets-provider", "passphrase")
-            self.config, self.secret_keys = self._configure(dict(config or {}))
+            self.config, self.secret_keys = self._configure(extra, secrets)
         except BaseException:
             self.close()
             raise
@@ -311,9 +332,42 @@ class Workspace:
             (self.project / entry.name).symlink_to(entry)
         shutil.copy(ROOT / "Pulumi.yaml", self.project / "Pulumi.yaml")
 
-    def _configure(self, extra: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    def _boot_nodes(self, extra: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+        """Fake VMs that boot (tests/engine/providers/nodes.py): loopback addresses, a real
+        SSH key pair for the stack (``sshPrivateKey`` is then that key, not a canary), the
+        node settings file, and the RKE fakes first on PATH. Returns (secrets, config)."""
+        key = ed25519.Ed25519PrivateKey.generate()
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ).decode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        self.ssh_private_key = private
+        extra = {f"{PROJECT}:sshPublicKey": public.decode() + " engine-tests"} | extra
+        overlay = extra.get(f"{PROJECT}:overlayCidr") or stack_plain_config(self.stack).get(
+            f"{PROJECT}:overlayCidr", "10.147.0.0/16"
+        )
+        central = self.folder / "tls" / "central.json"
+        settings = {
+            "central": str(central) if central.exists() else "",
+            "overlay_prefix": ipaddress.ip_network(str(overlay)).prefixlen,
+        }
+        (self.folder / "nodes.json").write_text(json.dumps(settings))
+        self.env[NODES_ENV] = str(self.folder / "nodes.json")
+        self.env[ADDRESS_BASE_ENV] = ADDRESS_BASE
+        self.rke = fake_rke.Sandbox(self.folder / "rke", tools=("rke", "kubectl"))
+        self.env["PATH"] = os.pathsep.join([str(self.rke.bin), self.env["PATH"]])
+        return {"sshPrivateKey": private}, extra
+
+    def _configure(
+        self, extra: dict[str, Any], secrets: Mapping[str, str] | None = None
+    ) -> tuple[dict[str, str], list[str]]:
         """Set the stack's config; returns it as the CLI passes it to the program (full
-        key -> string, Pulumi.yaml defaults included) and the secret keys, for the mocks."""
+        key -> string, Pulumi.yaml defaults included) and the secret keys, for the mocks.
+        ``secrets``: short key -> value, instead of the canary."""
         plain = stack_plain_config(self.stack)
         plain[f"{PROJECT}:zerotierCentralUrl"] = CENTRAL_URL
         plain |= extra
@@ -330,8 +384,9 @@ class Workspace:
         expected, secret_keys = stack_config(self.stack)
         for key in secret_keys:
             short = key.split(":", 1)[1]
-            self.run("config", "set", "--secret", short, input=canary(short))
-            expected[key] = canary(short)
+            value = (secrets or {}).get(short, canary(short))
+            self.run("config", "set", "--secret", short, input=value)
+            expected[key] = value
         for key, value in plain.items():
             expected[key] = stack_yaml.config_string(value, key)
         return expected, secret_keys
@@ -381,6 +436,7 @@ class Workspace:
         return self.run("stack", "export").json()
 
     def close(self) -> None:
+        halt_all(self.folder / "cloud" / "nodes")
         if self.central is not None:
             self.central.stop()
             self.central = None

@@ -9,6 +9,8 @@ and injected faults, all in one directory (``$MULTICLOUD_FAKE_CLOUD_DIR``).
 - ``faults.json`` (written by a test): a list of ``{"method", "name" or "urn" or "type",
   "times", "code", "message"}``; a matching call fails with that gRPC status (``UNKNOWN``
   by default, as a provider reports a cloud's HTTP 500) and ``times`` counts down.
+- ``nodes/<vm id>/``: a booted VM's sshd and node emulator (tests/engine/providers/nodes.py),
+  when ``$MULTICLOUD_FAKE_NODES`` is set.
 
 Every read-modify-write holds an exclusive ``flock`` on ``state.lock``: the engine runs one
 process per provider and calls them concurrently.
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.offline import reveal
+from tests.engine.providers import nodes
 
 ENV = "MULTICLOUD_FAKE_CLOUD_DIR"
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
@@ -139,6 +142,9 @@ class FakeCloud:
             }
             self._save(state)
             self._log(provider, "Create", type_, name, urn, id_)
+            if type_ in VM_TYPES and os.environ.get(nodes.ENV):
+                settings = json.loads(Path(os.environ[nodes.ENV]).read_text())
+                nodes.boot(self.dir / "nodes", id_, outputs, state["resources"], settings)
             return id_
 
     def update(
@@ -161,6 +167,8 @@ class FakeCloud:
             state["resources"].pop(id_, None)
             self._save(state)
             self._log(provider, "Delete", type_, name, urn, id_)
+            if type_ in VM_TYPES:
+                nodes.halt(self.dir / "nodes", id_)
 
     def read(
         self, provider: str, type_: str, name: str, urn: str, id_: str

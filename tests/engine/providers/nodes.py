@@ -1,0 +1,371 @@
+"""Booted fake VMs: a real ``sshd`` per VM and a small node emulator behind it.
+
+When the fake cloud creates a VM and ``MULTICLOUD_FAKE_NODES`` is set, ``boot`` starts
+Debian's ``sshd`` (openssh-server) in the caller's network namespace (the stand-in providers
+run inside the harness's, tests/engine/harness.py), listening on port 22 of every loopback
+address the cloud gave the VM (scripts/offline.py ``fake_outputs`` with
+``MULTICLOUD_FAKE_ADDRESS_BASE``), presenting the ED25519 host key the VM's user-data installs
+(cloud-config ``ssh_keys``, as cloud-init's cc_ssh writes it) and accepting the user-data's
+user (``users[0]``) with its ``ssh_authorized_keys``. ``halt`` stops it when the VM goes.
+
+How the user exists: sshd looks users up with getpwnam, and the program refuses ``sshUser:
+root``; so sshd runs in a private mount namespace (``unshare --mount``) whose ``/etc/passwd``
+is a copy with one more line, the user as uid 0 (``PermitRootLogin prohibit-password``:
+keys only). Nothing on this machine's own files changes but ``/run/sshd`` (sshd's
+privilege-separation directory, which Debian's unit creates too).
+
+Every session goes through ``ForceCommand`` (the node's ``session`` script): a private mount
+namespace where ``/etc/machine-id`` is the VM's own, and a PATH whose first folder holds the
+node emulator, fakes of the commands the program's gates run (``NODE_COMMANDS``): what a
+booted Debian 12 node with cloud-init, Docker and ZeroTier answers. On an RKE2 server the
+session also sees (overlay mounts on /etc and /var/lib) RKE2's admin kubeconfig and a fake
+of its kubectl (``_rke2_tree``). The program's commands run as root on this machine's files
+(in that mount namespace): the gates and probes the program runs only read.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from scripts.offline import reveal
+
+ENV = "MULTICLOUD_FAKE_NODES"
+SSHD = "/usr/sbin/sshd"
+BOOT_TIMEOUT = 10.0  # seconds for sshd to write its pid file
+
+# The session every SSH connection runs (sshd ForceCommand; the command asked for is in
+# SSH_ORIGINAL_COMMAND, sshd session.c do_child). The user's login shell runs it.
+_SESSION = """#!/bin/sh
+[ -n "${SSH_ORIGINAL_COMMAND:-}" ] || { echo "fake node: no interactive shell" >&2; exit 1; }
+exec unshare --mount --propagation private /bin/sh -c '
+  if [ -d "$1/root" ]; then  # an RKE2 node: its /etc/rancher and /var/lib/rancher
+    for d in etc var/lib; do
+      w=$(echo "$d" | tr / -)
+      mount -t overlay overlay \
+        -o "lowerdir=/$d,upperdir=$1/root/$w,workdir=$1/work/$w" "/$d" || exit 255
+    done
+  fi
+  mount --bind "$1/machine-id" /etc/machine-id || exit 255
+  export PATH="$1/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME="$1/home"
+  cd "$HOME" && exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"' session @DIR@
+"""
+
+# What each command answers, as a booted node prints it:
+# - `cloud-init status --wait`: "status: done", exit 0 once every stage ran (cloud-init
+#   22.4.2, cloudinit/cmd/status.py handle_status_args; the version on Debian 12);
+# - `docker info`: exit 0 once dockerd answers (docker/cli cli/command/system/info.go);
+# - `sg docker -c CMD`: runs CMD with group docker (shadow-utils src/newgrp.c);
+# - `ip -4 -o addr show dev IF`: one line per address, "N: IF    inet A/P brd B scope global
+#   IF\\       valid_lft forever preferred_lft forever" (iproute2 ip/ipaddress.c
+#   print_addrinfo, oneline), here the address ZeroTier's controller (the fake Central)
+#   assigned to the node's member, found by the identity and network its user-data installs.
+_CLOUD_INIT = """#!/bin/sh
+case "$*" in
+  "status --wait"|"status"|"status --long") echo "status: done"; exit 0 ;;
+  *) echo "fake cloud-init: not modelled: $*" >&2; exit 1 ;;
+esac
+"""
+_DOCKER = """#!/bin/sh
+case "$1" in
+  info) printf 'Client:\\n Version: 24.0.7\\nServer:\\n Server Version: 24.0.7\\n'; exit 0 ;;
+  *) echo "fake docker: not modelled: $*" >&2; exit 1 ;;
+esac
+"""
+_SG = """#!/bin/sh
+[ "$2" = -c ] || { echo "fake sg: not modelled: $*" >&2; exit 1; }
+exec /bin/sh -c "$3"
+"""
+_IP = '''#!@PYTHON@
+"""fake ip: `ip -4 -o addr show dev IF` for the node's ZeroTier interface."""
+import json, ssl, sys, urllib.request
+from pathlib import Path
+node = json.loads((Path(__file__).parent.parent / "node.json").read_text())
+argv = sys.argv[1:]
+if argv[:5] != ["-4", "-o", "addr", "show", "dev"] or len(argv) != 6:
+    sys.exit(f"fake ip: not modelled: {' '.join(argv)}")
+central = json.loads(Path(node["central"]).read_text()) if node.get("central") else None
+if not central or not node.get("network_id"):
+    sys.exit(f"Device \\"{argv[5]}\\" does not exist.")
+url = f"{central['url']}/network/{node['network_id']}/member/{node['zerotier_address']}"
+request = urllib.request.Request(url, headers={"Authorization": f"token {central['token']}"})
+context = ssl.create_default_context(cafile=central["ca"])
+try:
+    with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+        member = json.load(answer)
+except OSError:
+    sys.exit(f"Device \\"{argv[5]}\\" does not exist.")
+config = member.get("config", {})
+if not config.get("authorized"):
+    sys.exit(0)  # not authorized: the interface has no address yet
+for address in config.get("ipAssignments", []):
+    print(f"5: {argv[5]}    inet {address}/{node['prefix']} scope global {argv[5]}\\\\"
+          "       valid_lft forever preferred_lft forever")
+'''
+# - `sudo [-n] CMD`: the user-data's user has "ALL=(ALL) NOPASSWD:ALL" (sudo(8): -n never
+#   prompts); the session already runs as root, so it runs CMD.
+_SUDO = """#!/bin/sh
+[ "${1:-}" = -n ] && shift
+[ "${1:-}" = -- ] && shift
+exec "$@"
+"""
+NODE_COMMANDS = {
+    "cloud-init": _CLOUD_INIT,
+    "docker": _DOCKER,
+    "sg": _SG,
+    "ip": _IP,
+    "sudo": _SUDO,
+}
+
+# RKE2's kubectl (/var/lib/rancher/rke2/bin/kubectl) on a server, for the cluster-ready and
+# leave commands (rke2/scripts.py): the cluster's nodes are the booted RKE2 VMs, all Ready;
+# `get --raw /readyz` prints "ok" (k8s.io/apiserver pkg/server/healthz/healthz.go); jsonpath
+# prints the values bare (kubectl's JSONPath printer); rke2-ingress-nginx is rolled out on
+# every node, its webhook has a ready endpoint and a CA bundle.
+_RKE2_KUBECTL = """#!@PYTHON@
+import json, sys
+from pathlib import Path
+nodes_dir = Path("@NODES@")  # every booted VM of this fake cloud
+names = []
+for info in nodes_dir.glob("*/node.json"):
+    node = json.loads(info.read_text())
+    if node.get("rke2") and (info.parent / "sshd.pid").exists():
+        names.append(node["hostname"])
+argv, words, output = sys.argv[1:], [], ""
+while argv:
+    arg = argv.pop(0)
+    if arg in ("--kubeconfig", "-n", "-l", "--namespace"):
+        argv.pop(0)
+    elif arg == "--raw":
+        words += [arg, argv.pop(0)]
+    elif arg == "-o":
+        output = argv.pop(0)
+    elif arg.startswith("-o"):
+        output = arg[2:]
+    elif not arg.startswith("-"):
+        words.append(arg)
+if words == ["get", "--raw", "/readyz"]:
+    print("ok")
+elif words[:2] == ["get", "node"] and len(words) == 3:
+    if words[2] not in names:
+        sys.exit(f\'Error from server (NotFound): nodes "{words[2]}" not found\')
+    print("True" if output.startswith("jsonpath") else f"{words[2]}   Ready")
+elif words[:2] == ["get", "daemonset"]:
+    print(f"1/1/{len(names)}/{len(names)}/{len(names)}", end="")
+elif words[:2] == ["get", "endpointslices"]:
+    print("10.42.0.10", end="")
+elif words[:2] == ["get", "validatingwebhookconfiguration"]:
+    print("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", end="")
+elif words[:1] in (["drain"], ["delete"]):
+    print(f"node/{words[-1]} {words[0]}ed", file=sys.stderr)
+else:
+    sys.exit(f"fake RKE2 kubectl: not modelled: {' '.join(sys.argv[1:])}")
+"""
+
+
+def _loopback(addresses: Iterable[Any]) -> list[str]:
+    """The addresses a local sshd may listen on: loopback only, never any other."""
+    found = []
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(str(address))
+        except ValueError:
+            continue
+        if ip.is_loopback and str(ip) not in found:
+            found.append(str(ip))
+    return found
+
+
+def vm_addresses(outputs: Mapping[str, Any], resources: Mapping[str, Any]) -> list[str]:
+    """The VM's addresses: a droplet's own, an OpenStack instance's ports' fixed IPs and the
+    floating IPs associated with those ports."""
+    plain = reveal(dict(outputs))
+    found: list[Any] = [plain.get("ipv4Address"), plain.get("ipv4AddressPrivate")]
+    ports = {n.get("port") for n in plain.get("networks") or [] if isinstance(n, dict)}
+    for id_, resource in resources.items():
+        out = reveal(resource.get("outputs") or {})
+        if id_ in ports:
+            found += out.get("allFixedIps") or []
+        associate = resource["type"].endswith("floatingIpAssociate:FloatingIpAssociate")
+        if associate and out.get("portId") in ports:
+            found.append(out.get("floatingIp"))
+    return _loopback(found)
+
+
+def _user_data(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    text = reveal(dict(outputs)).get("userData") or ""
+    document = yaml.safe_load(text) if isinstance(text, str) else None
+    return document if isinstance(document, dict) else {}
+
+
+def _zerotier(document: Mapping[str, Any]) -> dict[str, str]:
+    """The ZeroTier address (identity.secret) and network (networks.d) user-data installs."""
+    found: dict[str, str] = {}
+    for entry in document.get("write_files") or []:
+        path = str(entry.get("path", ""))
+        if path.endswith("/identity.secret"):
+            found["zerotier_address"] = str(entry.get("content", "")).split(":", 1)[0]
+        elif "/networks.d/" in path and path.endswith(".conf"):
+            found["network_id"] = Path(path).stem
+    return found
+
+
+def _rke2_tree(node: Path, paths: list[str]) -> bool:
+    """For an RKE2 node (its user-data writes /etc/rancher/rke2/), what RKE2 leaves on it,
+    shown over the session's /etc and /var/lib: on a server, the admin kubeconfig
+    (``/etc/rancher/rke2/rke2.yaml``, with a client key made here: a secret the program must
+    keep secret) and its kubectl. Returns whether the node runs RKE2."""
+    if not any(p.startswith("/etc/rancher/rke2/") for p in paths):
+        return False
+    for folder in ("root/etc", "root/var-lib", "work/etc", "work/var-lib"):
+        (node / folder).mkdir(parents=True)
+    if any(p.startswith("/var/lib/rancher/rke2/server/") for p in paths):
+        key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "default",
+                    "cluster": {
+                        "certificate-authority-data": base64.b64encode(b"fake CA").decode(),
+                        "server": "https://127.0.0.1:6443",
+                    },
+                }
+            ],
+            "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+            "current-context": "default",
+            "users": [
+                {
+                    "name": "default",
+                    "user": {
+                        "client-certificate-data": base64.b64encode(b"fake cert").decode(),
+                        "client-key-data": base64.b64encode(key).decode(),
+                    },
+                }
+            ],
+        }
+        rke2 = node / "root/etc/rancher/rke2"
+        rke2.mkdir(parents=True)
+        (rke2 / "rke2.yaml").touch(mode=0o600)
+        (rke2 / "rke2.yaml").write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
+        kubectl = node / "root/var-lib/rancher/rke2/bin/kubectl"
+        kubectl.parent.mkdir(parents=True)
+        script = _RKE2_KUBECTL.replace("@PYTHON@", sys.executable)
+        kubectl.write_text(script.replace("@NODES@", str(node.parent)))
+        kubectl.chmod(0o755)
+    return True
+
+
+def boot(
+    folder: Path,
+    vm_id: str,
+    outputs: Mapping[str, Any],
+    resources: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> None:
+    """Start the VM's sshd (see the module's docstring); no address on loopback: nothing.
+    ``settings``: the harness's ``$MULTICLOUD_FAKE_NODES`` file, ``{"central": a JSON file
+    with the fake Central's url, token and CA, or "", "overlay_prefix": the overlay's
+    prefix length}``."""
+    addresses = vm_addresses(outputs, resources)
+    document = _user_data(outputs)
+    keys = document.get("ssh_keys") or {}
+    users = document.get("users") or []
+    if not addresses or not keys.get("ed25519_private") or not users:
+        return
+    user = users[0]
+    node = folder / vm_id
+    shutil.rmtree(node, ignore_errors=True)
+    (node / "bin").mkdir(parents=True)
+    (node / "home").mkdir()
+    host_key = node / "ssh_host_ed25519_key"
+    host_key.touch(mode=0o600)
+    host_key.write_text(keys["ed25519_private"])
+    (node / "authorized_keys").write_text("".join(k + "\n" for k in user["ssh_authorized_keys"]))
+    (node / "machine-id").write_text(hashlib.sha256(vm_id.encode()).hexdigest()[:32] + "\n")
+    passwd = Path("/etc/passwd").read_text().rstrip("\n") + "\n"
+    (node / "passwd").write_text(passwd + f"{user['name']}:x:0:0:fake node:{node}/home:/bin/sh\n")
+    info: dict[str, Any] = _zerotier(document) | {"prefix": str(settings["overlay_prefix"])}
+    info |= {"addresses": addresses, "central": settings.get("central") or ""}
+    paths = [str(f.get("path", "")) for f in document.get("write_files") or []]
+    info |= {"hostname": document.get("hostname"), "rke2": _rke2_tree(node, paths)}
+    (node / "node.json").write_text(json.dumps(info))
+    for name, script in NODE_COMMANDS.items():
+        exe = node / "bin" / name
+        exe.write_text(script.replace("@PYTHON@", sys.executable))
+        exe.chmod(0o755)
+    session = node / "session"
+    session.write_text(_SESSION.replace("@DIR@", str(node)))
+    session.chmod(0o755)
+    config = [f"ListenAddress {a}:22" for a in addresses] + [
+        f"HostKey {host_key}",
+        f"PidFile {node / 'sshd.pid'}",
+        f"AuthorizedKeysFile {node / 'authorized_keys'}",
+        f"AllowUsers {user['name']}",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "AcceptEnv LANG LC_*",  # Debian's sshd_config default
+        f"ForceCommand {session}",
+    ]
+    (node / "sshd_config").write_text("\n".join(config) + "\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    subprocess.run(
+        [
+            "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+            'mount --bind "$1/passwd" /etc/passwd && '
+            'exec "$2" -f "$1/sshd_config" -E "$1/sshd.log"',
+            "boot", str(node), SSHD,
+        ],
+        check=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while not (node / "sshd.pid").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fake node {vm_id}: sshd wrote no pid file ({node / 'sshd.log'})")
+        time.sleep(0.02)
+
+
+def halt(folder: Path, vm_id: str) -> None:
+    """Stop the VM's sshd (the VM is deleted)."""
+    pid_file = folder / vm_id / "sshd.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    pid_file.unlink(missing_ok=True)
+
+
+def halt_all(folder: Path) -> None:
+    """Stop every VM's sshd (the workspace closes)."""
+    if folder.is_dir():
+        for node in folder.iterdir():
+            halt(folder, node.name)
