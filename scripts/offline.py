@@ -41,7 +41,8 @@ def _digest(*parts: str) -> bytes:
 
 # MULTICLOUD_FAKE_ADDRESS_BASE (e.g. "127.10"): a /16 the addresses are taken from instead
 # of the documentation ranges, one /18 per kind, so the engine tests' fake VMs get loopback
-# addresses a local sshd can listen on (tests/engine/nodes.py); unset, renders stay as before.
+# addresses a local sshd can listen on (tests/engine/providers/nodes.py); unset, renders
+# stay as before.
 ADDRESS_BASE_ENV = "MULTICLOUD_FAKE_ADDRESS_BASE"
 _ADDRESS_KINDS = ("192.0.2", "203.0.113", "198.51.100", "10.116.0")
 
