@@ -2,9 +2,7 @@
 
 The Helm releases are read from the whole program under mocks, with both engines, and
 checked against upstream's definitions (``reference/longhorn-settings.json``, derived from
-longhorn-manager v1.12.1), and against each chart's own definition of its values
-(cert-manager's ``values.schema.json``, Longhorn's ``questions.yaml``), not against the text
-of the program's values:
+longhorn-manager v1.12.1), not against the text of the program's values:
 
 - a site that goes dark frees the pods that held Longhorn volumes there, and every site with
   schedulable nodes can hold a replica, at most one per site;
@@ -19,7 +17,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
@@ -27,7 +24,7 @@ from components.config import parse_config, raw_values
 from rke2 import config_yaml
 from scripts.offline import Run, reveal, stack_config
 from tests.program import RKE_COMMAND, committed, committed_rke2, run_edited, vms
-from tests.reference import REFERENCE, load
+from tests.reference import load
 from tests.tools import load_yaml
 
 LONGHORN = load("longhorn-settings.json")
@@ -319,107 +316,3 @@ def test_http01_passes_no_dns01_flags() -> None:
     run = run_edited("prod", edit)
     assert run.error is None, run.error
     assert _controller_flags(release_values(run, "cert-manager")) == {}
-
-
-# --- Both charts' values, checked against each chart's own definition of its values -------
-
-RELEASES: dict[str, Callable[[], Run]] = {  # the stacks that install cert-manager
-    "rke prod": RUNS["rke prod"],
-    "rke2 prod": RUNS["rke2 prod"],
-    # the HTTP-01 variant sets no extraArgs: checked too
-    "rke prod http01": lambda: run_edited(
-        "prod", lambda v: v["multicloud:entrypoint"]["certManager"].update(solver="http01")
-    ),
-}
-
-
-def _release(run: Run, chart: str) -> dict[str, Any] | None:
-    found = [reveal(r.inputs) for r in run.of_type(RELEASE) if reveal(r.inputs)["chart"] == chart]
-    return found[0] if found else None
-
-
-def _chart_schema_problems(version: str, values: dict[str, Any]) -> list[str]:
-    """What cert-manager's chart refuses: Helm validates the values against the chart's
-    values.schema.json (deploy/charts/cert-manager/values.schema.json at the tag) before it
-    renders anything; ``additionalProperties: false`` throughout, so a misspelt key fails."""
-    schema = load(f"cert-manager/values.schema-{version}.json")
-    validator = jsonschema.Draft7Validator(schema)
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(values)]
-
-
-@pytest.mark.parametrize("which", RELEASES)
-def test_cert_manager_values_match_the_charts_own_schema(which: str) -> None:
-    release = _release(RELEASES[which](), "cert-manager")
-    assert release is not None
-    assert _chart_schema_problems(release["version"], release["values"]) == []
-
-
-def test_the_cert_manager_schema_check_can_fail() -> None:
-    assert _chart_schema_problems("v1.21.1", {"crds": {"enable": True}})  # misspelt
-    assert _chart_schema_problems("v1.21.1", {"extraArgs": "--flag"})  # not a list
-    assert _chart_schema_problems("v1.18.6", {"installCRDs": "yes"})
-
-
-QUESTIONS_TYPES = {"boolean": bool, "int": int, "string": str, "enum": str}
-
-
-def _questions(version: str) -> dict[str, dict[str, Any]]:
-    """Longhorn's chart ships no values.schema.json; its questions.yaml (Rancher's form for
-    the chart) types every value a user is meant to set: ``variable`` -> type, options."""
-    document = load_yaml((REFERENCE / f"longhorn/questions-{version}.yaml").read_text())
-    found: dict[str, dict[str, Any]] = {}
-
-    def walk(questions: list[dict[str, Any]]) -> None:
-        for question in questions:
-            found[question["variable"]] = question
-            walk(question.get("subquestions") or [])
-
-    walk(document["questions"])
-    return found
-
-
-def _leaves(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out |= _leaves(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _questions_problems(version: str, values: dict[str, Any]) -> list[str]:
-    questions = _questions(version)
-    problems = []
-    for path, value in _leaves(values).items():
-        if path.startswith("defaultSettings."):
-            continue  # checked against longhorn-manager's own definitions above
-        question = questions.get(path)
-        if question is None:
-            problems.append(f"{path}: not a value the chart's questions.yaml defines")
-            continue
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # Pulumi's wire format carries numbers as doubles
-        kind = QUESTIONS_TYPES[question["type"]]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            problems.append(f"{path}: expected {question['type']}, got {value!r}")
-        elif question["type"] == "enum" and value not in question["options"]:
-            problems.append(f"{path}: {value!r} not one of {question['options']}")
-    return problems
-
-
-@pytest.mark.parametrize("which", RUNS)
-def test_longhorn_values_match_the_charts_questions(which: str) -> None:
-    release = _release(RUNS[which](), "longhorn")
-    assert release is not None
-    assert release["version"] == LONGHORN["version"].removeprefix("v"), (
-        "reference/longhorn-settings.json describes another Longhorn: regenerate it"
-    )
-    assert _questions_problems(release["version"], release["values"]) == []
-
-
-def test_the_longhorn_questions_check_can_fail() -> None:
-    assert _questions_problems("1.12.1", {"networkPolicies": {"type": "rke3"}})
-    assert _questions_problems("1.12.1", {"persistence": {"defaultClassReplicaCount": "3"}})
-    assert _questions_problems("1.12.1", {"persistence": {"defaultDataLocality": "strict-local"}})
-    assert _questions_problems("1.12.1", {"persistance": {"defaultClass": True}})
