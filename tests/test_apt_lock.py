@@ -35,27 +35,15 @@ from components.cloud_init import (
     RKE2_EXTERNAL_IP,
     RKE2_INSTALL,
     ZEROTIER_VERSION,
-    OverlayFiles,
     Rke2Files,
     render_user_data,
 )
-from components.nodes import NodeSpec
+from tests.test_cloud_init import KEY, NODE, OVERLAY
+from tests.tools import namespace_prefix
 
 TIMEOUT = 120
 HOLD_SECONDS = 2.0  # how long the other process keeps its lock
 Hold = Callable[[Path, "float | None"], None]
-NODE = NodeSpec(
-    name="mc-home-worker-0",
-    site="home",
-    kind="worker",
-    index=0,
-    roles=("worker",),
-    size="g1.medium",
-    zerotier_ip="10.147.2.50",
-    ingress="none",
-)
-OVERLAY = OverlayFiles("8056c2e21c000001", "1c41190849:0:pub:priv", "1c41190849:0:pub")
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
 PINNED = {
     "docker-ce": DOCKER_VERSION,
     "docker-ce-cli": DOCKER_VERSION,
@@ -90,20 +78,8 @@ def _tool(name: str) -> str:
 
 
 def _namespace() -> list[str]:
-    """A command prefix for a fresh user (mapped to root), mount and network namespace, or
-    (CI runners that restrict user namespaces) a mount and network namespace by sudo."""
-    unshare = _tool("unshare")
-    for prefix in ([unshare, "-rmn"], ["sudo", "-n", unshare, "-mn"]):
-        try:
-            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=TIMEOUT)
-        except FileNotFoundError:
-            continue
-        if ok.returncode == 0:
-            return prefix
-    pytest.fail(
-        "cannot create a mount namespace: enable unprivileged user namespaces "
-        "(sysctl kernel.apparmor_restrict_unprivileged_userns=0) or allow `sudo -n`"
-    )
+    """A command prefix for a fresh mount and network namespace where we are root."""
+    return namespace_prefix("mn", "a mount namespace")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,11 @@ from components.cloud_init import (
     ZEROTIER_APT,
     ZEROTIER_VERSION,
     HostKey,
-    OverlayFiles,
     render_user_data,
 )
-from components.nodes import NodeSpec
 from tests import reference
-from tests.test_cloud_init import validate_user_data
+from tests.test_cloud_init import KEY, NODE, OVERLAY, validate_user_data
+from tests.tools import namespace_prefix
 
 TIMEOUT = 60
 
@@ -191,20 +190,8 @@ def test_apt_key_accepts_the_plain_pinned_key_and_leaves_no_temporary_files(
 
 
 def _netns() -> list[str]:
-    """A command prefix that runs in a fresh network namespace where we hold CAP_NET_ADMIN:
-    an unprivileged user namespace, or (CI runners that restrict those) passwordless sudo."""
-    unshare = _tool("unshare")
-    for prefix in ([unshare, "-rn"], ["sudo", "-n", unshare, "-n"]):
-        try:
-            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=TIMEOUT)
-        except FileNotFoundError:
-            continue
-        if ok.returncode == 0:
-            return prefix
-    pytest.fail(
-        "cannot create a network namespace: enable unprivileged user namespaces "
-        "(sysctl kernel.apparmor_restrict_unprivileged_userns=0) or allow `sudo -n`"
-    )
+    """A command prefix that runs in a fresh network namespace where we hold CAP_NET_ADMIN."""
+    return namespace_prefix("n", "a network namespace")
 
 
 def test_metadata_guard_blocks_every_local_and_forwarded_route(tmp_path: Path) -> None:
@@ -262,19 +249,6 @@ def test_metadata_guard_unit_runs_before_docker_and_docker_requires_it() -> None
 
 
 # --- the SSH host key in user-data ----------------------------------------------------------
-
-NODE = NodeSpec(
-    name="mc-home-master-0",
-    site="home",
-    kind="master",
-    index=0,
-    roles=("controlplane", "etcd"),
-    size="g1.medium",
-    zerotier_ip="10.147.2.10",
-    ingress="none",
-)
-OVERLAY = OverlayFiles("8056c2e21c000001", "1c41190849:0:pub:priv", "1c41190849:0:pub")
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
 
 
 def host_key() -> HostKey:

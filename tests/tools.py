@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,24 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load(text)``, parsed by libyaml when available."""
     return yaml.load(text, Loader=_FAST_LOADER)  # a safe loader: CSafeLoader or SafeLoader
+
+
+def namespace_prefix(kinds: str, what: str) -> list[str]:
+    """A command prefix that runs in fresh namespaces of ``kinds`` (unshare's letters: "n"
+    network, "mn" mount and network) where we are root: an unprivileged user namespace
+    mapped to root, or (CI runners that restrict those) the same by passwordless sudo.
+    Fails naming ``what`` (e.g. "a network namespace") when neither works."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.fail("`unshare` is not installed (Debian: apt-get install util-linux)")
+    for prefix in ([unshare, f"-r{kinds}"], ["sudo", "-n", unshare, f"-{kinds}"]):
+        try:
+            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=60)
+        except FileNotFoundError:
+            continue
+        if ok.returncode == 0:
+            return prefix
+    pytest.fail(
+        f"cannot create {what}: enable unprivileged user namespaces "
+        "(sysctl kernel.apparmor_restrict_unprivileged_userns=0) or allow `sudo -n`"
+    )
