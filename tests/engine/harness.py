@@ -435,6 +435,16 @@ class Workspace:
     def export(self) -> Any:
         return self.run("stack", "export").json()
 
+    def config_set(self, key: str, value: Any) -> None:
+        """Set one plain config value as a user edits the stack file (``key`` short, e.g.
+        ``sites``; a map or list is stored as YAML structure, as ``_configure`` does)."""
+        full = f"{PROJECT}:{key}"
+        entry: dict[str, Any] = {"value": stack_yaml.config_string(value, full), "secret": False}
+        if isinstance(value, dict | list):
+            entry["objectValue"] = value
+        self.run("config", "set-all", "--json", json.dumps({full: entry}))
+        self.config[full] = entry["value"]
+
     def close(self) -> None:
         halt_all(self.folder / "cloud" / "nodes")
         if self.central is not None:
