@@ -2,7 +2,9 @@
 
 Use the ``central`` fixture (import ``central_fixture`` into a test module). It also
 shortens the client's retry policy so retries cost milliseconds. ``fail_next(status, n)``
-makes the next n requests answer ``status`` (429s carry ``Retry-After: 0``).
+makes the next n requests answer ``status`` (429s carry ``Retry-After: 0``);
+``stall_next(method, path, seconds)`` holds the answer to the next such request that long (a
+client timeout shorter than it times out).
 """
 
 import copy
@@ -10,6 +12,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +46,7 @@ class FakeCentral:
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str] = []
         self._failures: deque[int] = deque()
+        self._stalls: list[tuple[str, str, float, bool]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api/v1"
@@ -60,6 +64,25 @@ class FakeCentral:
         with self._lock:
             self._failures.extend([status] * count)
 
+    def stall_next(self, method: str, path: str, seconds: float, *, applied: bool = True) -> None:
+        """Answer the next ``method path`` request (e.g. ``POST /api/v1/network``) only after
+        ``seconds``; ``applied``: the request takes effect first, as when Central did the work
+        and only its answer was lost, else the connection is closed unanswered."""
+        with self._lock:
+            self._stalls.append((method, path, seconds, applied))
+
+    def take_stall(self, method: str, path: str) -> tuple[float, bool]:
+        """(seconds, applied) of a stall waiting for this request, else (0, True); a request
+        stalled unapplied is logged here (``handle`` logs the others)."""
+        with self._lock:
+            for index, (m, p, seconds, applied) in enumerate(self._stalls):
+                if (m, p) == (method, path):
+                    del self._stalls[index]
+                    if not applied:
+                        self.requests.append((method, path))
+                    return seconds, applied
+        return 0.0, True
+
     def add_network(self, network_id: str | None = None, **config: Any) -> str:
         with self._lock:
             return self._create_network({"config": config}, network_id)
@@ -71,6 +94,7 @@ class FakeCentral:
             "description": "",
             "config": {
                 "id": network_id,
+                "creationTime": int(time.time() * 1000),  # Central's stamp, in ms
                 "name": "",
                 "private": True,
                 "mtu": 2800,
@@ -99,6 +123,8 @@ class FakeCentral:
     def _route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         if path == "/api/v1/network" and method == "POST":
             return 200, self.networks[self._create_network(body)]
+        if path == "/api/v1/network" and method == "GET":
+            return 200, list(self.networks.values())
         if match := _MEMBER.fullmatch(path):
             return self._member(method, match[1], match[2], body)
         if match := _NETWORK.fullmatch(path):
@@ -145,15 +171,24 @@ def _handler(fake: FakeCentral) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else {}
             auth = self.headers.get("Authorization", "")
+            stall, applied = fake.take_stall(self.command, self.path)
+            if not applied:
+                time.sleep(stall)
+                self.close_connection = True
+                return
             status, answer, rate_limited = fake.handle(self.command, self.path, auth, body)
             data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if rate_limited:
-                self.send_header("Retry-After", "0")
-            self.end_headers()
-            self.wfile.write(data)
+            time.sleep(stall)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if rate_limited:
+                    self.send_header("Retry-After", "0")
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up waiting (a stall) and closed the connection
+                self.close_connection = True
 
         do_GET = do_POST = do_DELETE = _serve
 

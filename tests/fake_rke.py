@@ -47,8 +47,9 @@ written state and certificates (``isEtcdPlaneReplaced``). Control keys:
 
 Every start of a fake appends its command line to ``argv.log`` (``Sandbox.command_lines``),
 and every call one JSON line to ``calls.jsonl``: the tool, its arguments, the
-environment's keys, and for ``rke`` the config it read, the state it was given (and
-the fingerprint of that state's CA), file modes and its pid. Not recorded (answered by
+environment's keys, its pid and time (``time.time()``: tests order it against other
+logs), and for ``rke`` the config it read, the state it was given (and the fingerprint
+of that state's CA) and file modes. Not recorded (answered by
 the shell wrapper, no Python start): ``rke --version`` and ``kubectl ... get``, whose
 looks are counted in ``world/ingress/looks`` (``Sandbox.ingress_looks``).
 """
@@ -315,7 +316,10 @@ def _control() -> dict[str, Any]:
 def _record(control: dict[str, Any], entry: dict[str, Any]) -> None:
     with open(control["calls"], "a") as handle:
         handle.write(
-            json.dumps({**entry, "env_keys": sorted(os.environ), "pid": os.getpid()}) + "\n"
+            json.dumps(
+                {**entry, "env_keys": sorted(os.environ), "pid": os.getpid(), "time": time.time()}
+            )
+            + "\n"
         )
 
 

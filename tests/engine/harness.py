@@ -354,6 +354,7 @@ class Workspace:
         settings = {
             "central": str(central) if central.exists() else "",
             "overlay_prefix": ipaddress.ip_network(str(overlay)).prefixlen,
+            "rke_world": str(self.folder / "rke" / "world"),  # the RKE masters' etcd
         }
         (self.folder / "nodes.json").write_text(json.dumps(settings))
         self.env[NODES_ENV] = str(self.folder / "nodes.json")

@@ -109,6 +109,11 @@ class CentralClient:
     def get_network(self, network_id: str) -> dict[str, Any]:
         return self._call("GET", _network_path(network_id), what=f"read network {network_id}")
 
+    def list_networks(self) -> list[dict[str, Any]]:
+        """Every network the token can see (``GET /network``, Central's getNetworkList)."""
+        networks: list[dict[str, Any]] = self._call("GET", "/network", what="list networks") or []
+        return networks
+
     def create_network(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create a network from ``{"config": {...}, "description": ...}``; returns it with id."""
         return self._call("POST", "/network", body, what="create a network", idempotent=False)

@@ -9,6 +9,7 @@ outputs, because ``delete`` only sees outputs.
 
 import contextlib
 import ipaddress
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,15 @@ from pulumi.dynamic import (
 )
 from pulumi.output import contains_unknowns
 
-from .central import DEFAULT_BASE_URL, CentralClient, CentralNotFoundError, NetworkNotFoundError
+from .central import (
+    DEFAULT_BASE_URL,
+    CentralClient,
+    CentralError,
+    CentralNotFoundError,
+    CentralServerError,
+    CentralUnreachableError,
+    NetworkNotFoundError,
+)
 from .naming import is_network_id, is_node_id
 
 DEFAULT_MTU = 2800  # ZeroTier's default network MTU (ZT_DEFAULT_MTU); a created network gets it
@@ -154,6 +163,49 @@ def _network_settings(props: dict[str, Any], *, created: bool = False) -> dict[s
     return settings
 
 
+# How far Central's clock may lag this machine's: a network Central stamped (config.creationTime,
+# in ms) up to this long before a create was sent can still be that create's. (Central API v1:
+# `GET /network` lists them, NetworkConfig.creationTime "Time the network was created";
+# zerotier/go-ztcentral spec.json and network.go GetNetworks.)
+_CLOCK_SLACK_MS = 300_000
+
+
+def _create_network(client: CentralClient, settings: dict[str, Any]) -> str:
+    """Create a network; returns its id. Central picks the id, and a create whose answer was
+    lost (a timeout, a dropped connection, a 5xx; CentralClient does not retry it) may still
+    have made the network. Then the networks Central lists with this name and description,
+    stamped since the request was sent, are that create's: exactly one is taken as created,
+    so the next `pulumi up` does not make a second beside an orphan; none: the create failed."""
+    since = time.time() * 1000 - _CLOCK_SLACK_MS
+    try:
+        return str(client.create_network(settings)["id"])
+    except (CentralUnreachableError, CentralServerError) as failure:
+        name = settings["config"]["name"]
+        try:
+            listed = client.list_networks()
+        except CentralError:
+            raise CentralError(
+                f"{failure}; it may have been created: before the next `pulumi up`, delete a "
+                f"network named {name!r} made now in ZeroTier Central, if there is one"
+            ) from None
+        made = [
+            str(network["id"])
+            for network in listed
+            if (network.get("config") or {}).get("name") == name
+            and network.get("description") == settings["description"]
+            and ((network.get("config") or {}).get("creationTime") or 0) >= since
+        ]
+        if len(made) == 1:
+            return made[0]
+        if made:
+            raise CentralError(
+                f"{failure}; ZeroTier Central now lists {len(made)} networks named {name!r} "
+                f"made since ({', '.join(made)}): delete them there (new and empty), then run "
+                "`pulumi up` again"
+            ) from None
+        raise
+
+
 def _network_changes(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
     """Inputs that changed; an MTU no longer given is not a change (it is left as it is)."""
     return [
@@ -195,7 +247,7 @@ class NetworkProvider(ResourceProvider):
             client.update_network(adopt, _network_settings(props))
             network_id = adopt
         else:
-            network_id = client.create_network(_network_settings(props, created=True))["id"]
+            network_id = _create_network(client, _network_settings(props, created=True))
         return CreateResult(network_id, {**_pick(props, _NETWORK_INPUTS), "network_id": network_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

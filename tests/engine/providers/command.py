@@ -174,6 +174,12 @@ def _ssh_argv(
         lines.append("  StrictHostKeyChecking no")
     lines.append(f"  UserKnownHostsFile {_ssh_config_value(str(known_hosts))}")
     for name, value in env.items():
+        if name in ("PULUMI_COMMAND_STDOUT", "PULUMI_COMMAND_STDERR") and "\n" in value:
+            # upstream sets the previous output optimistically and only warns when the
+            # server refuses it (remote/commandOutputs.go run, logAndWrapSetenvErr at
+            # diag.Warning); Debian's sshd (AcceptEnv LANG LC_*) refuses it anyway, and a
+            # multi-line value (a kubeconfig) cannot go into the line-based ssh_config
+            continue
         lines.append(f"  SetEnv {name}={_ssh_config_value(value)}")
     config = folder / "ssh_config"
     config.touch(mode=0o600)

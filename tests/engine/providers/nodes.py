@@ -85,6 +85,7 @@ esac
 _DOCKER = """#!/bin/sh
 case "$1" in
   info) printf 'Client:\\n Version: 24.0.7\\nServer:\\n Server Version: 24.0.7\\n'; exit 0 ;;
+  inspect|exec) exec "$(dirname "$0")/docker-etcd" "$@" ;;
   *) echo "fake docker: not modelled: $*" >&2; exit 1 ;;
 esac
 """
@@ -118,6 +119,97 @@ for address in config.get("ipAssignments", []):
     print(f"5: {argv[5]}    inet {address}/{node['prefix']} scope global {argv[5]}\\\\"
           "       valid_lft forever preferred_lft forever")
 '''
+# - `docker inspect etcd`, `docker exec etcd etcdctl ...` on an RKE master: RKE's etcd
+#   container, there once `rke up` made the node's member ``etcd-<hostname>`` (the fake
+#   rke's ``etcd.json`` in its world, tests/fake_rke.py; node.json ``rke_world``), else
+#   "No such object"/"No such container" and exit 1 (docker/cli
+#   cli/command/inspect/inspector.go, cli/command/container/exec.go). etcdctl v3 as
+#   etcd-io/etcd etcdctl/ctlv3/command prints it: `member list` one row per member
+#   "<hex ID>, started, <name>, <peer URLs>, <client URLs>, false" (printer.go
+#   makeMemberListTable, printer_simple.go MemberList) or with `-w json` the
+#   MemberListResponse; `endpoint health --cluster` "<url> is healthy: successfully
+#   committed proposal: took = <d>" per healthy member and, for an unhealthy one, "<url> is
+#   unhealthy: ..." on stderr and exit 1 (ep_command.go epHealthCommandFunc), `-w json` the
+#   list of results; `member remove <hex ID>` removes it from the world ("Member <id>
+#   removed from cluster <id>", printer_simple.go MemberRemove; an unknown id: "member not
+#   found", exit 1). Health comes from the world's ``etcd-health.out`` (the fake rke's
+#   ``etcd_unhealthy``). Each `member remove` is logged (time, argv) to the node's
+#   ``docker.jsonl``.
+_DOCKER_ETCD = r"""#!@PYTHON@
+import hashlib, json, sys, time
+from pathlib import Path
+sys.path.insert(0, "@ROOT@")
+from tests.fake_rke import write_members
+here = Path(__file__).resolve().parent.parent
+node = json.loads((here / "node.json").read_text())
+world = Path(node.get("rke_world") or "/nonexistent")
+members = json.loads((world / "etcd.json").read_text()) if (world / "etcd.json").exists() else {}
+health_out = world / "etcd-health.out"
+health = json.loads(health_out.read_text()) if health_out.exists() else []
+sick = {h["endpoint"] for h in health if not h.get("health")}
+CLUSTER = 0x5EED5EED5EED5EED
+argv = sys.argv[1:]
+def member_id(name):
+    return int(hashlib.sha256(name.encode()).hexdigest()[:16], 16)
+if f"etcd-{node.get('hostname')}" not in members:
+    if argv[:1] == ["inspect"]:
+        sys.exit(f"Error: No such object: {argv[-1]}")
+    sys.exit("Error response from daemon: No such container: etcd")
+if argv[:2] == ["inspect", "etcd"]:
+    print(json.dumps([{"Name": "/etcd", "State": {"Status": "running", "Running": True}}]))
+    sys.exit(0)
+if argv[:3] != ["exec", "etcd", "etcdctl"]:
+    sys.exit(f"fake docker: not modelled: {' '.join(argv)}")
+words, as_json = [], False
+rest = argv[3:]
+while rest:
+    arg = rest.pop(0)
+    if arg in ("-w", "--write-out"):
+        as_json = rest.pop(0) == "json"
+    elif arg.startswith("--write-out="):
+        as_json = arg.split("=", 1)[1] == "json"
+    else:
+        words.append(arg)
+header = {"cluster_id": CLUSTER, "member_id": member_id(f"etcd-{node.get('hostname')}")}
+if words == ["member", "list"]:
+    if as_json:
+        listing = [
+            {"ID": member_id(n), "name": n, "peerURLs": [m["peer"]], "clientURLs": [m["client"]]}
+            for n, m in members.items()
+        ]
+        print(json.dumps({"header": header, "members": listing}))
+    else:
+        for n, m in members.items():
+            print(f"{member_id(n):x}, started, {n}, {m['peer']}, {m['client']}, false")
+elif words == ["endpoint", "health", "--cluster"]:
+    results = [
+        {"endpoint": m["client"], "health": m["client"] not in sick, "took": "1.204ms"}
+        for m in members.values()
+    ]
+    if as_json:
+        print(json.dumps(results))
+    for r in [] if as_json else results:
+        if r["health"]:
+            print(f"{r['endpoint']} is healthy: successfully committed proposal: took = 1.204ms")
+        else:
+            print(f"{r['endpoint']} is unhealthy: failed to commit proposal: "
+                  "context deadline exceeded", file=sys.stderr)
+    if any(not r["health"] for r in results):
+        sys.exit("Error: unhealthy cluster")
+elif words[:2] == ["member", "remove"] and len(words) == 3:
+    with open(here / "docker.jsonl", "a") as log:
+        log.write(json.dumps({"time": time.time(), "argv": argv}) + "\n")
+    gone = [n for n in members if f"{member_id(n):x}" == words[2].lower()]
+    if not gone:
+        sys.exit("Error: etcdserver: member not found")
+    del members[gone[0]]
+    unhealthy = [n for n, m in members.items() if m["client"] in sick]
+    write_members(world, members, unhealthy)
+    print(f"Member {member_id(gone[0]):16x} removed from cluster {CLUSTER:16x}")
+else:
+    sys.exit(f"fake etcdctl: not modelled: {' '.join(words)}")
+""".replace("@ROOT@", str(Path(__file__).resolve().parents[3]))
+
 # - `sudo [-n] CMD`: the user-data's user has "ALL=(ALL) NOPASSWD:ALL" (sudo(8): -n never
 #   prompts); the session already runs as root, so it runs CMD.
 _SUDO = """#!/bin/sh
@@ -128,6 +220,7 @@ exec "$@"
 NODE_COMMANDS = {
     "cloud-init": _CLOUD_INIT,
     "docker": _DOCKER,
+    "docker-etcd": _DOCKER_ETCD,
     "sg": _SG,
     "ip": _IP,
     "sudo": _SUDO,
@@ -137,16 +230,25 @@ NODE_COMMANDS = {
 # leave commands (rke2/scripts.py): the cluster's nodes are the booted RKE2 VMs, all Ready;
 # `get --raw /readyz` prints "ok" (k8s.io/apiserver pkg/server/healthz/healthz.go); jsonpath
 # prints the values bare (kubectl's JSONPath printer); rke2-ingress-nginx is rolled out on
-# every node, its webhook has a ready endpoint and a CA bundle.
+# every node, its webhook has a ready endpoint and a CA bundle. The leave command's `drain
+# NODE` prints "node/NODE cordoned" and "node/NODE drained" (kubectl pkg/cmd/drain/drain.go,
+# RunCordonOrUncordon and RunDrain, NamePrinter), `delete node NODE` prints 'node "NODE"
+# deleted' (pkg/cmd/delete/delete.go, PrintObj) and the Node is gone from then on (the
+# VM's ``node-deleted`` marker); both answer NotFound for a Node not in the cluster. Every
+# call is logged (time, argv) to the server's ``kubectl.jsonl``.
 _RKE2_KUBECTL = """#!@PYTHON@
-import json, sys
+import json, sys, time
 from pathlib import Path
 nodes_dir = Path("@NODES@")  # every booted VM of this fake cloud
-names = []
+with open(Path("@NODE@") / "kubectl.jsonl", "a") as log:
+    log.write(json.dumps({"time": time.time(), "argv": sys.argv[1:]}) + "\\n")
+names, vms = [], {}
 for info in nodes_dir.glob("*/node.json"):
     node = json.loads(info.read_text())
     if node.get("rke2") and (info.parent / "sshd.pid").exists():
-        names.append(node["hostname"])
+        if not (info.parent / "node-deleted").exists():
+            names.append(node["hostname"])
+            vms[node["hostname"]] = info.parent
 argv, words, output = sys.argv[1:], [], ""
 while argv:
     arg = argv.pop(0)
@@ -172,8 +274,14 @@ elif words[:2] == ["get", "endpointslices"]:
     print("10.42.0.10", end="")
 elif words[:2] == ["get", "validatingwebhookconfiguration"]:
     print("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", end="")
-elif words[:1] in (["drain"], ["delete"]):
-    print(f"node/{words[-1]} {words[0]}ed", file=sys.stderr)
+elif words[:1] == ["drain"] or words[:2] == ["delete", "node"]:
+    if words[-1] not in names:
+        sys.exit(f\'Error from server (NotFound): nodes "{words[-1]}" not found\')
+    if words[0] == "drain":
+        print(f"node/{words[-1]} cordoned\\nnode/{words[-1]} drained")
+    else:
+        (vms[words[-1]] / "node-deleted").touch()
+        print(f\'node "{words[-1]}" deleted\')
 else:
     sys.exit(f"fake RKE2 kubectl: not modelled: {' '.join(sys.argv[1:])}")
 """
@@ -272,7 +380,8 @@ def _rke2_tree(node: Path, paths: list[str]) -> bool:
         kubectl = node / "root/var-lib/rancher/rke2/bin/kubectl"
         kubectl.parent.mkdir(parents=True)
         script = _RKE2_KUBECTL.replace("@PYTHON@", sys.executable)
-        kubectl.write_text(script.replace("@NODES@", str(node.parent)))
+        script = script.replace("@NODES@", str(node.parent))
+        kubectl.write_text(script.replace("@NODE@", str(node)))
         kubectl.chmod(0o755)
     return True
 
@@ -287,7 +396,7 @@ def boot(
     """Start the VM's sshd (see the module's docstring); no address on loopback: nothing.
     ``settings``: the harness's ``$MULTICLOUD_FAKE_NODES`` file, ``{"central": a JSON file
     with the fake Central's url, token and CA, or "", "overlay_prefix": the overlay's
-    prefix length}``."""
+    prefix length, "rke_world": the fake rke's world (optional; ``_DOCKER_ETCD``)}``."""
     addresses = vm_addresses(outputs, resources)
     document = _user_data(outputs)
     keys = document.get("ssh_keys") or {}
@@ -308,6 +417,7 @@ def boot(
     (node / "passwd").write_text(passwd + f"{user['name']}:x:0:0:fake node:{node}/home:/bin/sh\n")
     info: dict[str, Any] = _zerotier(document) | {"prefix": str(settings["overlay_prefix"])}
     info |= {"addresses": addresses, "central": settings.get("central") or ""}
+    info["rke_world"] = settings.get("rke_world") or ""  # the fake rke's etcd members
     paths = [str(f.get("path", "")) for f in document.get("write_files") or []]
     info |= {"hostname": document.get("hostname"), "rke2": _rke2_tree(node, paths)}
     (node / "node.json").write_text(json.dumps(info))
