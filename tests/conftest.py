@@ -4,7 +4,9 @@
   (a browser, a linter) right after collection, so it runs beside the tests before its
   own; the tests it names in ``PREFETCHED`` (a set of test function names) run at the
   end of the session, so on a 2-core machine that subprocess has finished on the other
-  core by the time they wait for it.
+  core by the time they wait for it. Not in a pytest-xdist worker (`make unit`): every
+  worker collects every test but runs only those it is sent, so the tests start their
+  subprocess themselves when they need it, once, in the worker that runs them.
 - Under ``CI=true`` a skipped test is a failure: CI installs every tool the suite uses.
 - Garbage collection is tuned for one long pytest process (see ``_tune_gc``).
 """
@@ -30,7 +32,10 @@ def _tune_gc() -> None:
 _tune_gc()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):
+        return  # a pytest-xdist worker prefetches nothing (below)
+
     def waits_for_prefetch(item: pytest.Item) -> bool:
         names = getattr(getattr(item, "module", None), "PREFETCHED", ())
         return getattr(item, "originalname", item.name) in names
@@ -45,8 +50,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # the collector's generations so later full collections do not traverse it.
     gc.collect()
     gc.freeze()
-    if session.config.option.collectonly:
-        return  # nothing will wait for a prefetched subprocess
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
+        return  # nothing (or maybe another worker) will wait for a prefetched subprocess
     selected: dict[object, set[str]] = {}
     for item in session.items:
         module = getattr(item, "module", None)

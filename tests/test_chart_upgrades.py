@@ -2,7 +2,11 @@
 its previous ``chartVersions`` output back (as a StackReference to the stack does) and
 refuses what upstream forbids: Longhorn skipping a minor or going back (longhorn/website
 content/docs/1.12.1/deploy/upgrade/_index.md, "Upgrade Path Enforcement and Downgrade
-Prevention"), cert-manager skipping a minor (content/docs/installation/upgrade.md)."""
+Prevention"), cert-manager skipping a minor (content/docs/installation/upgrade.md).
+
+The real engine runs the rest (tests/engine/test_pin_upgrade.py, prod with RKE2): both
+charts two minors behind refused with each key named, one minor accepted and recorded, and
+that step an in-place ``update`` of the two Releases on ``version`` alone."""
 
 from __future__ import annotations
 
@@ -12,10 +16,8 @@ import pulumi
 import pytest
 
 from components.services.chart_upgrades import CHART_VERSIONS_OUTPUT, path
-from rke2.component import RECORD_OUTPUT
 from scripts.offline import Run, reveal, run_program
-from tests.engine.providers.server import force_new
-from tests.program import changed_inputs, committed, committed_rke2, edited, rke2_config
+from tests.program import committed, committed_rke2, edited, rke2_config
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NODES = [{"name": "mc-ramnode-master-0"}]  # a deployed stack's `nodes` output
@@ -87,23 +89,6 @@ def test_longhorn_downgrade_is_refused() -> None:
     assert "refuses downgrades" in str(run.error)
 
 
-def test_cert_manager_skipping_minors_is_refused_on_rke2() -> None:
-    record = committed_rke2("prod").outputs[RECORD_OUTPUT]
-    previous = {
-        RECORD_OUTPUT: record,
-        "nodes": NODES,
-        CHART_VERSIONS_OUTPUT: {"cert-manager": "v1.16.3", "longhorn": "1.12.1"},
-    }
-    run = _run(previous, engine="rke2")
-    assert isinstance(run.error, pulumi.RunError), run.error
-    assert "entrypoint.certManager.chartVersion" in str(run.error)
-    assert "v1.17.4 then v1.18.6 then v1.19.6 then v1.20.3 then v1.21.1" in str(run.error)
-    previous[CHART_VERSIONS_OUTPUT] = {"cert-manager": "v1.20.3", "longhorn": "1.12.1"}
-    upgraded = _run(previous, engine="rke2")
-    assert upgraded.error is None, upgraded.error
-    assert _versions(upgraded)["cert-manager"] == "v1.21.1"
-
-
 def test_a_stack_deployed_before_the_record_must_name_what_runs() -> None:
     """Such a stack may still run the old defaults (v1.16.3, 1.8.1): the new defaults would
     skip minors, so the program refuses until the config names the running versions."""
@@ -134,20 +119,6 @@ def test_the_path_names_one_release_per_minor(
     chart: str, running: str, target: str, steps: list[str]
 ) -> None:
     assert path(chart, running, target) == steps
-
-
-def test_a_step_is_an_in_place_update_of_the_release_only() -> None:
-    """Moving a pin changes the Release's ``version`` and nothing else, and pulumi-kubernetes
-    updates a Release in place unless its name or namespace changes (helm_release.go
-    ``Diff``, recorded in reference/force-new.json): a ``helm upgrade``, no replacement."""
-    previous = {CHART_VERSIONS_OUTPUT: {"cert-manager": "v1.18.6", "longhorn": "1.11.2"}}
-    before = _run(previous | {"nodes": NODES}, _set("longhorn", "1.11.2"))
-    after = _run(previous | {"nodes": NODES})
-    assert before.error is None and after.error is None, (before.error, after.error)
-    changes = changed_inputs(before, after)
-    [(urn, keys)] = changes.items()
-    assert urn.endswith(f"{RELEASE}::services-longhorn") and keys == ["version"]
-    assert "version" not in force_new()[RELEASE]
 
 
 def test_a_chart_enabled_later_is_a_fresh_install() -> None:

@@ -213,12 +213,15 @@ def rke2_rebuild(node: str) -> tuple[Run, Run]:
     return old, new
 
 
+# tests/engine/test_program_rebuild.py rebuilds mc-prod-home-worker-1 (an OpenStack worker)
+# and mc-prod-digitalocean-master-0 (a droplet master) with each engine through the real
+# engine and fake clouds (delete-first, nothing else replaced, the etcd member or the Node
+# leaving first): this model keeps the other two kinds of VM.
 REBUILDS = [
     (engine, node)
     for engine in ("rke", "rke2")
-    for node in ("mc-prod-digitalocean-worker-0", "mc-prod-digitalocean-master-0",
-                 "mc-prod-ramnode-master-0", "mc-prod-home-worker-1")
-]  # fmt: skip
+    for node in ("mc-prod-digitalocean-worker-0", "mc-prod-ramnode-master-0")
+]
 
 
 def timeline_of(engine: str, node: str) -> tuple[list[list[Step]], Run, Run]:
@@ -246,7 +249,7 @@ def test_a_rebuild_replaces_nothing_in_the_cluster(engine: str, node: str) -> No
 
 
 @pytest.mark.parametrize("engine", ["rke", "rke2"])
-@pytest.mark.parametrize("node", ["mc-prod-digitalocean-master-0", "mc-prod-ramnode-master-0"])
+@pytest.mark.parametrize("node", ["mc-prod-ramnode-master-0"])  # the droplet: the real engine's
 def test_a_rebuilt_master_leaves_etcd_before_its_vm_goes(engine: str, node: str) -> None:
     timeline, old, _ = timeline_of(engine, node)
     removals = [r for r in old.registrations if removes_etcd_member(r, node)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,32 @@ def test_broken_stack_files_are_reported_with_file_line_and_column(
         assert "error" in pulumi_reads([path])[0], "the CLI accepts it too"
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of what `make render` reads (the program, its scripts and reference data,
+    Pulumi.yaml; no stack file): the tests put their broken stack files there, never in
+    the checkout, where other tests (and `make unit`'s other process) list the stacks."""
+    copy = tmp_path_factory.mktemp("checkout")
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("components", "rke", "rke2", "scripts", "reference"):
+        shutil.copytree(ROOT / name, copy / name, ignore=ignore)
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copy(ROOT / name, copy / name)
+    return copy
+
+
+def _bad_stack(checkout: Path, stack: str, edit: Any) -> Path:
+    """Pulumi.home.yaml without its sites, ``edit``ed, as stack ``stack`` in ``checkout``."""
+    text = (ROOT / "Pulumi.home.yaml").read_text()
+    text = edit(re.sub(r"(?m)^  (multicloud:)?sites:\n(    .*\n|\s*\n)*", "", text))
+    target = checkout / f"Pulumi.{stack}.yaml"
+    target.write_bytes(text.encode("utf-8", "surrogateescape"))  # \udcff: the byte 0xff
+    return target
+
+
+# Errors in the file itself, before the program runs, through a `make render` process; a
+# config error the program finds (after ~4 s of CPU importing the Pulumi SDKs in a new
+# process) through the same `render.main` in this process, in the next test.
 @pytest.mark.parametrize(
     ("edit", "words"),
     [
@@ -182,46 +209,61 @@ def test_broken_stack_files_are_reported_with_file_line_and_column(
             lambda text: text.replace("config:\n", "config:\n\tbad: 1\n", 1),
             "cannot start any token",
         ),
-        (lambda text: text + "  multicloud:sites: [1, 2]\n", "multicloud:sites"),
-        (lambda text: text + "  multicloud:sites: plain\n", "multicloud:sites"),
         (lambda text: text + "  multicloud:clusterName: m\udcff\n", "not UTF-8"),
     ],
-    ids=["yaml-error", "sites-a-list", "sites-a-string", "not-utf8"],
+    ids=["yaml-error", "not-utf8"],
 )
 def test_make_render_reports_a_bad_stack_file_without_a_traceback(
-    edit: Any, words: str, tmp_path: Path
+    edit: Any, words: str, checkout: Path, tmp_path: Path
 ) -> None:
     stack = "yamlcheck"
-    text = (ROOT / "Pulumi.home.yaml").read_text()
-    text = edit(re.sub(r"(?m)^  (multicloud:)?sites:\n(    .*\n|\s*\n)*", "", text))
-    target = ROOT / f"Pulumi.{stack}.yaml"
-    target.write_bytes(text.encode("utf-8", "surrogateescape"))  # \udcff: the byte 0xff
-    try:
-        run = subprocess.run(
-            [str(ROOT / "venv" / "bin" / "python"), "-m", "scripts.render", "--stack", stack,
-             "--out", str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    finally:
-        target.unlink()
+    target = _bad_stack(checkout, stack, edit)
+    run = subprocess.run(
+        [str(ROOT / "venv" / "bin" / "python"), "-m", "scripts.render", "--stack", stack,
+         "--out", str(tmp_path)],
+        cwd=checkout, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert words in run.stderr and "Traceback" not in run.stderr, run.stderr
     if "token" in words:  # a YAML error names the file, line and column
         assert re.match(rf"{re.escape(str(target))}:\d+:\d+: ", run.stderr), run.stderr
 
 
-def test_a_nested_secure_value_makes_the_key_secret() -> None:
+@pytest.mark.parametrize("value", ["[1, 2]", "plain"], ids=["sites-a-list", "sites-a-string"])
+def test_make_render_reports_a_bad_config_value_without_a_traceback(
+    value: str,
+    checkout: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """`make render`'s main on the copy, in this process; capfd: all that reaches fd 2."""
+    import scripts.offline as offline
+    import scripts.render as render
+
+    _bad_stack(checkout, "badsites", lambda text: text + f"  multicloud:sites: {value}\n")
+    monkeypatch.setattr(offline, "ROOT", checkout)
+    monkeypatch.setattr(render, "ROOT", checkout)
+    capfd.readouterr()
+    assert render.main(["--stack", "badsites", "--out", str(tmp_path)]) == 1
+    err = capfd.readouterr().err
+    assert "multicloud:sites" in err and "Traceback" not in err, err
+
+
+def test_a_nested_secure_value_makes_the_key_secret(
+    checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # `pulumi config set --path --secret entrypoint.x.y` writes {secure: ...} inside the
-    # object; the CLI then treats the whole key as a secret (config/value.go hasSecureValue).
+    # object; the CLI then treats the whole key as a secret (config/value.go hasSecureValue)
+    import scripts.offline as offline
     from scripts.offline import PLACEHOLDER, stack_config
 
     stack = "nestedsecure"
     text = (ROOT / "Pulumi.home.yaml").read_text()
-    target = ROOT / f"Pulumi.{stack}.yaml"
-    target.write_text(text + "  multicloud:extra:\n    token:\n      secure: v1:abc\n")
-    try:
-        config, secret_keys = stack_config(stack)
-    finally:
-        target.unlink()
+    (checkout / f"Pulumi.{stack}.yaml").write_text(
+        text + "  multicloud:extra:\n    token:\n      secure: v1:abc\n"
+    )
+    monkeypatch.setattr(offline, "ROOT", checkout)
+    config, secret_keys = stack_config(stack)
     assert "multicloud:extra" in secret_keys
     assert json.loads(config["multicloud:extra"]) == {"token": f"{PLACEHOLDER}-extra"}
