@@ -6,6 +6,6 @@ cluster.yml (without secrets) comes on standard input and the environment
 stdout stays empty, the exit code is non-zero and the newest state RKE wrote stays in
 the local copy, which the next run starts from. Progress goes to stderr, bounded and
 redacted. The modules, in the order a run uses them: ``cli``, ``contract``, ``session``,
-``leftovers``, ``starting`` (with ``nodes``), ``run``, ``etcd`` and ``kubectl``;
-docs/rke.md describes the protocol and the rules.
+``leftovers``, ``starting`` (with ``nodes``), ``run``, ``etcd`` and ``kubectl``. The
+protocol: docs/architecture.md; the state rules: docs/recovery.md.
 """

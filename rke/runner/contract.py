@@ -1,9 +1,11 @@
 """The RKE command's environment: what ``rke.component`` writes and the runner reads.
 
-``CommandEnv`` is the part the component sets (each value an encoded string, or a Pulumi
+``CommandEnv`` is what the component sets (each value an encoded string, or a Pulumi
 input of one on the component's side); ``RunnerEnv`` is the runner's checked reading of
-it plus the variables pulumi-command and the operator set. The table of variables and
-why each travels this way: docs/rke.md, "The runner's environment".
+it, plus the previous stdout pulumi-command passes and the operator's knobs. Read where
+they are used: ``RKE_RUNNER_TMPDIR`` (``rke.workdir``) and ``XDG_STATE_HOME``
+(``rke.state``). cluster.yml comes on standard input instead: one variable holds at
+most 128 KiB (docs/architecture.md, "RKE runs from one local.Command").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Which RKE state a run starts from: Pulumi's previous output, the local copy, the
 cluster's ``full-cluster-state`` Secret, or none. The rules and the evidence behind
-them: docs/rke.md, "Where a run's state comes from"."""
+them: docs/recovery.md, "Where the RKE state lives"."""
 
 from __future__ import annotations
 
