@@ -11,6 +11,7 @@ from typing import IO
 
 from rke.runner import console
 from rke.runner.console import RunnerError
+from rke.runner.contract import NAMES
 from rke.runner.run import up
 from rke.state import LocalCopy, StateError, StateStore, check_rkestate, now, parse_previous
 from rke.tools import Console, Interrupted, Supervisor
@@ -90,7 +91,7 @@ def main(
         return 2
     supervisor = Supervisor()
     previous_handlers = supervisor.install()
-    log_path = _open_log(env, env.get("RKE_STATE_KEY")) if argv[0] == "up" else None
+    log_path = _open_log(env, env.get(NAMES["state_key"])) if argv[0] == "up" else None
     out = Console(log_path, stream=stderr)
     console.attach(out)
     try:

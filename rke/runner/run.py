@@ -51,10 +51,11 @@ class Run:
                 s.key_path = s.workdir / "ssh_key"
                 write_secret(s.key_path, s.given.ssh_private_key.rstrip("\n") + "\n")
             after = planning.hosts_from_cluster_yml(s.doc)
-            if start is None and s.restore is None:
+            restore = s.given.restore
+            if start is None and restore is None:
                 start = starting.recover(s, after)
                 source = "the cluster" if start else ""
-            elif start is not None and ask_cluster and s.restore is None:
+            elif start is not None and ask_cluster and restore is None:
                 start, source = starting.newer_in_cluster(s, start, source, after)
             log(f"using RKE {version}; state from: {source or 'none (a new cluster)'}")
             if start is not None:
@@ -66,11 +67,11 @@ class Run:
                 s.seen = None
                 s.saved_digest = digest(start.rkestate)
             s.ids = dict(start.node_ids) if start else {}
-            if s.restore is not None and (
-                start is None or dict(start.restored or {}) != s.restore.as_dict()
+            if restore is not None and (
+                start is None or dict(start.restored or {}) != restore.as_dict()
             ):
                 return self.run_restore(rke, start)
-            if start is not None and start.restored and s.restore is not None:
+            if start is not None and start.restored and restore is not None:
                 s.restored = start.restored
             return self.run_up(rke, start, after)
         finally:
@@ -154,8 +155,8 @@ class Run:
         ``PrepareBackup`` (``cluster/etcd.go``) downloads the snapshot from that block.
         """
         s = self.s
-        assert s.restore is not None
-        request = s.restore
+        assert s.given.restore is not None
+        request = s.given.restore
         name = request.snapshot
         argv = [rke, "etcd", "snapshot-restore", "--config", "cluster.yml", "--name", name]
         if request.s3:

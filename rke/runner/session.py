@@ -53,9 +53,7 @@ class Session:
         self.redact = Redactor.from_values(env.get(k) for k in SECRET_ENV)
         self.agent = not self.given.ssh_private_key
         self.child_env = child_env(env, agent=self.agent)
-        self.new_ids = self.given.node_ids
-        self.restore = self.given.restore
-        self.host_keys = self.given.host_keys
+        self.new_ids = self.given.node_ids  # this run's machine ids
         self._known_hosts_lock = threading.Lock()
         self.default_user = "root"  # RKE's default when a node has no `user`
         self.run_dir: RunDir | None = None
@@ -85,7 +83,7 @@ class Session:
         """A known_hosts file pinning this node's host key, or None when it has no pin (a
         node created before the program generated host keys). Written once per run."""
         address = str(entry.get("address"))
-        if address not in self.host_keys:
+        if address not in self.given.host_keys:
             return None
         path = self.workdir / "known_hosts"
         with self._known_hosts_lock:  # the probes ask nodes from several threads
@@ -93,7 +91,7 @@ class Session:
                 return path
             lines = []
             for node in self.doc.get("nodes") or []:
-                key = self.host_keys.get(str(node.get("address")))
+                key = self.given.host_keys.get(str(node.get("address")))
                 if key:
                     port = int(node.get("port") or 22)
                     name = node["address"] if port == 22 else f"[{node['address']}]:{port}"

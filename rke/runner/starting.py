@@ -62,6 +62,8 @@ OLDER_OR_AMBIGUOUS = (
 
 
 class Start(NamedTuple):
+    """The state a run starts from, before the cluster is asked."""
+
     state: Result | None
     source: str  # where it came from, for the log; "" for none
     ask_cluster: bool  # Pulumi's state and no local copy: compare with the cluster's
