@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from rke import releases
-from rke.runner import EtcdStatus, disk_cluster_yml, load_yaml
+from rke.runner.documents import disk_cluster_yml, load_yaml
+from rke.runner.etcd import EtcdStatus
 from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
 from rke.state import (
     STDOUT_LIMIT,
