@@ -7,8 +7,8 @@ with a byte below 17 are valid (a hashcash that makes address collisions expensi
 The hash, per ZeroTier: SHA-512 the public key; fill 2 MiB with Salsa20/20 (keyed by
 the digest) in a CBC-like chain; walk the buffer in word pairs, swapping one buffer
 word into the digest and re-encrypting the digest with the same cipher stream after
-each swap. Salsa20 keystream does not depend on the data it encrypts, so every block
-of keystream is computed up front with numpy: the fill becomes a prefix-XOR of
+each swap. Salsa20 keystream does not depend on the data it encrypts, so all of it is
+computed up front by pycryptodome's Salsa20 (C): the fill becomes a prefix-XOR of
 keystream blocks, and the digest's re-encryptions become one cumulative XOR applied
 lazily. The swap walk is sequential, but runs of a few hundred steps rarely depend on
 one another, so it too runs in numpy, a run at a time.
@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+from Crypto.Cipher import Salsa20
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -32,21 +33,7 @@ _GENMEM_BLOCKS = 32768  # 2 MiB of 64-byte Salsa20 blocks
 _GENMEM_WORDS = _GENMEM_BLOCKS * 8
 _STEPS = _GENMEM_WORDS // 2  # one swap and one digest re-encryption per word pair
 _FIRST_BYTE_LIMIT = 17
-_SALSA_CHUNK = 32768  # blocks computed per numpy pass; about the fastest size measured
 _BATCH = 384  # swap-walk steps tried at once; about the fastest size measured
-
-_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
-# One Salsa20 double round as (target, addend, addend, rotation): x[t] ^= rotl(x[a] + x[b], r).
-_DOUBLE_ROUND = (
-    (4, 0, 12, 7), (8, 4, 0, 9), (12, 8, 4, 13), (0, 12, 8, 18),
-    (9, 5, 1, 7), (13, 9, 5, 9), (1, 13, 9, 13), (5, 1, 13, 18),
-    (14, 10, 6, 7), (2, 14, 10, 9), (6, 2, 14, 13), (10, 6, 2, 18),
-    (3, 15, 11, 7), (7, 3, 15, 9), (11, 7, 3, 13), (15, 11, 7, 18),
-    (1, 0, 3, 7), (2, 1, 0, 9), (3, 2, 1, 13), (0, 3, 2, 18),
-    (6, 5, 4, 7), (7, 6, 5, 9), (4, 7, 6, 13), (5, 4, 7, 18),
-    (11, 10, 9, 7), (8, 11, 10, 9), (9, 8, 11, 13), (10, 9, 8, 18),
-    (12, 15, 14, 7), (13, 12, 15, 9), (14, 13, 12, 13), (15, 14, 13, 18),
-)  # fmt: skip
 
 _IDENTITY_RE = re.compile(r"([0-9a-f]{10}):0:([0-9a-f]{128})(?::([0-9a-f]{128}))?")
 
@@ -60,44 +47,16 @@ class Identity:
     secret: str = field(repr=False)
 
 
-def _salsa20_keystream(key: bytes, nonce: bytes, blocks: int) -> np.ndarray:
-    """Salsa20/20 keystream blocks 0..blocks-1 as a (blocks, 16) array of little-endian words."""
-    k = np.frombuffer(key, dtype="<u4").tolist()
-    n = np.frombuffer(nonce, dtype="<u4").tolist()
-    initial = [_SIGMA[0], *k[:4], _SIGMA[1], *n, 0, 0, _SIGMA[2], *k[4:], _SIGMA[3]]
-    out = np.empty((blocks, 16), dtype="<u4")
-    add, shl, shr, xor = np.add, np.left_shift, np.right_shift, np.bitwise_xor
-    for start in range(0, blocks, _SALSA_CHUNK):
-        m = min(_SALSA_CHUNK, blocks - start)
-        state = np.empty((16, m), dtype=np.uint32)
-        state[:] = np.array(initial, dtype=np.uint32)[:, None]
-        counter = np.arange(start, start + m, dtype=np.uint64)
-        state[8] = counter & 0xFFFFFFFF
-        state[9] = counter >> 32
-        x = state.copy()
-        rows = list(x)
-        t = np.empty(m, dtype=np.uint32)
-        u = np.empty(m, dtype=np.uint32)
-        for _ in range(10):
-            for target, a, b, r in _DOUBLE_ROUND:
-                row = rows[target]
-                add(rows[a], rows[b], out=t)
-                shl(t, r, out=u)
-                xor(row, u, out=row)
-                shr(t, 32 - r, out=t)
-                xor(row, t, out=row)
-        x += state
-        out[start : start + m] = x.T
-    return out
-
-
 def memory_hard_hash(public_key: bytes) -> bytes:
     """ZeroTier's 64-byte memory-hard hash of a 64-byte public key."""
     digest = hashlib.sha512(public_key).digest()
-    stream = _salsa20_keystream(digest[:32], digest[32:40], _GENMEM_BLOCKS + _STEPS)
+    # ZeroTier keys Salsa20/20 with the digest's first 32 bytes and its next 8 as the
+    # nonce (node/Identity.cpp, _computeMemoryHardHash); encrypting zeros gives the stream.
+    cipher = Salsa20.new(key=digest[:32], nonce=digest[32:40])
+    stream = cipher.encrypt(bytes(64 * (_GENMEM_BLOCKS + _STEPS)))
     # XOR is byte-wise, so prefix-XOR the raw bytes as native words, then read the
     # words big-endian, which is how ZeroTier interprets them (Utils::ntoh).
-    raw = stream.view(np.uint64)
+    raw = np.frombuffer(stream, dtype=np.uint64).reshape(-1, 8)
     genmem = np.bitwise_xor.accumulate(raw[:_GENMEM_BLOCKS], axis=0)
     # cumulative[j] = XOR of the first j phase-2 keystream blocks: what the digest has
     # been encrypted with before step j.
