@@ -42,7 +42,7 @@ def _cpu_each(run: Callable[[], object], count: int) -> list[float]:
 def _floor(idtool: str, count: int, ours_identity: float, ours_hash: float) -> None:
     """ZeroTier's C++ (``idtool``) timed like ours, and the ratios."""
 
-    def generate() -> str:
+    def generate() -> bytes:
         return subprocess.run([idtool, "generate"], check=True, capture_output=True).stdout
 
     identity = _cpu_each(generate, count)
