@@ -111,3 +111,16 @@ def test_the_linters_refuse_what_they_should(tmp_path: Path) -> None:
     assert "Unknown key" in verify(root, unit).stderr
     (root / unit.lstrip("/")).write_text(text.replace("multicloud-metadata-guard\n", "nothere\n"))
     assert verify(root, unit).returncode != 0
+
+
+def test_every_placeholder_needs_its_value_and_every_value_its_placeholder() -> None:
+    from components.boot.assets import render
+
+    values = {"APT_WRAPPER": "/usr/local/sbin/multicloud-apt", "COMMAND": "apt-get"}
+    assert render("components.boot", "apt-shim", **values).splitlines()[1] == (
+        'exec /usr/local/sbin/multicloud-apt /usr/bin/apt-get "$@"'
+    )
+    with pytest.raises(ValueError, match="apt-shim: placeholders"):
+        render("components.boot", "apt-shim", APT_WRAPPER="/x")
+    with pytest.raises(ValueError, match="apt-shim: placeholders"):
+        render("components.boot", "apt-shim", **values, EXTRA="y")
