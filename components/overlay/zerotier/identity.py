@@ -197,7 +197,7 @@ def _collect(helpers: list[subprocess.Popen[str]]) -> Identity | None:
 
 
 def generate_identity(*, helpers: int | None = None) -> Identity:
-    """Generate a new random identity: about 1.5 CPU-seconds on average, spread over cores.
+    """Generate a new random identity: about half a CPU-second on average, spread over cores.
 
     ``helpers`` is the number of extra processes searching alongside this one; by
     default one per CPU beyond the first. They are killed before this returns or raises.
