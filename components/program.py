@@ -14,6 +14,7 @@ from components.overlay.zerotier.resources import DEFAULT_MTU
 from components.sites.base import CloudSite, SiteArgs, UserData
 from components.sites.digitalocean import DigitalOceanSite
 from components.sites.openstack import OpenStackSite
+from rke.boot import docker_part
 from rke.cluster_yml import ClusterSettings as RkeClusterSettings
 
 
@@ -21,7 +22,7 @@ def ssh_host_keys(nodes: Sequence[NodeSpec]) -> dict[str, tls.PrivateKey]:
     """One generated ED25519 SSH host key per node, by node name.
 
     ``pulumi_tls.PrivateKey`` keeps ``private_key_openssh`` as a secret output (the SDK's
-    ``additional_secret_outputs``); cloud-init installs it (components/cloud_init.py) and every
+    ``additional_secret_outputs``); cloud-init installs it (components/boot/host_key.py) and every
     SSH client the program runs pins ``public_key_openssh``. A key lives as long as its
     resource: a rebuilt VM boots with the same key, so its pin holds.
     """
@@ -47,6 +48,7 @@ def rke_user_data(
             ssh_user=settings.ssh_user,
             ssh_public_key=settings.ssh_public_key,
             host_key=host_keys[node.name],
+            engine=docker_part(settings.ssh_user),
         )
 
     return user_data

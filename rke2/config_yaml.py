@@ -11,7 +11,7 @@ resource) before the VM, so the program writes it into config.yaml (``external_i
 address on the node's own interface (a public network, a droplet) the node reads at boot
 from its default route into ``config.yaml.d/`` (``external_ip_dropin``). Neither asks the
 metadata service, which the node's guard blocks after cloud-init
-(``components/cloud_init.py``).
+(``components/boot/metadata_guard.py``).
 """
 
 from __future__ import annotations

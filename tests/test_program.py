@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.cloud_init import ZEROTIER_HOME
+from components.boot.overlay import ZEROTIER_HOME
 from components.sites.firewall import Rule, cloudflare_origin_ranges, ethertype
 from scripts.offline import (
     PLACEHOLDER,
@@ -315,10 +315,10 @@ def test_scaling_down_removes_the_highest_index_only() -> None:
 def test_template_change_replaces_no_vm_and_leaves_rke_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import components.cloud_init as cloud_init
+    import rke.boot as rke_boot
 
     before = committed("prod")
-    monkeypatch.setattr(cloud_init, "DOCKER_VERSION", "5:27.0.3-1~debian.12~bookworm")
+    monkeypatch.setattr(rke_boot, "DOCKER_VERSION", "5:27.0.3-1~debian.12~bookworm")
     after = run_edited("prod", lambda values: None)
     changes = changed_inputs(before, after)
     assert changes and all(keys == ["userData"] for keys in changes.values())
