@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from components.nodes import INGRESS_CONTROLLER_LABEL, NodeSpec
-from rke.settings import RkeSettings
+from components.config.cluster import RkeSettings
 
 ROLE_ORDER = ("controlplane", "etcd", "worker")
 # flannel's VXLAN (also canal's) wraps each packet in 50 bytes: outer IPv4 20, UDP 8,

@@ -27,7 +27,7 @@ from components.nodes import NodeSpec
 from rke2.release import cli_flags
 
 if TYPE_CHECKING:
-    from rke.settings import RkeSettings
+    from components.config.cluster import RkeSettings
 
 Role = Literal["server", "agent"]
 CONFIG_PATH = "/etc/rancher/rke2/config.yaml"

@@ -21,7 +21,7 @@ import yaml
 from rke2.release import REFERENCE
 
 if TYPE_CHECKING:
-    from rke.settings import UpgradeSettings
+    from components.config.cluster import UpgradeSettings
 
 SUC_VERSION = "v0.20.1"
 SUC_NAMESPACE = "system-upgrade"

@@ -49,7 +49,7 @@ from components.config.stack import (
     OpenStackSiteConfig,
 )
 from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS
-from rke.settings import RUNNER_MAX_NODES
+from components.config.cluster import RUNNER_MAX_NODES
 from scripts.offline import run_program
 from tests.test_config import CLOUDFLARE_ENTRYPOINT, base
 

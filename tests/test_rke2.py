@@ -13,7 +13,7 @@ import yaml
 
 from components.config import ConfigError, parse_config
 from components.nodes import NodeSpec
-from rke.settings import EtcdS3Settings, EtcdSettings, IngressSettings, RkeSettings
+from components.config.cluster import EtcdS3Settings, EtcdSettings, IngressSettings, RkeSettings
 from rke2 import config_yaml, manifests, release, scripts, upgrade
 from rke2.component import rewrite_kubeconfig
 from rke2.join import ClusterRecord, JoinError, plan_join
@@ -343,7 +343,7 @@ def test_helm_chart_configs_validate_against_the_crd() -> None:
 
 
 def test_plans_validate_and_upgrade_servers_first_one_node_at_a_time() -> None:
-    from rke.settings import UpgradeSettings
+    from components.config.cluster import UpgradeSettings
 
     schema = crd_schema(REFERENCE / "system-upgrade-controller" / "upgrade.cattle.io_plans.yaml")
     server, agent = upgrade.plans(VERSION, UpgradeSettings())

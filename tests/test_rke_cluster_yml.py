@@ -18,7 +18,7 @@ from components.nodes import (
     NodeSpec,
 )
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
-from rke.settings import RkeSettings
+from components.config.cluster import RkeSettings
 from tests import reference
 from tests.tools import load_yaml
 

@@ -25,7 +25,7 @@ from rke.readiness import (
     node_readiness,
     readiness_script,
 )
-from rke.settings import RkeSettings
+from components.config.cluster import RkeSettings
 from rke.state import Result, encode_result
 from tests.mocking import Recorder
 

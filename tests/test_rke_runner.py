@@ -27,7 +27,7 @@ import pytest
 
 from rke import runner
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
-from rke.settings import RkeSettings
+from components.config.cluster import RkeSettings
 from rke.state import (
     STDOUT_LIMIT,
     Result,

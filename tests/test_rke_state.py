@@ -15,7 +15,7 @@ import pytest
 
 from rke import releases
 from rke.runner import EtcdStatus, disk_cluster_yml, load_yaml
-from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
+from components.config.cluster import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
 from rke.state import (
     STDOUT_LIMIT,
     LocalCopy,

@@ -11,7 +11,7 @@ import pytest
 from components.config import ConfigError, parse_config
 from components.program import cluster_settings
 from rke.cluster_yml import RkeNode, cluster_config
-from rke.settings import RkeSettings
+from components.config.cluster import RkeSettings
 from tests.test_config import base, with_
 
 

@@ -22,7 +22,7 @@ from components.config.entrypoint import (
 )
 from components.nodes import PUBLIC_INGRESS_LABEL, ZONE_LABEL
 from components.services import workloads
-from rke.settings import (
+from components.config.cluster import (
     HTTP2_DEFAULT_DETECTION_SECONDS,
     KUBELET_HEARTBEAT_SECONDS,
     KUBELET_HTTP2_ENV,

@@ -4,9 +4,9 @@
 ``multicloud:entrypoint`` section, ``deployer`` the ``multicloud:deployer`` one,
 ``ranges`` the address-range check, ``model`` the base every section derives from.
 
-The names below load ``stack`` on first use (PEP 562): ``rke.settings`` derives from
-``model`` and ``stack`` imports ``rke.settings``, so importing ``stack`` eagerly here
-would make ``import rke.settings`` (or ``rke.cluster_yml``) fail when it comes first.
+The names below load ``stack`` on first use (PEP 562): ``components.config.cluster`` derives from
+``model`` and ``stack`` imports ``components.config.cluster``, so importing ``stack`` eagerly here
+would make ``import components.config.cluster`` (or ``rke.cluster_yml``) fail when it comes first.
 """
 
 from __future__ import annotations

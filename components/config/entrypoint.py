@@ -463,7 +463,7 @@ CONTROLLER_TAKEOVER_SECONDS = 15 + 2
 NODE_MONITOR_PERIOD_SECONDS = 5
 NODE_MONITOR_PASSES = 2
 # The nodes of a dead site stop at once but their grace periods run out up to one heartbeat
-# (rke.settings.KUBELET_HEARTBEAT_SECONDS, 10 s) apart. Meanwhile a zone with more than two
+# (config.cluster.KUBELET_HEARTBEAT_SECONDS, 10 s) apart. Meanwhile a zone with more than two
 # NotReady nodes, at least 55 % of it, but not all, is "partially disrupted" (ComputeZoneState),
 # and in a cluster of 50 nodes or fewer tainting there stops (ReducedQPSFunc returns 0) until
 # the last node is NotReady too: one heartbeat and one monitor pass more. Only sites of four or

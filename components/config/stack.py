@@ -59,7 +59,7 @@ from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS, overlay_addr
 from components.preflight import NetworkPlan, plan_network, require_reachable
 from rke import releases as rke_releases
 from rke.engine import ENGINE, ssh_via_problem
-from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES, RkeSettings
+from components.config.cluster import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES, RkeSettings
 from rke2.release import supported_versions as rke2_versions
 
 ENGINES = ("rke", "rke2")
@@ -759,13 +759,13 @@ def _check_topology(settings: ClusterSettings, nodes: tuple[NodeSpec, ...]) -> N
             "sites",
             f"{total} etcd members (one per master); at most {RUNNER_MAX_ETCD_MEMBERS}: each "
             "member adds its certificates to the RKE state, which must fit one environment "
-            "variable (rke/settings.py)",
+            "variable (components/config/cluster.py)",
         )
     if len(nodes) > RUNNER_MAX_NODES:
         raise _fail(
             "sites",
             f"{len(nodes)} nodes in total; the RKE command carries at most {RUNNER_MAX_NODES} "
-            "(its state must fit one environment variable, rke/settings.py)",
+            "(its state must fit one environment variable, components/config/cluster.py)",
         )
     if not any("worker" in node.roles for node in nodes):
         raise _fail(
