@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from components.nodes import INGRESS_CONTROLLER_LABEL, NodeSpec
 from components.config.cluster import RkeSettings
+from components.nodes import INGRESS_CONTROLLER_LABEL, NodeSpec
 
 ROLE_ORDER = ("controlplane", "etcd", "worker")
 # flannel's VXLAN (also canal's) wraps each packet in 50 bytes: outer IPv4 20, UDP 8,

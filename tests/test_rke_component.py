@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 
 from components.cluster_node import ClusterNode
+from components.config.cluster import RkeSettings
 from components.nodes import NodeSpec
 from rke.cluster_yml import ClusterSettings
 from rke.component import RkeCluster, runner_commands
@@ -25,7 +26,6 @@ from rke.readiness import (
     node_readiness,
     readiness_script,
 )
-from components.config.cluster import RkeSettings
 from rke.state import Result, encode_result
 from tests.mocking import Recorder
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
+from components.config.cluster import RkeSettings
 from rke import runner
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
-from components.config.cluster import RkeSettings
 from rke.state import (
     STDOUT_LIMIT,
     Result,

@@ -24,7 +24,7 @@ from components.cloud_init import METADATA_ADDRESS
 from components.config.model import fail
 
 if TYPE_CHECKING:
-    from components.config.stack import ClusterSettings
+    from components.config.settings import ClusterSettings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

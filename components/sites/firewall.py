@@ -26,7 +26,7 @@ from components.services.network_policies import CLOUDFLARE_IPS_FILE, cloudflare
 
 if TYPE_CHECKING:
     from components.config.deployer import Deployer
-    from components.config.stack import SiteBase
+    from components.config.sites import SiteBase
 
 ANYWHERE = ("0.0.0.0/0", "::/0")
 ZEROTIER_PORT = 9993
