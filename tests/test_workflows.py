@@ -401,7 +401,7 @@ def test_every_file_the_program_runs_on_affects_its_stacks() -> None:
             and not any(file.is_relative_to(o) for o in outside)
         ):
             used.add(file.relative_to(ROOT).as_posix())
-    assert "rke2/component.py" in used and "components/preflight.py" in used
+    assert "rke2/component.py" in used and "components/preflight/__init__.py" in used
     preview = [_path_filter(p) for p in _wf("preview.yml")["on"]["pull_request"]["paths"]]
     for path in sorted(used):
         assert all(changed_stacks.affects(path, s) for s in _stacks()), path
