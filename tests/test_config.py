@@ -607,6 +607,16 @@ def test_kubernetes_versions_are_the_ones_rke_ships() -> None:
     assert f"({DEFAULT_KUBERNETES_VERSION} for rke" in (description or "")
 
 
+def test_every_engine_the_config_accepts_hands_in_its_rules() -> None:
+    import typing
+
+    from components.config import ClusterSettings
+    from components.stack import ENGINES
+
+    engine = ClusterSettings.model_fields["engine"].annotation
+    assert set(ENGINES) == set(typing.get_args(engine))
+
+
 def test_the_largest_accepted_cluster_is_three_sites_of_two_hundred_workers() -> None:
     raw = _too_many_nodes()
     del raw["sites"]["extra"]

@@ -12,7 +12,6 @@ from components.config.entrypoint import EntrypointSettings
 from components.config.model import fail
 from components.config.settings import ClusterConfig
 
-#
 # What happens when the site running the updater goes dark, in order. Each constant below is an
 # upstream default this project does not change; each config key is a term the stack sets.
 
