@@ -19,15 +19,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 
+from components.config.cluster import RkeSettings
 from components.nodes import NodeSpec
 from rke2.release import cli_flags
-
-if TYPE_CHECKING:
-    from rke.settings import RkeSettings
 
 Role = Literal["server", "agent"]
 CONFIG_PATH = "/etc/rancher/rke2/config.yaml"

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 
 from components.cluster_node import ClusterNode
+from components.config.cluster import RkeSettings
 from components.nodes import NodeSpec
 from rke.cluster_yml import ClusterSettings
 from rke.component import RkeCluster, runner_commands
@@ -26,7 +27,6 @@ from rke.readiness import (
     readiness_script,
 )
 from rke.runner.contract import CommandEnv, RestoreRequest, RunnerEnv
-from rke.settings import RkeSettings
 from rke.state import Result, encode_result
 from tests.mocking import Recorder
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
+from components.config.cluster import RkeSettings
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
 from rke.runner import cli
 from rke.runner.documents import load_yaml, render
-from rke.settings import RkeSettings
 from rke.state import (
     STDOUT_LIMIT,
     Result,
