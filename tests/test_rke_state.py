@@ -15,7 +15,6 @@ import pytest
 
 from components.config.cluster import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
 from rke import releases
-from components.config.cluster import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
 from rke.runner.documents import disk_cluster_yml, load_yaml
 from rke.runner.etcd import EtcdStatus
 from rke.state import (
