@@ -1,8 +1,8 @@
-"""multicloud: config -> overlay -> engine -> sites -> cluster -> entrypoint -> exports."""
+"""multicloud: config -> preflight -> overlay -> engine -> sites -> cluster -> entrypoint
+-> exports."""
 
 import pulumi
 
-from components.config import load_config
 from components.nodes import schedulable_zones
 from components.overlay.network import Overlay
 from components.program import (
@@ -15,11 +15,14 @@ from components.program import (
 from components.services.cloudflare import Entrypoint
 from components.services.cluster_services import ClusterServices
 from components.services.network_policies import ClusterRanges
+from components.stack import load_stack
 from rke.component import RkeCluster
 from rke.readiness import node_readiness
 from rke2.component import RECORD_OUTPUT, Rke2Bootstrap, Rke2Cluster
 
-config, secrets = load_config()  # validated before anything is registered
+# 0. The stack checked before anything is registered: the config parsed with the engine's
+#    rules, then the network preflight over it (the firewall policy each site registers).
+config, network, secrets = load_stack()
 settings = config.settings
 
 # 1. The overlay: a ZeroTier network, one identity and one authorized member per node.
@@ -47,7 +50,9 @@ user_data = (
 )
 
 # 3. The sites: VMs that boot already joined to the overlay.
-sites = [build_site(name, config, secrets, user_data) for name in settings.sites]
+sites = [
+    build_site(name, config, secrets, user_data, network.firewall[name]) for name in settings.sites
+]
 nodes = [
     node.joined(overlay.members[node.name]).with_host_key(host_keys[node.name].public_key_openssh)
     for site in sites

@@ -4,7 +4,7 @@ For the committed prod stack and for a 3 x 100-node stack (prod's sites with 1 m
 and 99 workers each) it prints the median and best in-process time of what the
 preflight adds to a run: rendering each site's firewall policy, deriving and checking
 every path (``plan_network`` + ``require_reachable``), and formatting the table.
-``make render`` parses the stack twice (the program's ``load_config`` and the render
+``make render`` checks the stack twice (the program's ``load_stack`` and the render
 script), so it pays the preflight twice and the table once: that sum is printed too.
 Last, the import time of the modules the preflight brings (``-X importtime`` self
 times, best of 5 fresh processes; with ``PYTHONDONTWRITEBYTECODE`` set that includes
@@ -27,9 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.config import parse_config, raw_values
+from components.config import raw_values
 from components.preflight import plan_network, require_reachable
 from components.sites import firewall
+from components.stack import check_stack
 from scripts.offline import stack_config
 
 
@@ -56,18 +57,18 @@ def large(raw: dict[str, Any], per_site: int) -> dict[str, Any]:
 
 
 def report(name: str, raw: dict[str, Any], runs: int) -> None:
-    config = parse_config(raw)
-    settings, nodes, deployer = config.settings, config.nodes, config.deployer
+    config, network = check_stack(raw)
+    nodes = config.nodes
 
     def check() -> None:
         firewall._covers.cache_clear()  # every run as cold as a render's first parse
-        require_reachable(plan_network(settings, nodes, deployer).paths)
+        require_reachable(plan_network(config).paths)
 
-    table = timed(config.network.markdown, runs)
+    table = timed(network.markdown, runs)
     preflight = timed(check, runs)
     med, best, md = statistics.median(preflight), min(preflight), statistics.median(table)
     print(
-        f"{name}: {len(nodes)} nodes, {len(config.network.paths)} paths; preflight median "
+        f"{name}: {len(nodes)} nodes, {len(network.paths)} paths; preflight median "
         f"{med * 1000:.2f} ms (best {best * 1000:.2f} ms), table {md * 1000:.2f} ms; "
         f"per make render (2 x preflight + table) {(2 * med + md) * 1000:.2f} ms"
     )
@@ -76,10 +77,16 @@ def report(name: str, raw: dict[str, Any], runs: int) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 PREFLIGHT_MODULES = (
     "components.preflight",
+    "components.preflight.paths",
+    "components.preflight.context",
+    "components.preflight.deployer",
+    "components.preflight.overlay",
+    "components.preflight.ingress",
+    "components.preflight.record",
+    "components.preflight.cluster",
     "components.config.deployer",
     "components.config.ranges",
     "components.sites.firewall",
-    "rke.engine",
 )
 
 
@@ -88,7 +95,7 @@ def import_ms(runs: int = 5) -> dict[str, float]:
     best: dict[str, float] = {}
     for _ in range(runs):
         err = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import components.config.stack"],
+            [sys.executable, "-X", "importtime", "-c", "import components.stack"],
             cwd=ROOT,
             check=True,
             capture_output=True,

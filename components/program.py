@@ -13,7 +13,9 @@ from components.overlay.network import Overlay
 from components.overlay.zerotier.resources import DEFAULT_MTU
 from components.sites.base import CloudSite, SiteArgs, UserData
 from components.sites.digitalocean import DigitalOceanSite
+from components.sites.firewall import SitePolicy
 from components.sites.openstack import OpenStackSite
+from rke.boot import docker_part
 from rke.cluster_yml import ClusterSettings as RkeClusterSettings
 
 
@@ -21,7 +23,7 @@ def ssh_host_keys(nodes: Sequence[NodeSpec]) -> dict[str, tls.PrivateKey]:
     """One generated ED25519 SSH host key per node, by node name.
 
     ``pulumi_tls.PrivateKey`` keeps ``private_key_openssh`` as a secret output (the SDK's
-    ``additional_secret_outputs``); cloud-init installs it (components/cloud_init.py) and every
+    ``additional_secret_outputs``); cloud-init installs it (components/boot/host_key.py) and every
     SSH client the program runs pins ``public_key_openssh``. A key lives as long as its
     resource: a rebuilt VM boots with the same key, so its pin holds.
     """
@@ -47,16 +49,18 @@ def rke_user_data(
             ssh_user=settings.ssh_user,
             ssh_public_key=settings.ssh_public_key,
             host_key=host_keys[node.name],
+            engine=docker_part(settings.ssh_user),
         )
 
     return user_data
 
 
 def build_site(
-    name: str, config: ClusterConfig, secrets: Secrets, user_data: UserData
+    name: str, config: ClusterConfig, secrets: Secrets, user_data: UserData, policy: SitePolicy
 ) -> CloudSite:
     """The site component for ``sites.<name>``, whichever cloud it is on; ``user_data`` is
-    the engine's cloud-init per node (``rke_user_data`` or ``Rke2Bootstrap.user_data``)."""
+    the engine's cloud-init per node (``rke_user_data`` or ``Rke2Bootstrap.user_data``),
+    ``policy`` the site's firewall the preflight checked (``NetworkPlan.firewall``)."""
     settings = config.settings
     site = settings.sites[name]
     specs = config.site_nodes(name)
@@ -64,12 +68,12 @@ def build_site(
         cluster_name=settings.cluster_name,
         specs=specs,
         ssh_public_key=settings.ssh_public_key,
-        policy=config.network.firewall[name],
+        policy=policy,
         user_data=user_data,
         rebuild=settings.rebuild,
     )
     if isinstance(site, DigitalOceanSiteConfig):
-        assert secrets.digitalocean_token is not None  # load_config requires it
+        assert secrets.digitalocean_token is not None  # read_secrets requires it
         return DigitalOceanSite(name, args, site, token=secrets.digitalocean_token)
     return OpenStackSite(name, args, site, auth_secret=(secrets.openstack or {}).get(name))
 

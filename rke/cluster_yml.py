@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from components.config.cluster import RkeSettings
 from components.nodes import INGRESS_CONTROLLER_LABEL, NodeSpec
-from rke.settings import RkeSettings
 
 ROLE_ORDER = ("controlplane", "etcd", "worker")
 # flannel's VXLAN (also canal's) wraps each packet in 50 bytes: outer IPv4 20, UDP 8,
@@ -75,7 +75,7 @@ def _check_nodes(nodes: Sequence[RkeNode], overlay_cidr: str) -> None:
                 f"node {node.name}: roles must be among {ROLE_ORDER}, got {node.roles}"
             )
         if node.address == node.internal_address:
-            # RKE would start kubelet without --node-ip (rke/engine.py ssh_via_problem).
+            # RKE would start kubelet without --node-ip (rke/config_rules.py ssh_via_problem).
             raise ValueError(
                 f"node {node.name}: address equals internal_address {node.address}; "
                 "RKE v1 needs the SSH address to differ from the overlay address"

@@ -7,7 +7,7 @@ cluster.yml is an *update* that re-runs ``rke up`` (pulumi-command's ``Update`` 
 would run the old resource's ``delete`` and start the new one without the previous
 stdout. Standard input, unlike one environment variable, has no 128 KiB limit, and a
 PR preview shows its diff as text. The command's stdout (rkestate, kubeconfig) is a
-secret and is not logged; ``rke.runner`` documents the protocol.
+secret and is not logged; ``rke.runner.contract`` is the environment both sides share.
 
 The command is ``protect``ed: a ``pulumi destroy``, a ``--replace`` or a change that
 would replace it stops with an error instead of forgetting the cluster's state
@@ -16,7 +16,6 @@ would replace it stops with an error instead of forgetting the cluster's state
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -27,6 +26,7 @@ from pulumi_command import local, remote
 from components.cluster_node import ClusterNode
 from rke.cluster_yml import ClusterSettings, RkeNode, render_cluster_yml
 from rke.etcd_leave import etcd_leave_script
+from rke.runner.contract import CommandEnv, RestoreRequest, encode_map
 from rke.state import kubeconfig_of
 
 
@@ -57,14 +57,14 @@ def _node_ids(gates: Sequence[pulumi.Resource], names: set[str]) -> pulumi.Outpu
             name = str(urn).rsplit("::", 1)[-1].removesuffix("-ready")
             if name in names and stdout:
                 ids[name] = str(stdout).strip()
-        return json.dumps(ids, sort_keys=True)
+        return encode_map(ids)
 
     return pulumi.Output.all(*pairs).apply(collect)
 
 
 def _host_keys(gates: Sequence[pulumi.Resource]) -> pulumi.Output[str]:
     """JSON {address: host key} the readiness gates pinned (their ``connection``), for the
-    runner's own ssh (rke.runner ``RKE_HOST_KEYS``); a gate without a pin adds nothing."""
+    runner's own ssh (``RKE_HOST_KEYS``, rke.runner.contract); a gate without a pin adds nothing."""
     commands = [g for g in gates if isinstance(g, remote.Command)]
 
     def collect(connections: list[Any]) -> str:
@@ -76,7 +76,7 @@ def _host_keys(gates: Sequence[pulumi.Resource]) -> pulumi.Output[str]:
             key = connection.get("hostKey") or connection.get("host_key")
             if host and key:
                 keys[str(host)] = str(key).strip()
-        return json.dumps(keys, sort_keys=True)
+        return encode_map(keys)
 
     return pulumi.Output.all(*[c.connection for c in commands]).apply(collect)
 
@@ -180,22 +180,20 @@ class RkeCluster(pulumi.ComponentResource):
         if not iface:
             raise ValueError("RkeCluster needs the flannel interface (settings or flannel_iface)")
         self.cluster_yml = pulumi.Output.all(iface, *[n.ssh_address for n in ordered]).apply(render)
-        environment: dict[str, pulumi.Input[str]] = {
-            "RKE_STATE_KEY": state_key(),
-            "RKE_NODE_IDS": _node_ids(ready, {n.name for n in ordered}),
-            "RKE_HOST_KEYS": _host_keys(ready),
-        }
+
+        def secret(value: pulumi.Input[str] | None) -> pulumi.Input[str] | None:
+            return None if value is None else pulumi.Output.secret(value)
+
         restore = settings.rke.restore
-        if restore is not None:
-            environment["RKE_RESTORE"] = json.dumps(restore.model_dump(), sort_keys=True)
-        secrets = {
-            "RKE_SSH_PRIVATE_KEY": ssh_private_key,
-            "RKE_S3_ACCESS_KEY": s3_access_key,
-            "RKE_S3_SECRET_KEY": s3_secret_key,
-        }
-        for key, value in secrets.items():
-            if value is not None:
-                environment[key] = pulumi.Output.secret(value)
+        environment = CommandEnv[pulumi.Input[str]](
+            state_key=state_key(),
+            node_ids=_node_ids(ready, {n.name for n in ordered}),
+            host_keys=_host_keys(ready),
+            restore=RestoreRequest(restore.snapshot, restore.s3).encode() if restore else None,
+            ssh_private_key=secret(ssh_private_key),
+            s3_access_key=secret(s3_access_key),
+            s3_secret_key=secret(s3_secret_key),
+        ).to_env()
 
         self.etcd_leave = etcd_leave_commands(nodes, settings.ssh_user, ssh_private_key, self)
         up, delete = runner_commands()

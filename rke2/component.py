@@ -29,12 +29,15 @@ import pulumi_tls as tls
 import yaml
 from pulumi_command import remote
 
-from components.cloud_init import HostKey, OverlayFiles, Rke2Files, render_user_data
+from components.boot.document import render_user_data
+from components.boot.host_key import HostKey
+from components.boot.overlay import OverlayFiles
 from components.cluster_node import ClusterNode
 from components.config import ClusterConfig, DigitalOceanSiteConfig, Secrets
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
 from rke2 import config_yaml, manifests, scripts, upgrade
+from rke2.boot import Rke2Files, rke2_part
 from rke2.join import ClusterRecord, JoinError, JoinPlan, check_not_rke, plan_join
 
 API_PORT = 6443
@@ -229,15 +232,17 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                 ssh_user=settings.ssh_user,
                 ssh_public_key=settings.ssh_public_key,
                 overlay=OverlayFiles(network_id, secret, public),
-                rke2=rke2_files(
-                    node,
-                    self._config,
-                    plan,
-                    token=token,
-                    agent_token=agent_token if separate else None,
-                    interface=interface,
-                    s3=config_yaml.S3Credentials(*keys) if keys else None,
-                    public_address=address,
+                engine=rke2_part(
+                    rke2_files(
+                        node,
+                        self._config,
+                        plan,
+                        token=token,
+                        agent_token=agent_token if separate else None,
+                        interface=interface,
+                        s3=config_yaml.S3Credentials(*keys) if keys else None,
+                        public_address=address,
+                    )
                 ),
                 host_key=HostKey(private_key, public_key) if private_key else None,
             )

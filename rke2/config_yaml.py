@@ -11,7 +11,7 @@ resource) before the VM, so the program writes it into config.yaml (``external_i
 address on the node's own interface (a public network, a droplet) the node reads at boot
 from its default route into ``config.yaml.d/`` (``external_ip_dropin``). Neither asks the
 metadata service, which the node's guard blocks after cloud-init
-(``components/cloud_init.py``).
+(``components/boot/metadata_guard.py``).
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 
+from components.config.cluster import RkeSettings
 from components.nodes import NodeSpec
 from rke2.release import cli_flags
-
-if TYPE_CHECKING:
-    from rke.settings import RkeSettings
 
 Role = Literal["server", "agent"]
 CONFIG_PATH = "/etc/rancher/rke2/config.yaml"

@@ -20,7 +20,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from components.cloud_init import BOOTSTRAP_FAILED
+from components.boot.apt import BOOTSTRAP_FAILED
 from rke.ingress import RKE2_INGRESS, SERVICE_NAME_LABEL
 from rke2.release import artifact_urls, tarball_sha256, version_key
 

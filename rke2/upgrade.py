@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import copy
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from components.config.cluster import UpgradeSettings
 from rke2.release import REFERENCE
-
-if TYPE_CHECKING:
-    from rke.settings import UpgradeSettings
 
 SUC_VERSION = "v0.20.1"
 SUC_NAMESPACE = "system-upgrade"

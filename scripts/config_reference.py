@@ -33,15 +33,14 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from components.config.model import Cidr
-from components.config.stack import (
+from components.config import (
     CONDITIONAL_SECRETS,
     DECLARED_SECRETS,
-    NAMESPACE,
     ClusterSettings,
     OpenStackSiteConfig,
     openstack_secret_key,
 )
+from components.config.model import NAMESPACE, Cidr
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "config-reference.md"
@@ -70,7 +69,7 @@ def _has_s3(s: ClusterSettings) -> bool:
     return s.rke.etcd.s3 is not None
 
 
-# The conditions components/config/stack.py `read_secrets` applies, as sentences; the
+# The conditions components/config/read.py `read_secrets` applies, as sentences; the
 # tests check both agree for every committed stack.
 SECRETS: tuple[SecretKey, ...] = (
     SecretKey("zerotierToken", "every stack", "<ZeroTier Central API token>", lambda s: True),

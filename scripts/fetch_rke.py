@@ -14,7 +14,7 @@ Nothing is downloaded unverified:
   verifies its tarball (``download_checksums``, ``verify_tarball``), with a loud warning:
   that trusts GitHub's release at download time, not a reviewed value. deploy.yml runs
   this before every ``pulumi up`` and puts ``DIR`` first on ``PATH``, so
-  ``rke/runner.py`` (``shutil.which("rke")``) runs exactly this binary.
+  ``rke.runner`` (``shutil.which("rke")``) runs exactly this binary.
 - ``verify FILE`` checks a binary already on disk (a laptop, a prepared runner image).
 - ``record`` prints the sha256 of each pinned asset after checking it against the
   release's own ``sha256sum.txt``, for a maintainer to review (``make pin-checksums``,

@@ -18,8 +18,10 @@ from pathlib import Path
 import pulumi
 import yaml
 
-from components.config import ClusterConfig, parse_config, raw_values, stack_failover_budget
+from components.config import ClusterConfig, raw_values, stack_failover_budget
 from components.diagram import architecture_mermaid
+from components.preflight import NetworkPlan
+from components.stack import check_stack
 from rke2 import config_yaml as rke2_config
 from scripts.offline import (
     PROJECT,
@@ -53,9 +55,9 @@ def nodes_markdown(config: ClusterConfig) -> str:
     return "\n".join(rows) + "\n"
 
 
-def reachability_markdown(stack: str, config: ClusterConfig) -> str:
-    """The preflight's table (components/preflight.py) under a heading naming the stack."""
-    return f"# Reachability: stack {stack}\n\n{config.network.markdown()}"
+def reachability_markdown(stack: str, network: NetworkPlan) -> str:
+    """The preflight's table (components/preflight/) under a heading naming the stack."""
+    return f"# Reachability: stack {stack}\n\n{network.markdown()}"
 
 
 def failover_text(config: ClusterConfig) -> str:
@@ -143,9 +145,9 @@ def render(stack: str, out: Path, engine: str | None = None) -> int:
         return 1
     if run.error is not None:
         raise run.error
-    parsed = parse_config(raw_values(config))  # the program accepted it: this cannot fail
+    parsed, network = check_stack(raw_values(config))  # the program accepted it: cannot fail
     target = out / stack
-    table = write(run, parsed, target)
+    table = write(run, parsed, network, target)
     print(f"stack {stack}: {len(run.registrations)} resources\n")
     print(table)
     print(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}/")
@@ -160,7 +162,7 @@ def render(stack: str, out: Path, engine: str | None = None) -> int:
     return 0
 
 
-def write(run: Run, parsed: ClusterConfig, target: Path) -> str:
+def write(run: Run, parsed: ClusterConfig, network: NetworkPlan, target: Path) -> str:
     """Write the render's files for one evaluated stack into ``target`` (``<out>/<stack>``);
     returns the node and reachability tables to print."""
     (target / "user-data").mkdir(parents=True, exist_ok=True)
@@ -172,7 +174,7 @@ def write(run: Run, parsed: ClusterConfig, target: Path) -> str:
         old.unlink(missing_ok=True)
     table = nodes_markdown(parsed)
     (target / "nodes.md").write_text(table)
-    reachability = reachability_markdown(target.name, parsed)
+    reachability = reachability_markdown(target.name, network)
     (target / "reachability.md").write_text(reachability)
     if parsed.settings.engine == "rke2":
         (target / "rke2").mkdir(exist_ok=True)

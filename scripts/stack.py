@@ -85,12 +85,13 @@ def existing_stacks(env: dict[str, str]) -> set[str]:
 
 def secrets_to_set(stack: str) -> list[str]:
     """The `pulumi config set --secret` commands this stack's config needs."""
-    from components.config import ConfigError, parse_config, raw_values
+    from components.config import ConfigError, raw_values
+    from components.stack import check_stack
     from scripts.config_reference import secret_command, stack_secrets
     from scripts.offline import stack_config
 
     try:
-        settings = parse_config(raw_values(stack_config(stack)[0])).settings
+        settings = check_stack(raw_values(stack_config(stack)[0]))[0].settings
     except (ConfigError, FileNotFoundError) as err:
         return [f"(Pulumi.{stack}.yaml does not validate yet: {err})"]
     return [secret_command(key, value, stack) for key, value in stack_secrets(settings)]

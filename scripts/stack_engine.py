@@ -28,7 +28,7 @@ except ImportError:  # run as `python scripts/stack_engine.py`: scripts/ is sys.
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "multicloud"
-ENGINES = ("rke", "rke2")  # components/config/stack.py ClusterSettings.engine (a test checks)
+ENGINES = ("rke", "rke2")  # components/config/settings.py ClusterSettings.engine (a test checks)
 STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

@@ -26,19 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.cloud_init import (
-    BASE_PACKAGES,
-    BOOTSTRAP_DONE,
-    BOOTSTRAP_FAILED,
-    CONTAINERD_VERSION,
-    DOCKER_VERSION,
-    RKE2_EXTERNAL_IP,
-    RKE2_INSTALL,
-    ZEROTIER_VERSION,
-    Rke2Files,
-    render_user_data,
-)
-from tests.test_cloud_init import KEY, NODE, OVERLAY
+from components.boot.apt import BASE_PACKAGES, BOOTSTRAP_DONE, BOOTSTRAP_FAILED
+from components.boot.document import render_user_data
+from components.boot.overlay import ZEROTIER_VERSION
+from rke.boot import CONTAINERD_VERSION, DOCKER_VERSION
+from rke2.boot import RKE2_EXTERNAL_IP, RKE2_INSTALL, Rke2Files, rke2_part
+from tests.test_cloud_init import KEY, NODE, OVERLAY, RKE
 from tests.tools import namespace_prefix
 
 TIMEOUT = 120
@@ -226,7 +219,7 @@ def hold() -> Iterator[Hold]:
 
 
 def _user_data(rke2: bool = False) -> str:
-    files = None
+    engine = RKE
     if rke2:
         files = Rke2Files(
             role="agent",
@@ -234,7 +227,10 @@ def _user_data(rke2: bool = False) -> str:
             install_script="#!/bin/sh\n",
             external_ip_script="#!/bin/sh\n",
         )
-    return render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY, rke2=files)
+        engine = rke2_part(files)
+    return render_user_data(
+        NODE, ssh_user="rke", ssh_public_key=KEY, engine=engine, overlay=OVERLAY
+    )
 
 
 def _assert_set_up(run: Run, pinned: dict[str, str]) -> None:

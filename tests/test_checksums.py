@@ -284,7 +284,7 @@ TARBALL = rke2_tarball()
 
 def rendered_install_script() -> str:
     """The install script an RKE2 node of the committed prod stack boots with."""
-    from components.cloud_init import RKE2_INSTALL
+    from rke2.boot import RKE2_INSTALL
     from scripts.offline import reveal
     from tests.program import committed_rke2, vms
 

@@ -21,14 +21,10 @@ from typing import ClassVar
 
 import pytest
 
-from components.cloud_init import (
-    DOCKER_VERSION,
-    INTERFACE_BLACKLIST,
-    ZEROTIER_KEY_FINGERPRINT,
-    OverlayFiles,
-    render_user_data,
-)
+from components.boot.document import render_user_data
+from components.boot.overlay import INTERFACE_BLACKLIST, ZEROTIER_KEY_FINGERPRINT, OverlayFiles
 from components.nodes import NodeSpec
+from rke.boot import DOCKER_VERSION, docker_part
 from scripts.cloud_config_schema import (
     SchemaResult,
     validate_cloud_config,
@@ -47,6 +43,7 @@ NODE = NodeSpec(
     ingress="none",
 )
 OVERLAY = OverlayFiles("8056c2e21c000001", "1c41190849:0:pub:priv", "1c41190849:0:pub")
+RKE = docker_part("rke")  # the engine every test here renders, unless it says otherwise
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
 
 
@@ -116,7 +113,7 @@ def validate_user_data(paths: list[Path], started: Started | None = None) -> lis
 
 
 def document(overlay: OverlayFiles | None = OVERLAY) -> dict:
-    text = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=overlay)
+    text = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, engine=RKE, overlay=overlay)
     assert text.startswith("#cloud-config\n")
     return load_yaml(text)
 
@@ -132,10 +129,12 @@ _BROKEN = {
 
 def _documents() -> dict[str, str]:
     """The documents of the test below, by name: pure functions of this module's constants."""
-    good = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY)
+    good = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, engine=RKE, overlay=OVERLAY)
     docs = {
         "good": good,
-        "plain": render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=None),
+        "plain": render_user_data(
+            NODE, ssh_user="rke", ssh_public_key=KEY, engine=RKE, overlay=None
+        ),
         # YAML 1.1 (PyYAML, as cloud-init loads it) reads `yes` as true, so this is valid
         # where a YAML 1.2 loader would see the string "yes"; apt_update is deprecated in
         # 22.4.2, reported without failing.
@@ -213,13 +212,13 @@ def test_libyaml_and_pure_python_emitters_write_the_same_user_data() -> None:
     # changed document would show in every preview).
     import yaml
 
-    from components import cloud_init
+    from components.boot import document as cloud_init
 
     class Pure(yaml.SafeDumper):
         pass
 
     Pure.add_representer(str, cloud_init._str)
-    text = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY)
+    text = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, engine=RKE, overlay=OVERLAY)
     assert issubclass(cloud_init._Dumper, yaml.CSafeDumper)  # libyaml is what runs here
     doc = load_yaml(text)
     assert "#cloud-config\n" + yaml.dump(doc, Dumper=Pure, sort_keys=False, width=1000) == text
@@ -302,7 +301,7 @@ def test_no_overlay_means_no_zerotier() -> None:
 
 
 def test_zerotier_install_matches_the_reference() -> None:
-    from components.cloud_init import ZEROTIER_APT, ZEROTIER_KEY_URL
+    from components.boot.overlay import ZEROTIER_APT, ZEROTIER_KEY_URL
     from tests import reference
 
     ref = reference.load("zerotier-install.json")

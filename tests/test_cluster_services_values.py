@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import parse_config, raw_values
+from components.config import raw_values
+from components.stack import check_stack
 from rke2 import config_yaml
 from scripts.offline import Run, reveal, stack_config
 from tests.program import RKE_COMMAND, committed, committed_rke2, run_edited, vms
@@ -279,7 +280,7 @@ def _egress_allows(
 @pytest.mark.parametrize("which", ["rke prod", "rke2 prod"])
 def test_dns01_self_check_asks_public_resolvers_only(which: str) -> None:
     run = RUNS[which]()
-    config = parse_config(raw_values(stack_config("prod")[0]))
+    config = check_stack(raw_values(stack_config("prod")[0]))[0]
     entry = config.settings.entrypoint
     assert entry is not None and entry.cert_manager.solver == "dns01"
     resolvers = _resolvers(release_values(run, "cert-manager"))

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, parse_config
+from components.config import ConfigError
 from components.overlay.addressing import overlay_address
+from components.stack import check_stack
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
 
@@ -81,7 +82,7 @@ CLOUDFLARE_ENTRYPOINT = {
 
 
 def test_base_config_is_valid() -> None:
-    config = parse_config(base())
+    config = check_stack(base())[0]
     assert [n.name for n in config.nodes] == [
         "mc-ramnode-master-0",
         "mc-ramnode-worker-0",
@@ -108,7 +109,7 @@ def test_defaults_match_pulumi_yaml() -> None:
     from scripts.offline import ROOT
 
     schema = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    settings = parse_config(base()).settings
+    settings = check_stack(base())[0].settings
     for key, declared in schema.items():
         if "default" not in declared:
             continue
@@ -536,7 +537,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
 )
 def test_bad_config_names_the_key(raw: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config(raw)
+        check_stack(raw)
     assert expected in str(err.value)
     assert "multicloud:" in str(err.value)
 
@@ -551,7 +552,7 @@ def test_masters_schedulable_gives_masters_the_worker_role() -> None:
     for site in raw["sites"].values():
         site["workers"] = 0
     raw["mastersSchedulable"] = True
-    config = parse_config(raw)
+    config = check_stack(raw)[0]
     assert all(n.roles == ("controlplane", "etcd", "worker") for n in config.nodes)
     assert [n.name for n in config.nodes if n.public_ingress] == [
         "mc-ramnode-master-0",
@@ -560,7 +561,7 @@ def test_masters_schedulable_gives_masters_the_worker_role() -> None:
 
 
 def test_scaling_never_moves_an_address() -> None:
-    before = {n.name: n.zerotier_ip for n in parse_config(base()).nodes}
+    before = {n.name: n.zerotier_ip for n in check_stack(base())[0].nodes}
     bigger = with_("sites.home.workers", 5)
     bigger["sites"]["edge"] = {
         "kind": "digitalocean",
@@ -570,7 +571,7 @@ def test_scaling_never_moves_an_address() -> None:
         "image": "debian-12-x64",
         "workers": 1,
     }
-    after = {n.name: n.zerotier_ip for n in parse_config(bigger).nodes}
+    after = {n.name: n.zerotier_ip for n in check_stack(bigger)[0].nodes}
     assert {k: after[k] for k in before} == before
     assert len(set(after.values())) == len(after)
     overlay = ipaddress.IPv4Network("10.147.0.0/16")
@@ -591,21 +592,35 @@ def test_addresses_are_unique_across_sites_kinds_and_indexes(kind: str) -> None:
 
 
 def test_kubernetes_versions_are_the_ones_rke_ships() -> None:
-    from components.config import DEFAULT_KUBERNETES_VERSION, RKE_KUBERNETES_VERSIONS
+    from components.config import ClusterSettings
+    from rke.config_rules import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS
     from tests import reference
 
     data = reference.load("rke-releases.json")
     latest = data["releases"][data["latest"]]
-    assert set(RKE_KUBERNETES_VERSIONS) == set(latest["kubernetes_versions"])
+    assert set(KUBERNETES_VERSIONS) == set(latest["kubernetes_versions"])
     # the default is the one not behind RKE's extended-life subscription
     assert DEFAULT_KUBERNETES_VERSION in latest["kubernetes_versions"]
     assert DEFAULT_KUBERNETES_VERSION not in latest["extended_life_only"]
+    # the key's description (docs/config-reference.md) names the same default
+    description = ClusterSettings.model_fields["kubernetes_version"].description
+    assert f"({DEFAULT_KUBERNETES_VERSION} for rke" in (description or "")
+
+
+def test_every_engine_the_config_accepts_hands_in_its_rules() -> None:
+    import typing
+
+    from components.config import ClusterSettings
+    from components.stack import ENGINES
+
+    engine = ClusterSettings.model_fields["engine"].annotation
+    assert set(ENGINES) == set(typing.get_args(engine))
 
 
 def test_the_largest_accepted_cluster_is_three_sites_of_two_hundred_workers() -> None:
     raw = _too_many_nodes()
     del raw["sites"]["extra"]
-    assert len(parse_config(raw).nodes) == 603
+    assert len(check_stack(raw)[0].nodes) == 603
 
 
 def test_secret_keys_are_declared_or_checked_by_the_program() -> None:

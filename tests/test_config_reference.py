@@ -11,16 +11,16 @@ import pytest
 from pulumi.runtime import config as runtime_config
 from pydantic import Field
 
-from components.config.model import ConfigModel
-from components.config.stack import (
+from components.config import (
     CONDITIONAL_SECRETS,
     DECLARED_SECRETS,
     ClusterSettings,
     ConfigError,
-    parse_config,
     raw_values,
     read_secrets,
 )
+from components.config.model import ConfigModel
+from components.stack import check_stack
 from scripts import config_reference
 from scripts.offline import stack_config
 
@@ -109,7 +109,7 @@ def restore_runtime_config() -> Iterator[None]:
 def test_stack_secrets_are_the_ones_the_program_requires(stack: str) -> None:
     """``stack_secrets`` (what the reference and `make init` tell) matches ``read_secrets``."""
     config, secret_keys = stack_config(stack)  # every possible secret, as a placeholder
-    parsed = parse_config(raw_values(config))
+    parsed = check_stack(raw_values(config))[0]
     required = set()
     for full_key in secret_keys:
         without = {k: v for k, v in config.items() if k != full_key}

@@ -25,8 +25,9 @@ from typing import ClassVar
 
 import pytest
 
-from components.config import ClusterConfig, parse_config, raw_values
+from components.config import ClusterConfig, raw_values
 from components.diagram import Diagram, Edge, Group, Node, architecture, architecture_mermaid
+from components.stack import check_stack
 from scripts.offline import fake_outputs, reveal, stack_config
 from tests.program import committed
 from tests.tools import NODE_MODULES, ROOT, debian_tool, node_package
@@ -39,7 +40,7 @@ _KEYWORDS = {"flowchart", "subgraph", "end", "classDef", "class"}
 
 @cache
 def config(stack: str) -> ClusterConfig:
-    return parse_config(raw_values(stack_config(stack)[0]))
+    return check_stack(raw_values(stack_config(stack)[0]))[0]
 
 
 def parse(text: str) -> tuple[set[str], set[str], list[tuple[str, str, str, str]]]:

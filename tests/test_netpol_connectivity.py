@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 import yaml
 
+from components.config.cluster import RkeSettings
 from components.services import workloads
-from rke.settings import RkeSettings
 from scripts.offline import Run, reveal, stack_config
 from tests.program import committed, committed_rke2, rke2_config
 from tests.tools import IN_CI, ROOT

@@ -15,21 +15,15 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from components.cloud_init import (
-    APT_KEY_SCRIPT,
-    CONTAINERD_VERSION,
-    DOCKER_VERSION,
-    HELD_PACKAGES,
-    METADATA_GUARD_SCRIPT,
-    METADATA_GUARD_UNIT,
-    SSHD_HOST_KEY_DROPIN,
-    ZEROTIER_APT,
-    ZEROTIER_VERSION,
-    HostKey,
-    render_user_data,
-)
+from components.boot.apt import APT_KEY_SCRIPT
+from components.boot.document import render_user_data
+from components.boot.host_key import SSHD_HOST_KEY_DROPIN, HostKey
+from components.boot.metadata_guard import METADATA_GUARD_SCRIPT
+from components.boot.metadata_guard import unit as metadata_guard_unit
+from components.boot.overlay import ZEROTIER_APT, ZEROTIER_VERSION
+from rke.boot import CONTAINERD_VERSION, DOCKER_VERSION, GUARD_ORDER, HELD_PACKAGES
 from tests import reference
-from tests.test_cloud_init import KEY, NODE, OVERLAY, validate_user_data
+from tests.test_cloud_init import KEY, NODE, OVERLAY, RKE, validate_user_data
 from tests.tools import namespace_prefix
 
 TIMEOUT = 60
@@ -240,7 +234,7 @@ except OSError as err:
 
 
 def test_metadata_guard_unit_runs_before_docker_and_docker_requires_it() -> None:
-    unit = METADATA_GUARD_UNIT
+    unit = metadata_guard_unit(GUARD_ORDER)
     assert "Before=docker.service containerd.service" in unit
     assert "RequiredBy=docker.service" in unit
     # Default dependencies (After=basic.target) put it after cloud-init's local and network
@@ -267,7 +261,9 @@ def host_key() -> HostKey:
 
 def test_user_data_installs_the_generated_host_key_and_nothing_else(tmp_path: Path) -> None:
     key = host_key()
-    text = render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY, host_key=key)
+    text = render_user_data(
+        NODE, ssh_user="rke", ssh_public_key=KEY, engine=RKE, overlay=OVERLAY, host_key=key
+    )
     path = tmp_path / "user-data.yaml"
     path.write_text(text)
     [verdict] = validate_user_data([path])  # cloud-init 22.4.2's schema (and its binary)
@@ -288,7 +284,9 @@ def test_user_data_installs_the_generated_host_key_and_nothing_else(tmp_path: Pa
 
 
 def test_without_a_host_key_cloud_init_keeps_its_defaults() -> None:
-    doc = yaml.safe_load(render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=None))
+    doc = yaml.safe_load(
+        render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, engine=RKE, overlay=None)
+    )
     assert "ssh_keys" not in doc
     assert SSHD_HOST_KEY_DROPIN not in {f["path"] for f in doc["write_files"]}
 
@@ -298,7 +296,7 @@ def test_without_a_host_key_cloud_init_keeps_its_defaults() -> None:
 
 def test_packages_are_pinned_held_and_match_the_reference() -> None:
     doc = yaml.safe_load(
-        render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, overlay=OVERLAY)
+        render_user_data(NODE, ssh_user="rke", ssh_public_key=KEY, engine=RKE, overlay=OVERLAY)
     )
     script = {f["path"]: f["content"] for f in doc["write_files"]}[
         "/usr/local/sbin/multicloud-bootstrap"

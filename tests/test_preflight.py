@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, parse_config, raw_values
+from components.config import ClusterConfig, ClusterSettings, ConfigError, raw_values
+from components.config.checks import node_specs
 from components.config.deployer import Deployer
-from components.config.stack import ClusterSettings, _node_specs
 from components.preflight import NetworkPath, plan_network, preflight, require_reachable
 from components.services import workloads
 from components.sites.firewall import Rule, SitePolicy
+from components.stack import check_stack
 from scripts.offline import stack_config
 from tests.program import edited
 from tests.test_config import CLOUDFLARE_ENTRYPOINT, base, with_
@@ -41,8 +42,8 @@ FROM_CLOUDFLARE = RECORD_TARGET + "; from Cloudflare's 15 ranges only (proxied)"
 
 
 def table(stack: str) -> list[tuple[str, ...]]:
-    config = parse_config(raw_values(stack_config(stack)[0]))
-    return [path.row() for path in config.network.paths]
+    network = check_stack(raw_values(stack_config(stack)[0]))[1]
+    return [path.row() for path in network.paths]
 
 
 def row(path: str, source: str, target: str, port: str, note: str) -> tuple[str, ...]:
@@ -168,10 +169,10 @@ def test_committed_home_table() -> None:
 def test_the_old_admin_only_firewall_is_caught() -> None:
     """Issue 10's first fault: home's SSH opened to adminCidrs only. The preflight over that
     policy (not the one the sites render now) reports every home node broken."""
-    config = parse_config(raw_values(stack_config("prod")[0]))
+    config, network = check_stack(raw_values(stack_config("prod")[0]))
     settings = config.settings
     admins = tuple(settings.admin_cidrs)
-    old = dict(config.network.firewall)
+    old = dict(network.firewall)
     old["home"] = SitePolicy(
         "home",
         {
@@ -180,7 +181,7 @@ def test_the_old_admin_only_firewall_is_caught() -> None:
             "api": (Rule("tcp", 6443, admins, "Kubernetes API from admins"),),
         },
     )
-    paths = preflight(settings, config.nodes, config.deployer, old)
+    paths = preflight(config, old)
     broken = [(p.path, p.target) for p in paths if p.verdict == "broken"]
     assert broken == [
         ("ssh", "mc-prod-home-master-0 LAN address"),
@@ -198,8 +199,8 @@ def test_the_old_admin_only_firewall_is_caught() -> None:
 def test_a_proxied_origin_open_to_anyone_is_caught() -> None:
     """prod's record is proxied: the old ingress group (80/443 from anywhere) would let
     clients bypass Cloudflare; the preflight over that policy reports it."""
-    config = parse_config(raw_values(stack_config("prod")[0]))
-    old = dict(config.network.firewall)
+    config, network = check_stack(raw_values(stack_config("prod")[0]))
+    old = dict(network.firewall)
     anywhere = ("0.0.0.0/0", "::/0")
     old["ramnode"] = SitePolicy(
         "ramnode",
@@ -208,7 +209,7 @@ def test_a_proxied_origin_open_to_anyone_is_caught() -> None:
             "ingress": tuple(Rule("tcp", p, anywhere, "to the ingress") for p in (80, 443)),
         },
     )
-    paths = preflight(config.settings, config.nodes, config.deployer, old)
+    paths = preflight(config, old)
     [broken] = [p for p in paths if p.verdict == "broken"]
     assert (broken.path, broken.target, broken.key) == (
         "ingress", "mc-prod-ramnode-worker-0 public address", "entrypoint.cloudflare.proxied",
@@ -218,7 +219,7 @@ def test_a_proxied_origin_open_to_anyone_is_caught() -> None:
 
 def test_a_deployer_off_the_lan_is_refused_for_ssh_and_the_api() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config(with_("deployer", {"lan": None, "overlay": True}))
+        check_stack(with_("deployer", {"lan": None, "overlay": True}))
     message = str(err.value)
     assert "found 2 broken paths" in message
     assert "on 22/tcp (SSH for the readiness gates and rke up)" in message
@@ -230,7 +231,7 @@ def _unchecked(raw: dict[str, Any]) -> tuple[ClusterSettings, tuple[Any, ...]]:
     """Settings and nodes without the whole-stack checks: the preflight alone, as another
     engine (one that allows sshVia: overlay) would run it."""
     settings = ClusterSettings.model_validate(raw)
-    return settings, _node_specs(settings)
+    return settings, node_specs(settings)
 
 
 def _nat_pair() -> dict[str, Any]:
@@ -247,7 +248,7 @@ def _nat_pair() -> dict[str, Any]:
 def test_two_sites_behind_nat_are_a_warning_and_overlay_ssh_needs_the_deployer_there() -> None:
     settings, nodes = _unchecked(_nat_pair())
     on_overlay = Deployer(None, None, True, ("198.51.100.0/24",), True)
-    plan = plan_network(settings, nodes, on_overlay)
+    plan = plan_network(ClusterConfig(settings, nodes, on_overlay))
     pair = next(p for p in plan.paths if (p.source, p.target) == ("home nodes", "office nodes"))
     assert (pair.verdict, pair.key) == ("warn", "sites.office")
     assert "both behind NAT" in pair.note
@@ -255,14 +256,15 @@ def test_two_sites_behind_nat_are_a_warning_and_overlay_ssh_needs_the_deployer_t
     assert len(ssh) == 4 and all(p.verdict == "ok" for p in ssh)
     require_reachable(plan.paths)  # a warning does not stop the run
     off = replace(on_overlay, overlay=False)
-    broken = {p.key for p in plan_network(settings, nodes, off).paths if p.verdict == "broken"}
+    off_plan = plan_network(ClusterConfig(settings, nodes, off))
+    broken = {p.key for p in off_plan.paths if p.verdict == "broken"}
     assert broken == {"deployer.overlay"}
 
 
 def test_the_kubeconfig_server_is_the_first_control_plane_by_name() -> None:
     raw = with_("sites.ramnode.masters", 2)
     raw["sites"]["aardvark"] = copy.deepcopy(raw["sites"]["digitalocean"]) | {"siteId": 9}
-    api = [p for p in parse_config(raw).network.paths if p.path == "kube-api"]
+    api = [p for p in check_stack(raw)[1].paths if p.path == "kube-api"]
     assert api[0].target == "mc-aardvark-master-0 public address"
     assert api[0].note.endswith("kubeconfig server: rke and pulumi-kubernetes use it")
     assert [p for p in api if "kubeconfig" in p.note] == api[:1]
@@ -279,8 +281,9 @@ def test_longhorn_follows_the_zones_with_schedulable_nodes(
     entry = {"updater": {"enabled": False}, "app": {"host": "app.home.lan"}, "longhorn": {}}
     if replicas:
         entry["longhorn"] = {"replicas": replicas}
-    config = parse_config(with_("entrypoint", entry, with_("sites.digitalocean.workers", 0)))
-    [row] = [p for p in config.network.paths if p.path == "longhorn"]
+    raw = with_("entrypoint", entry, with_("sites.digitalocean.workers", 0))
+    config, network = check_stack(raw)
+    [row] = [p for p in network.paths if p.path == "longhorn"]
     assert (row.source, row.target, row.verdict) == (
         f"Longhorn, {expected} replicas",
         "zones with schedulable nodes: ramnode, home",
@@ -293,8 +296,8 @@ def test_longhorn_follows_the_zones_with_schedulable_nodes(
 
 
 def test_a_site_with_ingress_but_no_workers_is_a_warning() -> None:
-    config = parse_config(with_("sites.digitalocean.workers", 0))
-    [row] = [p for p in config.network.paths if p.target == "site digitalocean"]
+    network = check_stack(with_("sites.digitalocean.workers", 0))[1]
+    [row] = [p for p in network.paths if p.target == "site digitalocean"]
     assert (row.verdict, row.key) == ("warn", "sites.digitalocean.ingress")
 
 
@@ -302,17 +305,17 @@ def test_three_sites_of_a_hundred_nodes() -> None:
     raw = base()
     for site in raw["sites"].values():
         site["workers"] = 99
-    config = parse_config(raw)
-    rows = config.network.paths
+    config, network = check_stack(raw)
+    rows = network.paths
     assert len(config.nodes) == 300
     assert sum(p.path == "ssh" for p in rows) == 300
     assert all(p.verdict == "ok" for p in rows)
 
 
 def test_markdown_escapes_pipes_and_lists_every_path() -> None:
-    config = parse_config(raw_values(stack_config("home")[0]))
+    network = check_stack(raw_values(stack_config("home")[0]))[1]
     odd = NetworkPath("x", "a|b", "c", "-", "ok", "n")
-    plan = replace(config.network, paths=(*config.network.paths, odd))
+    plan = replace(network, paths=(*network.paths, odd))
     text = plan.markdown()
     assert text.startswith("Deployer: deployer on the LAN of site home (192.168.50.0/24)")
     assert "| x | a\\|b | c | - | ok | n |" in text
@@ -329,8 +332,8 @@ def _prod_acme(solver: str, proxied: bool) -> list[NetworkPath]:
             entry["cloudflare"]["ttl"] = 60
             entry["failoverBoundSeconds"] = 300
 
-    config = parse_config(raw_values(edited("prod", edit)[0]))
-    return [p for p in config.network.paths if p.path.startswith("acme")]
+    network = check_stack(raw_values(edited("prod", edit)[0]))[1]
+    return [p for p in network.paths if p.path.startswith("acme")]
 
 
 def test_the_acme_row_follows_the_configured_solver() -> None:
@@ -353,7 +356,7 @@ def test_http01_behind_the_proxy_is_a_warning_naming_the_solver_key() -> None:
 def test_dns01_is_broken_when_cert_managers_policy_blocks_the_cloudflare_api(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from components import preflight as module
+    from components.preflight import record as module
     from components.services import network_policies
 
     def https_only(ranges: Any, dns01: bool = False) -> list[dict[str, Any]]:
@@ -371,7 +374,7 @@ def test_dns01_is_broken_when_cert_managers_policy_blocks_the_cloudflare_api(
 
 def test_a_central_url_off_zerotier_is_a_warning_naming_the_host() -> None:
     # The Central token goes wherever zerotierCentralUrl points: a reviewer must see it.
-    config = parse_config(
+    _, network = check_stack(
         raw_values(
             edited(
                 "prod",
@@ -381,7 +384,7 @@ def test_a_central_url_off_zerotier_is_a_warning_naming_the_host() -> None:
             )[0]
         )
     )
-    (central,) = (p for p in config.network.paths if p.path == "zerotier-central")
+    (central,) = (p for p in network.paths if p.path == "zerotier-central")
     assert central.verdict == "warn" and central.key == "zerotierCentralUrl"
     assert "goes to api.zerotier.com.evil.example.net" in central.note
 
@@ -394,8 +397,8 @@ def test_unproxied_the_ingress_rows_open_to_the_internet() -> None:
         cloudflare["ttl"] = 60
         values["multicloud:entrypoint"]["failoverBoundSeconds"] = 300
 
-    config = parse_config(raw_values(edited("prod", edit)[0]))
-    rows = [p.row() for p in config.network.paths if p.path == "ingress"]
+    network = check_stack(raw_values(edited("prod", edit)[0]))[1]
+    rows = [p.row() for p in network.paths if p.path == "ingress"]
     assert rows == [
         row("ingress", "internet", prod_node(n, "public"), "80,443/tcp", RECORD_TARGET)
         for n in ("digitalocean-worker-0", "ramnode-worker-0")
@@ -411,7 +414,7 @@ def test_an_undeclared_rule_quota_is_a_warning_above_neutrons_default() -> None:
     raw["entrypoint"]["cloudflare"]["proxied"] = True
     raw["entrypoint"]["failoverBoundSeconds"] = 300
     raw["adminCidrs"] = [f"203.0.113.{i}/32" for i in range(40)]
-    [quota] = [p for p in parse_config(raw).network.paths if p.path == "openstack-quota"]
+    [quota] = [p for p in check_stack(raw)[1].paths if p.path == "openstack-quota"]
     assert (quota.verdict, quota.key) == ("warn", "sites.ramnode.securityGroupRuleQuota")
     assert quota.source == "site ramnode's firewall, 122 security-group rules"
     assert "sites.ramnode.addressGroups: true" in quota.note

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.cloud_init import ZEROTIER_HOME
+from components.boot.overlay import ZEROTIER_HOME
 from components.sites.firewall import Rule, cloudflare_origin_ranges, ethertype
 from scripts.offline import (
     PLACEHOLDER,
@@ -154,9 +154,10 @@ def test_firewall_is_exactly_the_policy() -> None:
         site, group = name.split("-", 1)
         assert rules == expected[site][group], name
     # what is registered is what the preflight checked
-    from components.config import parse_config, raw_values
+    from components.config import raw_values
+    from components.stack import check_stack
 
-    checked = parse_config(raw_values(stack_config("prod")[0])).network.firewall
+    checked = check_stack(raw_values(stack_config("prod")[0]))[1].firewall
     for site, policy in checked.items():
         for group, group_rules in policy.groups.items():
             assert groups[f"{site}-{group}"] == {
@@ -233,8 +234,9 @@ def test_address_groups_take_one_rule_per_port_with_the_same_reach() -> None:
     """sites.ramnode.addressGroups: Cloudflare's ranges become one Neutron address group and
     the ingress group one rule per port; what reaches the node is unchanged, and the rules
     registered are the ones the preflight's quota check counts."""
-    from components.config import parse_config, raw_values
+    from components.config import raw_values
     from components.sites.firewall import neutron_rule_count
+    from components.stack import check_stack
 
     def grouped(values: dict[str, Any]) -> None:
         values["multicloud:sites"]["ramnode"]["addressGroups"] = True
@@ -248,7 +250,7 @@ def test_address_groups_take_one_rule_per_port_with_the_same_reach() -> None:
     assert len(ingress) == 2
     assert _reaches(run, "mc-prod-ramnode-worker-0", 443, CLOUDFLARE_EDGE)
     assert not _reaches(run, "mc-prod-ramnode-worker-0", 443, ELSEWHERE)
-    plan = parse_config(raw_values(edited("prod", grouped)[0])).network
+    plan = check_stack(raw_values(edited("prod", grouped)[0]))[1]
     for site, address_groups in (("ramnode", True), ("home", False)):
         registered = [r for r in rules if r.parent.rsplit("::", 1)[-1].startswith(f"{site}-")]
         groups = plan.firewall[site].groups
@@ -315,10 +317,10 @@ def test_scaling_down_removes_the_highest_index_only() -> None:
 def test_template_change_replaces_no_vm_and_leaves_rke_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import components.cloud_init as cloud_init
+    import rke.boot as rke_boot
 
     before = committed("prod")
-    monkeypatch.setattr(cloud_init, "DOCKER_VERSION", "5:27.0.3-1~debian.12~bookworm")
+    monkeypatch.setattr(rke_boot, "DOCKER_VERSION", "5:27.0.3-1~debian.12~bookworm")
     after = run_edited("prod", lambda values: None)
     changes = changed_inputs(before, after)
     assert changes and all(keys == ["userData"] for keys in changes.values())
@@ -590,11 +592,12 @@ def test_edited_helper_round_trips() -> None:
 
 
 def test_readme_shows_the_rendered_prod_diagram_and_failover_bound() -> None:
-    from components.config import parse_config, raw_values, stack_failover_budget
+    from components.config import raw_values, stack_failover_budget
     from components.diagram import architecture_mermaid
+    from components.stack import check_stack
     from scripts.offline import ROOT
 
-    parsed = parse_config(raw_values(stack_config("prod")[0]))
+    parsed = check_stack(raw_values(stack_config("prod")[0]))[0]
     readme = (ROOT / "README.md").read_text()
     assert f"```mermaid\n{architecture_mermaid(parsed)}```" in readme
     assert f"worst case of **{stack_failover_budget(parsed).total} s**" in readme
@@ -609,11 +612,12 @@ def test_render_writes_the_build_and_refuses_bad_config(
     out = tmp_path / "home"
     assert "mc-home-home-worker-1" in (out / "nodes.md").read_text()
     assert "canal_iface: zt" in (out / "cluster.yml").read_text()
-    from components.config import parse_config, raw_values
+    from components.config import raw_values
     from components.diagram import architecture_mermaid
+    from components.stack import check_stack
 
     # the README's diagram is this function's output for prod: the file is exactly it
-    parsed = parse_config(raw_values(stack_config("home")[0]))
+    parsed = check_stack(raw_values(stack_config("home")[0]))[0]
     assert (out / "architecture.mmd").read_text() == architecture_mermaid(parsed)
     reachability = (out / "reachability.md").read_text()
     assert reachability.startswith("# Reachability: stack home")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import parse_config, raw_values
+from components.config import raw_values
+from components.stack import check_stack
 from scripts.offline import PLACEHOLDER, Run, reveal, secret_strings
 from scripts.render import write
 from tests.program import CANARIES, _evaluated, committed_rke2, edited, rke2_config, vms
@@ -24,7 +25,7 @@ def rke_with_canaries(stack: str) -> tuple[Run, dict[str, str]]:
 
 
 def rendered(run: Run, config: dict[str, str], target: Path) -> dict[str, str]:
-    write(run, parse_config(raw_values(config)), target)
+    write(run, *check_stack(raw_values(config)), target)
     return {str(p.relative_to(target)): p.read_text() for p in target.rglob("*") if p.is_file()}
 
 

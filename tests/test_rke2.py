@@ -11,9 +11,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.config import ConfigError, parse_config
+from components.config import ConfigError
+from components.config.cluster import EtcdS3Settings, EtcdSettings, IngressSettings, RkeSettings
 from components.nodes import NodeSpec
-from rke.settings import EtcdS3Settings, EtcdSettings, IngressSettings, RkeSettings
+from components.stack import check_stack
 from rke2 import config_yaml, manifests, release, scripts, upgrade
 from rke2.component import rewrite_kubeconfig
 from rke2.join import ClusterRecord, JoinError, plan_join
@@ -165,7 +166,7 @@ def test_a_floating_ip_is_written_into_config_yaml_by_the_program() -> None:
     from rke2.component import rke2_files
 
     floating = with_("sites.home.floatingIpPool", "public", with_("engine", "rke2"))
-    config = parse_config(with_("sites.home.sshVia", "public", floating))
+    config = check_stack(with_("sites.home.sshVia", "public", floating))[0]
     version = config.settings.kubernetes_version
     plan = plan_join(config.nodes, rebuild=(), previous=None, kubernetes_version=version)
     home = [n for n in config.nodes if n.site == "home"]
@@ -300,15 +301,15 @@ def test_the_record_round_trips_and_refuses_foreign_values() -> None:
 
 
 def test_engine_and_kubernetes_version_per_engine() -> None:
-    assert parse_config(base()).settings.engine == "rke"
-    rke2 = parse_config(with_("engine", "rke2")).settings
+    assert check_stack(base())[0].settings.engine == "rke"
+    rke2 = check_stack(with_("engine", "rke2"))[0].settings
     assert rke2.kubernetes_version == VERSION  # the engine's default
     with pytest.raises(ConfigError, match=r"multicloud:kubernetesVersion: v1\.30\.14-rancher1-1"):
-        parse_config(with_("engine", "rke2", with_("kubernetesVersion", "v1.30.14-rancher1-1")))
+        check_stack(with_("engine", "rke2", with_("kubernetesVersion", "v1.30.14-rancher1-1")))
     with pytest.raises(ConfigError, match=r"multicloud:kubernetesVersion: v1\.34\.1"):
-        parse_config(with_("engine", "rke2", with_("kubernetesVersion", "v1.34.1+rke2r1")))
+        check_stack(with_("engine", "rke2", with_("kubernetesVersion", "v1.34.1+rke2r1")))
     with pytest.raises(ConfigError, match="multicloud:engine"):
-        parse_config(with_("engine", "k3s"))
+        check_stack(with_("engine", "k3s"))
 
 
 def test_versions_order_like_rke2_releases() -> None:
@@ -343,7 +344,7 @@ def test_helm_chart_configs_validate_against_the_crd() -> None:
 
 
 def test_plans_validate_and_upgrade_servers_first_one_node_at_a_time() -> None:
-    from rke.settings import UpgradeSettings
+    from components.config.cluster import UpgradeSettings
 
     schema = crd_schema(REFERENCE / "system-upgrade-controller" / "upgrade.cattle.io_plans.yaml")
     server, agent = upgrade.plans(VERSION, UpgradeSettings())
@@ -432,7 +433,7 @@ def test_an_rke_stack_is_not_taken_over_in_place() -> None:
 def test_preflight_knows_rke2s_ports_and_that_they_stay_off_the_internet(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rows = {p.path: p for p in parse_config(with_("engine", "rke2")).network.paths}
+    rows = {p.path: p for p in check_stack(with_("engine", "rke2"))[1].paths}
     expected = {
         "rke2-supervisor": "9345/tcp",
         "rke2-kube-api": "6443/tcp",
@@ -443,7 +444,7 @@ def test_preflight_knows_rke2s_ports_and_that_they_stay_off_the_internet(
     }
     assert {k: rows[k].port for k in expected} == expected
     assert all(rows[k].verdict == "ok" for k in expected)
-    assert not [p for p in parse_config(base()).network.paths if p.path.startswith("rke2-")]
+    assert not [p for p in check_stack(base())[1].paths if p.path.startswith("rke2-")]
 
     from components.sites.firewall import SitePolicy
 
@@ -456,15 +457,15 @@ def test_preflight_knows_rke2s_ports_and_that_they_stay_off_the_internet(
         ),
     )
     with pytest.raises(ConfigError, match=r"opens 10250/tcp .* to the internet"):
-        parse_config(with_("engine", "rke2"))
+        check_stack(with_("engine", "rke2"))
 
 
 def test_rke2_takes_ssh_over_the_overlay_rke_does_not() -> None:
     deployer = {"lan": "home", "overlay": True}
     overlay = with_("sites.ramnode.sshVia", "overlay", with_("deployer", deployer))
     with pytest.raises(ConfigError, match="sshVia"):
-        parse_config(overlay)
-    assert parse_config(with_("engine", "rke2", overlay)).settings.engine == "rke2"
+        check_stack(overlay)
+    assert check_stack(with_("engine", "rke2", overlay))[0].settings.engine == "rke2"
 
 
 def test_kubelets_get_the_http2_environment_when_the_grace_is_short() -> None:
@@ -499,9 +500,9 @@ def test_rke_only_keys_are_refused_with_rke2(path: str, value: Any) -> None:
     if not raw["rke"]["upgrade"]:
         del raw["rke"]["upgrade"]
     with pytest.raises(ConfigError, match=f"multicloud:{path}: only the rke engine reads it"):
-        parse_config(raw)
+        check_stack(raw)
     raw["engine"] = "rke"
-    parse_config(raw)  # fine for rke
+    check_stack(raw)  # fine for rke
 
 
 # -- the ready script waits for rke2-ingress-nginx's admission webhook -----------------------

@@ -18,7 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.config import parse_config, raw_values
+from components.config import raw_values
+from components.stack import check_stack
 from rke2 import config_yaml, release
 from rke2.component import RECORD_OUTPUT
 from scripts.cloud_config_schema import validate_cloud_config_file
@@ -119,7 +120,7 @@ def test_every_user_data_validates_and_installs_rke2_not_docker(tmp_path: Path) 
 @pytest.mark.parametrize("stack", STACKS)
 def test_configs_use_the_overlay_and_exactly_one_server_initializes(stack: str) -> None:
     run = committed_rke2(stack)
-    parsed = parse_config(raw_values(rke2_config(stack)[0]))
+    parsed = check_stack(raw_values(rke2_config(stack)[0]))[0]
     specs = {n.name: n for n in parsed.nodes}
     configs = rke2_configs(run)
     assert set(configs) == set(specs)
@@ -297,8 +298,8 @@ def test_a_first_preview_with_rke2_evaluates() -> None:
 
 def test_render_writes_each_nodes_rke2_config_masked(tmp_path: Path) -> None:
     run = committed_rke2("prod")
-    parsed = parse_config(raw_values(rke2_config("prod")[0]))
-    write(run, parsed, tmp_path)
+    parsed, network = check_stack(raw_values(rke2_config("prod")[0]))
+    write(run, parsed, network, tmp_path)
     written = {p.stem: p.read_text() for p in (tmp_path / "rke2").glob("*.yaml")}
     assert set(written) == {n.name for n in parsed.nodes}
     for name, text in written.items():

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import parse_config, raw_values
+from components.config import raw_values
+from components.stack import check_stack
 from rke2 import config_yaml
 from rke2.component import RECORD_OUTPUT, SEPARATE_AGENT_TOKEN
 from scripts.offline import Registration, Run, is_secret, reveal, run_program
@@ -42,7 +43,7 @@ def generated(run: Run, name: str) -> str | None:
 
 def roles(stack: str) -> dict[str, str]:
     """Node name -> ``server`` or ``agent``, from the stack as the program parses it."""
-    parsed = parse_config(raw_values(rke2_config(stack)[0]))
+    parsed = check_stack(raw_values(rke2_config(stack)[0]))[0]
     return {n.name: config_yaml.role(n) for n in parsed.nodes}
 
 
@@ -153,7 +154,7 @@ def test_a_cluster_from_before_the_split_keeps_joining_and_says_so(
 
 
 def test_node_config_gives_each_role_its_tokens() -> None:
-    parsed = parse_config(raw_values(rke2_config("home")[0]))
+    parsed = check_stack(raw_values(rke2_config("home")[0]))[0]
     cluster = config_yaml.ClusterSettings("c", parsed.settings.rke, False)
     server, agent = (next(n for n in parsed.nodes if config_yaml.role(n) == r) for r in ROLES)
     url = "https://10.147.1.10:9345"

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from components.config.cluster import RkeSettings
 from components.nodes import (
     INGRESS_CONTROLLER_LABEL,
     PUBLIC_INGRESS_LABEL,
@@ -18,7 +19,6 @@ from components.nodes import (
     NodeSpec,
 )
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
-from rke.settings import RkeSettings
 from tests import reference
 from tests.tools import load_yaml
 

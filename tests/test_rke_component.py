@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 
 from components.cluster_node import ClusterNode
+from components.config.cluster import RkeSettings
 from components.nodes import NodeSpec
 from rke.cluster_yml import ClusterSettings
 from rke.component import RkeCluster, runner_commands
@@ -25,7 +26,7 @@ from rke.readiness import (
     node_readiness,
     readiness_script,
 )
-from rke.settings import RkeSettings
+from rke.runner.contract import CommandEnv, RestoreRequest, RunnerEnv
 from rke.state import Result, encode_result
 from tests.mocking import Recorder
 
@@ -239,6 +240,21 @@ def test_a_restore_reaches_the_runner_and_its_output_gives_the_kubeconfig() -> N
     env = json_format.MessageToDict(command.object)["environment"]
     assert json.loads(env["RKE_RESTORE"]) == {"snapshot": RESTORE, "s3": True}
     assert seen["kubeconfig"] == "KUBECONFIG-V2"  # read from the compressed payload
+
+
+def test_the_runner_reads_what_the_component_writes() -> None:
+    # one contract (rke.runner.contract): the registered environment, as the command's
+    # process gets it (secrets unwrapped), decodes to the component's values
+    recorder, _ = build(preview=False, settings=RESTORING)
+    [command] = by_type(recorder, "command:local:Command")
+    env = json_format.MessageToDict(command.object)["environment"]
+    plain = {k: str(v["value"] if isinstance(v, dict) else v) for k, v in env.items()}
+    given = RunnerEnv.from_env(plain)
+    assert given.state_key == "project/stack"
+    assert given.restore == RestoreRequest(RESTORE, True)
+    assert given.ssh_private_key == PRIVATE_KEY and given.s3_secret_key == S3_SECRET
+    assert given.node_ids["mc-do-worker-0"] == "machine-mc-do-worker-0-ready"
+    assert CommandEnv.from_env(plain).to_env() == plain  # nothing the runner ignores
 
 
 def test_preview_survives_unknown_outputs() -> None:

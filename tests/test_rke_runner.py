@@ -2,7 +2,7 @@
 
 The fakes share a *world* standing for the machines: the CA each node carries, the etcd
 members, the full-cluster-state Secret. Most tests run the runner in this process
-(``rke.runner.main`` with its own environment and streams; the fakes are real child
+(``rke.runner.cli.main`` with its own environment and streams; the fakes are real child
 processes); the ones about signals, ``exec`` and the environment run it as
 pulumi-command does. Every wait is bounded.
 """
@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from rke import runner
+from components.config.cluster import RkeSettings
 from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
-from rke.settings import RkeSettings
+from rke.runner import cli
+from rke.runner.documents import load_yaml, render
 from rke.state import (
     STDOUT_LIMIT,
     Result,
@@ -127,7 +128,7 @@ class Box:
         if previous is not None:
             env["PULUMI_COMMAND_STDOUT"] = previous
         out, err = io.StringIO(), io.StringIO()
-        rc = runner.main([mode], env, io.StringIO(cluster_yml), out, err)
+        rc = cli.main([mode], env, io.StringIO(cluster_yml), out, err)
         return subprocess.CompletedProcess([mode], rc, out.getvalue(), err.getvalue())
 
     def ok(self, cluster_yml: str = CLUSTER, previous: str | None = None, **extra: str) -> str:
@@ -138,7 +139,7 @@ class Box:
 
     def deployed(self, cluster_yml: str = CLUSTER, ids: dict[str, str] | None = None) -> str:
         """The previous stdout of a cluster deployed with ``cluster_yml`` (and its world)."""
-        rkestate, kubeconfig = self.sb.deploy(runner.load_yaml(cluster_yml))
+        rkestate, kubeconfig = self.sb.deploy(load_yaml(cluster_yml))
         return encode_result(Result(rkestate, kubeconfig, cluster_yml, ids or {}))
 
     def store(self) -> StateStore:
@@ -290,7 +291,7 @@ def test_an_unreachable_cluster_falls_back_to_pulumis_state(box: Box) -> None:
     previous = box.deployed()
     smaller = yml(MASTERS + WORKERS[1:])
     # what a failed run after `rke up` leaves (tested end to end above), set up directly
-    newer, _ = fake_rke.applied_state(runner.load_yaml(smaller), state_of(previous))
+    newer, _ = fake_rke.applied_state(load_yaml(smaller), state_of(previous))
     fake_rke.write_secret(box.sb.world, json.loads(newer))
     box.sb.set(ssh_unreachable=[m.address for m in MASTERS])
     result = box.run(smaller, previous=previous)
@@ -302,7 +303,7 @@ def test_an_unreachable_cluster_falls_back_to_pulumis_state(box: Box) -> None:
 
 def test_a_secret_with_another_ca_is_refused(box: Box) -> None:
     previous = box.deployed()
-    other = fake_rke.build_state(runner.load_yaml(CLUSTER), None)  # a second, new CA
+    other = fake_rke.build_state(load_yaml(CLUSTER), None)  # a second, new CA
     fake_rke.write_secret(box.sb.world, other)
     result = box.run(previous=previous)
     assert result.returncode == 1 and result.stdout == ""
@@ -330,7 +331,7 @@ def reissued(state: dict[str, Any], name: str, hours: float) -> dict[str, Any]:
 def test_a_secret_with_a_newer_certificate_is_started_from(box: Box) -> None:
     previous = box.deployed()
     smaller = yml(MASTERS + WORKERS[1:])
-    applied, _ = fake_rke.applied_state(runner.load_yaml(smaller), state_of(previous))
+    applied, _ = fake_rke.applied_state(load_yaml(smaller), state_of(previous))
     newer = reissued(json.loads(applied), "kube-apiserver", 1)
     fake_rke.write_secret(box.sb.world, newer)
     # this run puts the worker back: only the certificate says the Secret is newer
@@ -357,7 +358,7 @@ def test_an_older_secret_is_refused(box: Box) -> None:
 def test_a_secret_of_the_same_age_for_other_nodes_is_refused_as_ambiguous(box: Box) -> None:
     previous = box.deployed()
     smaller = yml(MASTERS + WORKERS[1:])
-    applied, _ = fake_rke.applied_state(runner.load_yaml(smaller), state_of(previous))
+    applied, _ = fake_rke.applied_state(load_yaml(smaller), state_of(previous))
     fake_rke.write_secret(box.sb.world, json.loads(applied))
     # same certificates, and its nodes are not this run's: a later run, or an older one?
     result = box.run(previous=previous)
@@ -476,7 +477,7 @@ def test_import_state_feeds_the_next_run(box: Box) -> None:
     saved.write_text(json.dumps(state_of(previous)))
     result = box.run(mode="import-state", previous=None)
     assert result.returncode == 2  # usage: it needs KEY and FILE
-    assert runner.main(["import-state", KEY, str(saved)], box.env(), stderr=io.StringIO()) == 0
+    assert cli.main(["import-state", KEY, str(saved)], box.env(), stderr=io.StringIO()) == 0
     box.ok(previous="")
     assert box.sb.ups()[-1]["ca_given"] == ca_of(state_of(previous))
 
@@ -501,7 +502,7 @@ def big_cluster(workers: int = 200, sites: int = 3) -> tuple[str, dict[str, str]
             for w in range(workers)
         ]  # fmt: skip
     ids = {n.name: os.urandom(16).hex() for n in nodes}
-    return runner.render(cluster_config(nodes, SETTINGS)), ids  # libyaml: fast
+    return render(cluster_config(nodes, SETTINGS)), ids  # libyaml: fast
 
 
 def test_a_600_worker_cluster_round_trips_through_the_environment(box: Box) -> None:
@@ -765,7 +766,7 @@ def test_delete_keeps_the_cluster_and_explains(box: Box) -> None:
 def test_extract_writes_state_files(box: Box) -> None:
     previous = box.deployed()
     target = box.tmp / "teardown"
-    rc = runner.main(["extract", str(target)], box.env(), io.StringIO(previous))
+    rc = cli.main(["extract", str(target)], box.env(), io.StringIO(previous))
     assert rc == 0
     assert (target / "cluster.yml").read_text() == CLUSTER
     assert check_rkestate((target / "cluster.rkestate").read_text())

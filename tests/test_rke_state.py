@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from components.config.cluster import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
 from rke import releases
-from rke.runner import EtcdStatus, disk_cluster_yml, load_yaml
-from rke.settings import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
+from rke.runner.documents import disk_cluster_yml, load_yaml
+from rke.runner.etcd import EtcdStatus
 from rke.state import (
     STDOUT_LIMIT,
     LocalCopy,

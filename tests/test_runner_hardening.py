@@ -12,7 +12,7 @@ import urllib.parse
 from dataclasses import replace
 
 from rke.cluster_yml import render_cluster_yml
-from rke.runner import load_yaml
+from rke.runner.documents import load_yaml
 from rke.state import check_rkestate, parse_previous
 from tests.test_rke_runner import (  # noqa: F401
     CLUSTER,

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, parse_config
+from components.config import ConfigError
+from components.config.cluster import RkeSettings
 from components.program import cluster_settings
+from components.stack import check_stack
 from rke.cluster_yml import RkeNode, cluster_config
-from rke.settings import RkeSettings
 from tests.test_config import base, with_
 
 
@@ -27,7 +28,7 @@ from tests.test_config import base, with_
 )
 def test_central_url_must_be_https(url: str) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config(with_("zerotierCentralUrl", url))
+        check_stack(with_("zerotierCentralUrl", url))
     message = str(err.value)
     assert "multicloud:zerotierCentralUrl: expected an https:// URL" in message
     assert "token" in message  # says why
@@ -35,17 +36,17 @@ def test_central_url_must_be_https(url: str) -> None:
 
 def test_central_url_https_is_accepted() -> None:
     url = "https://central.example.org/api/v1"
-    assert parse_config(with_("zerotierCentralUrl", url)).settings.zerotier_central_url == url
+    assert check_stack(with_("zerotierCentralUrl", url))[0].settings.zerotier_central_url == url
 
 
 @pytest.mark.parametrize("plugin", ["calico", "weave", ""])
 def test_network_plugin_is_canal_or_flannel(plugin: str) -> None:
     with pytest.raises(ConfigError, match=r"multicloud:rke\.networkPlugin: Input should be"):
-        parse_config(with_("rke", {"networkPlugin": plugin}))
+        check_stack(with_("rke", {"networkPlugin": plugin}))
 
 
 def _network(raw: dict[str, Any]) -> dict[str, Any]:
-    settings = parse_config(raw).settings
+    settings = check_stack(raw)[0].settings
     rke = cluster_settings(settings)
     node = RkeNode("n", "203.0.113.1", "10.147.1.10", ("controlplane", "etcd", "worker"))
     return cluster_config([node], replace(rke, flannel_iface="ztabc"))["network"]

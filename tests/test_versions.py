@@ -37,7 +37,7 @@ def _program_pins() -> dict[str, Pin | dict[str, Pin]]:
         DEFAULT_LONGHORN_CHART,
         DEFAULT_UPDATER_IMAGE,
     )
-    from components.config.stack import DEFAULT_KUBERNETES_VERSION
+    from rke.config_rules import DEFAULT_KUBERNETES_VERSION
     from rke2.upgrade import SUC_VERSION
 
     rke2 = _json("rke2-release.json")

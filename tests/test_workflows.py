@@ -390,7 +390,8 @@ def test_every_file_the_program_runs_on_affects_its_stacks() -> None:
     committed("prod")
     committed_rke2("prod")
     outside = (ROOT / "tests", ROOT / "venv", ROOT / "scripts")
-    used = {"rke/runner.py"} | {
+    runner = {p.relative_to(ROOT).as_posix() for p in (ROOT / "rke" / "runner").glob("*.py")}
+    used = runner | {
         p.relative_to(ROOT).as_posix() for p in (ROOT / "reference").rglob("*") if p.is_file()
     }
     for module in list(sys.modules.values()):
@@ -401,7 +402,7 @@ def test_every_file_the_program_runs_on_affects_its_stacks() -> None:
             and not any(file.is_relative_to(o) for o in outside)
         ):
             used.add(file.relative_to(ROOT).as_posix())
-    assert "rke2/component.py" in used and "components/preflight.py" in used
+    assert "rke2/component.py" in used and "components/preflight/__init__.py" in used
     preview = [_path_filter(p) for p in _wf("preview.yml")["on"]["pull_request"]["paths"]]
     for path in sorted(used):
         assert all(changed_stacks.affects(path, s) for s in _stacks()), path
@@ -1004,13 +1005,14 @@ def test_rke_pin_names_a_release_that_ships_the_stacks_kubernetes() -> None:
         assert asset["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", asset["sha256"]), key
     shipped = json.loads((ROOT / "reference" / "rke-releases.json").read_text())
     versions = shipped["releases"][pin["version"]]["kubernetes_versions"]
-    from components.config import parse_config, raw_values
+    from components.config import raw_values
+    from components.stack import check_stack
     from scripts.offline import stack_config
 
     for stack in _stacks():
         # The version the program uses: the stack's, or its engine's default (Pulumi.yaml's
         # default is empty, meaning exactly that).
-        settings = parse_config(raw_values(stack_config(stack)[0])).settings
+        settings = check_stack(raw_values(stack_config(stack)[0]))[0].settings
         if settings.engine != "rke":
             continue
         k8s = settings.kubernetes_version
@@ -1177,7 +1179,7 @@ def test_stack_engine_reads_the_stack_file_then_the_project_default(tmp_path: Pa
 def test_stack_engine_knows_the_engines_the_config_accepts() -> None:
     import typing
 
-    from components.config.stack import ClusterSettings
+    from components.config import ClusterSettings
 
     engine = ClusterSettings.model_fields["engine"].annotation
     assert tuple(typing.get_args(engine)) == stack_engine.ENGINES

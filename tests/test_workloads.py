@@ -10,24 +10,25 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from components.config import ConfigError, parse_config, raw_values, stack_failover_budget
-from components.config.entrypoint import (
-    CONTROLLER_TAKEOVER_SECONDS,
-    NODE_MONITOR_PASSES,
-    NODE_MONITOR_PERIOD_SECONDS,
-    STAGGER_SECONDS,
-    EntrypointSettings,
-    IngressSite,
-    failover_budget,
-)
-from components.nodes import PUBLIC_INGRESS_LABEL, ZONE_LABEL
-from components.services import workloads
-from rke.settings import (
+from components.config import ConfigError, raw_values, stack_failover_budget
+from components.config.cluster import (
     HTTP2_DEFAULT_DETECTION_SECONDS,
     KUBELET_HEARTBEAT_SECONDS,
     KUBELET_HTTP2_ENV,
     RkeSettings,
 )
+from components.config.entrypoint import EntrypointSettings
+from components.config.failover import (
+    CONTROLLER_TAKEOVER_SECONDS,
+    NODE_MONITOR_PASSES,
+    NODE_MONITOR_PERIOD_SECONDS,
+    STAGGER_SECONDS,
+    IngressSite,
+    failover_budget,
+)
+from components.nodes import PUBLIC_INGRESS_LABEL, ZONE_LABEL
+from components.services import workloads
+from components.stack import check_stack
 from tests.program import edited
 
 K8S_VERSION = "1.30"
@@ -348,7 +349,7 @@ def test_no_budget_without_somewhere_to_move() -> None:
 
 def _parse(stack: str, edit: Any = lambda values: None) -> Any:
     config, _ = edited(stack, edit)
-    return parse_config(raw_values(config))
+    return check_stack(raw_values(config))[0]
 
 
 def test_committed_stacks_and_the_bound() -> None:

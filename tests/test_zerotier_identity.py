@@ -1,6 +1,7 @@
 """ZeroTier identities and interface names, against ZeroTier's own vectors."""
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,12 @@ def test_batched_swap_walk_matches_a_plain_sequential_walk() -> None:
     digest = rng.integers(0, 2**64, size=8, dtype=np.uint64)
     blocks = rng.integers(0, 2**64, size=(steps, 8), dtype=np.uint64)
     g, d = genmem.tolist(), digest.tolist()
+
+    def ntoh(word: int) -> int:  # the walk reads its index words big-endian (Utils::ntoh)
+        return int.from_bytes(word.to_bytes(8, sys.byteorder), "big")
+
     for j, block in enumerate(blocks.tolist()):
-        i1, i2 = g[2 * j] % 8, g[2 * j + 1] % words
+        i1, i2 = ntoh(g[2 * j]) % 8, ntoh(g[2 * j + 1]) % words
         g[i2], d[i1] = d[i1], g[i2]
         d = [w ^ k for w, k in zip(d, block, strict=True)]
     cumulative = np.zeros((steps + 1, 8), dtype=np.uint64)

@@ -1,60 +1,43 @@
-"""The stack config: typed models, the whole-stack checks, and reading it from Pulumi.
+"""The stack config: typed models and the whole-stack checks (a leaf: it imports no site,
+service, preflight or engine).
 
-``stack`` holds the models and ``parse_config`` (pure), ``entrypoint`` the
-``multicloud:entrypoint`` section, ``deployer`` the ``multicloud:deployer`` one,
-``ranges`` the address-range check, ``model`` the base every section derives from.
-
-The names below load ``stack`` on first use (PEP 562): ``rke.settings`` derives from
-``model`` and ``stack`` imports ``rke.settings``, so importing ``stack`` eagerly here
-would make ``import rke.settings`` (or ``rke.cluster_yml``) fail when it comes first.
+``parse`` holds ``parse_config`` (pure), ``settings`` the top-level models, ``sites``,
+``cluster`` (the ``rke`` section both engines read), ``entrypoint``, ``deployer`` the
+sections, ``checks``, ``ranges`` and ``failover`` the whole-stack checks, ``rules`` the
+engines' rules it is handed, ``read`` the reading through Pulumi, ``model`` the base.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from components.config.stack import (
-        CONDITIONAL_SECRETS,
-        DECLARED_SECRETS,
-        DEFAULT_KUBERNETES_VERSION,
-        RKE_KUBERNETES_VERSIONS,
-        ClusterConfig,
-        ClusterSettings,
-        ConfigError,
-        DigitalOceanSiteConfig,
-        OpenStackSiteConfig,
-        Secrets,
-        SiteBase,
-        load_config,
-        openstack_secret_key,
-        parse_config,
-        raw_values,
-        stack_failover_budget,
-    )
+from components.config.failover import stack_failover_budget
+from components.config.model import ConfigError
+from components.config.parse import parse_config
+from components.config.read import (
+    CONDITIONAL_SECRETS,
+    DECLARED_SECRETS,
+    Secrets,
+    openstack_secret_key,
+    raw_values,
+    read_raw,
+    read_secrets,
+)
+from components.config.rules import EngineRules
+from components.config.settings import ClusterConfig, ClusterSettings
+from components.config.sites import DigitalOceanSiteConfig, OpenStackSiteConfig, SiteBase
 
 __all__ = [
     "CONDITIONAL_SECRETS",
     "DECLARED_SECRETS",
-    "DEFAULT_KUBERNETES_VERSION",
-    "RKE_KUBERNETES_VERSIONS",
     "ClusterConfig",
     "ClusterSettings",
     "ConfigError",
     "DigitalOceanSiteConfig",
+    "EngineRules",
     "OpenStackSiteConfig",
     "Secrets",
     "SiteBase",
-    "load_config",
     "openstack_secret_key",
     "parse_config",
     "raw_values",
+    "read_raw",
+    "read_secrets",
     "stack_failover_budget",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("components.config.stack"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

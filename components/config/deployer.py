@@ -4,7 +4,7 @@ The deployer is whatever runs ``pulumi up``: the readiness gates SSH from it and
 ``rke up`` runs on it (both reach every node's SSH address on 22), and RKE and
 pulumi-kubernetes talk from it to the Kubernetes API (6443) at the first control
 plane's address. The firewall (``components/sites/firewall.py``) opens exactly the
-ranges it comes from, and the preflight (``components/preflight.py``) checks every
+ranges it comes from, and the preflight (``components/preflight/``) checks every
 path from it. docs/network.md describes the model and common setups.
 """
 

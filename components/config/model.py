@@ -3,9 +3,8 @@
 Stack files use camelCase keys (``bootVolumeGb``); Python code uses snake_case.
 Unknown keys are errors (RKE-style silent typos are exactly what we refuse),
 models are frozen so nothing downstream mutates validated config. ``ConfigError``
-and ``fail`` live here (not in ``stack``) so the whole-stack checks in other
-modules (``components.preflight``, ``components.config.ranges``) can raise them
-without importing the stack module.
+and ``fail`` live here, at the bottom, so every check (the config's own, the engines'
+rules, the preflight) can raise them.
 """
 
 from __future__ import annotations

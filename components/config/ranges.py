@@ -18,13 +18,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from components.cloud_init import METADATA_ADDRESS
+from components.boot.metadata_guard import METADATA_ADDRESS
 from components.config.model import fail
-
-if TYPE_CHECKING:
-    from components.config.stack import ClusterSettings
+from components.config.settings import ClusterSettings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

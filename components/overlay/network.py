@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_tls as tls
 
-from components.cloud_init import HostKey, OverlayFiles, render_user_data
+from components.boot.document import EnginePart, render_user_data
+from components.boot.host_key import HostKey
+from components.boot.overlay import OverlayFiles
 from components.nodes import NodeSpec
 from components.overlay.zerotier.naming import interface_name
 from components.overlay.zerotier.resources import ZeroTierIdentity, ZeroTierMember, ZeroTierNetwork
@@ -87,8 +89,10 @@ class Overlay(pulumi.ComponentResource):
         ssh_user: str,
         ssh_public_key: str,
         host_key: tls.PrivateKey,
+        engine: EnginePart,
     ) -> pulumi.Output[str]:
-        """The node's cloud-init, carrying its own identity and SSH host key: a Pulumi secret."""
+        """The node's cloud-init, carrying its own identity and SSH host key, with the
+        engine's part: a Pulumi secret."""
         identity = self.identities[node.name]
         rendered = pulumi.Output.all(
             self.network_id,
@@ -101,6 +105,7 @@ class Overlay(pulumi.ComponentResource):
                 node,
                 ssh_user=ssh_user,
                 ssh_public_key=ssh_public_key,
+                engine=engine,
                 overlay=OverlayFiles(
                     network_id=args[0], identity_secret=args[1], identity_public=args[2]
                 ),

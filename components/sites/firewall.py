@@ -8,7 +8,7 @@ from the site's LAN on private-ingress nodes. etcd, kubelet and VXLAN ride the o
 (inside ZeroTier's UDP) and never appear here. Outbound stays open.
 
 ``site_policy`` is a pure function of the site, the deployer and the site's nodes; the
-site components register it and the preflight (``components/preflight.py``) checks the
+site components register it and the preflight (``components/preflight/``) checks the
 same object, so what is checked is what is created.
 """
 
@@ -19,14 +19,12 @@ import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from components.config.deployer import Deployer
+from components.config.sites import SiteBase
 from components.nodes import NodeSpec
 from components.services.network_policies import CLOUDFLARE_IPS_FILE, cloudflare_ranges
-
-if TYPE_CHECKING:
-    from components.config.deployer import Deployer
-    from components.config.stack import SiteBase
 
 ANYWHERE = ("0.0.0.0/0", "::/0")
 ZEROTIER_PORT = 9993

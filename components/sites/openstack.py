@@ -106,7 +106,7 @@ class OpenStackSite(CloudSite):
             # neither of which needs the VM: its address exists before the VM does, so an
             # engine can write it into the node's config (RKE2's node-external-ip) instead
             # of the node asking the metadata service, which its guard closes after
-            # cloud-init (components/cloud_init.py). The VM's user-data is boot-only
+            # cloud-init (components/boot/metadata_guard.py). The VM's user-data is boot-only
             # (BOOT_ONLY): an existing VM keeps what it booted with.
             floating: pulumi.Output[str] | None = None
             if site.floating_ip_pool:

@@ -292,7 +292,7 @@ class Workspace:
             (folder / name).mkdir(parents=True, exist_ok=True)
         self.env = engine_env(folder / "home", folder / "state")
         self.env[FAKE_CLOUD_ENV] = str(folder / "cloud")
-        # rke.runner's local state copy and run folders (rke/state.py, rke/runner.py): this
+        # rke.runner's local state copy and run folders (rke/state.py, rke/runner/): this
         # workspace's own, not the user's ~/.local/state and /dev/shm shared by every run
         self.env["XDG_STATE_HOME"] = str(folder / "xdg-state")
         self.env["RKE_RUNNER_TMPDIR"] = str(folder / "rke-runs")

@@ -7,8 +7,8 @@ with a byte below 17 are valid (a hashcash that makes address collisions expensi
 The hash, per ZeroTier: SHA-512 the public key; fill 2 MiB with Salsa20/20 (keyed by
 the digest) in a CBC-like chain; walk the buffer in word pairs, swapping one buffer
 word into the digest and re-encrypting the digest with the same cipher stream after
-each swap. Salsa20 keystream does not depend on the data it encrypts, so every block
-of keystream is computed up front with numpy: the fill becomes a prefix-XOR of
+each swap. Salsa20 keystream does not depend on the data it encrypts, so all of it is
+computed up front by pycryptodome's Salsa20 (C): the fill becomes a prefix-XOR of
 keystream blocks, and the digest's re-encryptions become one cumulative XOR applied
 lazily. The swap walk is sequential, but runs of a few hundred steps rarely depend on
 one another, so it too runs in numpy, a run at a time.
@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+from Crypto.Cipher import Salsa20
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -32,21 +33,7 @@ _GENMEM_BLOCKS = 32768  # 2 MiB of 64-byte Salsa20 blocks
 _GENMEM_WORDS = _GENMEM_BLOCKS * 8
 _STEPS = _GENMEM_WORDS // 2  # one swap and one digest re-encryption per word pair
 _FIRST_BYTE_LIMIT = 17
-_SALSA_CHUNK = 32768  # blocks computed per numpy pass; about the fastest size measured
 _BATCH = 384  # swap-walk steps tried at once; about the fastest size measured
-
-_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
-# One Salsa20 double round as (target, addend, addend, rotation): x[t] ^= rotl(x[a] + x[b], r).
-_DOUBLE_ROUND = (
-    (4, 0, 12, 7), (8, 4, 0, 9), (12, 8, 4, 13), (0, 12, 8, 18),
-    (9, 5, 1, 7), (13, 9, 5, 9), (1, 13, 9, 13), (5, 1, 13, 18),
-    (14, 10, 6, 7), (2, 14, 10, 9), (6, 2, 14, 13), (10, 6, 2, 18),
-    (3, 15, 11, 7), (7, 3, 15, 9), (11, 7, 3, 13), (15, 11, 7, 18),
-    (1, 0, 3, 7), (2, 1, 0, 9), (3, 2, 1, 13), (0, 3, 2, 18),
-    (6, 5, 4, 7), (7, 6, 5, 9), (4, 7, 6, 13), (5, 4, 7, 18),
-    (11, 10, 9, 7), (8, 11, 10, 9), (9, 8, 11, 13), (10, 9, 8, 18),
-    (12, 15, 14, 7), (13, 12, 15, 9), (14, 13, 12, 13), (15, 14, 13, 18),
-)  # fmt: skip
 
 _IDENTITY_RE = re.compile(r"([0-9a-f]{10}):0:([0-9a-f]{128})(?::([0-9a-f]{128}))?")
 
@@ -60,60 +47,31 @@ class Identity:
     secret: str = field(repr=False)
 
 
-def _salsa20_keystream(key: bytes, nonce: bytes, blocks: int) -> np.ndarray:
-    """Salsa20/20 keystream blocks 0..blocks-1 as a (blocks, 16) array of little-endian words."""
-    k = np.frombuffer(key, dtype="<u4").tolist()
-    n = np.frombuffer(nonce, dtype="<u4").tolist()
-    initial = [_SIGMA[0], *k[:4], _SIGMA[1], *n, 0, 0, _SIGMA[2], *k[4:], _SIGMA[3]]
-    out = np.empty((blocks, 16), dtype="<u4")
-    add, shl, shr, xor = np.add, np.left_shift, np.right_shift, np.bitwise_xor
-    for start in range(0, blocks, _SALSA_CHUNK):
-        m = min(_SALSA_CHUNK, blocks - start)
-        state = np.empty((16, m), dtype=np.uint32)
-        state[:] = np.array(initial, dtype=np.uint32)[:, None]
-        counter = np.arange(start, start + m, dtype=np.uint64)
-        state[8] = counter & 0xFFFFFFFF
-        state[9] = counter >> 32
-        x = state.copy()
-        rows = list(x)
-        t = np.empty(m, dtype=np.uint32)
-        u = np.empty(m, dtype=np.uint32)
-        for _ in range(10):
-            for target, a, b, r in _DOUBLE_ROUND:
-                row = rows[target]
-                add(rows[a], rows[b], out=t)
-                shl(t, r, out=u)
-                xor(row, u, out=row)
-                shr(t, 32 - r, out=t)
-                xor(row, t, out=row)
-        x += state
-        out[start : start + m] = x.T
-    return out
-
-
 def memory_hard_hash(public_key: bytes) -> bytes:
     """ZeroTier's 64-byte memory-hard hash of a 64-byte public key."""
     digest = hashlib.sha512(public_key).digest()
-    stream = _salsa20_keystream(digest[:32], digest[32:40], _GENMEM_BLOCKS + _STEPS)
-    # XOR is byte-wise, so prefix-XOR the raw bytes as native words, then read the
-    # words big-endian, which is how ZeroTier interprets them (Utils::ntoh).
-    raw = stream.view(np.uint64)
-    genmem = np.bitwise_xor.accumulate(raw[:_GENMEM_BLOCKS], axis=0)
+    # ZeroTier keys Salsa20/20 with the digest's first 32 bytes and its next 8 as the
+    # nonce (node/Identity.cpp, _computeMemoryHardHash); encrypting zeros gives the stream
+    # (in place: a second 10 MiB buffer costs a third of the cipher's time again).
+    stream = bytearray(64 * (_GENMEM_BLOCKS + _STEPS))
+    Salsa20.new(key=digest[:32], nonce=digest[32:40]).encrypt(stream, output=stream)
+    raw = np.frombuffer(stream, dtype=np.uint64).reshape(-1, 8)
+    # XOR and the swaps are byte-wise, so words stay in memory order (native uint64);
+    # only the walk's index words are read big-endian, as ZeroTier does (Utils::ntoh).
+    genmem = np.bitwise_xor.accumulate(raw[:_GENMEM_BLOCKS], axis=0).reshape(-1)
     # cumulative[j] = XOR of the first j phase-2 keystream blocks: what the digest has
-    # been encrypted with before step j.
-    cumulative = np.zeros((_STEPS + 1, 8), dtype=np.uint64)
-    np.bitwise_xor.accumulate(raw[_GENMEM_BLOCKS:], axis=0, out=cumulative[1:])
-    cumulative_be = cumulative.view(">u8")
-    lazy = _swap_walk(
-        np.frombuffer(digest, dtype=">u8").astype(np.uint64),
-        genmem.view(">u8").reshape(-1).astype(np.uint64),
-        cumulative_be.reshape(-1),
-    )
-    return (lazy ^ cumulative_be[_STEPS]).astype(">u8").tobytes()
+    # been encrypted with before step j; computed in place, after a zeroed row 0.
+    cumulative = raw[_GENMEM_BLOCKS - 1 :]
+    cumulative[0] = 0
+    np.bitwise_xor.accumulate(cumulative[1:], axis=0, out=cumulative[1:])
+    digest_words = np.frombuffer(digest, dtype=np.uint64).copy()
+    lazy = _swap_walk(digest_words, genmem, cumulative.reshape(-1))
+    return (lazy ^ cumulative[_STEPS]).tobytes()
 
 
 def _swap_walk(digest: np.ndarray, genmem: np.ndarray, cumulative: np.ndarray) -> np.ndarray:
     """The sequential phase, a batch of steps at a time; mutates and returns ``digest``.
+    Words are in memory order: the index words are read big-endian.
 
     ``digest`` is kept lazily encrypted: word k before step j is really
     ``digest[k] ^ cumulative[8 * j + k]``, so step j swaps with key ``cumulative[8 * j + slot]``
@@ -129,7 +87,7 @@ def _swap_walk(digest: np.ndarray, genmem: np.ndarray, cumulative: np.ndarray) -
     start = 0
     while start < _STEPS:
         n = min(_BATCH, _STEPS - start)
-        words = genmem[2 * start : 2 * (start + n)]
+        words = genmem[2 * start : 2 * (start + n)].view(">u8").astype(np.uint64)  # ntoh
         target = (words[1::2] & mask).astype(np.intp)
         # Stop before a step whose index words an earlier step overwrites...
         hit = (target >> 1) - start
@@ -143,7 +101,7 @@ def _swap_walk(digest: np.ndarray, genmem: np.ndarray, cumulative: np.ndarray) -
             n = int(by_target[1:][repeated].min())
         slot = (words[0 : 2 * n : 2] & 7).astype(np.uint8)
         target = target[:n]
-        keys = cumulative[(steps[:n] + start) * 8 + slot].astype(np.uint64)
+        keys = cumulative[(steps[:n] + start) * 8 + slot]
         after = genmem[target] ^ keys  # each step's slot value once it has swapped
         order = np.argsort(slot, kind="stable")  # chains: steps grouped by slot, in order
         chained = slot[order]
@@ -239,7 +197,7 @@ def _collect(helpers: list[subprocess.Popen[str]]) -> Identity | None:
 
 
 def generate_identity(*, helpers: int | None = None) -> Identity:
-    """Generate a new random identity: about 1.5 CPU-seconds on average, spread over cores.
+    """Generate a new random identity: about half a CPU-second on average, spread over cores.
 
     ``helpers`` is the number of extra processes searching alongside this one; by
     default one per CPU beyond the first. They are killed before this returns or raises.

@@ -1,5 +1,7 @@
 """The ``multicloud:rke`` stack config section: cluster networking, etcd, ingress, upgrades.
 
+Both engines read it (the key keeps RKE's name so stacks do not change); the keys only
+RKE v1 reads are refused under rke2 by that engine's rules (``rke2/config_rules.py``).
 Every field is optional; the defaults describe a WAN-stretched cluster (slow etcd
 heartbeats, flannel on the overlay). S3 credentials for etcd snapshots are *not*
 here: they are separate secret config values, injected by the runner at run time.

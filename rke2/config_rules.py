@@ -1,0 +1,87 @@
+"""What the RKE2 engine requires of the stack: its released versions, snapshot intervals
+cron can express, and no ``multicloud:rke`` key only RKE v1 reads. RKE2 sets kubelet's
+node-ip itself (``node-ip`` in rke2/config_yaml.py), so it takes every sshVia. ``RULES``
+is handed to ``parse_config`` (``components/stack.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from components.config.model import fail
+from components.config.rules import EngineRules
+from components.config.settings import ClusterSettings
+from rke2.release import supported_versions
+
+RKE_VERSION = re.compile(r"^v1\.\d+\.\d+-rancher\d+-\d+$")  # RKE v1's version strings
+
+
+def version_problem(value: str) -> str | None:
+    """Why RKE2 cannot install ``kubernetesVersion: <value>``, or None."""
+    supported = supported_versions()
+    if RKE_VERSION.fullmatch(value):
+        return (
+            f"{value} is an RKE (v1) version, but engine is rke2; "
+            f"expected {' or '.join(supported)} (or remove the key for the default)"
+        )
+    if value not in supported:
+        return (
+            f"{value} is not an RKE2 release this project verified; "
+            f"expected one of {', '.join(supported)} (reference/rke2-release.json)"
+        )
+    return None
+
+
+def check(settings: ClusterSettings) -> None:
+    """Refuse what RKE2 would silently ignore or cannot schedule, naming the key."""
+    _check_rke_only_keys(settings)
+    _check_snapshots(settings)
+
+
+# `multicloud:rke` keys only the RKE engine reads; with rke2 a set one would do nothing.
+RKE_ONLY_KEYS = {
+    "network_plugin": (
+        "networkPlugin",
+        "RKE2 always runs canal, the `cni` of rke2/config_yaml.py",
+    ),
+    "dns_upstreams": ("dnsUpstreams", "RKE2's CoreDNS forwards to the nodes' resolvers"),
+    "ssh_agent_auth": ("sshAgentAuth", "RKE2 has no SSH installer"),
+    "restore": ("restore", "an RKE2 cluster is restored as docs/rke2.md describes"),
+}
+RKE_ONLY_UPGRADE_KEYS = {
+    "max_unavailable_worker": "maxUnavailableWorker",
+    "max_unavailable_controlplane": "maxUnavailableControlplane",
+}
+
+
+def _check_snapshots(settings: ClusterSettings) -> None:
+    """RKE2 takes snapshots on a cron schedule (``_snapshot_cron`` in rke2/config_yaml.py):
+    "0 */h * * *" restarts every midnight, so only an interval dividing 24 hours keeps the
+    gaps even (7 would give 7, 7, 7 and 3 hours), and a longer one is not expressible."""
+    hours = settings.rke.etcd.snapshot_interval_hours
+    if 24 % hours:
+        even = ", ".join(str(h) for h in range(1, 25) if 24 % h == 0)
+        raise fail(
+            "rke.etcd.snapshotIntervalHours",
+            f"{hours} hours does not divide a day: RKE2 schedules snapshots with cron, every "
+            f"{hours} hours from midnight, so the gaps would be uneven; with engine rke2 use "
+            f"one of {even}",
+        )
+
+
+def _check_rke_only_keys(settings: ClusterSettings) -> None:
+    """Refuse `multicloud:rke` keys the rke2 engine would silently ignore."""
+    rke = settings.rke
+    for field, (key, why) in RKE_ONLY_KEYS.items():
+        if field in rke.model_fields_set:
+            raise fail(f"rke.{key}", f"only the rke engine reads it ({why}); remove it")
+    for field, key in RKE_ONLY_UPGRADE_KEYS.items():
+        if field in rke.upgrade.model_fields_set:
+            raise fail(
+                f"rke.upgrade.{key}",
+                "only the rke engine reads it (RKE2's upgrade Plans take one node at a time); "
+                "remove it",
+            )
+
+
+RULES = EngineRules(supported_versions()[0], version_problem, check)
