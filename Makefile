@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 DEFAULT_BACKEND := file://$(CURDIR)/.pulumi-state?metadata=skip
 PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
-.PHONY: setup render test lint typecheck unit engine docs up preview init bench bench-suite \
+.PHONY: setup render test lint typecheck unit restructure-guard engine docs up preview init bench bench-suite \
 	pin-checksums pin-images netpol-analyzer stack-config tools versions
 
 # venv/ is also what `pulumi up` runs the program from (Pulumi.yaml runtime.options): its
@@ -113,7 +113,7 @@ setup: $(VENV)/.installed node_modules/.installed
 render: $(VENV)/.installed
 	$(PY) -m scripts.render --stack $(STACK) $(if $(ENGINE),--engine $(ENGINE))
 
-test: lint typecheck unit engine
+test: lint typecheck unit restructure-guard engine
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -128,7 +128,13 @@ typecheck: $(VENV)/.installed
 # tests/test_stack_yaml.py).
 PYTEST_JOBS ?= 2
 unit: setup netpol-analyzer stack-config
-	$(VENV)/bin/pytest -p xdist -n $(PYTEST_JOBS) --dist worksteal --ignore=tests/engine
+	$(VENV)/bin/pytest -p xdist -n $(PYTEST_JOBS) --dist worksteal --ignore=tests/engine \
+		--ignore=tests/restructure
+
+# Issue 20's temporary guard: `make render` byte-identical to the manifest taken before
+# the restructure (tests/restructure/; dropped with it, so not part of the unit figure).
+restructure-guard: setup
+	$(VENV)/bin/pytest -p xdist -n $(PYTEST_JOBS) tests/restructure
 
 # The real engine's scenarios (tests/engine/, docs/testing.md): the whole of `make tools`.
 engine: setup tools

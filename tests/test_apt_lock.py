@@ -35,7 +35,7 @@ from tests.test_cloud_init import KEY, NODE, OVERLAY, RKE
 from tests.tools import namespace_prefix
 
 TIMEOUT = 120
-HOLD_SECONDS = 2.0  # how long the other process keeps its lock
+HOLD_SECONDS = 1.0  # how long the other process keeps its lock
 Hold = Callable[[Path, "float | None"], None]
 PINNED = {
     "docker-ce": DOCKER_VERSION,
