@@ -1,6 +1,6 @@
 """What the RKE v1 engine requires of the stack beyond cluster.yml's schema: its
 Kubernetes versions and the ``sshVia`` it cannot install. ``RULES`` is handed to
-``parse_config`` (``components/stack.py``); RKE2 has its own (``rke2/config_rules.py``).
+``parse_config`` (``rke/engine.py``, ``engines.py``); RKE2 has its own (``rke2/config_rules.py``).
 """
 
 from __future__ import annotations

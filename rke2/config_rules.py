@@ -1,7 +1,7 @@
 """What the RKE2 engine requires of the stack: its released versions, snapshot intervals
 cron can express, and no ``multicloud:rke`` key only RKE v1 reads. RKE2 sets kubelet's
 node-ip itself (``node-ip`` in rke2/config_yaml.py), so it takes every sshVia. ``RULES``
-is handed to ``parse_config`` (``components/stack.py``).
+is handed to ``parse_config`` (``rke2/engine.py``, ``engines.py``).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ MAX_CLASS_LINES = 300
 
 
 def program_modules() -> dict[str, Path]:
-    """Dotted module name -> file, for the program packages and ``__main__.py``."""
-    modules = {"__main__": ROOT / "__main__.py"}
+    """Dotted module name -> file, for the program packages and the root modules
+    (``__main__.py``, ``engines.py``)."""
+    modules = {path.stem: path for path in sorted(ROOT.glob("*.py"))}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts

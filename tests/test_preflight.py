@@ -14,7 +14,7 @@ from components.config.deployer import Deployer
 from components.preflight import NetworkPath, plan_network, preflight, require_reachable
 from components.services import workloads
 from components.sites.firewall import Rule, SitePolicy
-from components.stack import check_stack
+from engines import check_stack
 from scripts.offline import stack_config
 from tests.program import edited
 from tests.test_config import CLOUDFLARE_ENTRYPOINT, base, with_

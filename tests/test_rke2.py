@@ -14,7 +14,7 @@ import yaml
 from components.config import ConfigError
 from components.config.cluster import EtcdS3Settings, EtcdSettings, IngressSettings, RkeSettings
 from components.nodes import NodeSpec
-from components.stack import check_stack
+from engines import check_stack
 from rke2 import config_yaml, manifests, release, scripts, upgrade
 from rke2.component import rewrite_kubeconfig
 from rke2.join import ClusterRecord, JoinError, plan_join

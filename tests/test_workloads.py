@@ -28,7 +28,7 @@ from components.config.failover import (
 )
 from components.nodes import PUBLIC_INGRESS_LABEL, ZONE_LABEL
 from components.services import workloads
-from components.stack import check_stack
+from engines import check_stack
 from tests.program import edited
 
 K8S_VERSION = "1.30"
