@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import re
 
+from components.config.engine_facts import EngineFacts
 from components.config.model import fail
 from components.config.rules import EngineRules
 from components.config.settings import ClusterSettings
+from components.nodes import INGRESS_CONTROLLER_LABEL
 from rke import releases
 
 DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
@@ -60,4 +62,17 @@ def check(settings: ClusterSettings) -> None:
             raise fail(f"sites.{name}.sshVia", f"{problem} (rke engine)")
 
 
-RULES = EngineRules(DEFAULT_KUBERNETES_VERSION, version_problem, check)
+FACTS = EngineFacts(
+    title="RKE",
+    install="rke up",
+    ssh_use="the readiness gates and rke up",
+    api_clients=("rke", "pulumi-kubernetes"),
+    # RKE writes the first control plane's address into the kubeconfig (rancher/rke
+    # pki/services.go; cluster.yml lists nodes by name)
+    kubeconfig_server="name",
+    ingress_controller=(
+        "RKE ingress-nginx DaemonSet + admission Jobs",
+        f"{INGRESS_CONTROLLER_LABEL}=true + node-role.kubernetes.io/worker",
+    ),
+)
+RULES = EngineRules(DEFAULT_KUBERNETES_VERSION, version_problem, check, FACTS)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 
+from components.config.engine_facts import EngineFacts
 from components.config.model import fail
 from components.config.rules import EngineRules
 from components.config.settings import ClusterSettings
-from rke2.release import supported_versions
+from components.nodes import INGRESS_CONTROLLER_LABEL
+from rke2.release import CLUSTER_PORTS, supported_versions
 
 RKE_VERSION = re.compile(r"^v1\.\d+\.\d+-rancher\d+-\d+$")  # RKE v1's version strings
 
@@ -84,4 +86,20 @@ def _check_rke_only_keys(settings: ClusterSettings) -> None:
             )
 
 
-RULES = EngineRules(supported_versions()[0], version_problem, check)
+FACTS = EngineFacts(
+    title="RKE2",
+    install="RKE2 nodes join a server on 9345",
+    ssh_use="the cluster-ready and drain commands",
+    api_clients=("pulumi-kubernetes",),
+    # the kubeconfig names the server the others join: on a first deployment the one with
+    # the lowest overlay address (rke2/join.py)
+    kubeconfig_server="overlay-address",
+    # rke2-ingress-nginx with the HelmChartConfig's nodeSelector (rke2/manifests.py);
+    # masters without the worker role carry the control-plane NoSchedule taint
+    ingress_controller=(
+        "rke2-ingress-nginx DaemonSet",
+        f"{INGRESS_CONTROLLER_LABEL}=true, untainted",
+    ),
+    cluster_ports=CLUSTER_PORTS,
+)
+RULES = EngineRules(supported_versions()[0], version_problem, check, FACTS)

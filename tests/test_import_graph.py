@@ -139,3 +139,17 @@ def test_no_module_over_500_lines_and_no_class_over_300() -> None:
                 if (span := node.end_lineno - node.lineno + 1) > MAX_CLASS_LINES:
                     too_big.append(f"{module}.{node.name}: class of {span} lines")
     assert not too_big, "\n".join(too_big)
+
+
+def test_the_generic_layer_imports_no_engine() -> None:
+    """``components`` reads an engine through its data (``components/engine.py``,
+    ``EngineFacts``); only the engines, ``engines.py`` and ``__main__.py`` import them."""
+    graph = import_graph(program_modules())
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.split(".")[0] == "components"
+        for target in targets
+        if target.split(".")[0] in ("rke", "rke2")
+    )
+    assert not wrong, "\n".join(wrong)
