@@ -69,11 +69,9 @@ if settings.entrypoint is not None:
         cluster=cluster.command,
         zones=schedulable_zones(config.nodes),
         ranges=ClusterRanges(
-            settings.overlay_cidr,
-            settings.rke.pod_cidr,
-            settings.rke.service_cidr,
-            engine=settings.engine,
+            settings.overlay_cidr, settings.rke.pod_cidr, settings.rke.service_cidr
         ),
+        engine=config.engine,
         updater_token=entrypoint.updater_token if entrypoint else None,
         cert_manager_token=entrypoint.cert_manager_token if entrypoint else None,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from components.config.engine_facts import EngineFacts
+from components.config.entrypoint import DEFAULT_CERT_MANAGER_CHART_RKE
 from components.config.model import fail
 from components.config.rules import EngineRules
 from components.config.settings import ClusterSettings
@@ -74,5 +75,9 @@ FACTS = EngineFacts(
         "RKE ingress-nginx DaemonSet + admission Jobs",
         f"{INGRESS_CONTROLLER_LABEL}=true + node-role.kubernetes.io/worker",
     ),
+    ingress_namespace="ingress-nginx",  # RKE v1's nginx ingress addon: every pod there
+    ingress_pod_labels=(),
+    longhorn_network_policy="rke1",
+    cert_manager_chart=DEFAULT_CERT_MANAGER_CHART_RKE,
 )
 RULES = EngineRules(DEFAULT_KUBERNETES_VERSION, version_problem, check, FACTS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from components.config.engine_facts import EngineFacts
+from components.config.entrypoint import DEFAULT_CERT_MANAGER_CHART
 from components.config.model import fail
 from components.config.rules import EngineRules
 from components.config.settings import ClusterSettings
@@ -100,6 +101,19 @@ FACTS = EngineFacts(
         "rke2-ingress-nginx DaemonSet",
         f"{INGRESS_CONTROLLER_LABEL}=true, untainted",
     ),
+    # RKE2's packaged ingress controller: kube-system, the rke2-ingress-nginx chart's labels
+    # (as the Longhorn 1.8.1 chart's own rke2 policy selects it,
+    # chart/templates/network-policies/ui-frontend-network-policy.yaml); hostPort, not
+    # hostNetwork (rancher/rke2-charts rke2-ingress-nginx values.yaml.patch), so a pod
+    # selector matches its traffic.
+    ingress_namespace="kube-system",
+    ingress_pod_labels=(
+        ("app.kubernetes.io/component", "controller"),
+        ("app.kubernetes.io/instance", "rke2-ingress-nginx"),
+        ("app.kubernetes.io/name", "rke2-ingress-nginx"),
+    ),
+    longhorn_network_policy="rke2",
+    cert_manager_chart=DEFAULT_CERT_MANAGER_CHART,
     cluster_ports=CLUSTER_PORTS,
 )
 RULES = EngineRules(supported_versions()[0], version_problem, check, FACTS)

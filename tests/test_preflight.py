@@ -290,7 +290,7 @@ def test_longhorn_follows_the_zones_with_schedulable_nodes(
         verdict,
     )
     assert config.settings.entrypoint is not None
-    values = workloads.longhorn_values(config.settings.entrypoint, zone_count=2)
+    values = workloads.longhorn_values(config.settings.entrypoint, zone_count=2, policy_type="rke1")
     assert values["defaultSettings"]["defaultReplicaCount"] == expected
     assert values["defaultSettings"]["replicaZoneSoftAntiAffinity"] is soft
 

@@ -25,6 +25,10 @@ class EngineFacts:
     # the lowest overlay address (the server the others join)
     kubeconfig_server: Literal["name", "overlay-address"]
     ingress_controller: tuple[str, str]  # the controller's workloads, and where they run
+    ingress_namespace: str  # the ingress controller's namespace (its NetworkPolicy peer)
+    ingress_pod_labels: tuple[tuple[str, str], ...]  # its pods' labels; empty: every pod there
+    longhorn_network_policy: str  # the Longhorn chart's networkPolicies.type
+    cert_manager_chart: str  # the jetstack/cert-manager chart without certManager.chartVersion
     cluster_ports: tuple[ClusterPort, ...] = ()  # the overlay-only ports the preflight checks
 
     @property
