@@ -3,27 +3,22 @@
 
 import pulumi
 
+from components.cluster_node import node_table
+from components.engine import StackParts
+from components.host_keys import ssh_host_keys
 from components.nodes import schedulable_zones
 from components.overlay.network import Overlay
-from components.program import (
-    build_site,
-    cluster_settings,
-    node_table,
-    rke_user_data,
-    ssh_host_keys,
-)
 from components.services.cloudflare import Entrypoint
 from components.services.cluster_services import ClusterServices
 from components.services.network_policies import ClusterRanges
-from components.stack import load_stack
-from rke.component import RkeCluster
-from rke.readiness import node_readiness
-from rke2.component import RECORD_OUTPUT, Rke2Bootstrap, Rke2Cluster
+from components.sites.build import build_site
+from engines import ENGINES, load_stack
 
-# 0. The stack checked before anything is registered: the config parsed with the engine's
+# 0. The stack checked before anything is registered: the config parsed with the engines'
 #    rules, then the network preflight over it (the firewall policy each site registers).
 config, network, secrets = load_stack()
 settings = config.settings
+engine = ENGINES[settings.engine]
 
 # 1. The overlay: a ZeroTier network, one identity and one authorized member per node.
 overlay = Overlay(
@@ -37,21 +32,16 @@ overlay = Overlay(
     mtu=settings.overlay_mtu,
 )
 
-# 2. What each node installs at boot: Docker for RKE, or RKE2 itself, joined to the cluster,
-#    and the SSH host key the program generated for it (every SSH client pins it).
+# 2. What each node installs at boot: the engine's part (Docker for RKE, RKE2 itself,
+#    joined to the cluster), and the SSH host key the program generated for it (every SSH
+#    client pins it).
 host_keys = ssh_host_keys(config.nodes)
-bootstrap = (
-    Rke2Bootstrap("rke2", config, secrets, overlay, host_keys)
-    if settings.engine == "rke2"
-    else None
-)
-user_data = (
-    bootstrap.user_data if bootstrap is not None else rke_user_data(config, overlay, host_keys)
-)
+install = engine.install(StackParts(config, secrets, overlay, host_keys))
 
 # 3. The sites: VMs that boot already joined to the overlay.
 sites = [
-    build_site(name, config, secrets, user_data, network.firewall[name]) for name in settings.sites
+    build_site(name, config, secrets, install.user_data, network.firewall[name])
+    for name in settings.sites
 ]
 nodes = [
     node.joined(overlay.members[node.name]).with_host_key(host_keys[node.name].public_key_openssh)
@@ -61,25 +51,7 @@ nodes = [
 
 # 4. The cluster: RKE runs `rke up` once every node is ready; RKE2 nodes form it themselves
 #    and one command waits until all of them are Ready.
-cluster: RkeCluster | Rke2Cluster
-if bootstrap is not None:
-    cluster = Rke2Cluster("cluster", nodes, bootstrap, config, secrets.ssh_private_key)
-    pulumi.export(RECORD_OUTPUT, cluster.record)  # read back by the next update (rke2/join.py)
-else:
-    gates = [
-        node_readiness(node, settings.ssh_user, secrets.ssh_private_key, overlay.interface)
-        for node in nodes
-    ]
-    cluster = RkeCluster(
-        "cluster",
-        nodes=nodes,
-        settings=cluster_settings(settings),
-        flannel_iface=overlay.interface,
-        ready=gates,
-        ssh_private_key=secrets.ssh_private_key,
-        s3_access_key=secrets.etcd_s3_access_key,
-        s3_secret_key=secrets.etcd_s3_secret_key,
-    )
+cluster = install.cluster(nodes)
 
 # 5. The entrypoint and what runs in the cluster.
 if settings.entrypoint is not None:
@@ -97,11 +69,9 @@ if settings.entrypoint is not None:
         cluster=cluster.command,
         zones=schedulable_zones(config.nodes),
         ranges=ClusterRanges(
-            settings.overlay_cidr,
-            settings.rke.pod_cidr,
-            settings.rke.service_cidr,
-            engine=settings.engine,
+            settings.overlay_cidr, settings.rke.pod_cidr, settings.rke.service_cidr
         ),
+        engine=config.engine,
         updater_token=entrypoint.updater_token if entrypoint else None,
         cert_manager_token=entrypoint.cert_manager_token if entrypoint else None,
     )

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from components.config import raw_values
 from components.preflight import plan_network, require_reachable
 from components.sites import firewall
-from components.stack import check_stack
+from engines import check_stack
 from scripts.offline import stack_config
 
 
@@ -95,7 +95,7 @@ def import_ms(runs: int = 5) -> dict[str, float]:
     best: dict[str, float] = {}
     for _ in range(runs):
         err = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import components.stack"],
+            [sys.executable, "-X", "importtime", "-c", "import engines"],
             cwd=ROOT,
             check=True,
             capture_output=True,

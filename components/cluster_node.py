@@ -6,7 +6,7 @@ asking which cloud a node came from (hobby-kube's uniform provider outputs).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import pulumi
@@ -51,3 +51,25 @@ class ClusterNode:
     def with_host_key(self, public_openssh: pulumi.Output[str]) -> ClusterNode:
         """The same node, with the SSH host public key its cloud-init installed."""
         return replace(self, host_key=public_openssh)
+
+
+def node_row(spec: NodeSpec, ssh_address: str) -> dict[str, object]:
+    return {
+        "name": spec.name,
+        "site": spec.site,
+        "roles": list(spec.roles),
+        "size": spec.size,
+        "overlayIp": spec.zerotier_ip,
+        "sshAddress": ssh_address,
+        "ingress": spec.ingress,
+    }
+
+
+def node_table(
+    specs: Sequence[NodeSpec], ssh: Mapping[str, pulumi.Output[str]]
+) -> pulumi.Output[list[dict[str, object]]]:
+    """The stack's node table: what an operator looks up first."""
+    addresses = [ssh[spec.name] for spec in specs]
+    return pulumi.Output.all(*addresses).apply(
+        lambda resolved: [node_row(s, a) for s, a in zip(specs, resolved, strict=True)]
+    )

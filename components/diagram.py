@@ -179,8 +179,8 @@ def architecture(config: ClusterConfig) -> Diagram:
         ttl = "proxied" if cloudflare.proxied else f"TTL {cloudflare.record_ttl} s"
         diagram.nodes.append(Node("dns", f"Cloudflare A {cloudflare.record_name}<br/>{ttl}"))
     # RKE runs `rke up` from the deployer; RKE2 nodes install themselves and the deployer's
-    # SSH only waits for them (rke2/component.py).
-    tool = "rke up" if settings.engine == "rke" else "RKE2 nodes join a server on 9345"
+    # SSH only waits for them (EngineFacts.install).
+    tool = config.engine.install
     diagram.nodes.append(
         Node("deployer", f"deployer: pulumi up, {tool}<br/>{deployer_place(config)}", "subroutine")
     )

@@ -1,15 +1,18 @@
 """What the RKE v1 engine requires of the stack beyond cluster.yml's schema: its
 Kubernetes versions and the ``sshVia`` it cannot install. ``RULES`` is handed to
-``parse_config`` (``components/stack.py``); RKE2 has its own (``rke2/config_rules.py``).
+``parse_config`` (``rke/engine.py``, ``engines.py``); RKE2 has its own (``rke2/config_rules.py``).
 """
 
 from __future__ import annotations
 
 import re
 
+from components.config.engine_facts import EngineFacts
+from components.config.entrypoint import DEFAULT_CERT_MANAGER_CHART_RKE
 from components.config.model import fail
 from components.config.rules import EngineRules
 from components.config.settings import ClusterSettings
+from components.nodes import INGRESS_CONTROLLER_LABEL
 from rke import releases
 
 DEFAULT_KUBERNETES_VERSION = "v1.30.14-rancher1-1"
@@ -60,4 +63,21 @@ def check(settings: ClusterSettings) -> None:
             raise fail(f"sites.{name}.sshVia", f"{problem} (rke engine)")
 
 
-RULES = EngineRules(DEFAULT_KUBERNETES_VERSION, version_problem, check)
+FACTS = EngineFacts(
+    title="RKE",
+    install="rke up",
+    ssh_use="the readiness gates and rke up",
+    api_clients=("rke", "pulumi-kubernetes"),
+    # RKE writes the first control plane's address into the kubeconfig (rancher/rke
+    # pki/services.go; cluster.yml lists nodes by name)
+    kubeconfig_server="name",
+    ingress_controller=(
+        "RKE ingress-nginx DaemonSet + admission Jobs",
+        f"{INGRESS_CONTROLLER_LABEL}=true + node-role.kubernetes.io/worker",
+    ),
+    ingress_namespace="ingress-nginx",  # RKE v1's nginx ingress addon: every pod there
+    ingress_pod_labels=(),
+    longhorn_network_policy="rke1",
+    cert_manager_chart=DEFAULT_CERT_MANAGER_CHART_RKE,
+)
+RULES = EngineRules(DEFAULT_KUBERNETES_VERSION, version_problem, check, FACTS)

@@ -1,17 +1,20 @@
 """What the RKE2 engine requires of the stack: its released versions, snapshot intervals
 cron can express, and no ``multicloud:rke`` key only RKE v1 reads. RKE2 sets kubelet's
 node-ip itself (``node-ip`` in rke2/config_yaml.py), so it takes every sshVia. ``RULES``
-is handed to ``parse_config`` (``components/stack.py``).
+is handed to ``parse_config`` (``rke2/engine.py``, ``engines.py``).
 """
 
 from __future__ import annotations
 
 import re
 
+from components.config.engine_facts import EngineFacts
+from components.config.entrypoint import DEFAULT_CERT_MANAGER_CHART
 from components.config.model import fail
 from components.config.rules import EngineRules
 from components.config.settings import ClusterSettings
-from rke2.release import supported_versions
+from components.nodes import INGRESS_CONTROLLER_LABEL
+from rke2.release import CLUSTER_PORTS, supported_versions
 
 RKE_VERSION = re.compile(r"^v1\.\d+\.\d+-rancher\d+-\d+$")  # RKE v1's version strings
 
@@ -84,4 +87,33 @@ def _check_rke_only_keys(settings: ClusterSettings) -> None:
             )
 
 
-RULES = EngineRules(supported_versions()[0], version_problem, check)
+FACTS = EngineFacts(
+    title="RKE2",
+    install="RKE2 nodes join a server on 9345",
+    ssh_use="the cluster-ready and drain commands",
+    api_clients=("pulumi-kubernetes",),
+    # the kubeconfig names the server the others join: on a first deployment the one with
+    # the lowest overlay address (rke2/join.py)
+    kubeconfig_server="overlay-address",
+    # rke2-ingress-nginx with the HelmChartConfig's nodeSelector (rke2/manifests.py);
+    # masters without the worker role carry the control-plane NoSchedule taint
+    ingress_controller=(
+        "rke2-ingress-nginx DaemonSet",
+        f"{INGRESS_CONTROLLER_LABEL}=true, untainted",
+    ),
+    # RKE2's packaged ingress controller: kube-system, the rke2-ingress-nginx chart's labels
+    # (as the Longhorn 1.8.1 chart's own rke2 policy selects it,
+    # chart/templates/network-policies/ui-frontend-network-policy.yaml); hostPort, not
+    # hostNetwork (rancher/rke2-charts rke2-ingress-nginx values.yaml.patch), so a pod
+    # selector matches its traffic.
+    ingress_namespace="kube-system",
+    ingress_pod_labels=(
+        ("app.kubernetes.io/component", "controller"),
+        ("app.kubernetes.io/instance", "rke2-ingress-nginx"),
+        ("app.kubernetes.io/name", "rke2-ingress-nginx"),
+    ),
+    longhorn_network_policy="rke2",
+    cert_manager_chart=DEFAULT_CERT_MANAGER_CHART,
+    cluster_ports=CLUSTER_PORTS,
+)
+RULES = EngineRules(supported_versions()[0], version_problem, check, FACTS)

@@ -21,7 +21,8 @@ import shlex
 from collections.abc import Sequence
 
 from components.boot.apt import BOOTSTRAP_FAILED
-from rke.ingress import RKE2_INGRESS, SERVICE_NAME_LABEL
+from components.ingress_admission import SERVICE_NAME_LABEL
+from rke2.ingress import RKE2_INGRESS
 from rke2.release import artifact_urls, tarball_sha256, version_key
 
 KUBECTL = "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml"
@@ -110,8 +111,8 @@ def _names(nodes: Sequence[str]) -> str:
 
 def _ingress_wait(timeout_seconds: int, poll: str) -> str:
     """sh: wait (same deadline) until rke2-ingress-nginx can admit an Ingress. The names
-    and why: ``rke.ingress`` (``RKE2_INGRESS``); the DaemonSet test is kubectl's
-    ``DaemonSetStatusViewer``, the endpoint one an EndpointSlice address that is ready."""
+    and why: ``components/ingress_admission.py``, ``rke2/ingress.py``; the DaemonSet test is
+    kubectl's ``DaemonSetStatusViewer``, the endpoint one an EndpointSlice address that is ready."""
     c = RKE2_INGRESS
     ds = f"DaemonSet {c.namespace}/{c.daemonset}"
     fields = (
@@ -169,8 +170,8 @@ def cluster_ready_script(
 ) -> str:
     """Wait (bounded) until every node in ``nodes`` is Ready, and with ``ingress`` until
     rke2-ingress-nginx's controller has rolled out and its admission webhook has a ready
-    endpoint and its CA (``rke.ingress``: creating an Ingress before that is rejected, and
-    pulumi-kubernetes does not retry it); then print the admin kubeconfig.
+    endpoint and its CA (``components/ingress_admission.py``: creating an Ingress before that
+    is rejected, and pulumi-kubernetes does not retry it); then print the admin kubeconfig.
 
     One deadline, ``timeout_seconds`` from the start, bounds every wait; ``poll_seconds``
     between looks. Exits non-zero naming the first node that did not register or is not

@@ -21,7 +21,7 @@ import yaml
 from components.config import ClusterConfig, raw_values, stack_failover_budget
 from components.diagram import architecture_mermaid
 from components.preflight import NetworkPlan
-from components.stack import check_stack
+from engines import check_stack
 from rke2 import config_yaml as rke2_config
 from scripts.offline import (
     PROJECT,

@@ -86,7 +86,7 @@ def existing_stacks(env: dict[str, str]) -> set[str]:
 def secrets_to_set(stack: str) -> list[str]:
     """The `pulumi config set --secret` commands this stack's config needs."""
     from components.config import ConfigError, raw_values
-    from components.stack import check_stack
+    from engines import check_stack
     from scripts.config_reference import secret_command, stack_secrets
     from scripts.offline import stack_config
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from components.config import raw_values
-from components.stack import check_stack
+from engines import check_stack
 from rke2 import config_yaml
 from scripts.offline import Run, reveal, stack_config
 from tests.program import RKE_COMMAND, committed, committed_rke2, run_edited, vms

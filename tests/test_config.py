@@ -11,7 +11,7 @@ import pytest
 
 from components.config import ConfigError
 from components.overlay.addressing import overlay_address
-from components.stack import check_stack
+from engines import check_stack
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc8rZrYJr7N0C5mL0nRr7Qy1q2m6hB4xJ1oVwE9Zs3k ops@example"
 
@@ -611,7 +611,7 @@ def test_every_engine_the_config_accepts_hands_in_its_rules() -> None:
     import typing
 
     from components.config import ClusterSettings
-    from components.stack import ENGINES
+    from engines import ENGINES
 
     engine = ClusterSettings.model_fields["engine"].annotation
     assert set(ENGINES) == set(typing.get_args(engine))

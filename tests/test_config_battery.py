@@ -45,7 +45,7 @@ from components.config.entrypoint import MAX_TTL
 from components.config.model import MAX_SOURCE_CIDRS, Cidr, Int, Number
 from components.config.settings import SYSTEM_ACCOUNTS
 from components.overlay.addressing import MAX_MASTERS, MAX_WORKERS
-from components.stack import check_stack
+from engines import check_stack
 from rke2.config_rules import RKE_ONLY_KEYS, RKE_ONLY_UPGRADE_KEYS
 from scripts.offline import run_program
 from tests.test_config import CLOUDFLARE_ENTRYPOINT, base

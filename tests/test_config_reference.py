@@ -20,7 +20,7 @@ from components.config import (
     read_secrets,
 )
 from components.config.model import ConfigModel
-from components.stack import check_stack
+from engines import check_stack
 from scripts import config_reference
 from scripts.offline import stack_config
 

@@ -27,7 +27,7 @@ import pytest
 
 from components.config import ClusterConfig, raw_values
 from components.diagram import Diagram, Edge, Group, Node, architecture, architecture_mermaid
-from components.stack import check_stack
+from engines import check_stack
 from scripts.offline import fake_outputs, reveal, stack_config
 from tests.program import committed
 from tests.tools import NODE_MODULES, ROOT, debian_tool, node_package

@@ -28,6 +28,7 @@ from components.services.cloudflare import (
 )
 from components.services.cluster_services import ClusterServices
 from components.services.network_policies import ClusterRanges
+from engines import RULES
 from scripts import fake_cloudflare
 from scripts.offline import reveal, run_program, stack_config
 from tests.program import committed
@@ -210,6 +211,7 @@ def run(
             cluster=rke,
             zones=["home", "ramnode", "digitalocean"],
             ranges=ClusterRanges("10.147.0.0/16", "10.42.0.0/16", "10.43.0.0/16"),
+            engine=RULES["rke"].facts,
             updater_token=entry.updater_token,
             cert_manager_token=entry.cert_manager_token,
         )

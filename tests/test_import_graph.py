@@ -19,8 +19,9 @@ MAX_CLASS_LINES = 300
 
 
 def program_modules() -> dict[str, Path]:
-    """Dotted module name -> file, for the program packages and ``__main__.py``."""
-    modules = {"__main__": ROOT / "__main__.py"}
+    """Dotted module name -> file, for the program packages and the root modules
+    (``__main__.py``, ``engines.py``)."""
+    modules = {path.stem: path for path in sorted(ROOT.glob("*.py"))}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
@@ -138,3 +139,19 @@ def test_no_module_over_500_lines_and_no_class_over_300() -> None:
                 if (span := node.end_lineno - node.lineno + 1) > MAX_CLASS_LINES:
                     too_big.append(f"{module}.{node.name}: class of {span} lines")
     assert not too_big, "\n".join(too_big)
+
+
+def test_the_generic_layer_imports_no_engine() -> None:
+    """``components`` reads an engine through its data (``components/engine.py``,
+    ``EngineFacts``), and no engine imports another: only ``engines.py``, ``__main__.py``
+    and the scripts import them (a third engine is one new folder)."""
+    graph = import_graph(program_modules())
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.split(".")[0] in ("components", "rke", "rke2")
+        for target in targets
+        if target.split(".")[0] in ("rke", "rke2")
+        and target.split(".")[0] != module.split(".")[0]
+    )
+    assert not wrong, "\n".join(wrong)

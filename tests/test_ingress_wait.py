@@ -1,11 +1,13 @@
-"""rke.ingress: when an Ingress can be admitted, judged from kubectl's JSON (pure)."""
+"""components.ingress_admission: when an Ingress can be admitted, judged from kubectl's JSON
+(pure)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rke import ingress
-from rke.ingress import RKE2_INGRESS, RKE_INGRESS
+from components import ingress_admission as ingress
+from rke.ingress import RKE_INGRESS
+from rke2.ingress import RKE2_INGRESS
 from tests import fake_rke
 
 

@@ -14,11 +14,13 @@ import pytest
 
 from components.services import network_policies as np
 from components.services import workloads
+from engines import RULES
 from tests import reference
 from tests.test_workloads import K8S_VERSION, settings
 
+RKE, RKE2 = RULES["rke"].facts, RULES["rke2"].facts
 RANGES = np.ClusterRanges("10.147.0.0/16", "10.42.0.0/16", "10.43.0.0/16")
-POLICIES = [p for ps in np.namespace_policies(RANGES).values() for p in ps]
+POLICIES = [p for ps in np.namespace_policies(RANGES, RKE).values() for p in ps]
 
 
 def test_every_policy_validates_strictly_for_1_30() -> None:
@@ -30,7 +32,7 @@ def test_every_policy_validates_strictly_for_1_30() -> None:
 
 
 def test_every_namespace_of_the_program_is_covered_and_denies_by_default() -> None:
-    by_ns = np.namespace_policies(RANGES)
+    by_ns = np.namespace_policies(RANGES, RKE)
     assert set(by_ns) == {
         workloads.UPDATER_NAMESPACE,
         workloads.APP_NAMESPACE,
@@ -50,7 +52,7 @@ def _updater_cidrs(policies: list[dict[str, Any]]) -> list[str]:
 
 def test_the_updater_policy_allows_exactly_the_reference_ranges() -> None:
     ref = reference.load("cloudflare-ips.json")
-    policies = np.namespace_policies(RANGES)[workloads.UPDATER_NAMESPACE]
+    policies = np.namespace_policies(RANGES, RKE)[workloads.UPDATER_NAMESPACE]
     assert _updater_cidrs(policies) == ref["ipv4"] + ref["trace_endpoints"]["ipv4"]
 
 
@@ -69,7 +71,7 @@ def test_the_ranges_come_from_the_reference_file(tmp_path: Any, monkeypatch: Any
 
 
 def test_longhorn_chart_policies_are_on() -> None:
-    values = workloads.longhorn_values(settings(), zone_count=3)
+    values = workloads.longhorn_values(settings(), zone_count=3, policy_type="rke1")
     assert values["networkPolicies"] == {"enabled": True, "type": "rke1"}
 
 
@@ -251,7 +253,7 @@ def test_the_updater_may_ask_the_resolvers_its_pod_spec_names() -> None:
 def test_dns01_lets_the_controller_ask_its_public_resolvers_and_nothing_more() -> None:
     # --dns01-recursive-nameservers-only: the self-check asks these resolvers and no other
     # (split-horizon resolvers on the LAN, the zone's own nameservers).
-    dns01 = [p for ps in np.namespace_policies(RANGES, dns01=True).values() for p in ps]
+    dns01 = [p for ps in np.namespace_policies(RANGES, RKE, dns01=True).values() for p in ps]
     for server in workloads.CERT_MANAGER_DNS01_RESOLVERS:
         resolver = Host(server.rsplit(":", 1)[0])
         assert allowed(dns01, CONTROLLER, resolver, 53, "UDP")
@@ -266,14 +268,15 @@ def test_dns01_lets_the_controller_ask_its_public_resolvers_and_nothing_more() -
 
 
 def test_with_rke2_the_app_is_reached_from_rke2s_ingress_controller_only() -> None:
-    ranges = np.ClusterRanges("10.147.0.0/16", "10.42.0.0/16", "10.43.0.0/16", engine="rke2")
-    rke2 = [p for ps in np.namespace_policies(ranges).values() for p in ps]
-    controller = Pod("kube-system", dict(np.RKE2_INGRESS_PODS), "10.42.3.9")
+    rke2 = [p for ps in np.namespace_policies(RANGES, RKE2).values() for p in ps]
+    controller = Pod("kube-system", dict(RKE2.ingress_pod_labels), "10.42.3.9")
     assert allowed(rke2, controller, APP, workloads.APP_PORT)
     assert allowed(rke2, controller, SOLVER, np.ACME_SOLVER_PORT)
     assert not allowed(rke2, NGINX, APP, workloads.APP_PORT)  # RKE's namespace: nothing there
     assert not allowed(rke2, COREDNS, APP, workloads.APP_PORT)  # kube-system, not the controller
-    values = workloads.longhorn_values(settings(), zone_count=3, engine="rke2")
+    values = workloads.longhorn_values(
+        settings(), zone_count=3, policy_type=RKE2.longhorn_network_policy
+    )
     assert values["networkPolicies"] == {"enabled": True, "type": "rke2"}
     for policy in rke2:
         kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
@@ -289,8 +292,8 @@ def test_the_program_gives_each_engine_its_ingress_controller() -> None:
     from tests.program import committed, committed_rke2
 
     for run, peer in (
-        (committed("prod"), np.ingress_controller("rke")),
-        (committed_rke2("prod"), np.ingress_controller("rke2")),
+        (committed("prod"), np.ingress_controller(RKE)),
+        (committed_rke2("prod"), np.ingress_controller(RKE2)),
     ):
         [policy] = [
             r for r in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")

@@ -14,7 +14,7 @@ from components.config.deployer import Deployer
 from components.preflight import NetworkPath, plan_network, preflight, require_reachable
 from components.services import workloads
 from components.sites.firewall import Rule, SitePolicy
-from components.stack import check_stack
+from engines import RULES, check_stack
 from scripts.offline import stack_config
 from tests.program import edited
 from tests.test_config import CLOUDFLARE_ENTRYPOINT, base, with_
@@ -248,7 +248,7 @@ def _nat_pair() -> dict[str, Any]:
 def test_two_sites_behind_nat_are_a_warning_and_overlay_ssh_needs_the_deployer_there() -> None:
     settings, nodes = _unchecked(_nat_pair())
     on_overlay = Deployer(None, None, True, ("198.51.100.0/24",), True)
-    plan = plan_network(ClusterConfig(settings, nodes, on_overlay))
+    plan = plan_network(ClusterConfig(settings, nodes, on_overlay, RULES["rke"].facts))
     pair = next(p for p in plan.paths if (p.source, p.target) == ("home nodes", "office nodes"))
     assert (pair.verdict, pair.key) == ("warn", "sites.office")
     assert "both behind NAT" in pair.note
@@ -256,7 +256,7 @@ def test_two_sites_behind_nat_are_a_warning_and_overlay_ssh_needs_the_deployer_t
     assert len(ssh) == 4 and all(p.verdict == "ok" for p in ssh)
     require_reachable(plan.paths)  # a warning does not stop the run
     off = replace(on_overlay, overlay=False)
-    off_plan = plan_network(ClusterConfig(settings, nodes, off))
+    off_plan = plan_network(ClusterConfig(settings, nodes, off, RULES["rke"].facts))
     broken = {p.key for p in off_plan.paths if p.verdict == "broken"}
     assert broken == {"deployer.overlay"}
 
@@ -290,7 +290,7 @@ def test_longhorn_follows_the_zones_with_schedulable_nodes(
         verdict,
     )
     assert config.settings.entrypoint is not None
-    values = workloads.longhorn_values(config.settings.entrypoint, zone_count=2)
+    values = workloads.longhorn_values(config.settings.entrypoint, zone_count=2, policy_type="rke1")
     assert values["defaultSettings"]["defaultReplicaCount"] == expected
     assert values["defaultSettings"]["replicaZoneSoftAntiAffinity"] is soft
 

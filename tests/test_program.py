@@ -155,7 +155,7 @@ def test_firewall_is_exactly_the_policy() -> None:
         assert rules == expected[site][group], name
     # what is registered is what the preflight checked
     from components.config import raw_values
-    from components.stack import check_stack
+    from engines import check_stack
 
     checked = check_stack(raw_values(stack_config("prod")[0]))[1].firewall
     for site, policy in checked.items():
@@ -236,7 +236,7 @@ def test_address_groups_take_one_rule_per_port_with_the_same_reach() -> None:
     registered are the ones the preflight's quota check counts."""
     from components.config import raw_values
     from components.sites.firewall import neutron_rule_count
-    from components.stack import check_stack
+    from engines import check_stack
 
     def grouped(values: dict[str, Any]) -> None:
         values["multicloud:sites"]["ramnode"]["addressGroups"] = True
@@ -594,7 +594,7 @@ def test_edited_helper_round_trips() -> None:
 def test_readme_shows_the_rendered_prod_diagram_and_failover_bound() -> None:
     from components.config import raw_values, stack_failover_budget
     from components.diagram import architecture_mermaid
-    from components.stack import check_stack
+    from engines import check_stack
     from scripts.offline import ROOT
 
     parsed = check_stack(raw_values(stack_config("prod")[0]))[0]
@@ -614,7 +614,7 @@ def test_render_writes_the_build_and_refuses_bad_config(
     assert "canal_iface: zt" in (out / "cluster.yml").read_text()
     from components.config import raw_values
     from components.diagram import architecture_mermaid
-    from components.stack import check_stack
+    from engines import check_stack
 
     # the README's diagram is this function's output for prod: the file is exactly it
     parsed = check_stack(raw_values(stack_config("home")[0]))[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from components.config import raw_values
-from components.stack import check_stack
+from engines import check_stack
 from scripts.offline import PLACEHOLDER, Run, reveal, secret_strings
 from scripts.render import write
 from tests.program import CANARIES, _evaluated, committed_rke2, edited, rke2_config, vms

@@ -14,7 +14,7 @@ import yaml
 from components.config import ConfigError
 from components.config.cluster import EtcdS3Settings, EtcdSettings, IngressSettings, RkeSettings
 from components.nodes import NodeSpec
-from components.stack import check_stack
+from engines import check_stack
 from rke2 import config_yaml, manifests, release, scripts, upgrade
 from rke2.component import rewrite_kubeconfig
 from rke2.join import ClusterRecord, JoinError, plan_join
@@ -509,7 +509,7 @@ def test_rke_only_keys_are_refused_with_rke2(path: str, value: Any) -> None:
 
 # `sudo` and RKE2's kubectl on a node, as the ready script calls them: every node Ready; the
 # first READY_AFTER looks at the ingress DaemonSet find no available pod, no ready webhook
-# endpoint and no CA bundle (the names in rke.ingress.RKE2_INGRESS; anything else fails).
+# endpoint and no CA bundle (the names in rke2.ingress.RKE2_INGRESS; anything else fails).
 _FAKE_SUDO = """#!/bin/sh
 case "$1" in
   test) exit 0 ;;

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from components.config import raw_values
-from components.stack import check_stack
+from engines import check_stack
 from rke2 import config_yaml, release
 from rke2.component import RECORD_OUTPUT
 from scripts.cloud_config_schema import validate_cloud_config_file

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from components.config import raw_values
-from components.stack import check_stack
+from engines import check_stack
 from rke2 import config_yaml
 from rke2.component import RECORD_OUTPUT, SEPARATE_AGENT_TOKEN
 from scripts.offline import Registration, Run, is_secret, reveal, run_program

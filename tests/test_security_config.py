@@ -10,9 +10,9 @@ import pytest
 
 from components.config import ConfigError
 from components.config.cluster import RkeSettings
-from components.program import cluster_settings
-from components.stack import check_stack
+from engines import check_stack
 from rke.cluster_yml import RkeNode, cluster_config
+from rke.engine import cluster_settings
 from tests.test_config import base, with_
 
 

@@ -1006,7 +1006,7 @@ def test_rke_pin_names_a_release_that_ships_the_stacks_kubernetes() -> None:
     shipped = json.loads((ROOT / "reference" / "rke-releases.json").read_text())
     versions = shipped["releases"][pin["version"]]["kubernetes_versions"]
     from components.config import raw_values
-    from components.stack import check_stack
+    from engines import check_stack
     from scripts.offline import stack_config
 
     for stack in _stacks():

@@ -28,7 +28,7 @@ from components.config.failover import (
 )
 from components.nodes import PUBLIC_INGRESS_LABEL, ZONE_LABEL
 from components.services import workloads
-from components.stack import check_stack
+from engines import check_stack
 from tests.program import edited
 
 K8S_VERSION = "1.30"
@@ -253,14 +253,16 @@ def test_cluster_issuers_shape() -> None:
 def test_chart_values() -> None:
     assert workloads.cert_manager_values() == {"crds": {"enabled": True, "keep": True}}
     assert "extraArgs" in workloads.cert_manager_values(dns01=True)  # test_cluster_services_values
-    three = workloads.longhorn_values(settings(), zone_count=3)
+    three = workloads.longhorn_values(settings(), zone_count=3, policy_type="rke1")
     assert three["persistence"]["defaultClass"] is True
     assert three["persistence"]["defaultClassReplicaCount"] == 3
     assert three["defaultSettings"]["defaultReplicaCount"] == 3
     assert three["defaultSettings"]["replicaZoneSoftAntiAffinity"] is False
-    home = workloads.longhorn_values(settings(), zone_count=1)
+    home = workloads.longhorn_values(settings(), zone_count=1, policy_type="rke1")
     assert home["defaultSettings"]["defaultReplicaCount"] == 1
-    more = workloads.longhorn_values(settings(longhorn={"replicas": 3}), zone_count=2)
+    more = workloads.longhorn_values(
+        settings(longhorn={"replicas": 3}), zone_count=2, policy_type="rke1"
+    )
     assert more["defaultSettings"]["replicaZoneSoftAntiAffinity"] is True
 
 

@@ -302,11 +302,10 @@ class CertManagerSettings(ConfigModel):
             )
         return value
 
-    def chart_for(self, engine: str) -> str:
-        """The chart version to deploy with ``engine``: the configured one, else its default."""
-        if self.chart_version is not None:
-            return self.chart_version
-        return DEFAULT_CERT_MANAGER_CHART_RKE if engine == "rke" else DEFAULT_CERT_MANAGER_CHART
+    def chart_for(self, default: str) -> str:
+        """The chart version to deploy: the configured one, else the engine's ``default``
+        (``EngineFacts.cert_manager_chart``)."""
+        return self.chart_version if self.chart_version is not None else default
 
     @field_validator("email")
     @classmethod

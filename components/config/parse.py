@@ -90,7 +90,7 @@ def parse_config(raw: Mapping[str, Any], engines: Mapping[str, EngineRules]) -> 
     check_address_ranges(settings)
     rules.check(settings)
     deployer = resolve_deployer(settings)
-    return ClusterConfig(settings=settings, nodes=nodes, deployer=deployer)
+    return ClusterConfig(settings=settings, nodes=nodes, deployer=deployer, engine=rules.facts)
 
 
 def _kubernetes_version(settings: ClusterSettings, rules: EngineRules) -> None:

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from components.config.cluster import RkeSettings
 from components.config.deployer import Deployer, DeployerSettings
+from components.config.engine_facts import EngineFacts
 from components.config.entrypoint import EntrypointSettings
 from components.config.model import (
     Bool,
@@ -240,6 +241,7 @@ class ClusterConfig:
     settings: ClusterSettings
     nodes: tuple[NodeSpec, ...]
     deployer: Deployer
+    engine: EngineFacts  # the chosen engine's (``settings.engine``)
 
     def site_nodes(self, site: str) -> tuple[NodeSpec, ...]:
         return tuple(node for node in self.nodes if node.site == site)

@@ -28,20 +28,7 @@ def _ingress_controller(ctx: PlanContext) -> NetworkPath | None:
     ingress_created = entry is not None and entry.app.enabled
     enabled = ctx.settings.rke.ingress.enabled
     controllers = [n for n in ctx.nodes if n.runs_ingress_controller and n.schedulable]
-    if ctx.rke2:
-        # rke2-ingress-nginx with the HelmChartConfig's nodeSelector (rke2/manifests.py);
-        # masters without the worker role carry the control-plane NoSchedule taint.
-        flow = Flow(
-            "ingress-controller",
-            "rke2-ingress-nginx DaemonSet",
-            f"{INGRESS_CONTROLLER_LABEL}=true, untainted",
-        )
-    else:
-        flow = Flow(
-            "ingress-controller",
-            "RKE ingress-nginx DaemonSet + admission Jobs",
-            f"{INGRESS_CONTROLLER_LABEL}=true + node-role.kubernetes.io/worker",
-        )
+    flow = Flow("ingress-controller", *ctx.engine.ingress_controller)
     if ingress_created and not enabled:
         return flow.broken(
             "entrypoint.app creates an Ingress, and rke.ingress.enabled is false: "

@@ -8,6 +8,7 @@ from functools import cached_property
 
 from components.config import ClusterConfig, ClusterSettings
 from components.config.deployer import Deployer
+from components.config.engine_facts import EngineFacts
 from components.nodes import NodeSpec
 from components.sites.firewall import SitePolicy
 
@@ -33,8 +34,8 @@ class PlanContext:
         return self.config.deployer
 
     @property
-    def rke2(self) -> bool:
-        return self.settings.engine == "rke2"
+    def engine(self) -> EngineFacts:
+        return self.config.engine
 
     @cached_property
     def by_site(self) -> Mapping[str, tuple[NodeSpec, ...]]:

@@ -20,25 +20,25 @@ def deployer_paths(ctx: PlanContext) -> list[NetworkPath]:
     paths = [_from_deployer(ctx, node, "ssh", SSH_PORT) for node in ctx.nodes]
     planes = sorted(
         (n for n in ctx.nodes if "controlplane" in n.roles),
-        key=lambda n: ipaddress.IPv4Address(n.zerotier_ip) if ctx.rke2 else n.name,
+        key=lambda n: (
+            ipaddress.IPv4Address(n.zerotier_ip)
+            if ctx.engine.kubeconfig_server == "overlay-address"
+            else n.name
+        ),
     )
     for i, node in enumerate(planes):
         path = _from_deployer(ctx, node, "kube-api", API_PORT)
         if i == 0 and path.verdict == "ok":
-            user = "pulumi-kubernetes uses" if ctx.rke2 else "rke and pulumi-kubernetes use"
-            path = path.with_note(f"kubeconfig server: {user} it")
+            verb = "use" if len(ctx.engine.api_clients) > 1 else "uses"
+            path = path.with_note(f"kubeconfig server: {ctx.engine.api_users} {verb} it")
         paths.append(path)
     return paths
 
 
 def _purpose(ctx: PlanContext, kind: str) -> str:
     if kind == "ssh":
-        if ctx.rke2:
-            return "SSH for the cluster-ready and drain commands"
-        return "SSH for the readiness gates and rke up"
-    return "the Kubernetes API for " + (
-        "pulumi-kubernetes" if ctx.rke2 else "rke and pulumi-kubernetes"
-    )
+        return f"SSH for {ctx.engine.ssh_use}"
+    return f"the Kubernetes API for {ctx.engine.api_users}"
 
 
 def _from_deployer(ctx: PlanContext, node: NodeSpec, kind: str, port: int) -> NetworkPath:

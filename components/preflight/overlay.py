@@ -1,5 +1,6 @@
-"""Node <-> node: ZeroTier Central, the overlay between sites on 9993/udp, and RKE2's
-node-to-node ports, which must ride the overlay and stay closed on public addresses."""
+"""Node <-> node: ZeroTier Central, the overlay between sites on 9993/udp, and the
+engine's node-to-node ports (RKE2's), which must ride the overlay and stay closed on
+public addresses."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from urllib.parse import urlsplit
 from components.preflight.context import PlanContext
 from components.preflight.paths import WORLD, Flow, NetworkPath, Verdict
 from components.sites.firewall import ZEROTIER_PORT
-from rke2.release import CLUSTER_PORTS
 
 ZEROTIER_CENTRAL_HOST = "api.zerotier.com"  # https://docs.zerotier.com/api/central/v1
 
@@ -68,12 +68,11 @@ def _zerotier_reachable(ctx: PlanContext, name: str) -> bool:
 
 
 def cluster_port_paths(ctx: PlanContext) -> list[NetworkPath]:
-    """RKE2's node-to-node ports (``rke2.release.CLUSTER_PORTS``): on overlay addresses
-    only, so ZeroTier carries them and the public firewall must not open them."""
-    if not ctx.rke2:
-        return []
+    """The engine's node-to-node ports (``EngineFacts.cluster_ports``; RKE2's are
+    ``rke2.release.CLUSTER_PORTS``): on overlay addresses only, so ZeroTier carries them
+    and the public firewall must not open them."""
     paths = []
-    for name, protocol, first, last, listeners in CLUSTER_PORTS:
+    for name, protocol, first, last, listeners in ctx.engine.cluster_ports:
         port = f"{first}/{protocol}" if first == last else f"{first}-{last}/{protocol}"
         every = listeners == "nodes"
         targets = [n for n in ctx.nodes if every or "etcd" in n.roles]
@@ -88,10 +87,11 @@ def cluster_port_paths(ctx: PlanContext) -> list[NetworkPath]:
         verdict: Verdict = "broken" if exposed else "ok"
         note = (
             f"the public firewall opens {port} on {', '.join(n.name for n in exposed)} to "
-            "the internet; RKE2 uses it only on the overlay"
+            f"the internet; {ctx.engine.title} uses it only on the overlay"
             if exposed
             else "inside ZeroTier (9993/udp); closed on public addresses"
         )
         key = f"sites.{exposed[0].site}" if exposed else None
-        paths.append(Flow(f"rke2-{name}", "nodes", target, port).verdict(verdict, note, key))
+        flow = Flow(f"{ctx.settings.engine}-{name}", "nodes", target, port)
+        paths.append(flow.verdict(verdict, note, key))
     return paths

@@ -137,10 +137,7 @@ def _dns01_blocked(settings: ClusterSettings) -> str | None:
     published ranges (reference/cloudflare-ips.json): 443/tcp to each; the self-check asks
     only the public resolvers the controller is given (``--dns01-recursive-nameservers``):
     53 (udp, tcp) to each of them."""
-    ranges = ClusterRanges(
-        settings.overlay_cidr, settings.rke.pod_cidr, settings.rke.service_cidr,
-        engine=settings.engine,
-    )  # fmt: skip
+    ranges = ClusterRanges(settings.overlay_cidr, settings.rke.pod_cidr, settings.rke.service_cidr)
     egress = [
         rule
         for policy in cert_manager_policies(ranges, dns01=True)

@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.config.engine_facts import EngineFacts
 from components.config.entrypoint import EntrypointSettings
 from components.services import chart_upgrades, network_policies, workloads
 from components.services.chart_upgrades import CERT_MANAGER, CHART_VERSIONS_OUTPUT, LONGHORN
@@ -42,14 +43,16 @@ class ClusterServices(pulumi.ComponentResource):
         cluster: pulumi.Resource,
         zones: Sequence[str],
         ranges: network_policies.ClusterRanges,
+        engine: EngineFacts,
         updater_token: pulumi.Input[str] | None = None,
         cert_manager_token: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("multicloud:cluster:ClusterServices", name, None, opts)
-        self._engine = ranges.engine
+        self._engine = engine
         self._policies_by_namespace = network_policies.namespace_policies(
             ranges,
+            engine,
             dns01=settings.cert_manager.enabled and settings.cert_manager.solver == "dns01",
         )
         if settings.updater.enabled and updater_token is None:
@@ -94,7 +97,10 @@ class ClusterServices(pulumi.ComponentResource):
         targets: dict[str, tuple[str, bool]] = {}
         if settings.cert_manager.enabled:
             cm = settings.cert_manager
-            targets[CERT_MANAGER] = (cm.chart_for(self._engine), cm.chart_version is not None)
+            targets[CERT_MANAGER] = (
+                cm.chart_for(self._engine.cert_manager_chart),
+                cm.chart_version is not None,
+            )
         if settings.longhorn.enabled:
             lh = settings.longhorn
             targets[LONGHORN] = (lh.chart, lh.chart_version is not None)
@@ -245,7 +251,7 @@ class ClusterServices(pulumi.ComponentResource):
             LONGHORN,
             workloads.LONGHORN_REPO,
             workloads.LONGHORN_NAMESPACE,
-            workloads.longhorn_values(settings, zone_count, self._engine),
+            workloads.longhorn_values(settings, zone_count, self._engine.longhorn_network_policy),
         )
 
     def _app(self, settings: EntrypointSettings, issuers: Sequence[pulumi.Resource]) -> None:

@@ -35,21 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.config.engine_facts import EngineFacts
 from components.services import workloads
 
 Manifest = dict[str, Any]
 
-INGRESS_NGINX_NAMESPACE = "ingress-nginx"  # RKE v1's nginx ingress addon
-# RKE2's packaged ingress controller: kube-system, the rke2-ingress-nginx chart's labels
-# (as the Longhorn 1.8.1 chart's own rke2 policy selects it,
-# chart/templates/network-policies/ui-frontend-network-policy.yaml); hostPort, not
-# hostNetwork (rancher/rke2-charts rke2-ingress-nginx values.yaml.patch), so a pod selector
-# matches its traffic.
-RKE2_INGRESS_PODS = {
-    "app.kubernetes.io/component": "controller",
-    "app.kubernetes.io/instance": "rke2-ingress-nginx",
-    "app.kubernetes.io/name": "rke2-ingress-nginx",
-}
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set on every namespace since Kubernetes 1.21
 API_SERVER_PORT = 6443
 CERT_MANAGER_WEBHOOK_PORT = 10250  # jetstack/cert-manager chart v1.16 webhook.securePort
@@ -96,7 +86,6 @@ class ClusterRanges:
     overlay_cidr: str
     pod_cidr: str
     service_cidr: str
-    engine: str = "rke"  # whose ingress controller: "rke" (ingress-nginx) or "rke2"
 
     @property
     def api_service_ip(self) -> str:
@@ -207,17 +196,17 @@ def updater_policies(
     ]
 
 
-def ingress_controller(engine: str) -> Manifest:
+def ingress_controller(engine: EngineFacts) -> Manifest:
     """A NetworkPolicy peer for the engine's nginx ingress controller pods."""
-    if engine == "rke2":
-        return {
-            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: "kube-system"}},
-            "podSelector": {"matchLabels": dict(RKE2_INGRESS_PODS)},
-        }
-    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: INGRESS_NGINX_NAMESPACE}}}
+    peer: Manifest = {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: engine.ingress_namespace}}
+    }
+    if engine.ingress_pod_labels:
+        peer["podSelector"] = {"matchLabels": dict(engine.ingress_pod_labels)}
+    return peer
 
 
-def app_policies(engine: str = "rke") -> list[Manifest]:
+def app_policies(engine: EngineFacts) -> list[Manifest]:
     """The example app and cert-manager's HTTP-01 solver: reached only by the ingress
     controller."""
     ns = workloads.APP_NAMESPACE
@@ -279,13 +268,16 @@ def cert_manager_policies(ranges: ClusterRanges, dns01: bool = False) -> list[Ma
     ]
 
 
-def namespace_policies(ranges: ClusterRanges, dns01: bool = False) -> dict[str, list[Manifest]]:
+def namespace_policies(
+    ranges: ClusterRanges, engine: EngineFacts, dns01: bool = False
+) -> dict[str, list[Manifest]]:
     """Every namespace's policies, by namespace name (which part registers which is up to
     ``cluster_services.py``: a namespace's policies go with the part that owns it).
-    ``dns01``: cert-manager solves ACME challenges with DNS-01."""
+    ``engine``: whose ingress controller reaches the app; ``dns01``: cert-manager solves
+    ACME challenges with DNS-01."""
     return {
         workloads.UPDATER_NAMESPACE: updater_policies(),
-        workloads.APP_NAMESPACE: app_policies(ranges.engine),
+        workloads.APP_NAMESPACE: app_policies(engine),
         workloads.CERT_MANAGER_NAMESPACE: cert_manager_policies(ranges, dns01),
         workloads.LONGHORN_NAMESPACE: longhorn_policies(),
     }

@@ -384,7 +384,7 @@ def longhorn_replicas(settings: EntrypointSettings, zone_count: int) -> int:
     return settings.longhorn.replicas or max(1, min(3, zone_count))
 
 
-def longhorn_values(settings: EntrypointSettings, zone_count: int, engine: str = "rke") -> Manifest:
+def longhorn_values(settings: EntrypointSettings, zone_count: int, policy_type: str) -> Manifest:
     """longhorn chart values: default StorageClass, replicas in distinct zones (= sites).
 
     Zone anti-affinity is hard whenever every replica can have its own zone with
@@ -399,7 +399,7 @@ def longhorn_values(settings: EntrypointSettings, zone_count: int, engine: str =
         # backing-image components only from each other. "rke1"/"rke2" name the engine's
         # ingress-nginx (it shapes only the UI policy, which needs the chart's ingress).
         # network_policies.longhorn_policies() closes the namespace to other namespaces.
-        "networkPolicies": {"enabled": True, "type": "rke2" if engine == "rke2" else "rke1"},
+        "networkPolicies": {"enabled": True, "type": policy_type},
         # Data locality stays off: the v1 engine reads round-robin from every replica and
         # writes to all (longhorn-engine v1.8.1 pkg/controller/replicator.go, ReadAt/WriteAt),
         # so a local replica shortens no write and serves only its share of reads, while

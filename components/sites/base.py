@@ -38,10 +38,10 @@ REPLACE_DELETE_FIRST = True
 
 
 class UserData(Protocol):
-    """The engine's cloud-init for one node: ``rke_user_data`` or
-    ``Rke2Bootstrap.user_data``. ``public_address`` is the address a site allocated for the
-    node before its VM (an OpenStack floating IP), for an engine that writes it into the
-    node's config (RKE2's ``node-external-ip``)."""
+    """The engine's cloud-init for one node (``components.engine.Install.user_data``).
+    ``public_address`` is the address a site allocated for the node before its VM (an
+    OpenStack floating IP), for an engine that writes it into the node's config (RKE2's
+    ``node-external-ip``)."""
 
     def __call__(
         self, node: NodeSpec, public_address: pulumi.Input[str] | None = None

@@ -7,7 +7,8 @@ import json
 import time
 from collections.abc import Sequence
 
-from rke import ingress as ingress_wait
+from components import ingress_admission as ingress_wait
+from rke.ingress import RKE_INGRESS
 from rke.plan import Host
 from rke.runner.console import RunnerError, log
 from rke.runner.documents import ingress_enabled
@@ -50,7 +51,7 @@ def drain(s: Session, hosts: Sequence[Host]) -> None:
 def ingress_state(s: Session, kubectl: str) -> tuple[list[str], str]:
     """One look at the ingress controller: (what is still pending, why kubectl could
     not answer). kubectl's stderr (warnings, errors) never reaches the JSON parser."""
-    c = ingress_wait.RKE_INGRESS
+    c = RKE_INGRESS
     base = [kubectl, "--kubeconfig", str(s.workdir / KUBECONFIG_FILE), "-n", c.namespace]
     rc, out, err = run_split(
         [
@@ -82,14 +83,14 @@ def ingress_state(s: Session, kubectl: str) -> tuple[list[str], str]:
 def wait_ingress(s: Session) -> None:
     """Bounded wait until an Ingress can be created: RKE's ingress-nginx DaemonSet rolled
     out on the nodes its selector picks, its admission webhook Service has a ready
-    endpoint and the webhook's CA is patched in (``rke.ingress``). Nothing to wait for
-    when cluster.yml's ingress provider is ``none``. Raises RunnerError naming what was
-    still pending and how long it waited."""
+    endpoint and the webhook's CA is patched in (``components/ingress_admission.py``).
+    Nothing to wait for when cluster.yml's ingress provider is ``none``. Raises RunnerError
+    naming what was still pending and how long it waited."""
     if not ingress_enabled(s.doc):
         return
     kubectl = s.tool("kubectl", "waiting for the ingress controller's admission webhook")
     bound, poll = s.given.ingress_timeout, s.given.ingress_poll
-    c = ingress_wait.RKE_INGRESS
+    c = RKE_INGRESS
     start = time.monotonic()
     deadline = start + bound
     log(f"waiting up to {bound:g}s for ingress-nginx ({c.namespace}/{c.daemonset}) and "

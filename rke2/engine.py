@@ -1,0 +1,43 @@
+"""RKE2 behind the engine seam (``components/engine.py``): the tokens, join plan and
+RKE2 itself at boot (``Rke2Bootstrap``), then the command that waits until every node is
+Ready (``Rke2Cluster``), whose join record the next update reads back (``rke2/join.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+
+from components.cluster_node import ClusterNode
+from components.engine import Engine, StackParts
+from components.sites.base import UserData
+from rke2 import config_rules
+from rke2.component import RECORD_OUTPUT, Rke2Bootstrap, Rke2Cluster
+
+
+class Rke2Install:
+    """RKE2's ``Install``: the bootstrap is registered before the sites."""
+
+    def __init__(self, parts: StackParts) -> None:
+        self._parts = parts
+        self._bootstrap = Rke2Bootstrap(
+            "rke2", parts.config, parts.secrets, parts.overlay, parts.host_keys
+        )
+
+    @property
+    def user_data(self) -> UserData:
+        return self._bootstrap.user_data
+
+    def cluster(self, nodes: Sequence[ClusterNode]) -> Rke2Cluster:
+        cluster = Rke2Cluster(
+            "cluster",
+            nodes,
+            self._bootstrap,
+            self._parts.config,
+            self._parts.secrets.ssh_private_key,
+        )
+        pulumi.export(RECORD_OUTPUT, cluster.record)  # read back by the next update
+        return cluster
+
+
+ENGINE = Engine(name="rke2", rules=config_rules.RULES, install=Rke2Install)
