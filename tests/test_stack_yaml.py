@@ -185,8 +185,8 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ignore = shutil.ignore_patterns("__pycache__")
     for name in ("components", "rke", "rke2", "scripts", "reference"):
         shutil.copytree(ROOT / name, copy / name, ignore=ignore)
-    for name in ("__main__.py", "Pulumi.yaml"):
-        shutil.copy(ROOT / name, copy / name)
+    for path in [*ROOT.glob("*.py"), ROOT / "Pulumi.yaml"]:  # __main__.py, engines.py
+        shutil.copy(path, copy / path.name)
     return copy
 
 
