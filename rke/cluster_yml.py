@@ -42,7 +42,7 @@ class RkeNode:
 
 
 @dataclass(frozen=True)
-class ClusterSettings:
+class ClusterYmlSettings:
     """Cluster-wide inputs of cluster.yml besides the nodes."""
 
     cluster_name: str
@@ -147,7 +147,7 @@ def _kubelet(rke: RkeSettings) -> dict[str, Any]:
     return kubelet
 
 
-def _network(settings: ClusterSettings) -> dict[str, Any]:
+def _network(settings: ClusterYmlSettings) -> dict[str, Any]:
     """cluster.yml ``network``: the plugin's VXLAN rides the ZeroTier interface.
 
     canal (RKE cluster/network.go doCanalDeploy) reads ``canal_iface`` and takes
@@ -164,7 +164,7 @@ def _network(settings: ClusterSettings) -> dict[str, Any]:
     return {"plugin": "canal", "options": {"canal_iface": settings.flannel_iface}, "mtu": mtu}
 
 
-def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[str, Any]:
+def cluster_config(nodes: Sequence[RkeNode], settings: ClusterYmlSettings) -> dict[str, Any]:
     """The cluster.yml document as plain data (no None values)."""
     _check_nodes(nodes, settings.overlay_cidr)
     rke = settings.rke
@@ -222,7 +222,7 @@ def cluster_config(nodes: Sequence[RkeNode], settings: ClusterSettings) -> dict[
     }
 
 
-def render_cluster_yml(nodes: Sequence[RkeNode], settings: ClusterSettings) -> str:
+def render_cluster_yml(nodes: Sequence[RkeNode], settings: ClusterYmlSettings) -> str:
     """cluster.yml text: deterministic, secret-free, valid for RKE v1.8."""
     return yaml.safe_dump(
         cluster_config(nodes, settings), sort_keys=False, default_flow_style=False, width=1000

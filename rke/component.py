@@ -24,7 +24,7 @@ import pulumi
 from pulumi_command import local, remote
 
 from components.cluster_node import ClusterNode
-from rke.cluster_yml import ClusterSettings, RkeNode, render_cluster_yml
+from rke.cluster_yml import ClusterYmlSettings, RkeNode, render_cluster_yml
 from rke.etcd_leave import etcd_leave_script
 from rke.runner.contract import CommandEnv, RestoreRequest, encode_map
 from rke.state import kubeconfig_of
@@ -155,7 +155,7 @@ class RkeCluster(pulumi.ComponentResource):
         self,
         name: str,
         nodes: Sequence[ClusterNode],
-        settings: ClusterSettings,
+        settings: ClusterYmlSettings,
         ready: Sequence[pulumi.Resource],
         ssh_private_key: pulumi.Input[str] | None = None,
         s3_access_key: pulumi.Input[str] | None = None,

@@ -14,15 +14,15 @@ from components.nodes import NodeSpec
 from components.overlay.zerotier.resources import DEFAULT_MTU
 from rke import config_rules
 from rke.boot import docker_part
-from rke.cluster_yml import ClusterSettings as RkeClusterSettings
+from rke.cluster_yml import ClusterYmlSettings
 from rke.component import RkeCluster
 from rke.readiness import node_readiness
 
 
-def cluster_settings(settings: ClusterSettings) -> RkeClusterSettings:
+def cluster_settings(settings: ClusterSettings) -> ClusterYmlSettings:
     """What cluster.yml needs from the stack config. The flannel interface is the
     overlay's, which RkeCluster takes as an Output (known once the network exists)."""
-    return RkeClusterSettings(
+    return ClusterYmlSettings(
         cluster_name=settings.cluster_name,
         ssh_user=settings.ssh_user,
         kubernetes_version=settings.kubernetes_version,

@@ -97,7 +97,7 @@ def rke2_files(
     otherwise)."""
     settings = config.settings
     specs = {n.name: n for n in config.nodes}
-    cluster = config_yaml.ClusterSettings(
+    cluster = config_yaml.ConfigYamlSettings(
         cluster_name=settings.cluster_name,
         rke=settings.rke,
         masters_schedulable=settings.masters_schedulable,

@@ -35,7 +35,7 @@ CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
 
 
 @dataclass(frozen=True)
-class ClusterSettings:
+class ConfigYamlSettings:
     """Cluster-wide inputs of every node's config besides the node itself."""
 
     cluster_name: str
@@ -67,7 +67,7 @@ def _snapshot_cron(hours: int) -> str:
 
 def node_config(
     spec: NodeSpec,
-    settings: ClusterSettings,
+    settings: ConfigYamlSettings,
     *,
     token: str,
     agent_token: str | None,

@@ -151,7 +151,6 @@ def test_the_generic_layer_imports_no_engine() -> None:
         for module, targets in graph.items()
         if module.split(".")[0] in ("components", "rke", "rke2")
         for target in targets
-        if target.split(".")[0] in ("rke", "rke2")
-        and target.split(".")[0] != module.split(".")[0]
+        if target.split(".")[0] in ("rke", "rke2") and target.split(".")[0] != module.split(".")[0]
     )
     assert not wrong, "\n".join(wrong)

@@ -43,7 +43,7 @@ def spec(site: str, kind: str, index: int, site_id: int) -> NodeSpec:
 A0, B0, C0 = spec("a", "master", 0, 1), spec("b", "master", 0, 2), spec("c", "master", 0, 3)
 W0, W1 = spec("a", "worker", 0, 1), spec("b", "worker", 0, 2)
 NODES = [B0, W1, C0, A0, W0]  # config order need not be address order
-CLUSTER = config_yaml.ClusterSettings("mc-t", RkeSettings(), masters_schedulable=False)
+CLUSTER = config_yaml.ConfigYamlSettings("mc-t", RkeSettings(), masters_schedulable=False)
 
 
 def record(*servers: str, init: str | None = None, version: str = VERSION) -> ClusterRecord:
@@ -74,7 +74,7 @@ def crd_schema(path: Path) -> dict[str, Any]:
 )
 @pytest.mark.parametrize("schedulable", [False, True])
 def test_every_key_is_a_flag_of_the_pinned_release(rke: RkeSettings, schedulable: bool) -> None:
-    cluster = config_yaml.ClusterSettings("mc-t", rke, schedulable)
+    cluster = config_yaml.ConfigYamlSettings("mc-t", rke, schedulable)
     s3 = config_yaml.S3Credentials("ak", "sk")
     for node, server in ((A0, None), (B0, "https://10.147.1.10:9345"), (W0, "https://x:9345")):
         document = config_yaml.node_config(
@@ -116,7 +116,7 @@ def test_an_agent_must_join_and_s3_needs_credentials() -> None:
     with pytest.raises(ValueError, match="S3 credentials"):
         config_yaml.node_config(
             A0,
-            config_yaml.ClusterSettings("c", s3, False),
+            config_yaml.ConfigYamlSettings("c", s3, False),
             token="t",
             agent_token="a",
             server_url=None,
@@ -125,7 +125,7 @@ def test_an_agent_must_join_and_s3_needs_credentials() -> None:
 
 def test_masked_hides_every_secret_key() -> None:
     s3 = RkeSettings(etcd=EtcdSettings(s3=EtcdS3Settings(bucket="mc-test-etcd", endpoint="e")))
-    cluster = config_yaml.ClusterSettings("c", s3, False)
+    cluster = config_yaml.ConfigYamlSettings("c", s3, False)
     secrets = ("t0k3n-9f", "ag3nt-9f", "acc3ss-9f", "s3cr3t-9f")
     document = config_yaml.node_config(
         A0,

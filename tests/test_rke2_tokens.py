@@ -155,7 +155,7 @@ def test_a_cluster_from_before_the_split_keeps_joining_and_says_so(
 
 def test_node_config_gives_each_role_its_tokens() -> None:
     parsed = check_stack(raw_values(rke2_config("home")[0]))[0]
-    cluster = config_yaml.ClusterSettings("c", parsed.settings.rke, False)
+    cluster = config_yaml.ConfigYamlSettings("c", parsed.settings.rke, False)
     server, agent = (next(n for n in parsed.nodes if config_yaml.role(n) == r) for r in ROLES)
     url = "https://10.147.1.10:9345"
     s = config_yaml.node_config(

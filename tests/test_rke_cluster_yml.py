@@ -18,7 +18,7 @@ from components.nodes import (
     ZONE_LABEL,
     NodeSpec,
 )
-from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
+from rke.cluster_yml import ClusterYmlSettings, RkeNode, cluster_config, render_cluster_yml
 from tests import reference
 from tests.tools import load_yaml
 
@@ -31,8 +31,8 @@ S3 = {
 }
 
 
-def base(rke: RkeSettings | None = None, **kw: Any) -> ClusterSettings:
-    return ClusterSettings(
+def base(rke: RkeSettings | None = None, **kw: Any) -> ClusterYmlSettings:
+    return ClusterYmlSettings(
         cluster_name=kw.get("cluster_name", "mc"),
         ssh_user="debian",
         kubernetes_version="v1.30.14-rancher1-1",

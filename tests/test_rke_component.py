@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from components.cluster_node import ClusterNode
 from components.config.cluster import RkeSettings
 from components.nodes import NodeSpec
-from rke.cluster_yml import ClusterSettings
+from rke.cluster_yml import ClusterYmlSettings
 from rke.component import RkeCluster, runner_commands
 from rke.etcd_leave import etcd_leave_script
 from rke.readiness import (
@@ -35,7 +35,7 @@ PRIVATE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAfakekeymaterial\n-----END OPENSSH PRIVATE KEY-----\n"
 )
 S3_SECRET = "s3-secret-value-xyz"
-SETTINGS = ClusterSettings(
+SETTINGS = ClusterYmlSettings(
     cluster_name="mc",
     ssh_user="debian",
     kubernetes_version="v1.30.14-rancher1-1",
@@ -78,7 +78,9 @@ def spec(site: str, kind: str, index: int, roles: tuple[str, ...], octet: int) -
     )  # fmt: skip
 
 
-def build(preview: bool, settings: ClusterSettings = SETTINGS) -> tuple[Recorder, dict[str, Any]]:
+def build(
+    preview: bool, settings: ClusterYmlSettings = SETTINGS
+) -> tuple[Recorder, dict[str, Any]]:
     pulumi.runtime.reset_options()
     mocks = Mocks()
     recorder = Recorder(mocks)

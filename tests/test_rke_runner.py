@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from components.config.cluster import RkeSettings
-from rke.cluster_yml import ClusterSettings, RkeNode, cluster_config, render_cluster_yml
+from rke.cluster_yml import ClusterYmlSettings, RkeNode, cluster_config, render_cluster_yml
 from rke.runner import cli
 from rke.runner.documents import load_yaml, render
 from rke.state import (
@@ -53,7 +53,7 @@ S3_SECRET = "s3cr3t/FAKE+secretkeyvalue0123456789"
 LEAKS = {"PULUMI_CONFIG_PASSPHRASE": "do-not-leak", "AWS_SECRET_ACCESS_KEY": "aws-do-not-leak"}
 S3 = {"bucket": "snaps", "endpoint": "s3.example", "region": "us-east-1", "folder": "etcd"}
 
-SETTINGS = ClusterSettings(
+SETTINGS = ClusterYmlSettings(
     cluster_name="mc",
     ssh_user="debian",
     kubernetes_version="v1.30.14-rancher1-1",

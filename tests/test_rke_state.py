@@ -1,5 +1,5 @@
-"""rke.state, rke.workdir, rke.tools and rke.releases as pure pieces: the state's shape and
-size, the local copy, leftovers, the console budget, the child environment, releases."""
+"""rke.state, rke.workdir, rke.runner.processes and rke.releases as pure pieces: the state's
+shape and size, the local copy, leftovers, the console budget, the child environment, releases."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from components.config.cluster import RUNNER_MAX_ETCD_MEMBERS, RUNNER_MAX_NODES
 from rke import releases
 from rke.runner.documents import disk_cluster_yml, load_yaml
 from rke.runner.etcd import EtcdStatus
+from rke.runner.processes import Console, child_env
 from rke.state import (
     STDOUT_LIMIT,
     LocalCopy,
@@ -30,7 +31,6 @@ from rke.state import (
     newest_certificate,
     parse_previous,
 )
-from rke.tools import Console, child_env
 from rke.workdir import RunDir, find_leftovers, private_base
 from tests import fake_rke
 

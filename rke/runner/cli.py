@@ -12,9 +12,9 @@ from typing import IO
 from rke.runner import console
 from rke.runner.console import RunnerError
 from rke.runner.contract import NAMES
+from rke.runner.processes import Console, Interrupted, Supervisor
 from rke.runner.run import up
 from rke.state import LocalCopy, StateError, StateStore, check_rkestate, now, parse_previous
-from rke.tools import Console, Interrupted, Supervisor
 from rke.workdir import KUBECONFIG_FILE, STATE_FILE, write_secret
 
 USAGE = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from rke.tools import Console
+from rke.runner.processes import Console
 
 _console: Console | None = None
 

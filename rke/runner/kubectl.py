@@ -12,8 +12,8 @@ from rke.ingress import RKE_INGRESS
 from rke.plan import Host
 from rke.runner.console import RunnerError, log
 from rke.runner.documents import ingress_enabled
+from rke.runner.processes import run_split
 from rke.runner.session import Session
-from rke.tools import run_split
 from rke.workdir import KUBECONFIG_FILE
 
 DEFAULT_DRAIN_TIMEOUT = 300

@@ -11,6 +11,7 @@ from rke.plan import Host, PlanError
 from rke.runner import etcd, kubectl, leftovers, starting
 from rke.runner.console import RunnerError, log
 from rke.runner.documents import check_network_plugin, ingress_enabled, render
+from rke.runner.processes import Supervisor
 from rke.runner.session import Session
 from rke.state import (
     STDOUT_LIMIT,
@@ -21,7 +22,6 @@ from rke.state import (
     encode_result,
     now,
 )
-from rke.tools import Supervisor
 from rke.workdir import (
     KUBECONFIG_FILE,
     STATE_FILE,

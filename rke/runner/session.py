@@ -20,8 +20,8 @@ from rke.runner import console
 from rke.runner.console import RunnerError
 from rke.runner.contract import SECRET_ENV, EnvError, RunnerEnv
 from rke.runner.documents import disk_cluster_yml, read_cluster_yml
+from rke.runner.processes import Supervisor, child_env, run_quick, ssh_argv
 from rke.state import LocalCopy, StateError, StateStore, check_rkestate, digest, now
-from rke.tools import Supervisor, child_env, run_quick, ssh_argv
 from rke.workdir import KUBECONFIG_FILE, STATE_FILE, RunDir, replace_secret, write_secret
 
 TAIL_LINES = 40
