@@ -24,13 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.engine.harness import Result, Workspace  # noqa: E402
+from tests.engine.tools import python_project  # noqa: E402
 
 SDK_PACKAGES = (
     "pulumi",
@@ -68,22 +68,12 @@ def sdk_modules(stack: str) -> list[str]:
 
 def floor_project(folder: Path, modules: list[str]) -> Path:
     """A project whose program imports ``modules`` and registers nothing."""
-    folder.mkdir(parents=True)
-    (folder / "Pulumi.yaml").write_text(
-        textwrap.dedent(f"""\
-            name: engine-floor
-            runtime:
-              name: python
-              options:
-                toolchain: pip
-                virtualenv: {ROOT / "venv"}
-            """)
-    )
-    (folder / "__main__.py").write_text(
+    return python_project(
+        folder,
+        "engine-floor",
         '"""The floor: the SDK imports only."""\n'
-        + "".join(f"import {m}  # noqa: F401\n" for m in modules)
+        + "".join(f"import {m}  # noqa: F401\n" for m in modules),
     )
-    return folder
 
 
 def main() -> None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
-from tests.engine.tools import ROOT, engine_env, pulumi_binary
+from tests.engine.tools import engine_env, pulumi_binary, python_project
 
 PROGRAM = '''\
 """One dynamic-provider resource: a file in the project folder while it exists."""
@@ -58,19 +57,7 @@ TEXT = "hello from the real engine"
 
 
 def _project(folder: Path) -> None:
-    # The project's own venv (what `make setup` installs from requirements.lock).
-    venv = ROOT / "venv"
-    (folder / "Pulumi.yaml").write_text(
-        textwrap.dedent(f"""\
-            name: engine-smoke
-            runtime:
-              name: python
-              options:
-                toolchain: pip
-                virtualenv: {venv}
-            """)
-    )
-    (folder / "__main__.py").write_text(PROGRAM)
+    python_project(folder, "engine-smoke", PROGRAM)
 
 
 def test_preview_up_noop_destroy(tmp_path: Path) -> None:

@@ -20,10 +20,9 @@ deterministically: an empty sidecar, which is what a reader sees mid-``setAttrs`
 from __future__ import annotations
 
 import subprocess
-import textwrap
 from pathlib import Path
 
-from tests.engine.tools import ROOT, engine_env, pulumi_binary
+from tests.engine.tools import engine_env, pulumi_binary, python_project
 
 PROGRAM = 'import pulumi\n\npulumi.export("answer", 42)\n'
 
@@ -31,19 +30,7 @@ PROGRAM = 'import pulumi\n\npulumi.export("answer", 42)\n'
 def _workspace(tmp_path: Path, url: str | None) -> tuple[Path, dict[str, str], Path]:
     """A one-output project on a file backend: ``url`` (``{state}`` filled in), or the
     engine tests' own (``engine_env``) when None."""
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text(
-        textwrap.dedent(f"""\
-            name: backend-race
-            runtime:
-              name: python
-              options:
-                toolchain: pip
-                virtualenv: {ROOT / "venv"}
-            """)
-    )
-    (project / "__main__.py").write_text(PROGRAM)
+    project = python_project(tmp_path / "project", "backend-race", PROGRAM)
     state = tmp_path / "state"
     state.mkdir()
     env = engine_env(tmp_path / "home", state)

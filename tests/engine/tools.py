@@ -69,3 +69,15 @@ def engine_env(pulumi_home: Path, backend_dir: Path) -> dict[str, str]:
         PULUMI_CONFIG_PASSPHRASE=TEST_PASSPHRASE,
     )
     return env
+
+
+def python_project(folder: Path, name: str, program: str) -> Path:
+    """A one-file Pulumi project ``name`` in ``folder`` whose program is ``program``, run
+    from the project's venv (what `make setup` installs from requirements.lock)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Pulumi.yaml").write_text(
+        f"name: {name}\nruntime:\n  name: python\n  options:\n    toolchain: pip\n"
+        f"    virtualenv: {ROOT / 'venv'}\n"
+    )
+    (folder / "__main__.py").write_text(program)
+    return folder
