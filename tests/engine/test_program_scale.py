@@ -21,7 +21,7 @@ Scenario 6, the -1 `up` (``--event-log``) removing the node:
   emulator, tests/engine/providers/nodes.py) drained and deleted that Node before the fake
   cloud deleted the VM (its events.jsonl);
 - RKE: the ``rke up`` command's update (the real rke.runner, which drains the worker with
-  kubectl and runs ``rke up`` with a cluster.yml without it, rke/runner.py) finished before
+  kubectl and runs ``rke up`` with a cluster.yml without it, rke/runner/) finished before
   the VM's delete began: the engine runs every step of the program before the deletes of
   resources the program no longer registers (``deploymentExecutor.performDeletes`` in
   pkg/resource/deploy/deployment_executor.go, after the source iterator is done), and the
@@ -194,7 +194,7 @@ def test_scaling_workers_out_and_in(tmp_path: Path, case: str) -> None:
     (row,) = [r for r in nodes_grown if r["name"] == name]
     last_up = [c for c in rke_calls if c["tool"] == "rke" and c["args"][:1] == ["up"]][-1]
     # the last `rke up` (the -1 update's) ran on a cluster.yml without the node, before the
-    # fake cloud deleted its VM; the runner drained the worker first (rke/runner.py drain)
+    # fake cloud deleted its VM; the runner drained the worker first (rke/runner/kubectl.py drain)
     assert row["sshAddress"] not in {n["address"] for n in last_up["config"]["nodes"]}
     assert last_up["time"] < vm_deleted_at, "`rke up` ran after the VM was deleted"
     drains = [c for c in rke_calls if c["tool"] == "kubectl" and "drain" in c["args"]]
