@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from components.boot.apt import APT_KEY_SCRIPT
 from components.boot.document import render_user_data
@@ -24,7 +23,7 @@ from components.boot.overlay import ZEROTIER_APT, ZEROTIER_VERSION
 from rke.boot import CONTAINERD_VERSION, DOCKER_VERSION, GUARD_ORDER, HELD_PACKAGES
 from tests import reference
 from tests.test_cloud_init import KEY, NODE, OVERLAY, RKE, validate_user_data
-from tests.tools import namespace_prefix
+from tests.tools import ed25519_openssh, namespace_prefix
 
 TIMEOUT = 60
 
@@ -247,16 +246,8 @@ def test_metadata_guard_unit_runs_before_docker_and_docker_requires_it() -> None
 
 def host_key() -> HostKey:
     """An ED25519 key in the two OpenSSH encodings pulumi_tls.PrivateKey outputs."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return HostKey(private_openssh=private, public_openssh=public.decode() + "\n")
+    private, public = ed25519_openssh()
+    return HostKey(private_openssh=private, public_openssh=public + "\n")
 
 
 def test_user_data_installs_the_generated_host_key_and_nothing_else(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
@@ -81,3 +83,18 @@ def namespace_prefix(kinds: str, what: str) -> list[str]:
         f"cannot create {what}: enable unprivileged user namespaces "
         "(sysctl kernel.apparmor_restrict_unprivileged_userns=0) or allow `sudo -n`"
     )
+
+
+def ed25519_openssh() -> tuple[str, str]:
+    """A new ED25519 key pair as OpenSSH writes it: (private key file, public key line
+    without comment or newline)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return private, public.decode()

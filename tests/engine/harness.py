@@ -51,7 +51,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from scripts import stack_yaml
@@ -64,6 +64,7 @@ from tests.engine.providers.nodes import ENV as NODES_ENV
 from tests.engine.providers.nodes import halt_all
 from tests.engine.tools import ROOT, engine_env, pulumi_binary
 from tests.fake_central import FakeCentral, _handler
+from tests.tools import ed25519_openssh
 
 CENTRAL_URL = "https://localhost/api/v1"
 # Not linked into the project folder: the committed stacks, and what is not the program's.
@@ -336,17 +337,9 @@ class Workspace:
         """Fake VMs that boot (tests/engine/providers/nodes.py): loopback addresses, a real
         SSH key pair for the stack (``sshPrivateKey`` is then that key, not a canary), the
         node settings file, and the RKE fakes first on PATH. Returns (secrets, config)."""
-        key = ed25519.Ed25519PrivateKey.generate()
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        ).decode()
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
+        private, public = ed25519_openssh()
         self.ssh_private_key = private
-        extra = {f"{PROJECT}:sshPublicKey": public.decode() + " engine-tests"} | extra
+        extra = {f"{PROJECT}:sshPublicKey": public + " engine-tests"} | extra
         overlay = extra.get(f"{PROJECT}:overlayCidr") or stack_plain_config(self.stack).get(
             f"{PROJECT}:overlayCidr", "10.147.0.0/16"
         )

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from scripts.offline import ADDRESS_BASE_ENV, fake_outputs
 from tests.engine.harness import NetworkNamespace
 from tests.engine.providers import nodes
-from tests.tools import IN_CI, debian_tool
+from tests.tools import IN_CI, debian_tool, ed25519_openssh
 
 PORT = "openstack:networking/port:Port"
 DROPLET = "digitalocean:index/droplet:Droplet"
@@ -41,19 +39,6 @@ def test_addresses_are_documentation_ranges_unless_a_loopback_base_is_set(
     assert len(set(found)) == len(found)  # 60 VMs' addresses, no two alike
 
 
-def _ssh_key() -> tuple[str, str]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return private, public.decode()
-
-
 @pytest.fixture
 def netns() -> Iterator[NetworkNamespace]:
     if debian_tool("sshd", "openssh-server", nodes.SSHD) is None:
@@ -70,8 +55,8 @@ def netns() -> Iterator[NetworkNamespace]:
 def test_a_booted_vm_answers_over_ssh_with_its_host_key_as_a_booted_node(
     netns: NetworkNamespace, tmp_path: Path
 ) -> None:
-    host_private, host_public = _ssh_key()
-    user_private, user_public = _ssh_key()
+    host_private, host_public = ed25519_openssh()
+    user_private, user_public = ed25519_openssh()
     user_data = "#cloud-config\n" + yaml.safe_dump(
         {
             "users": [{"name": "rke", "ssh_authorized_keys": [user_public]}],
