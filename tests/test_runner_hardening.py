@@ -53,6 +53,23 @@ def test_encoded_and_untold_secrets_never_reach_stderr(box: Box) -> None:  # noq
         assert not pieces(form) & pieces(result.stderr), what
 
 
+def test_a_state_rewritten_with_the_same_size_and_timestamp_is_learnt(box: Box) -> None:  # noqa: F811
+    """RKE rewrites the state within one coarse timestamp tick at the same size: the
+    runner still reads the new one on RKE's "written" line, before redacting what follows."""
+    box.sb.set(leak=True, restamp=True)
+    result = box.run()
+    assert result.returncode == 0, result.stderr
+    stored = parse_previous(result.stdout)
+    assert stored is not None
+    admin_key = check_rkestate(stored.rkestate)["desiredState"]["certificatesBundle"]["kube-admin"][
+        "keyPEM"
+    ]
+    assert "DEBU[0003] [state] kube-admin client-key-data" in result.stderr  # it did leak
+    base64_key = base64.b64encode(admin_key.encode()).decode()
+    assert not pieces(base64_key) & pieces(result.stderr)
+    assert not pieces(admin_key) & pieces(result.stderr)
+
+
 def test_a_network_plugin_change_on_a_running_cluster_is_refused(box: Box) -> None:  # noqa: F811
     flannel = replace(SETTINGS, rke=SETTINGS.rke.model_copy(update={"network_plugin": "flannel"}))
     old = render_cluster_yml(MASTERS + WORKERS, flannel)

@@ -64,7 +64,7 @@ class Session:
         self.ids: dict[str, str] = {}
         self.restored: Mapping[str, Any] | None = None
         self.step_yml = cluster_yml
-        self.seen: tuple[int, int] | None = None
+        self.seen: tuple[int, int, int, int] | None = None
 
     def learn(self, rkestate: str | None, kubeconfig: str | None) -> None:
         """Add a state's and a kubeconfig's keys to what the output is redacted of: the
@@ -152,11 +152,14 @@ class Session:
         def on_line(raw: str) -> None:
             if not raw:
                 return
+            # Learn a state RKE wrote before redacting what it prints next: a stat per
+            # line, a read only when the file changed (and always on RKE's "written" line).
+            if STATE_WRITTEN in raw:
+                self.seen = None
+            keep(origin)
             line = self.redact(raw)
             tail.append(line)
             console.line(line)
-            if STATE_WRITTEN in raw:
-                keep(origin)
 
         assert self.run_dir is not None
         rc = self.supervisor.run(
@@ -178,7 +181,9 @@ class Session:
             st = path.stat()
         except FileNotFoundError:
             return
-        stamp = (st.st_mtime_ns, st.st_size)
+        # coarse kernel timestamps: a rewrite within one tick can keep mtime and size, so
+        # the inode change time and number are part of the stamp too
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         if stamp == self.seen:
             return
         self.seen = stamp
