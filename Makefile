@@ -15,7 +15,7 @@ DEFAULT_BACKEND := file://$(CURDIR)/.pulumi-state?metadata=skip
 PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
 .PHONY: setup render test lint typecheck unit restructure-guard engine docs up preview init bench bench-suite \
-	pin-checksums pin-images netpol-analyzer stack-config tools versions
+	pin-checksums pin-images netpol-analyzer stack-config tools versions roll
 
 # venv/ is also what `pulumi up` runs the program from (Pulumi.yaml runtime.options): its
 # runtime packages come from requirements.lock, every file checked against its sha256 and
@@ -171,6 +171,11 @@ bench: $(VENV)/.installed
 # its slowest tests, ruff, mypy.
 bench-suite: setup netpol-analyzer stack-config
 	VENV=$(VENV) PYTEST_JOBS=$(PYTEST_JOBS) sh bench/suite_time.sh 10
+
+# Replace the nodes behind the code, one `pulumi up` each (docs/operations.md, "Rolling
+# nodes onto new images"); ARGS='--dry-run', '--only <node>', '--site <site>'.
+roll: $(VENV)/.installed
+	@PULUMI_BACKEND_URL='$(PULUMI_BACKEND_URL)' $(PY) -m roll --stack '$(STACK)' $(ARGS)
 
 # Never creates a stack implicitly: `make init` does, on the backend it names.
 init preview up: $(VENV)/.installed

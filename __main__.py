@@ -1,8 +1,10 @@
 """multicloud: config -> preflight -> overlay -> engine -> sites -> cluster -> entrypoint
--> exports."""
+-> exports (and the boot record: which nodes are behind their code)."""
 
 import pulumi
 
+from components.boot_outputs import boot_outputs, boot_versions
+from components.boot_record import BOOT_OUTPUT, DRIFT_OUTPUT
 from components.cluster_node import node_table
 from components.engine import StackParts
 from components.host_keys import ssh_host_keys
@@ -81,3 +83,9 @@ if settings.entrypoint is not None:
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("overlayNetworkId", overlay.network_id)
 pulumi.export("nodes", node_table(config.nodes, {n.name: n.ssh_address for n in nodes}))
+
+# 6. The boot record: per node what its running VM was created from (image, size, boot
+#    document), carried forward from the previous update, and the nodes behind their code.
+boot = boot_outputs(nodes, boot_versions(engine.boot_versions(settings)), install.boot_digest)
+pulumi.export(BOOT_OUTPUT, boot.record)
+pulumi.export(DRIFT_OUTPUT, boot.drift)

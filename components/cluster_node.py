@@ -23,6 +23,10 @@ class ClusterNode:
     member: pulumi.Resource | None = None  # the node's ZeroTier member, once the overlay exists
     # The node's SSH host public key ("ssh-ed25519 AAAA..."), which SSH clients pin.
     host_key: pulumi.Output[str] | None = None
+    # What the VM is created from, read only at boot (components/boot_record.py): the
+    # image its site gives it and its user-data (a secret); its size is ``spec.size``.
+    image: str = ""
+    user_data: pulumi.Output[str] | None = None
 
     @property
     def name(self) -> str:

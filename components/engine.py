@@ -16,7 +16,7 @@ import pulumi
 import pulumi_tls as tls
 
 from components.cluster_node import ClusterNode
-from components.config import ClusterConfig, Secrets
+from components.config import ClusterConfig, ClusterSettings, Secrets
 from components.config.rules import EngineRules
 from components.overlay.network import Overlay
 from components.sites.base import UserData
@@ -53,15 +53,24 @@ class Install(Protocol):
 
     def cluster(self, nodes: Sequence[ClusterNode]) -> Cluster: ...
 
+    def boot_digest(self, node: str) -> pulumi.Output[str] | None:
+        """The sha256 the boot record keeps for the node's user-data
+        (``components/boot_record.py``) when it is not that of the exact user-data, once
+        ``user_data`` rendered it; None: the exact user-data's."""
+        ...
+
 
 @dataclass(frozen=True)
 class Engine:
     """One install engine: what is known of it at preview, and how it installs.
 
     ``rules``: its config rules (versions, whole-stack check); ``install``: registers the
-    boot half (before the sites) and returns the ``Install``.
+    boot half (before the sites) and returns the ``Install``; ``boot_versions``: the
+    versions its part of a node's boot document installs (package or release -> version),
+    which the boot record names when a node is behind (``components/boot_record.py``).
     """
 
     name: str
     rules: EngineRules
     install: Callable[[StackParts], Install]
+    boot_versions: Callable[[ClusterSettings], Mapping[str, str]]

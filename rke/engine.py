@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pulumi
 
+from components.boot_record import package_versions
 from components.cluster_node import ClusterNode
 from components.config import ClusterSettings
 from components.engine import Engine, StackParts
@@ -56,6 +57,10 @@ class RkeInstall:
             engine=docker_part(settings.ssh_user),
         )
 
+    def boot_digest(self, node: str) -> None:
+        """The boot record digests RKE's exact user-data."""
+        del node
+
     def cluster(self, nodes: Sequence[ClusterNode]) -> RkeCluster:
         """A readiness gate per node, then ``rke up`` once every gate passed."""
         config, secrets, overlay = self._parts.config, self._parts.secrets, self._parts.overlay
@@ -76,4 +81,11 @@ class RkeInstall:
         )
 
 
-ENGINE = Engine(name="rke", rules=config_rules.RULES, install=RkeInstall)
+def boot_versions(settings: ClusterSettings) -> dict[str, str]:
+    """The packages RKE's boot part pins: Docker and containerd (``rke.boot``)."""
+    return package_versions(docker_part(settings.ssh_user).packages)
+
+
+ENGINE = Engine(
+    name="rke", rules=config_rules.RULES, install=RkeInstall, boot_versions=boot_versions
+)

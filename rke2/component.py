@@ -32,13 +32,15 @@ from pulumi_command import remote
 from components.boot.document import render_user_data
 from components.boot.host_key import HostKey
 from components.boot.overlay import OverlayFiles
+from components.boot_record import user_data_digest
 from components.cluster_node import ClusterNode
 from components.config import ClusterConfig, DigitalOceanSiteConfig, Secrets
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
+from components.previous import this_stack
 from rke2 import config_yaml, manifests, scripts, upgrade
 from rke2.boot import Rke2Files, rke2_part
-from rke2.join import ClusterRecord, JoinError, JoinPlan, check_not_rke, plan_join
+from rke2.join import ClusterRecord, JoinError, JoinPlan, check_not_rke, plan_join, steady_plan
 
 API_PORT = 6443
 READY_TIMEOUT_SECONDS = 30 * 60
@@ -170,11 +172,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             special=False,
             opts=pulumi.ResourceOptions(parent=self),
         ).result
-        this_stack = pulumi.StackReference(
-            f"{name}-previous",
-            stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        previous_stack = this_stack(f"{name}-previous", parent=self)
 
         def separate(record: Any) -> bool:
             if not agent_tokens_separate(record):
@@ -182,7 +180,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                 return False
             return True
 
-        self.separate = this_stack.get_output(RECORD_OUTPUT).apply(separate)
+        self.separate = previous_stack.get_output(RECORD_OUTPUT).apply(separate)
 
         def decide(values: list[Any]) -> JoinPlan:
             record, nodes = values
@@ -200,8 +198,12 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                 raise pulumi.RunError(str(err)) from None
 
         self.plan = pulumi.Output.all(
-            this_stack.get_output(RECORD_OUTPUT), this_stack.get_output("nodes")
+            previous_stack.get_output(RECORD_OUTPUT), previous_stack.get_output("nodes")
         ).apply(decide)
+        # the boot record's digest of each node's user-data (``boot_digests``): rendered with
+        # the plan of a quiet update, whose join targets a later VM of the node gets
+        self._steady = self.plan.apply(lambda p: steady_plan(config.nodes, p))
+        self.boot_digests: dict[str, pulumi.Output[str]] = {}
         self.register_outputs({})
 
     def user_data(
@@ -247,20 +249,24 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                 host_key=HostKey(private_key, public_key) if private_key else None,
             )
 
-        rendered = pulumi.Output.all(
-            overlay.network_id,
-            identity.secret,
-            identity.public,
-            self.token,
-            self.agent_token,
-            self.separate,
-            self.plan,
-            overlay.interface,
-            public_address,
-            *key_halves,
-            *s3_keys,
-        ).apply(render)
-        return pulumi.Output.secret(rendered)
+        def rendered(plan: pulumi.Output[JoinPlan]) -> pulumi.Output[str]:
+            return pulumi.Output.all(
+                overlay.network_id,
+                identity.secret,
+                identity.public,
+                self.token,
+                self.agent_token,
+                self.separate,
+                plan,
+                overlay.interface,
+                public_address,
+                *key_halves,
+                *s3_keys,
+            ).apply(render)
+
+        steady = rendered(self._steady).apply(user_data_digest)
+        self.boot_digests[node.name] = pulumi.Output.unsecret(steady)
+        return pulumi.Output.secret(rendered(self.plan))
 
 
 TYPED: dict[str, Any] = {

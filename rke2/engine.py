@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pulumi
 
 from components.cluster_node import ClusterNode
+from components.config import ClusterSettings
 from components.engine import Engine, StackParts
 from components.sites.base import UserData
 from rke2 import config_rules
@@ -28,6 +29,11 @@ class Rke2Install:
     def user_data(self) -> UserData:
         return self._bootstrap.user_data
 
+    def boot_digest(self, node: str) -> pulumi.Output[str] | None:
+        """The user-data rendered with the join targets of a quiet update: a target only
+        this update uses (the initializing server's on a first deployment) is no drift."""
+        return self._bootstrap.boot_digests.get(node)
+
     def cluster(self, nodes: Sequence[ClusterNode]) -> Rke2Cluster:
         cluster = Rke2Cluster(
             "cluster",
@@ -40,4 +46,11 @@ class Rke2Install:
         return cluster
 
 
-ENGINE = Engine(name="rke2", rules=config_rules.RULES, install=Rke2Install)
+def boot_versions(settings: ClusterSettings) -> dict[str, str]:
+    """The RKE2 release each node's install script fetches (``rke2/scripts.py``)."""
+    return {"rke2": settings.kubernetes_version}
+
+
+ENGINE = Engine(
+    name="rke2", rules=config_rules.RULES, install=Rke2Install, boot_versions=boot_versions
+)

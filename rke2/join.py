@@ -171,7 +171,8 @@ def plan_join(
             "multicloud:sites: this update would change "
             f"{len(changes)} etcd members at once (added: {', '.join(added) or '-'}; "
             f"removed: {', '.join(removed) or '-'}; rebuilt: {', '.join(rebuilt) or '-'}); "
-            "change one master per `pulumi up` and wait until it is Ready"
+            "change one master per `pulumi up` and wait until it is Ready: `make roll` "
+            "does that step by step (docs/operations.md)"
         )
     # A server that leaves (removed or rebuilt) does it alone: every other node's drain
     # command runs against a server chosen at the previous update, which could be that one
@@ -210,3 +211,19 @@ def plan_join(
         kubernetes_version,
     )
     return JoinPlan(targets, anchor, record, tuple(staying))
+
+
+def steady_plan(nodes: Sequence[NodeSpec], plan: JoinPlan) -> JoinPlan:
+    """The plan a quiet update after ``plan``'s makes (no server added, removed or rebuilt):
+    each node's join target as a VM created by a later update gets it. It differs from
+    ``plan`` on a first deployment for the server that initializes (a later VM of it joins
+    another server) and, during a server change, for the anchor. The boot record digests
+    the user-data rendered with it (``components/boot_record.py``), so that a target only
+    this update uses never counts as a node behind its code."""
+    return plan_join(
+        nodes,
+        rebuild=(),
+        previous=plan.record,
+        kubernetes_version=plan.record.kubernetes_version,
+        previous_nodes=[n.name for n in nodes],
+    )

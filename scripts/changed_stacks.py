@@ -43,6 +43,7 @@ CI_FILES = frozenset(
         ".github/actions/pulumi-runner/action.yml",
         "scripts/changed_stacks.py",
         "scripts/render_summary.py",
+        "scripts/preview_drift.py",
     }
 )
 

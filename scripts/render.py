@@ -1,7 +1,8 @@
 """`make render STACK=<stack>`: evaluate the real program offline and write what it would do.
 
 Needs no cloud credentials and no Pulumi CLI. Writes to build/<stack>/:
-nodes.md, reachability.md, architecture.mmd, resources.json, user-data/<node>.yaml, and
+nodes.md, reachability.md, architecture.mmd, resources.json, boot.json (the boot record
+this code writes, components/boot_record.py), user-data/<node>.yaml, and
 the engine's cluster description: cluster.yml (rke) or rke2/<node>.yaml, each node's
 /etc/rancher/rke2/config.yaml with its secrets masked (rke2); prints the node and
 reachability tables. ``--engine`` renders the stack with another engine than its file
@@ -13,11 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import yaml
 
+from components.boot_record import BOOT_OUTPUT
 from components.config import ClusterConfig, raw_values, stack_failover_budget
 from components.diagram import architecture_mermaid
 from components.preflight import NetworkPlan
@@ -40,6 +44,7 @@ from scripts.stack_yaml import StackFileError
 from scripts.versions import warnings as version_warnings
 
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
+BOOT_JSON = "boot.json"
 
 
 def nodes_markdown(config: ClusterConfig) -> str:
@@ -52,6 +57,17 @@ def nodes_markdown(config: ClusterConfig) -> str:
             f"| {node.site} | {node.name} | {', '.join(node.roles)} | {node.size} | "
             f"{node.zerotier_ip} | {node.ingress} |"
         )
+    return "\n".join(rows) + "\n"
+
+
+def boot_markdown(record: Mapping[str, Any] | None) -> str:
+    """The boot record a render would write (the stack output ``boot``), per node: the image,
+    size and component versions its VM is created from. Which running nodes are behind needs
+    the stack's state: `make preview` (its ``bootDrift``) shows them, a render cannot."""
+    rows = ["| node | image | size | versions |", "|---|---|---|---|"]
+    for name, entry in sorted(((record or {}).get("nodes") or {}).items()):
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(entry["versions"].items()))
+        rows.append(f"| {name} | {entry['image']} | {entry['size']} | {versions} |")
     return "\n".join(rows) + "\n"
 
 
@@ -183,6 +199,14 @@ def write(run: Run, parsed: ClusterConfig, network: NetworkPlan, target: Path) -
     else:
         (target / "cluster.yml").write_text(cluster_yml(run))
     (target / "architecture.mmd").write_text(architecture_mermaid(parsed))
+    # the boot record this code gives every node (the mock cloud's VM ids; the digests are of
+    # the user-data as rendered here, with placeholder secrets): render_summary.py compares
+    # the base branch's with the PR head's
+    record = reveal(run.outputs.get(BOOT_OUTPUT))
+    (target / BOOT_JSON).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    boot = "Boot inputs (the stack output `boot` this code writes for a new VM):\n\n"
+    boot += boot_markdown(record)
+    boot += "Which running nodes are behind needs the stack's state: `make preview` (bootDrift).\n"
     (target / "resources.json").write_text(resources_json(run))
     secrets = secret_strings(run)  # user-data embeds keys, identities and tokens
     public = public_strings(run)  # ...and public keys, which stay readable
@@ -191,7 +215,7 @@ def write(run: Run, parsed: ClusterConfig, network: NetworkPlan, target: Path) -
             (target / "user-data" / f"{vm.name}.yaml").write_text(
                 masked_text(str(reveal(vm.inputs["userData"])), secrets, public)
             )
-    return table + "\n" + reachability + "\n" + failover_text(parsed)
+    return table + "\n" + boot + "\n" + reachability + "\n" + failover_text(parsed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,18 +25,24 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
-# Run as `python3 head/scripts/render_summary.py` (CI), scripts/ itself is on the path.
+# Run as `python3 head/scripts/render_summary.py` (CI), scripts/ itself is on the path;
+# components/boot_record.py is the standard library only, imported from the same checkout.
 try:
     from scripts.versions import warnings as version_warnings
 except ModuleNotFoundError:
     from versions import warnings as version_warnings  # type: ignore[no-redef]
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from components.boot_record import BootRecordError, drift, record_from_output
 
 NODES = "nodes.md"
 CLUSTER = "cluster.yml"
 RKE2_DIR = "rke2"
 RKE2 = "rke2/*.yaml"
 DIAGRAM = "architecture.mmd"
+BOOT = "boot.json"  # the boot record the render's code writes (scripts/render.py)
 # A step summary is capped at 1 MiB; keep every part well below it.
 MAX_DIFF_CHARS = 60_000
 # The checkout's reference files: this script runs as `python3 head/scripts/...`, so the
@@ -140,6 +146,41 @@ def image_warnings(images: list[str] | None = None, reference: Path = REFERENCE)
     ]
 
 
+def _boot_record(directory: Path | None) -> dict[str, Any] | None:
+    text = _read(directory, BOOT)
+    try:
+        record = record_from_output(json.loads(text)) if text else None
+    except (ValueError, BootRecordError):  # an older render's, or none
+        return None
+    return None if record is None else {name: entry.inputs for name, entry in record.items()}
+
+
+def boot_section(base: Path | None, head: Path) -> str:
+    """The nodes whose boot inputs this change moves (base branch -> PR head): once merged,
+    their running VMs are behind their code until `make roll` replaces them. The running
+    nodes' own drift needs the stack's state (the preview job's "Nodes behind their code")."""
+    now, before = _boot_record(head), _boot_record(base)
+    heading = "### Boot inputs: base branch -> PR head\n\n"
+    if now is None:
+        return heading + "The PR head's render has no boot record.\n"
+    if before is None:
+        return heading + "The base branch's render has no boot record to compare with.\n"
+    rows = [
+        f"| {name} | {'; '.join(reasons)} |"
+        for name in sorted(now)
+        if name in before and (reasons := drift(before[name], now[name]))
+    ]
+    if not rows:
+        return heading + "No node's image, size or boot document changes.\n"
+    return (
+        heading
+        + f"Once merged, {len(rows)} running node(s) are behind their code until `make roll` "
+        'replaces them (docs/operations.md, "Which nodes are behind"):\n\n'
+        + "\n".join(["| node | why |", "| --- | --- |", *rows])
+        + "\n"
+    )
+
+
 def build_summary(stack: str, base: Path | None, head: Path, reference: Path = REFERENCE) -> str:
     """The markdown for one stack. ``head`` must hold a complete render."""
     name = CLUSTER if (head / CLUSTER).is_file() or not (head / RKE2_DIR).is_dir() else RKE2
@@ -169,6 +210,8 @@ def build_summary(stack: str, base: Path | None, head: Path, reference: Path = R
         parts.append(fence(_truncate(diff), "diff"))
     else:
         parts.append(f"No change to `{name}`.\n")
+
+    parts.append(boot_section(base, head))
 
     diagram = (head / DIAGRAM).read_text(encoding="utf-8").strip()
     parts.append(f"### Architecture (PR head)\n\n{fence(diagram, 'mermaid')}")

@@ -89,18 +89,31 @@ def node_specs(settings: ClusterSettings) -> tuple[NodeSpec, ...]:
     return tuple(specs)
 
 
+def check_master_total(settings: ClusterSettings, total: int) -> None:
+    """An odd etcd member total; an even one only as a step of ``make roll`` (``roll``
+    set), one master away from the odd total it steps towards."""
+    roll = settings.roll
+    if roll is not None and roll.target_masters % 2 == 0:
+        raise fail(
+            "roll.targetMasters",
+            f"{roll.target_masters} masters: the roll steps towards an odd total",
+        )
+    if total % 2 == 0 and (roll is None or abs(roll.target_masters - total) != 1):
+        raise fail(
+            "sites",
+            f"{total} etcd members (one per master): an even count survives no more failures "
+            f"than {total - 1} would, and an even split leaves no quorum; use an odd number "
+            "of masters. To go from one odd count to another (3 to 5, or back), change the "
+            "sites' masters and run `make roll`, which adds or removes one master per step",
+        )
+
+
 def check_topology(settings: ClusterSettings, nodes: tuple[NodeSpec, ...]) -> None:
     etcd = Counter(node.site for node in nodes if "etcd" in node.roles)
     total = sum(etcd.values())
     if total == 0:
         raise fail("sites", "no etcd member: give at least one site `masters: 1`")
-    if total % 2 == 0:
-        raise fail(
-            "sites",
-            f"{total} etcd members (one per master): an even count survives no more failures "
-            f"than {total - 1} would, and an even split leaves no quorum; "
-            "use an odd number of masters",
-        )
+    check_master_total(settings, total)
     if len(etcd) >= 2:  # one site holding them all is a choice, not a hidden single point
         for site, count in etcd.items():
             if count * 2 > total:

@@ -57,7 +57,7 @@ SCALAR_KEYS = (
     "overlayMtu",
     "allowWideAdminCidrs",
 )
-OBJECT_KEYS = ("sites", "adminCidrs", "rebuild", "rke", "entrypoint", "deployer")
+OBJECT_KEYS = ("sites", "adminCidrs", "rebuild", "roll", "rke", "entrypoint", "deployer")
 
 
 def openstack_secret_key(site: str) -> str:

@@ -66,6 +66,16 @@ SYSTEM_ACCOUNTS = frozenset(
 )
 
 
+class RollSettings(ConfigModel):
+    """What `make roll` steps towards, written only in its temporary copy of the stack file."""
+
+    target_masters: Int = Field(
+        ge=1,
+        description="The master (etcd member) total the roll steps towards, one master per "
+        "`pulumi up`; an even total is accepted only one master away from it.",
+    )
+
+
 class ClusterSettings(ConfigModel):
     """Every non-secret key of the stack, validated field by field."""
 
@@ -94,6 +104,11 @@ class ClusterSettings(ConfigModel):
     )
     masters_schedulable: Bool = False
     rebuild: list[str] = Field(default_factory=list)
+    roll: RollSettings | None = Field(
+        None,
+        description="Set by `make roll` in its temporary copy of the stack file while it "
+        "changes the master count one master per step; never write it yourself.",
+    )
     zerotier_network_id: str | None = None
     zerotier_central_url: str = Field(
         default="https://api.zerotier.com/api/v1",

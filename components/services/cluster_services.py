@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from components.config.engine_facts import EngineFacts
 from components.config.entrypoint import EntrypointSettings
+from components.previous import this_stack
 from components.services import chart_upgrades, network_policies, workloads
 from components.services.chart_upgrades import CERT_MANAGER, CHART_VERSIONS_OUTPUT, LONGHORN
 
@@ -106,11 +107,7 @@ class ClusterServices(pulumi.ComponentResource):
             targets[LONGHORN] = (lh.chart, lh.chart_version is not None)
         if not targets:
             return pulumi.Output.from_input({})
-        this_stack = pulumi.StackReference(
-            f"{self._name}-previous",
-            stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        previous_stack = this_stack(f"{self._name}-previous", parent=self)
 
         def decide(values: list[Any]) -> dict[str, str]:
             record, nodes = values
@@ -122,7 +119,7 @@ class ClusterServices(pulumi.ComponentResource):
             return {chart: version for chart, (version, _) in targets.items()}
 
         return pulumi.Output.all(
-            this_stack.get_output(CHART_VERSIONS_OUTPUT), this_stack.get_output("nodes")
+            previous_stack.get_output(CHART_VERSIONS_OUTPUT), previous_stack.get_output("nodes")
         ).apply(decide)
 
     def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:

@@ -75,6 +75,7 @@ class DigitalOceanSite(CloudSite):
             tags[group] = tag
 
         for spec in args.specs:
+            user_data = self.user_data(spec)
             droplet = digitalocean.Droplet(
                 spec.name,
                 name=spec.name,
@@ -85,7 +86,7 @@ class DigitalOceanSite(CloudSite):
                 tags=[tags[g].name for g in args.policy.groups_for(spec)],
                 vpc_uuid=site.vpc_uuid,
                 monitoring=True,
-                user_data=self.user_data(spec),
+                user_data=user_data,
                 opts=self.vm_options("digitalocean", spec, provider=self.provider),
             )
             public = droplet.ipv4_address
@@ -95,6 +96,8 @@ class DigitalOceanSite(CloudSite):
                     ssh_address=self.ssh_address(spec, public, droplet.ipv4_address_private),
                     public_address=public,
                     vm=droplet,
+                    image=site.image,
+                    user_data=user_data,
                 )
             )
         self.finish()

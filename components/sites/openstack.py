@@ -117,6 +117,7 @@ class OpenStackSite(CloudSite):
                     f"{spec.name}-fip", floating_ip=fip.address, port_id=port.id, opts=on_cloud
                 )
                 floating = fip.address
+            user_data = self.user_data(spec, floating)
             vm = openstack.compute.Instance(
                 spec.name,
                 name=spec.name,
@@ -138,7 +139,7 @@ class OpenStackSite(CloudSite):
                     if image_id is not None
                     else None
                 ),
-                user_data=self.user_data(spec, floating),
+                user_data=user_data,
                 metadata={
                     "cluster": args.cluster_name,
                     "site": name,
@@ -156,6 +157,8 @@ class OpenStackSite(CloudSite):
                     ssh_address=self.ssh_address(spec, public, private),
                     public_address=public,
                     vm=vm,
+                    image=site.image,
+                    user_data=user_data,
                 )
             )
         self.finish()

@@ -30,8 +30,10 @@ from tests.tools import IN_CI, debian_tool
 # docs/architecture.md: __main__.py exports kubeconfig, nodes, overlayNetworkId, and appUrl
 # with an entrypoint (recordName only with a public record: home has none); ClusterServices
 # adds chartVersions; with RKE2, `rke2`, the join record the next update reads back
-# (docs/rke2.md).
+# (docs/rke2.md); the boot record `boot` and the nodes behind their code `bootDrift`
+# (components/boot_outputs.py).
 OUTPUTS = {"kubeconfig", "nodes", "overlayNetworkId", "appUrl", "chartVersions"}
+OUTPUTS |= {"boot", "bootDrift"}
 RKE2 = {f"{PROJECT}:engine": "rke2", f"{PROJECT}:kubernetesVersion": ""}
 # case -> (stack, extra config, outputs, appUrl)
 CASES: dict[str, tuple[str, dict[str, str], set[str], str | None]] = {

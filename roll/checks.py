@@ -1,0 +1,383 @@
+"""The waits between roll steps: bounded, each saying what it waits for.
+
+``Checks`` is the interface the driver calls (tests inject fakes); ``ClusterChecks`` asks
+the cluster the way the program's own commands do:
+- Kubernetes with ``kubectl`` and the stack's ``kubeconfig`` output (as
+  ``rke/runner/kubectl.py``): node Ready (``kubectl get nodes -o json``,
+  ``status.conditions[type=Ready].status``), Longhorn's ``volumes.longhorn.io``
+  (longhorn-manager ``k8s/pkg/apis/longhorn/v1beta2/volume.go``: ``status.robustness`` is
+  healthy, degraded, faulted or unknown; a detached volume is unknown);
+- etcd with ``etcdctl`` through SSH on a master that stays (``member list -w json``,
+  ``endpoint health --cluster -w json``): RKE in its ``etcd`` container
+  (``rke/runner/etcd.py``), RKE2 in its ``etcd-<node>`` static pod with the server's
+  client certificate (RKE2 keeps them in ``/var/lib/rancher/rke2/server/tls/etcd``), through
+  the server's own kubectl (``rke2/scripts.py`` KUBECTL);
+- the overlay: ``ping`` from that master to the node's overlay address (the ZeroTier flow
+  rules let nodes talk freely, ``components/overlay/zerotier/rules.py``);
+- the DNS record: Cloudflare's API ``GET /zones/{zone_id}/dns_records?name=<record>``
+  (https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/list/)
+  must name an address of a Ready node.
+Secrets (kubeconfig, SSH key) go into 0600 files in a private directory that lives as long
+as the checks (``rke/workdir.py``'s way), never on argv; the API token only in a header.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rke.state import private_dir
+from rke.workdir import write_secret
+from roll.plan import Step
+
+# Bounds of each wait (seconds), and how often it looks.
+NODE_READY_TIMEOUT = 900.0  # a new VM boots, joins the overlay and the cluster
+OVERLAY_TIMEOUT = 300.0
+ETCD_TIMEOUT = 600.0
+LONGHORN_TIMEOUT = 1800.0  # replicas rebuild onto the new node
+DNS_TIMEOUT = 300.0
+POLL_SECONDS = 10.0
+COMMAND_TIMEOUT = 60.0  # one kubectl / ssh call
+
+RKE2_KUBECTL = "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml"
+RKE2_ETCD_TLS = "/var/lib/rancher/rke2/server/tls/etcd"
+CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
+
+
+class CheckFailed(Exception):
+    """A wait ran out; the message says what was still wrong."""
+
+
+class Checks(Protocol):
+    """What the driver waits for around each step (``ClusterChecks``, or a test's fake)."""
+
+    def before(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+        """Before a step: every node Ready; before a master step, etcd healthy with all
+        its members. ``nodes``: the stack's ``nodes`` output now."""
+
+    def after(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+        """After a step: the node Ready and on the overlay, etcd with the members it
+        should have, Longhorn healthy, the DNS record on a live node."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    node_ready: float = NODE_READY_TIMEOUT
+    overlay: float = OVERLAY_TIMEOUT
+    etcd: float = ETCD_TIMEOUT
+    longhorn: float = LONGHORN_TIMEOUT
+    dns: float = DNS_TIMEOUT
+    poll: float = POLL_SECONDS
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how the checks reach the cluster (from the stack's outputs and config)."""
+
+    engine: str  # rke | rke2
+    ssh_user: str
+    nodes: Sequence[Mapping[str, Any]]  # the `nodes` output's rows (host keys pinned)
+    longhorn: bool
+    record: tuple[str, str] | None = None  # (zone id, record name) with Cloudflare
+
+
+def wait(
+    what: str,
+    probe: Callable[[], tuple[bool, str]],
+    bound: float,
+    poll: float,
+    say: Callable[[str], None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Poll ``probe`` (ok, what it saw) until ok, at most ``bound`` seconds."""
+    say(f"waiting up to {bound:g}s for {what}")
+    start = clock()
+    while True:
+        ok, seen = probe()
+        if ok:
+            say(f"{what}: ok after {clock() - start:.0f}s")
+            return
+        if clock() - start >= bound:
+            raise CheckFailed(f"{what}: not within {bound:g}s ({seen})")
+        sleep(poll)
+
+
+# Pure readers of what the commands print (tested without a cluster).
+
+
+def node_ready(nodes_json: Mapping[str, Any]) -> dict[str, bool]:
+    """Node name -> Ready, from ``kubectl get nodes -o json``."""
+    ready = {}
+    for item in nodes_json.get("items") or []:
+        conditions = (item.get("status") or {}).get("conditions") or []
+        ready[str(item["metadata"]["name"])] = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+        )
+    return ready
+
+
+def node_addresses(nodes_json: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Node name -> its ``status.addresses``."""
+    return {
+        str(item["metadata"]["name"]): {
+            str(a.get("address")) for a in (item.get("status") or {}).get("addresses") or []
+        }
+        for item in nodes_json.get("items") or []
+    }
+
+
+def etcd_members(
+    members_json: Mapping[str, Any], health: Sequence[Mapping[str, Any]]
+) -> tuple[set[str], set[str]]:
+    """(member names, healthy member names) from etcdctl's ``member list -w json`` and
+    ``endpoint health --cluster -w json`` (health per client URL)."""
+    good = {str(e.get("endpoint")) for e in health if e.get("health") is True}
+    members, healthy = set(), set()
+    for m in members_json.get("members") or []:
+        name = str(m.get("name") or "")
+        members.add(name)
+        if set(m.get("clientURLs") or ()) & good:
+            healthy.add(name)
+    return members, healthy
+
+
+def longhorn_unhealthy(volumes_json: Mapping[str, Any]) -> list[str]:
+    """Volumes not healthy: attached ones whose robustness is not ``healthy``."""
+    bad = []
+    for item in volumes_json.get("items") or []:
+        status = item.get("status") or {}
+        state, robustness = status.get("state"), status.get("robustness")
+        if robustness != "healthy" and not (state == "detached" and robustness == "unknown"):
+            bad.append(f"{item['metadata']['name']} {state}/{robustness}")
+    return bad
+
+
+def record_contents(answer: Mapping[str, Any]) -> list[str]:
+    """The A/AAAA contents of Cloudflare's DNS record list answer."""
+    return [
+        str(r.get("content")) for r in answer.get("result") or [] if r.get("type") in ("A", "AAAA")
+    ]
+
+
+class ClusterChecks:
+    """``Checks`` against the live cluster. Use as a context manager: the secrets' files
+    live in a private directory removed on exit."""
+
+    def __init__(
+        self,
+        target: Target,
+        kubeconfig: str,
+        ssh_key: str,
+        cloudflare_token: str | None = None,
+        timeouts: Timeouts = Timeouts(),
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.target = target
+        self.timeouts = timeouts
+        self.say = say
+        self._token = cloudflare_token
+        self._secrets = (kubeconfig, ssh_key)
+        self._dir: Path | None = None
+        self.rows = {str(r["name"]): r for r in target.nodes}
+
+    def __enter__(self) -> ClusterChecks:
+        base = private_dir(Path(tempfile.gettempdir()) / f"multicloud-roll-{os.getuid()}")
+        for candidate in ("/dev/shm",):  # tmpfs: the secrets never reach a disk
+            if Path(candidate).is_dir():
+                base = private_dir(Path(candidate) / f"multicloud-roll-{os.getuid()}")
+        _remove_stale(base)
+        self._dir = Path(tempfile.mkdtemp(prefix="checks-", dir=base))
+        (self._dir / "pid").write_text(str(os.getpid()))
+        write_secret(self._dir / "kubeconfig", self._secrets[0])
+        write_secret(self._dir / "ssh-key", self._secrets[1].rstrip("\n") + "\n")
+        known = [f"{r['sshAddress']} {r['hostKey']}" for r in self.target.nodes if r.get("hostKey")]
+        if known:  # the pinned host keys, when the stack exports them
+            write_secret(self._dir / "known_hosts", "\n".join(known) + "\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    # The commands.
+
+    def _run(self, argv: Sequence[str]) -> tuple[int, str]:
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return 1, str(error)
+        return done.returncode, done.stdout if done.returncode == 0 else done.stderr[-300:]
+
+    def kubectl_json(self, *args: str) -> tuple[dict[str, Any] | None, str]:
+        assert self._dir is not None, "use ClusterChecks as a context manager"
+        rc, out = self._run(
+            ["kubectl", "--kubeconfig", str(self._dir / "kubeconfig"), *args, "-o", "json"]
+        )
+        if rc != 0:
+            return None, f"kubectl {' '.join(args)}: {out.strip()}"
+        try:
+            return json.loads(out), ""
+        except ValueError:
+            return None, f"kubectl {' '.join(args)} printed no JSON"
+
+    def ssh(self, node: str, command: str) -> tuple[int, str]:
+        assert self._dir is not None, "use ClusterChecks as a context manager"
+        known = self._dir / "known_hosts"
+        options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        if known.exists():
+            options += ["-o", f"UserKnownHostsFile={known}"]
+        address = str(self.rows[node]["sshAddress"])
+        return self._run(
+            ["ssh", *options, "-o", "ConnectTimeout=10", "-i", str(self._dir / "ssh-key"),
+             f"{self.target.ssh_user}@{address}", command]
+        )  # fmt: skip
+
+    def staying_master(self, step: Step) -> str | None:
+        masters = [
+            n for n, r in self.rows.items() if "etcd" in (r.get("roles") or ()) and n != step.node
+        ]
+        return masters[0] if masters else None
+
+    # The probes.
+
+    def _nodes_ready(self, names: Sequence[str]) -> tuple[bool, str]:
+        data, error = self.kubectl_json("get", "nodes")
+        if data is None:
+            return False, error
+        ready = node_ready(data)
+        waiting = [n for n in names if not ready.get(n)]
+        return not waiting, "not Ready: " + ", ".join(waiting)
+
+    def _etcd(self, via: str, expected: int) -> tuple[bool, str]:
+        if self.target.engine == "rke2":
+            tls = " ".join(
+                f"--{flag} {RKE2_ETCD_TLS}/{file}"
+                for flag, file in (
+                    ("cacert", "server-ca.crt"),
+                    ("cert", "server-client.crt"),
+                    ("key", "server-client.key"),
+                )
+            )
+            pod = shlex.quote(f"etcd-{via}")  # RKE2's static pod on that server
+            etcdctl = (
+                f"sudo {RKE2_KUBECTL} -n kube-system exec {pod} -- "
+                f"etcdctl --endpoints https://127.0.0.1:2379 {tls}"
+            )
+        else:
+            etcdctl = "docker exec etcd etcdctl"
+        # `endpoint health` exits 1 when a member is unhealthy, its JSON still on stdout.
+        _, out = self.ssh(
+            via,
+            f"{etcdctl} member list -w json; echo; echo ==multicloud==; "
+            f"{etcdctl} endpoint health --cluster -w json; true",
+        )
+        if "==multicloud==" not in out:
+            return False, f"etcdctl on {via}: {out.strip()[-200:]}"
+        first, second = out.split("==multicloud==", 1)
+        try:
+            members, healthy = etcd_members(json.loads(first), json.loads(second or "[]"))
+        except (ValueError, AttributeError):
+            return False, f"etcdctl on {via} printed no JSON"
+        ok = len(members) == expected and healthy == members
+        return ok, f"{len(healthy)} of {len(members)} members healthy, {expected} expected"
+
+    def _overlay(self, via: str, node: str) -> tuple[bool, str]:
+        ip = str(self.rows[node]["overlayIp"])
+        rc, out = self.ssh(via, f"ping -c 1 -W 2 {shlex.quote(ip)} >/dev/null && echo up")
+        return rc == 0 and "up" in out, f"{ip} does not answer from {via}"
+
+    def _longhorn(self) -> tuple[bool, str]:
+        data, error = self.kubectl_json("-n", "longhorn-system", "get", "volumes.longhorn.io")
+        if data is None:
+            return False, error
+        bad = longhorn_unhealthy(data)
+        return not bad, "; ".join(bad)
+
+    def _dns(self) -> tuple[bool, str]:
+        assert self.target.record is not None and self._token is not None
+        zone, name = self.target.record
+        url = f"{CLOUDFLARE_API}/zones/{zone}/dns_records?" + urllib.parse.urlencode({"name": name})
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=COMMAND_TIMEOUT) as response:
+                contents = record_contents(json.load(response))
+        except (OSError, ValueError) as error:
+            return False, f"Cloudflare API: {error}"
+        data, err = self.kubectl_json("get", "nodes")
+        if data is None:
+            return False, err
+        ready = node_ready(data)
+        live = set().union(
+            *(a for n, a in node_addresses(data).items() if ready.get(n)),
+            {str(r.get("sshAddress")) for n, r in self.rows.items() if ready.get(n)},
+        )
+        ok = bool(contents) and all(c in live for c in contents)
+        return ok, f"{name} -> {', '.join(contents) or 'nothing'}"
+
+    def _wait_etcd(self, step: Step) -> None:
+        via = self.staying_master(step)
+        if step.is_master and via is not None:
+            wait(
+                f"etcd healthy with {step.members_after} members (asked on {via})",
+                lambda: self._etcd(via, step.members_after),
+                self.timeouts.etcd, self.timeouts.poll, self.say,
+            )  # fmt: skip
+
+    # The interface.
+
+    def before(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+        self.rows = {str(r["name"]): r for r in nodes}
+        t = self.timeouts
+        names = list(self.rows)
+        if step.kind in ("finish", "add-master"):
+            names = [n for n in names if n != step.node]  # not there yet
+        wait("every node Ready", lambda: self._nodes_ready(names), t.node_ready, t.poll, self.say)
+        via = self.staying_master(step)
+        if step.is_master and via is not None:
+            wait(
+                f"etcd healthy with all {step.members_before} members (asked on {via})",
+                lambda: self._etcd(via, step.members_before),
+                t.etcd, t.poll, self.say,
+            )  # fmt: skip
+
+    def after(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+        self.rows = {str(r["name"]): r for r in nodes}
+        t = self.timeouts
+        via = self.staying_master(step)
+        if step.kind != "remove-master":
+            wait(f"{step.node} Ready", lambda: self._nodes_ready([step.node]), t.node_ready,
+                 t.poll, self.say)  # fmt: skip
+            if via is not None and step.node in self.rows:
+                wait(f"{step.node}'s overlay address answering", lambda: self._overlay(
+                    via, step.node), t.overlay, t.poll, self.say)  # fmt: skip
+        self._wait_etcd(step)
+        if self.target.longhorn:
+            wait("Longhorn volumes healthy", self._longhorn, t.longhorn, t.poll, self.say)
+        if self.target.record is not None and self._token is not None:
+            wait(f"DNS record {self.target.record[1]} on a live node", self._dns, t.dns,
+                 t.poll, self.say)  # fmt: skip
+
+
+def _remove_stale(base: Path) -> None:
+    """Remove the secrets' directories of rolls that were killed (their pid is gone)."""
+    for path in base.glob("checks-*"):
+        try:
+            os.kill(int((path / "pid").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # another user's process, or a directory being created

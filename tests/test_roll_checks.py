@@ -1,0 +1,182 @@
+"""The roll's waits (roll/checks.py): what they read from kubectl/etcdctl/Cloudflare, that
+they are bounded and say what they wait for, and that the kubeconfig and SSH key reach the
+commands as 0600 files of a private directory (never argv) that is removed after."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from roll.checks import (
+    CheckFailed,
+    ClusterChecks,
+    Target,
+    Timeouts,
+    etcd_members,
+    longhorn_unhealthy,
+    node_ready,
+    record_contents,
+    wait,
+)
+from roll.plan import Step
+
+KUBECONFIG = "apiVersion: v1\nusers: [{name: admin, user: {token: kubeconfig-secret}}]\n"
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nssh-key-secret\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def nodes_json(ready: dict[str, bool]) -> dict[str, object]:
+    return {
+        "items": [
+            {
+                "metadata": {"name": name},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True" if ok else "False"}],
+                    "addresses": [{"type": "ExternalIP", "address": f"192.0.2.{i}"}],
+                },
+            }
+            for i, (name, ok) in enumerate(ready.items(), 1)
+        ]
+    }
+
+
+def test_readers() -> None:
+    assert node_ready(nodes_json({"a": True, "b": False})) == {"a": True, "b": False}
+    members = {
+        "members": [
+            {"name": "etcd-m0", "clientURLs": ["https://10.147.1.10:2379"]},
+            {"name": "etcd-m1", "clientURLs": ["https://10.147.2.10:2379"]},
+        ]
+    }
+    health = [
+        {"endpoint": "https://10.147.1.10:2379", "health": True},
+        {"endpoint": "https://10.147.2.10:2379", "health": False},
+    ]
+    assert etcd_members(members, health) == ({"etcd-m0", "etcd-m1"}, {"etcd-m0"})
+    volumes = {
+        "items": [
+            {"metadata": {"name": f"pvc-{i}"}, "status": {"state": state, "robustness": robust}}
+            for i, (state, robust) in enumerate(
+                [("attached", "healthy"), ("attached", "degraded"), ("detached", "unknown")], 1
+            )
+        ]
+    }
+    assert longhorn_unhealthy(volumes) == ["pvc-2 attached/degraded"]
+    answer = {"result": [{"type": "A", "content": "192.0.2.1"}, {"type": "TXT", "content": "x"}]}
+    assert record_contents(answer) == ["192.0.2.1"]
+
+
+def test_a_wait_is_bounded_and_says_what_it_waits_for() -> None:
+    said: list[str] = []
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(CheckFailed, match=r"node a Ready: not within 30s \(not Ready: a\)"):
+        wait("node a Ready", lambda: (False, "not Ready: a"), 30, 10, said.append,
+             clock=lambda: now[0], sleep=sleep)  # fmt: skip
+    assert said == ["waiting up to 30s for node a Ready"]
+    assert now[0] == 30
+    answers = iter([(False, "x"), (True, "")])
+    wait("b", lambda: next(answers), 30, 10, said.append, clock=lambda: now[0], sleep=sleep)
+    assert said[-1].startswith("b: ok after")
+
+
+def test_secrets_reach_kubectl_and_ssh_as_private_files_never_argv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-in kubectl and ssh on PATH record their argv and the files they are given."""
+    log = tmp_path / "log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ready = json.dumps(nodes_json({"mc-w0": True, "mc-m0": True}))
+    for tool in ("kubectl", "ssh"):
+        script = bin_dir / tool
+        script.write_text(
+            "#!/bin/sh\n"
+            f'echo "{tool} $(echo "$*" | tr "\\n" " ")" >> {log}\n'  # argv on one line
+            # the file after --kubeconfig / -i: its mode and content
+            'prev=""; for a in "$@"; do\n'
+            '  if [ "$prev" = --kubeconfig ] || [ "$prev" = -i ]; then\n'
+            f'    stat -c "%a %U" "$a" >> {log}; cat "$a" >> {log}; echo >> {log}\n'
+            f'    stat -c "%a" "$(dirname "$a")" >> {log}\n'
+            "  fi; prev=$a; done\n"
+            f"[ {tool} = kubectl ] && echo '{ready}'\n"
+            "[ ssh = " + tool + " ] && echo up\n"
+            "exit 0\n"
+        )
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rows = [
+        {"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd"],
+         "overlayIp": "10.147.1.10", "sshAddress": "192.0.2.1"},
+        {"name": "mc-w0", "site": "s", "roles": ["worker"],
+         "overlayIp": "10.147.1.20", "sshAddress": "192.0.2.2"},
+    ]  # fmt: skip
+    target = Target(engine="rke", ssh_user="rke", nodes=rows, longhorn=False)
+    step = Step("replace", "mc-w0", "s", "", (), ("mc-w0",), None, 1, 1, False)
+    with ClusterChecks(target, KUBECONFIG, SSH_KEY, say=lambda _: None) as checks:
+        directory = checks._dir
+        assert directory is not None
+        checks.after(step, rows)
+    assert not directory.exists(), "the secrets' directory outlived the checks"
+    # a killed roll's directory (its pid gone) is removed by the next one
+    stale = directory.parent / "checks-killed"
+    stale.mkdir()
+    (stale / "kubeconfig").write_text("x")
+    (stale / "pid").write_text("999999999")
+    with ClusterChecks(target, KUBECONFIG, SSH_KEY, say=lambda _: None):
+        assert not stale.exists()
+    text = log.read_text()
+    argv_lines = [ln for ln in text.splitlines() if ln.startswith(("kubectl ", "ssh "))]
+    assert any(ln.startswith("kubectl ") for ln in argv_lines)
+    assert any(ln.startswith("ssh ") and "ping -c 1 -W 2 10.147.1.20" in ln for ln in argv_lines)
+    for line in argv_lines:
+        assert "kubeconfig-secret" not in line and "ssh-key-secret" not in line
+    assert "kubeconfig-secret" in text and "ssh-key-secret" in text  # read from the files
+    modes = {ln for ln in text.splitlines() if ln[:3].isdigit()}
+    assert {m.split()[0] for m in modes} <= {"600", "700"}
+    assert stat.S_IMODE(directory.parent.stat().st_mode) == 0o700
+
+
+def test_etcd_wait_asks_a_staying_master_and_needs_the_expected_member_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RKE2: etcdctl in the staying server's etcd pod over SSH. A stand-in ssh answers with
+    two healthy members: a step expecting 2 passes, one expecting 3 times out saying so."""
+    log = tmp_path / "log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    members = {
+        "members": [{"name": f"m{i}", "clientURLs": [f"https://10.147.1.{i}:2379"]} for i in (1, 2)]
+    }
+    health = [{"endpoint": f"https://10.147.1.{i}:2379", "health": True} for i in (1, 2)]
+    ssh = bin_dir / "ssh"
+    ssh.write_text(
+        "#!/bin/sh\n"
+        f'echo "ssh $*" >> {log}\n'
+        f"echo '{json.dumps(members)}'; echo; echo ==multicloud==; echo '{json.dumps(health)}'\n"
+    )
+    ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rows = [
+        {"name": f"mc-m{i}", "site": "s", "roles": ["controlplane", "etcd"],
+         "overlayIp": f"10.147.1.{i}", "sshAddress": f"192.0.2.{i}"}
+        for i in (0, 1)
+    ]  # fmt: skip
+    target = Target(engine="rke2", ssh_user="rke", nodes=rows, longhorn=False)
+    quick = Timeouts(node_ready=0, overlay=0, etcd=0, poll=0)
+    removal = Step("remove-master", "mc-m2", "s", "", (), (), None, 3, 2, True)
+    with ClusterChecks(target, KUBECONFIG, SSH_KEY, timeouts=quick, say=lambda _: None) as c:
+        assert c._etcd("mc-m0", 2) == (True, "2 of 2 members healthy, 2 expected")
+        with pytest.raises(CheckFailed, match=r"etcd healthy with 3 members .*2 of 2 members"):
+            c._wait_etcd(Step("add-master", "mc-m2", "s", "", (), (), None, 2, 3, True))
+        c.after(removal, rows)  # a removal waits for etcd only (no Longhorn, no record here)
+    command = log.read_text().splitlines()[0]
+    assert "rke@192.0.2.0" in command, "asked on the master that stays"
+    assert "kube-system exec etcd-mc-m0 -- etcdctl --endpoints https://127.0.0.1:2379" in command
+    assert "--cacert /var/lib/rancher/rke2/server/tls/etcd/server-ca.crt" in command
