@@ -82,7 +82,7 @@ if settings.entrypoint is not None:
 
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("overlayNetworkId", overlay.network_id)
-pulumi.export("nodes", node_table(config.nodes, {n.name: n.ssh_address for n in nodes}))
+pulumi.export("nodes", node_table(nodes))
 
 # 6. The boot record: per node what its running VM was created from (image, size, boot
 #    document), carried forward from the previous update, and the nodes behind their code.

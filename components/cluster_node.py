@@ -57,8 +57,8 @@ class ClusterNode:
         return replace(self, host_key=public_openssh)
 
 
-def node_row(spec: NodeSpec, ssh_address: str) -> dict[str, object]:
-    return {
+def node_row(spec: NodeSpec, ssh_address: str, host_key: str | None) -> dict[str, object]:
+    row: dict[str, object] = {
         "name": spec.name,
         "site": spec.site,
         "roles": list(spec.roles),
@@ -67,13 +67,20 @@ def node_row(spec: NodeSpec, ssh_address: str) -> dict[str, object]:
         "sshAddress": ssh_address,
         "ingress": spec.ingress,
     }
+    if host_key:  # what an SSH client pins for the node ("ssh-ed25519 AAAA...")
+        row["hostKey"] = host_key.strip()
+    return row
 
 
-def node_table(
-    specs: Sequence[NodeSpec], ssh: Mapping[str, pulumi.Output[str]]
-) -> pulumi.Output[list[dict[str, object]]]:
-    """The stack's node table: what an operator looks up first."""
-    addresses = [ssh[spec.name] for spec in specs]
-    return pulumi.Output.all(*addresses).apply(
-        lambda resolved: [node_row(s, a) for s, a in zip(specs, resolved, strict=True)]
+def node_table(nodes: Sequence[ClusterNode]) -> pulumi.Output[list[dict[str, object]]]:
+    """The stack's node table: what an operator (and ``make roll``) looks up first."""
+    addresses = [node.ssh_address for node in nodes]
+    keys = [node.host_key if node.host_key is not None else "" for node in nodes]
+    return pulumi.Output.all(*addresses, *keys).apply(
+        lambda resolved: [
+            node_row(n.spec, address, key)
+            for n, address, key in zip(
+                nodes, resolved[: len(nodes)], resolved[len(nodes) :], strict=True
+            )
+        ]
     )

@@ -43,6 +43,10 @@ from rke2.boot import Rke2Files, rke2_part
 from rke2.join import ClusterRecord, JoinError, JoinPlan, check_not_rke, plan_join, steady_plan
 
 API_PORT = 6443
+# The release the boot record's digest renders every install script with: the upgrade
+# Plans move each node to the stack's release in place (rke2/upgrade.py), so the release a
+# node booted with is no drift, while a change to the script itself still is.
+IN_PLACE_RELEASE = "v0.0.0+rke2r0"
 READY_TIMEOUT_SECONDS = 30 * 60
 # The serving certificate RKE2 generates always carries the DNS name `kubernetes` (K3s
 # pkg/daemons/control/deps/deps.go, genServerCerts): the kubeconfig verifies against it,
@@ -93,10 +97,12 @@ def rke2_files(
     interface: str,
     s3: config_yaml.S3Credentials | None,
     public_address: str | None = None,
+    release: str | None = None,
 ) -> Rke2Files:
     """Everything RKE2-specific in one node's user-data (pure). ``public_address``: the
     node's floating IP, required when its site allocates one (raises ``ValueError``
-    otherwise)."""
+    otherwise); ``release``: the RKE2 release the install script fetches (default: the
+    stack's ``kubernetesVersion``)."""
     settings = config.settings
     specs = {n.name: n for n in config.nodes}
     cluster = config_yaml.ConfigYamlSettings(
@@ -131,7 +137,9 @@ def rke2_files(
     return Rke2Files(
         role=role,
         config_yaml=config_yaml.render(document),
-        install_script=scripts.install_script(settings.kubernetes_version, role, spec.zerotier_ip),
+        install_script=scripts.install_script(
+            release or settings.kubernetes_version, role, spec.zerotier_ip
+        ),
         external_ip_script=(
             config_yaml.external_ip_dropin(source) if source == "default-route" else None
         ),
@@ -226,7 +234,7 @@ class Rke2Bootstrap(pulumi.ComponentResource):
             assert secrets.etcd_s3_secret_key is not None
             s3_keys = [secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key]
 
-        def render(values: list[Any]) -> str:
+        def render(values: list[Any], release: str | None = None) -> str:
             (network_id, secret, public, token, agent_token, separate, plan, interface, address,
              private_key, public_key, *keys) = values  # fmt: skip
             return render_user_data(
@@ -244,12 +252,15 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                         interface=interface,
                         s3=config_yaml.S3Credentials(*keys) if keys else None,
                         public_address=address,
+                        release=release,
                     )
                 ),
                 host_key=HostKey(private_key, public_key) if private_key else None,
             )
 
-        def rendered(plan: pulumi.Output[JoinPlan]) -> pulumi.Output[str]:
+        def rendered(
+            plan: pulumi.Output[JoinPlan], release: str | None = None
+        ) -> pulumi.Output[str]:
             return pulumi.Output.all(
                 overlay.network_id,
                 identity.secret,
@@ -262,9 +273,9 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                 public_address,
                 *key_halves,
                 *s3_keys,
-            ).apply(render)
+            ).apply(lambda values: render(values, release))
 
-        steady = rendered(self._steady).apply(user_data_digest)
+        steady = rendered(self._steady, IN_PLACE_RELEASE).apply(user_data_digest)
         self.boot_digests[node.name] = pulumi.Output.unsecret(steady)
         return pulumi.Output.secret(rendered(self.plan))
 

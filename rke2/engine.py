@@ -47,8 +47,10 @@ class Rke2Install:
 
 
 def boot_versions(settings: ClusterSettings) -> dict[str, str]:
-    """The RKE2 release each node's install script fetches (``rke2/scripts.py``)."""
-    return {"rke2": settings.kubernetes_version}
+    """None: the RKE2 release a node booted with is no drift, since the upgrade Plans move
+    every node to the stack's release in place (``rke2/upgrade.py``)."""
+    del settings
+    return {}
 
 
 ENGINE = Engine(

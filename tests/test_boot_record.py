@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -235,9 +236,13 @@ def test_the_program_records_every_nodes_boot_inputs(rke2: bool) -> None:
         assert entry.inputs.size == inputs.get("flavorName", inputs.get("size"))
         from scripts.offline import reveal
 
-        assert entry.inputs.user_data == user_data_digest(reveal(inputs["userData"]))
+        exact = user_data_digest(reveal(inputs["userData"]))
+        # RKE2's digest renders the install script with a neutral release (upgraded in
+        # place: test_an_rke2_release_change_puts_no_node_behind)
+        assert (entry.inputs.user_data == exact) != rke2
+        assert re.fullmatch("[0-9a-f]{64}", entry.inputs.user_data or "")
         assert entry.inputs.versions["zerotier-one"]
-        assert ("rke2" in entry.inputs.versions) == rke2
+        assert "rke2" not in entry.inputs.versions
         assert ("docker-ce" in entry.inputs.versions) != rke2
     assert run.outputs["bootDrift"] == {}  # a new stack: every node is current
 
@@ -365,3 +370,29 @@ def test_the_steady_plan_is_the_next_quiet_updates_plan() -> None:
     assert second.targets[A0.name] == B0.name  # ...a later VM of it joins
     assert steady_plan([A0, B0, C0, W0], first).targets == second.targets
     assert steady_plan([A0, B0, C0, W0], second).targets == second.targets
+
+
+def test_an_rke2_release_change_puts_no_node_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upgrade Plans move every RKE2 node to the stack's release in place
+    (rke2/upgrade.py): a node booted with an older release is not behind, so a Kubernetes
+    upgrade gives `make roll` nothing to replace; any other change to the document still
+    shows (the zerotier-one case above)."""
+    from scripts.offline import run_program
+
+    first = _run("home", rke2=True)
+    assert first.error is None, first.error
+    older = "v1.35.6+rke2r1"  # what the running VMs booted with (a release before the pin)
+    from rke2 import config_rules, release
+
+    monkeypatch.setattr(
+        config_rules, "supported_versions", lambda: (older, release.pinned_version())
+    )
+    config, secrets = rke2_config("home")
+    config["multicloud:kubernetesVersion"] = older
+    booted = run_program(config, secret_keys=secrets, stack="home")
+    assert booted.error is None, booted.error
+    previous = json.loads(json.dumps(booted.outputs))  # what that update left
+    upgraded = _run("home", previous=previous, rke2=True)  # the pinned, newer release
+    assert upgraded.error is None, upgraded.error
+    assert upgraded.outputs["bootDrift"] == {}
+    assert upgraded.outputs["boot"] == previous["boot"]

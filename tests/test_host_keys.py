@@ -88,6 +88,20 @@ def test_rke2_nodes_get_their_key_and_every_rke2_command_pins_its_hosts_key() ->
         assert connection["hostKey"].strip() == public_by_node[target], command.name
 
 
+def test_the_nodes_output_names_each_nodes_host_key_for_make_roll_to_pin() -> None:
+    from tests.program import committed_rke2
+
+    for run in (committed("prod"), committed_rke2("prod")):
+        installed = {
+            vm.name: load_yaml(reveal(vm.inputs["userData"]))["ssh_keys"]["ed25519_public"]
+            for vm in vms(run)
+        }
+        rows = {row["name"]: row for row in run.outputs["nodes"]}
+        assert rows.keys() == installed.keys()
+        for name, row in rows.items():
+            assert row["hostKey"] == installed[name].strip(), name
+
+
 def test_the_rke_command_hands_the_runner_the_pins_for_its_own_ssh() -> None:
     import json
 

@@ -17,9 +17,16 @@ from components.sites.firewall import SitePolicy
 # (and every etcd member with it), so existing VMs keep what they booted with; a
 # node listed in `rebuild` takes the current values, which replaces just that node.
 BOOT_ONLY = {
-    "openstack": ["userData", "imageName", "keyPair", "blockDevices"],
-    "digitalocean": ["userData", "image", "sshKeys"],
+    "openstack": ["userData", "imageName", "keyPair", "blockDevices", "flavorName"],
+    "digitalocean": ["userData", "image", "sshKeys", "size"],
 }
+# The providers resize a VM in place (terraform-provider-digitalocean droplet/
+# resource_droplet.go `resourceDigitalOceanDropletUpdate` powers the droplet off for it;
+# terraform-provider-openstack resource_openstack_compute_instance_v2.go
+# `resourceComputeInstanceV2Update` resizes and reboots the server). A node is replaced
+# instead, never patched: the size is boot-only too, and a node in `rebuild` that takes a
+# new one is replaced like for any other boot input.
+REPLACE_ON = {"openstack": ["flavorName"], "digitalocean": ["size"]}
 
 # A node's old and new VM must never run side by side, so a VM (and an SSH key whose name
 # the cloud keeps unique) is replaced delete-first. Pulumi replaces create-first unless
@@ -93,6 +100,7 @@ class CloudSite(pulumi.ComponentResource):
             parent=self,
             provider=provider,
             ignore_changes=ignore,
+            replace_on_changes=REPLACE_ON[kind],
             delete_before_replace=REPLACE_DELETE_FIRST,
         )
 

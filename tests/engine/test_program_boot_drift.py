@@ -1,19 +1,21 @@
 """Issue 21 on the real engine: the stack says which nodes are behind their code.
 
 After a first `pulumi up` of home (RKE, three booted fake VMs, ``Workspace(..., nodes=True)``)
-the site's image changes in the stack file. The image is a boot-only input every running VM
-ignores (components/sites/base.py ``BOOT_ONLY``), so:
+the site's image and its workers' flavor change in the stack file. Both are boot-only inputs
+every running VM ignores (components/sites/base.py ``BOOT_ONLY``: the providers would resize
+a VM in place), so:
 
 - `pulumi preview` of the new stack shows no drift (no VM exists yet);
 - after the change `pulumi preview` replaces no VM, and the stack output ``bootDrift``'s new
   value (the root Stack's outputs in the engine's event log, pkg/engine/events.go
-  ``resOutputsEvent``) names every node's image change, as the preview workflow's "Nodes
-  behind their code" section shows it (scripts/preview_drift.py);
+  ``resOutputsEvent``) names every node's image change and the workers' size change, as
+  the preview workflow's "Nodes behind their code" section shows it (scripts/preview_drift.py);
 - `pulumi up` without ``rebuild`` still replaces nothing, and exports that drift (the record
   ``boot`` carries the old image forward: the VMs' ids did not change);
 - ``rebuild: [a worker]``: the preview replaces that VM only and its ``bootDrift`` still
-  names the others (the new VM has no id yet); `pulumi up` replaces it: its drift is gone,
-  the others' remains;
+  names the others (the new VM has no id yet); `pulumi up` replaces it (delete-first, with
+  the new flavor: ``replace_on_changes``, never a resize): its drift is gone, the others'
+  remains;
 - `pulumi preview --expect-no-changes` then passes (the record adds no perpetual diff).
 
 Wall times are printed.
@@ -36,6 +38,7 @@ from tests.engine.test_program_up import _needs_sshd
 STACK = "home"
 SITE = "home"
 NEW_IMAGE = "debian-12-20261201"
+NEW_WORKER_FLAVOR = "g1.xlarge"  # a size the providers would resize in place
 WORKER = "mc-home-home-worker-1"
 
 
@@ -74,10 +77,16 @@ def test_a_new_image_shows_as_drift_until_each_node_is_rebuilt(tmp_path: Path) -
         assert len(nodes) == 3 and WORKER in nodes
         assert outputs["bootDrift"] == {}
         old_image = outputs["boot"]["nodes"][WORKER]["image"]
-        drifted = {node: [f"image {old_image} → {NEW_IMAGE}"] for node in nodes}
+        old_flavor = outputs["boot"]["nodes"][WORKER]["size"]
+        drifted = {
+            node: [f"image {old_image} → {NEW_IMAGE}"]
+            + ([f"size {old_flavor} → {NEW_WORKER_FLAVOR}"] if "worker" in node else [])
+            for node in nodes
+        }
 
         sites = copy.deepcopy(stack_plain_config(STACK)[f"{PROJECT}:sites"])
         sites[SITE]["image"] = NEW_IMAGE
+        sites[SITE]["workerFlavor"] = NEW_WORKER_FLAVOR
         ws.config_set("sites", sites)
 
         # the preview: no VM replaced, every node behind
@@ -88,8 +97,8 @@ def test_a_new_image_shows_as_drift_until_each_node_is_rebuilt(tmp_path: Path) -
         assert stack_outputs_in(log)["bootDrift"] == drifted
         # the workflow's section (scripts/preview_drift.py) from the same event log
         section = drift_section(stack_outputs_in(log))
-        for node, (reason,) in drifted.items():
-            assert f"| {node} | {reason} |" in section
+        for node, (reason, *_) in drifted.items():
+            assert f"| {node} | {reason}" in section
 
         # up without rebuild: nothing replaced, the drift exported
         events = len(cloud.events())
@@ -118,6 +127,9 @@ def test_a_new_image_shows_as_drift_until_each_node_is_rebuilt(tmp_path: Path) -
         outputs = ws.run("stack", "output", "--json").json()
         assert outputs["bootDrift"] == {n: r for n, r in drifted.items() if n != WORKER}
         assert outputs["boot"]["nodes"][WORKER]["image"] == NEW_IMAGE
+        assert outputs["boot"]["nodes"][WORKER]["size"] == NEW_WORKER_FLAVOR
+        [new_vm] = [r for r in cloud.resources().values() if r["name"] == WORKER]
+        assert new_vm["outputs"]["flavorName"] == NEW_WORKER_FLAVOR
 
         after = ws.preview("--expect-no-changes")
         times.append(f"preview --expect-no-changes {after.seconds:.1f} s")
