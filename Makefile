@@ -125,11 +125,14 @@ typecheck: $(VENV)/.installed
 # worksteal: each process takes a contiguous share of the tests, so a file's tests and its
 # module fixtures mostly stay in one, and an idle one takes tests over from the other).
 # Of the Go tools it needs only the two its tests run (tests/test_netpol_connectivity.py,
-# tests/test_stack_yaml.py).
+# tests/test_stack_yaml.py). PYTHONDONTWRITEBYTECODE (set in some shells) is cleared for the
+# run: without bytecode caches each pytest process and every Python child the tests start
+# compile the project again, and pytest rewrites every test module's asserts again, each
+# run (5-8 s of CPU; the caches go to the git-ignored __pycache__ folders).
 PYTEST_JOBS ?= 2
 unit: setup netpol-analyzer stack-config
-	$(VENV)/bin/pytest -p xdist -n $(PYTEST_JOBS) --dist worksteal --ignore=tests/engine \
-		--ignore=tests/restructure
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -p xdist -n $(PYTEST_JOBS) --dist worksteal \
+		--ignore=tests/engine --ignore=tests/restructure
 
 # Issue 20's temporary guard: `make render` byte-identical to the manifest taken before
 # the restructure (tests/restructure/; dropped with it, so not part of the unit figure).

@@ -10,6 +10,7 @@
 # so). N (default 10) is how many of the slowest tests to list.
 set -eu
 cd "$(dirname "$0")/.."
+export PYTHONDONTWRITEBYTECODE=  # as `make unit` runs it: with bytecode caches (Makefile)
 N="${1:-10}"
 VENV="${VENV:-venv}"
 JOBS="${PYTEST_JOBS:-2}"

@@ -65,18 +65,6 @@ def _evaluated(config: dict[str, str], secrets: list[str], stack: str, preview: 
     return run
 
 
-def with_workers(stack: str, site: str, workers: int) -> Run:
-    """The committed stack with ``site``'s worker count set to ``workers`` (cached)."""
-
-    def edit(values: dict[str, Any]) -> None:
-        values["multicloud:sites"][site]["workers"] = workers
-
-    config, secrets = edited(stack, edit)
-    run = cached_run_program(config, secret_keys=secrets, stack=stack)
-    assert run.error is None, run.error
-    return run
-
-
 def run_edited(stack: str, edit: Callable[[dict[str, Any]], None], preview: bool = False) -> Run:
     config, secrets = edited(stack, edit)
     return run_program(config, secret_keys=secrets, stack=stack, preview=preview)

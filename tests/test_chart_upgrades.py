@@ -6,7 +6,8 @@ Prevention"), cert-manager skipping a minor (content/docs/installation/upgrade.m
 
 The real engine runs the rest (tests/engine/test_pin_upgrade.py, prod with RKE2): both
 charts two minors behind refused with each key named, one minor accepted and recorded, and
-that step an in-place ``update`` of the two Releases on ``version`` alone."""
+that step an in-place ``update`` of the two Releases on ``version`` alone; here each step
+of a longer path is checked by the program's check alone."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.services.chart_upgrades import CHART_VERSIONS_OUTPUT, path
+from components.services.chart_upgrades import (
+    CHART_VERSIONS_OUTPUT,
+    Previous,
+    check_charts,
+    path,
+)
 from scripts.offline import Run, reveal, run_program
 from tests.program import committed, committed_rke2, edited, rke2_config
 
@@ -71,15 +77,21 @@ def test_longhorn_skipping_minors_is_refused_with_the_path() -> None:
     assert _versions(run).get("longhorn") != "1.12.1"
 
 
-def test_each_step_of_the_path_is_accepted_and_recorded() -> None:
-    running = "1.8.1"
-    for step in path("longhorn", "1.8.1", "1.12.1"):
-        previous = {CHART_VERSIONS_OUTPUT: {"cert-manager": "v1.18.6", "longhorn": running}}
-        run = _run(previous | {"nodes": NODES}, _set("longhorn", step))
-        assert run.error is None, run.error
-        assert _versions(run)["longhorn"] == step
-        running = run.outputs[CHART_VERSIONS_OUTPUT]["longhorn"]
-    assert running == "1.12.1"
+@pytest.mark.parametrize(
+    ("chart", "running", "target"),
+    [("longhorn", "1.8.1", "1.12.1"), ("cert-manager", "v1.16.3", "v1.21.1")],
+)
+def test_each_step_of_the_path_is_accepted(chart: str, running: str, target: str) -> None:
+    """Each version of the path a refusal names may follow the one before it, as the
+    program's check sees it. The whole program taking such a step (the record read back,
+    the step accepted and recorded, the Releases updated in place) runs on the real engine:
+    tests/engine/test_pin_upgrade.py, test_moving_the_pins_one_minor_updates_only_the_releases."""
+    other = {"longhorn": "cert-manager", "cert-manager": "longhorn"}[chart]
+    for step in path(chart, running, target):
+        record = {chart: running, other: "v1.18.6" if other == "cert-manager" else "1.12.1"}
+        check_charts(Previous.from_outputs(record, NODES), {chart: (step, True)})
+        running = step
+    assert running == target
 
 
 def test_longhorn_downgrade_is_refused() -> None:

@@ -97,7 +97,8 @@ def registry() -> Iterator[Registry]:
     fake = Registry()
     for name in json.loads((REFERENCE / "images.json").read_text())["images"]:
         fake.manifests[name] = _digest(name)
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    # a short poll: shutdown() waits for serve_forever's next poll (0.5 s by default)
+    thread = threading.Thread(target=fake.server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield fake
     fake.server.shutdown()

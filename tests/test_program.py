@@ -23,14 +23,12 @@ from scripts.offline import (
 from tests.program import (
     CANARIES,
     RKE_COMMAND,
-    by_urn,
     changed_inputs,
     committed,
     edited,
     plaintext,
     run_edited,
     vms,
-    with_workers,
 )
 from tests.test_cloud_init import validate_user_data
 
@@ -288,30 +286,12 @@ def test_ingress_ports_only_on_ingress_nodes() -> None:
         assert ("mc-prod-digitalocean-api" in tags) == ("master" in droplet.name)
 
 
-def test_scaling_up_adds_only_the_new_node() -> None:
-    before, after = committed("prod"), with_workers("prod", "digitalocean", 2)
-    assert after.error is None
-    added = set(by_urn(after)) - set(by_urn(before))
-    assert added and all("mc-prod-digitalocean-worker-1" in urn for urn in added), added
-    assert not set(by_urn(before)) - set(by_urn(after))
-    changes = changed_inputs(before, after)
-    [command_urn] = [u for u in changes if u.endswith("::cluster-rke-up")]
-    # the cluster.yml, and the new node's host key pin for the runner's ssh
-    assert changes.pop(command_urn) == ["environment", "stdin"]
-    assert changes == {}, changes  # every other existing registration is untouched
-    old_env = reveal(by_urn(before)[command_urn].inputs)["environment"]
-    new_env = reveal(by_urn(after)[command_urn].inputs)["environment"]
-    assert {k for k in new_env if new_env[k] != old_env.get(k)} == {"RKE_HOST_KEYS"}
-    new_yml = reveal(by_urn(after)[command_urn].inputs)["stdin"]
-    assert "mc-prod-digitalocean-worker-1" in new_yml
-
-
-def test_scaling_down_removes_the_highest_index_only() -> None:
-    two = with_workers("prod", "digitalocean", 2)
-    one = committed("prod")
-    removed = set(by_urn(two)) - set(by_urn(one))
-    assert removed and all("mc-prod-digitalocean-worker-1" in urn for urn in removed)
-    assert all("worker-0" not in urn for urn in removed)
+# Scaling and rebuilding run through the real engine instead (tests/engine/, `make engine`):
+# test_program_scale.py's test_scaling_workers_out_and_in (prod, RKE and RKE2: the +1 preview
+# creates exactly the new node's resources and updates only the cluster command, so no
+# existing registration, identity or member changes; the -1 preview deletes exactly those,
+# the highest index) and test_program_rebuild.py (a new image on the sites and `rebuild` of
+# one node: that VM alone is replaced, every other VM keeps its boot inputs ignored).
 
 
 def test_template_change_replaces_no_vm_and_leaves_rke_alone(
@@ -327,16 +307,6 @@ def test_template_change_replaces_no_vm_and_leaves_rke_alone(
     for vm in vms(after):
         assert "userData" in vm.ignore_changes  # the engine keeps the booted user-data
     assert not [u for u in changes if u.endswith("::cluster-rke-up")]
-
-
-def test_rebuild_takes_the_new_template_for_one_node_only() -> None:
-    def edit(values: dict[str, Any]) -> None:
-        values["multicloud:rebuild"] = ["mc-prod-home-worker-1"]
-
-    run = run_edited("prod", edit)
-    assert run.error is None
-    for vm in vms(run):
-        assert (vm.ignore_changes == []) == (vm.name == "mc-prod-home-worker-1"), vm.name
 
 
 def test_cluster_yml_never_reaches_triggers() -> None:
@@ -388,14 +358,6 @@ def test_user_data_carries_its_own_identity_only_and_is_secret() -> None:
         text = reveal(vm.inputs["userData"])
         others = [s for n, s in secrets.items() if n != vm.name]
         assert secrets[vm.name] in text and not any(o in text for o in others)
-
-
-def test_scaling_leaves_identities_and_members_untouched() -> None:
-    before, after = committed("prod"), with_workers("prod", "digitalocean", 2)
-    old, new = by_urn(before), by_urn(after)
-    for urn, reg in old.items():
-        if reg.name.endswith((IDENTITY, MEMBER)):
-            assert reveal(new[urn].inputs) == reveal(reg.inputs)
 
 
 def test_canary_secrets_never_appear_in_plaintext() -> None:

@@ -102,15 +102,18 @@ stack_file = st.dictionaries(
 ).map(lambda values: "config:\n" + "".join(f"  {k}: {v}\n" for k, v in values.items()))
 
 
-# No shrinking: a failing batch names its file in the message; shrinking 60 files is slow.
+# No shrinking: a failing batch names its file in the message; shrinking 30 files is slow.
+# 12 batches of 30 files (one oracle run each): the same 360 files as 6 of 60 would be,
+# at half the cost, as a batch of 60 often overran Hypothesis's buffer and was drawn again
+# (measured: 2.3 s of generation for 6 of 60, 1.0 s for 12 of 30, with more distinct files).
 @settings(
-    max_examples=6,
+    max_examples=12,
     deadline=None,
     derandomize=True,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.data_too_large, HealthCheck.too_slow],
 )
-@given(st.lists(stack_file, min_size=60, max_size=60))
+@given(st.lists(stack_file, min_size=30, max_size=30))
 def test_generated_stack_files_read_as_the_pulumi_cli_reads_them(texts: list[str]) -> None:
     directory = Path(os.environ.get("TMPDIR", "/tmp")) / f"stack-yaml-{os.getpid()}"
     directory.mkdir(exist_ok=True)

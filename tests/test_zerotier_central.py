@@ -212,7 +212,10 @@ def test_a_redirect_never_carries_the_token_to_another_host() -> None:
             self.end_headers()
 
     origin = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (target, origin)]
+    threads = [  # a short poll: shutdown() waits for the next one (0.5 s by default)
+        threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True)
+        for s in (target, origin)
+    ]
     for t in threads:
         t.start()
     try:

@@ -31,7 +31,7 @@ from components.config.model import (
 )
 from components.config.sites import SiteConfig
 from components.nodes import NodeSpec
-from components.overlay.addressing import site_blocks
+from components.overlay.addressing import MAX_MASTERS, site_blocks
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SSH_KEY = re.compile(
@@ -71,6 +71,7 @@ class RollSettings(ConfigModel):
 
     target_masters: Int = Field(
         ge=1,
+        le=MAX_MASTERS,
         description="The master (etcd member) total the roll steps towards, one master per "
         "`pulumi up`; an even total is accepted only one master away from it.",
     )
