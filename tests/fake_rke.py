@@ -623,6 +623,11 @@ def _up(
         return 1
     state = build_state(config, json.loads(given) if given else None)
     bundle = state["desiredState"]["certificatesBundle"]
+    if control.get("midwrite"):  # RKE's "written" line while the file is being rewritten
+        Path("cluster.rkestate").write_text("")
+        print("INFO[0001] Successfully Deployed state file at [./cluster.rkestate]", flush=True)
+        _leak((s3 or {}).get("secret_key") or "", bundle["kube-admin"]["keyPEM"])
+        time.sleep(0.3)
     _write_state(state, restamp=_write_decoy(state) if control.get("restamp") else None)
     if _fails(control, "init", count):
         print("FATA[0002] Failed to set up hosts: fake failure", flush=True)

@@ -70,6 +70,22 @@ def test_a_state_rewritten_with_the_same_size_and_timestamp_is_learnt(box: Box) 
     assert not pieces(admin_key) & pieces(result.stderr)
 
 
+def test_a_state_being_rewritten_at_rkes_written_line_is_waited_for(box: Box) -> None:  # noqa: F811
+    """The runner gets to RKE's "written" line while the file is being rewritten (empty):
+    it waits for the complete state before redacting the lines that follow."""
+    box.sb.set(midwrite=True)
+    result = box.run()
+    assert result.returncode == 0, result.stderr
+    stored = parse_previous(result.stdout)
+    assert stored is not None
+    admin_key = check_rkestate(stored.rkestate)["desiredState"]["certificatesBundle"]["kube-admin"][
+        "keyPEM"
+    ]
+    assert "DEBU[0003] [state] kube-admin client-key-data" in result.stderr  # it did leak
+    assert not pieces(base64.b64encode(admin_key.encode()).decode()) & pieces(result.stderr)
+    assert not pieces(admin_key) & pieces(result.stderr)
+
+
 def test_a_network_plugin_change_on_a_running_cluster_is_refused(box: Box) -> None:  # noqa: F811
     flannel = replace(SETTINGS, rke=SETTINGS.rke.model_copy(update={"network_plugin": "flannel"}))
     old = render_cluster_yml(MASTERS + WORKERS, flannel)

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,9 @@ from rke.state import LocalCopy, StateError, StateStore, check_rkestate, digest,
 from rke.workdir import KUBECONFIG_FILE, STATE_FILE, RunDir, replace_secret, write_secret
 
 TAIL_LINES = 40
+# On RKE's "written" line, how long to keep reading a state file that is mid-write (RKE
+# may already be rewriting it when the runner gets to the line), and how often.
+MID_WRITE_WAIT, MID_WRITE_POLL = 5.0, 0.02
 SSH_PROBE_TIMEOUT = 60.0
 STATE_WRITTEN = "Successfully Deployed state file"  # cluster/state.go WriteStateFile
 INSTALL_HINT = (
@@ -147,16 +151,20 @@ class Session:
         """Run a tool in the workdir, its output redacted to the console; keep each state
         it writes (``keep_state``) in the local copy. Returns (exit code, last lines)."""
         tail: deque[str] = deque(maxlen=TAIL_LINES)
-        keep = self.capture if keep_state else (lambda _origin: None)
+
+        def keep(origin: str, wait: float = 0.0) -> None:
+            if keep_state:
+                self.capture(origin, wait)
 
         def on_line(raw: str) -> None:
             if not raw:
                 return
             # Learn a state RKE wrote before redacting what it prints next: a stat per
             # line, a read only when the file changed (and always on RKE's "written" line).
-            if STATE_WRITTEN in raw:
+            written = STATE_WRITTEN in raw
+            if written:
                 self.seen = None
-            keep(origin)
+            keep(origin, MID_WRITE_WAIT if written else 0.0)
             line = self.redact(raw)
             tail.append(line)
             console.line(line)
@@ -174,24 +182,31 @@ class Session:
 
     # -- state capture
 
-    def capture(self, origin: str) -> None:
-        """Keep the state RKE has written in the workdir, if it is new and complete."""
+    def capture(self, origin: str, wait: float = 0.0) -> None:
+        """Keep the state RKE has written in the workdir, if it is new and complete.
+        ``wait``: seconds to keep looking while the file is mid-write (on RKE's "written"
+        line: what RKE prints next can carry that state's keys)."""
         path = self.workdir / STATE_FILE
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return
-        # coarse kernel timestamps: a rewrite within one tick can keep mtime and size, so
-        # the inode change time and number are part of the stamp too
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-        if stamp == self.seen:
-            return
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                return
+            # coarse kernel timestamps: a rewrite within one tick can keep mtime and size,
+            # so the inode change time and number are part of the stamp too
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            if stamp == self.seen:
+                return
+            try:
+                text = path.read_text()
+                check_rkestate(text)
+                break
+            except (OSError, StateError, UnicodeDecodeError):
+                if time.monotonic() >= deadline:
+                    return  # RKE is mid-write; the next look (or the last one) gets it
+                time.sleep(MID_WRITE_POLL)
         self.seen = stamp
-        try:
-            text = path.read_text()
-            check_rkestate(text)
-        except (OSError, StateError, UnicodeDecodeError):
-            return  # RKE is mid-write; the next look (or the last one) gets it
         if digest(text) == self.saved_digest:
             return
         kubeconfig = None
