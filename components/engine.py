@@ -61,16 +61,28 @@ class Install(Protocol):
 
 
 @dataclass(frozen=True)
+class NodeConfig:
+    """The engine's config file every node's user-data writes, as ``make render`` shows
+    it (``build/<stack>/<engine>/<node>.yaml``)."""
+
+    path: str  # where the user-data writes it on the node
+    shown: Callable[[str], str]  # the file's text with its secrets masked
+
+
+@dataclass(frozen=True)
 class Engine:
     """One install engine: what is known of it at preview, and how it installs.
 
     ``rules``: its config rules (versions, whole-stack check); ``install``: registers the
     boot half (before the sites) and returns the ``Install``; ``boot_versions``: the
     versions its part of a node's boot document installs (package or release -> version),
-    which the boot record names when a node is behind (``components/boot_record.py``).
+    which the boot record names when a node is behind (``components/boot_record.py``);
+    ``node_config``: its per-node config file, or None when the deployer's ``cluster.yml``
+    describes the cluster.
     """
 
     name: str
     rules: EngineRules
     install: Callable[[StackParts], Install]
     boot_versions: Callable[[ClusterSettings], Mapping[str, str]]
+    node_config: NodeConfig | None = None

@@ -208,6 +208,11 @@ def render(config: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False, width=1000)
 
 
+def shown(text: str) -> str:
+    """A node's config.yaml text as ``make render`` shows it: secrets masked."""
+    return render(masked(yaml.safe_load(text)))
+
+
 # Where a node's public address comes from: ``floating-ip`` the program passes in
 # (``node_config(external_ip=...)``), ``default-route`` the node reads at boot.
 EXTERNAL_IP_SOURCES = ("default-route", "floating-ip")

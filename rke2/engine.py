@@ -10,9 +10,9 @@ import pulumi
 
 from components.cluster_node import ClusterNode
 from components.config import ClusterSettings
-from components.engine import Engine, StackParts
+from components.engine import Engine, NodeConfig, StackParts
 from components.sites.base import UserData
-from rke2 import config_rules
+from rke2 import config_rules, config_yaml
 from rke2.component import RECORD_OUTPUT, Rke2Bootstrap, Rke2Cluster
 
 
@@ -54,5 +54,9 @@ def boot_versions(settings: ClusterSettings) -> dict[str, str]:
 
 
 ENGINE = Engine(
-    name="rke2", rules=config_rules.RULES, install=Rke2Install, boot_versions=boot_versions
+    name="rke2",
+    rules=config_rules.RULES,
+    install=Rke2Install,
+    boot_versions=boot_versions,
+    node_config=NodeConfig(config_yaml.CONFIG_PATH, config_yaml.shown),
 )

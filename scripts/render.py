@@ -24,9 +24,9 @@ import yaml
 from components.boot_record import BOOT_OUTPUT
 from components.config import ClusterConfig, raw_values, stack_failover_budget
 from components.diagram import architecture_mermaid
+from components.engine import NodeConfig
 from components.preflight import NetworkPlan
-from engines import check_stack
-from rke2 import config_yaml as rke2_config
+from engines import ENGINES, check_stack
 from scripts.offline import (
     PROJECT,
     ROOT,
@@ -98,33 +98,40 @@ def cluster_yml(run: Run) -> str:
     return str(reveal(commands[0].inputs.get("stdin")))
 
 
-def rke2_configs(run: Run) -> dict[str, str]:
-    """Node name -> its /etc/rancher/rke2/config.yaml, secrets masked."""
+def node_configs(run: Run, node_config: NodeConfig) -> dict[str, str]:
+    """Node name -> the engine's config file its user-data writes, secrets masked."""
     configs = {}
     for vm in run.registrations:
         if vm.type not in VM_TYPES:
             continue
         user_data = yaml.safe_load(str(reveal(vm.inputs["userData"])))
         for item in user_data.get("write_files", []):
-            if item["path"] == rke2_config.CONFIG_PATH:
-                document = yaml.safe_load(item["content"])
-                configs[vm.name] = rke2_config.render(rke2_config.masked(document))
+            if item["path"] == node_config.path:
+                configs[vm.name] = node_config.shown(item["content"])
     return configs
 
 
 def with_engine(config: dict[str, str], engine: str) -> dict[str, str]:
-    """The stack's config rendered with ``engine``; a kubernetesVersion written for the
-    other engine is dropped, so the engine's default applies."""
+    """The stack's config rendered with ``engine``; a kubernetesVersion written for another
+    engine (this one refuses it, another accepts it) is dropped, so the engine's default
+    applies."""
     config = dict(config)
     config[f"{PROJECT}:engine"] = engine
     version = config.get(f"{PROJECT}:kubernetesVersion", "")
-    if version and ("+rke2r" in version) != (engine == "rke2"):
+    if version and _another_engines(version, engine):
         print(
             f"--engine {engine}: ignoring kubernetesVersion {version} (another engine's)",
             file=sys.stderr,
         )
         config[f"{PROJECT}:kubernetesVersion"] = ""
     return config
+
+
+def _another_engines(version: str, engine: str) -> bool:
+    """Whether ``engine`` refuses ``kubernetesVersion: <version>`` and another accepts it."""
+    if ENGINES[engine].rules.version_problem(version) is None:
+        return False
+    return any(e.rules.version_problem(version) is None for e in ENGINES.values())
 
 
 def resources_json(run: Run) -> str:
@@ -185,17 +192,18 @@ def write(run: Run, parsed: ClusterConfig, network: NetworkPlan, target: Path) -
     for old in [
         *(target / "user-data").glob("*.yaml"),
         target / "cluster.yml",
-        *(target / "rke2").glob("*.yaml"),
+        *(path for name in ENGINES for path in (target / name).glob("*.yaml")),
     ]:
         old.unlink(missing_ok=True)
     table = nodes_markdown(parsed)
     (target / "nodes.md").write_text(table)
     reachability = reachability_markdown(target.name, network)
     (target / "reachability.md").write_text(reachability)
-    if parsed.settings.engine == "rke2":
-        (target / "rke2").mkdir(exist_ok=True)
-        for name, text in rke2_configs(run).items():
-            (target / "rke2" / f"{name}.yaml").write_text(text)
+    engine = ENGINES[parsed.settings.engine]
+    if engine.node_config is not None:  # each node's file, in a folder named by the engine
+        (target / engine.name).mkdir(exist_ok=True)
+        for name, text in node_configs(run, engine.node_config).items():
+            (target / engine.name / f"{name}.yaml").write_text(text)
     else:
         (target / "cluster.yml").write_text(cluster_yml(run))
     (target / "architecture.mmd").write_text(architecture_mermaid(parsed))
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stack", required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "build")
-    parser.add_argument("--engine", choices=("rke", "rke2"), help="override the stack's engine")
+    parser.add_argument("--engine", choices=sorted(ENGINES), help="override the stack's engine")
     args = parser.parse_args(argv)
     if not (ROOT / f"Pulumi.{args.stack}.yaml").exists():
         print(f"no stack file Pulumi.{args.stack}.yaml", file=sys.stderr)

@@ -24,6 +24,8 @@ import difflib
 import json
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,23 +52,8 @@ MAX_DIFF_CHARS = 60_000
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 
 
-def checksum_warnings(engine: str, reference: Path = REFERENCE) -> list[str]:
-    """What is downloaded for ``engine`` without a pinned sha256 in ``reference/``: the
-    rke binary (deploy jobs, ``scripts/fetch_rke.py``) or the RKE2 tarball (every node,
-    ``rke2/scripts.py``). Each is then verified against its release's published checksum
-    file only; empty when everything is pinned."""
-    if engine == "rke2":
-        release = json.loads((reference / "rke2-release.json").read_text(encoding="utf-8"))
-        artifacts = release["artifacts"]
-        if artifacts.get("tarball_sha256"):
-            return []
-        return [
-            f"RKE2 {release['version']}: no sha256 of {artifacts['tarball']} is pinned in "
-            f"reference/rke2-release.json, so every node verifies its download against the "
-            f"release's published {artifacts['checksums']} only (trusting GitHub at boot "
-            "time). Run `make pin-checksums`, review and commit reference/ "
-            "(docs/first-deploy.md)."
-        ]
+def _rke_binary_unpinned(reference: Path) -> list[str]:
+    """The rke binary the deploy jobs download (``scripts/fetch_rke.py``)."""
     pin = json.loads((reference / "rke-binary.json").read_text(encoding="utf-8"))
     unpinned = [a["name"] for _, a in sorted(pin["assets"].items()) if not a.get("sha256")]
     if not unpinned:
@@ -77,6 +64,45 @@ def checksum_warnings(engine: str, reference: Path = REFERENCE) -> list[str]:
         "release's published sha256sum.txt only (trusting GitHub at deploy time). Run "
         "`make pin-checksums`, review and commit reference/ (docs/first-deploy.md)."
     ]
+
+
+def _rke2_tarball_unpinned(reference: Path) -> list[str]:
+    """The RKE2 tarball every node downloads (``rke2/scripts.py``)."""
+    release = json.loads((reference / "rke2-release.json").read_text(encoding="utf-8"))
+    artifacts = release["artifacts"]
+    if artifacts.get("tarball_sha256"):
+        return []
+    return [
+        f"RKE2 {release['version']}: no sha256 of {artifacts['tarball']} is pinned in "
+        f"reference/rke2-release.json, so every node verifies its download against the "
+        f"release's published {artifacts['checksums']} only (trusting GitHub at boot "
+        "time). Run `make pin-checksums`, review and commit reference/ "
+        "(docs/first-deploy.md)."
+    ]
+
+
+@dataclass(frozen=True)
+class EngineRender:
+    """What this script knows of an engine: the cluster description its render holds and
+    what it downloads unpinned."""
+
+    description: str  # CLUSTER, or RKE2: every node's config in a folder named by the engine
+    unpinned: Callable[[Path], list[str]]
+
+
+# By engines.py's engine names (tests/test_checksums.py checks they agree); this script
+# runs on the standard library alone, so it cannot import engines.py.
+ENGINES = {
+    "rke": EngineRender(CLUSTER, _rke_binary_unpinned),
+    "rke2": EngineRender(RKE2, _rke2_tarball_unpinned),
+}
+
+
+def checksum_warnings(engine: str, reference: Path = REFERENCE) -> list[str]:
+    """What is downloaded for ``engine`` without a pinned sha256 in ``reference/``. Each
+    is then verified against its release's published checksum file only; empty when
+    everything is pinned."""
+    return ENGINES[engine].unpinned(reference)
 
 
 def fence(text: str, lang: str = "") -> str:
@@ -192,13 +218,14 @@ def build_summary(stack: str, base: Path | None, head: Path, reference: Path = R
     head_cluster = cluster_document(head, name) or ""
     base_cluster = cluster_document(base, name)
 
+    [engine] = [e for e, render in ENGINES.items() if render.description == name]
     parts = [f"## Offline render of stack `{stack}`\n"]
-    for warning in checksum_warnings("rke2" if name == RKE2 else "rke", reference):
+    for warning in checksum_warnings(engine, reference):
         parts.append(f"> [!WARNING]\n> **Checksum not pinned.** {warning}\n")
     for warning in image_warnings(reference=reference):
         parts.append(f"> [!WARNING]\n> **Image not pinned by digest.** {warning}\n")
     # The checkout's own support-window table (reference/versions.json), as `make render`.
-    for warning in version_warnings("rke2" if name == RKE2 else "rke"):
+    for warning in version_warnings(engine):
         parts.append(f"> [!CAUTION]\n> **Outside the upstream support window.** {warning}\n")
     parts.append(f"### Nodes (PR head)\n\n{(head / NODES).read_text(encoding='utf-8').strip()}\n")
 

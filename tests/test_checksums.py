@@ -550,3 +550,12 @@ def test_make_render_warns_while_a_checksum_is_not_pinned(
         path.write_text(json.dumps(doc))
     assert render.render("prod", tmp_path / "build", "rke2" if engine == "rke2" else None) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+def test_the_render_summary_knows_the_engines_the_program_installs() -> None:
+    """scripts/render_summary.py runs on the standard library alone, so it keeps its own
+    table of engines: it must name the same ones as engines.py."""
+    from engines import ENGINES
+    from scripts import render_summary
+
+    assert set(render_summary.ENGINES) == set(ENGINES)

@@ -351,3 +351,18 @@ def test_make_render_with_the_engine_override_writes_rke2_configs(
         assert yaml.safe_load(path.read_text())["token"] == "[secret]"
     assert not (target / "cluster.yml").exists()
     assert "mc-home-home-master-0" in capsys.readouterr().out
+
+
+def test_the_engine_override_drops_only_another_engines_kubernetes_version() -> None:
+    """``make render ENGINE=…`` keeps a version the engine accepts or nobody accepts (the
+    program then refuses it naming the key) and drops one only another engine installs."""
+    from engines import ENGINES
+    from scripts.render import PROJECT, with_engine
+
+    key = f"{PROJECT}:kubernetesVersion"
+    rke_version = ENGINES["rke"].rules.default_version
+    rke2_version = ENGINES["rke2"].rules.default_version
+    assert with_engine({key: rke_version}, "rke2")[key] == ""
+    assert with_engine({key: rke2_version}, "rke")[key] == ""
+    assert with_engine({key: rke2_version}, "rke2")[key] == rke2_version
+    assert with_engine({key: "v9.9.9"}, "rke2")[key] == "v9.9.9"
