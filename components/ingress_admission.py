@@ -1,24 +1,11 @@
 """When may Kubernetes objects go in after the cluster is up: the ingress-nginx controller
 and its admission webhook, checked from what ``kubectl get -o json`` returns (pure).
 
-Why wait at all: ingress-nginx registers a ValidatingWebhookConfiguration with
-``failurePolicy: Fail`` for ``networking.k8s.io/v1`` ``ingresses`` (CREATE, UPDATE). Until a
-controller pod behind the webhook Service is ready, and the CA bundle is patched in, the
-API server rejects every Ingress ("failed calling webhook validate.nginx.ingress.kubernetes.io
-... no endpoints available for service" / "x509: certificate signed by unknown authority").
-``rke up`` returns once its addon job has *applied* the manifests (``doAddonDeploy`` ->
-``k8s.ApplyK8sSystemJob`` in rancher/rke ``cluster/addons.go``, release/v1.7), not once the
-pods run, and a failed ingress addon is only a warning there (``deployK8sAddOns``).
-
-pulumi-kubernetes does not cover the gap: its create path (``await.Creation`` in
-``provider/pkg/await/await.go``, pulumi/pulumi-kubernetes at 94977969d) retries a failed
-create only for ``apierrors.IsNotFound`` and ``meta.IsNoMatchError`` (``retrier.Do``; 5
-retries, 1 s doubling, ``provider/pkg/retry/retry.go``). A webhook call that fails is an
-InternalError (500), so the Ingress fails on the first ``pulumi up``.
-
-What is checked on both engines is the effect of the admission Jobs, the CA bundle (RKE2
-deletes its Jobs on success). Each engine names its controller: ``rke/ingress.py``,
-``rke2/ingress.py``.
+Until a controller pod is behind the webhook and its CA bundle is patched in, the API
+server rejects every Ingress, ``rke up`` does not wait for it and pulumi-kubernetes does
+not retry (sources: docs/network.md#ingress-sitesnameingress). Both engines are checked
+on the CA bundle (RKE2 deletes its admission Jobs on success); each names its controller
+(``rke/ingress.py``, ``rke2/ingress.py``).
 """
 
 from __future__ import annotations

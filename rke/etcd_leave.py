@@ -1,23 +1,11 @@
 """A rebuilt or removed master leaves etcd before its machine goes (the RKE engine).
 
 Per etcd node one ``remote.Command`` (``rke.component.etcd_leave_commands``) whose
-``delete`` runs ``etcd_leave_script`` on another master over SSH. The command carries the
-VM's id in ``triggers`` and the VM is replaced delete-first (``components/sites/base.py``),
-so Pulumi runs this delete before it deletes the old machine
-(``calculateDependentReplacements`` in pkg/resource/deploy/step_generator.go): a rebuilt
-master leaves etcd while the others keep quorum, instead of staying a dead member until
-the next ``rke up`` (RKE never removes the member of a host that keeps its address,
-``rke/plan.py``). That ``rke up`` then finds it gone: RKE only logs a failed
-``RemoveEtcdMember``, and the runner's plan (``replaced_in_place``) adds the new machine
-as a new member. A master removed from the stack is removed from etcd by the runner's
-``rke up`` first; this delete then finds nothing to do.
-
-The script asks RKE's etcd container (it carries ``ETCDCTL_*``, ``cluster/plan.go``
-``BuildEtcdProcess``; the runner asks it the same way). etcdctl's simple output: ``member
-list`` prints ``<hex ID>, <status>, <name>, <peer URLs>, <client URLs>[, <is learner>]``
-(etcdctl ``ctlv3/command/printer.go`` makeMemberListTable, joined with ", " by the simple
-printer), ``endpoint health --cluster`` prints ``<endpoint> is healthy: ...`` per healthy
-member, and ``member remove`` takes the hex ID.
+``delete`` runs ``etcd_leave_script`` on another master over SSH. It carries the VM's id
+in ``triggers`` and the VM is replaced delete-first, so Pulumi runs this delete before
+deleting the old machine (``calculateDependentReplacements`` in
+pkg/resource/deploy/step_generator.go) and the others keep quorum
+(docs/operations.md#replace-a-node).
 """
 
 from __future__ import annotations
@@ -35,7 +23,11 @@ def etcd_leave_script(node: str) -> str:
     etcd container any more (it left the cluster in the same update, whose ``rke up``
     removed every leaving member). Fails, keeping the machine (Pulumi skips deleting the
     dependencies of a failed delete), when etcd does not answer, when it is the only member,
-    or when the other members would lose quorum without it.
+    or when the other members would lose quorum without it. It asks RKE's etcd container
+    (which carries ``ETCDCTL_*``, ``cluster/plan.go`` ``BuildEtcdProcess``); etcdctl's simple
+    ``member list`` rows are ``<hex ID>, <status>, <name>, <peer URLs>, <client URLs>``
+    (``ctlv3/command/printer.go`` makeMemberListTable), ``endpoint health --cluster`` prints
+    ``<endpoint> is healthy: ...`` per healthy member, ``member remove`` takes the hex ID.
     """
     if not _NAME.fullmatch(node):
         raise ValueError(f"{node!r} is not a node name")

@@ -1,29 +1,10 @@
 """What an ``rke up`` will do to the nodes, as RKE decides it, and how to do it in steps.
 
-RKE identifies a host by its ``address`` (the SSH address), not by its name:
-``hosts.GetToDeleteHosts``/``GetToAddHosts``/``GetHostListIntersect`` in
-``hosts/hosts.go`` (rancher/rke release/v1.7) compare ``Address`` only. From the
-applied state (``currentState.rkeConfig.nodes``) to the new cluster.yml,
-``cluster/reconcile.go`` then:
-
-- removes an etcd member ``etcd-<hostname_override>`` for each etcd address that
-  leaves (``deleteEtcdMembers`` -> ``services.RemoveEtcdMember``, through the
-  remaining members) and adds one per new etcd address (``addEtcdMembers``), removals
-  first. A failed removal is only logged (``log.Warnf`` ... ``continue``), so the run
-  can succeed with the old member still listed;
-- refuses, with ``EtcdPlaneNodesReplacedErr``, a cluster.yml whose etcd addresses share
-  none with the applied ones (``isEtcdPlaneReplaced``). ``ClusterInit`` has written the
-  state and ``SetUpHosts`` deployed certificates before that check runs (``cmd/up.go``);
-- cordons and deletes the Kubernetes Node (by ``hostname_override``) of a host that
-  leaves, without draining it (``hosts.DeleteNode``), in ``reconcileWorker`` /
-  ``deleteEtcdMembers`` / ``reconcileControl``;
-- does nothing to the etcd member of a host that keeps its address, even when the
-  machine behind it was replaced (new disk, no etcd data) or its internal address
-  changed (the member's peer URL is ``https://<internal_address>:2380``).
-
-``plan_steps`` turns any change of the etcd members into a sequence of cluster.yml
-node lists, each one etcd member away from the one before (a replacement in place is
-a removal then an addition), and refuses sequences that would remove the last member.
+RKE identifies a host by its ``address`` and reconciles etcd members by it (its rules,
+with their sources in rancher/rke: docs/recovery.md#etcd-members-change-one-at-a-time).
+``plan_steps`` turns any change of the etcd members into a sequence of cluster.yml node
+lists, each one etcd member away from the one before (a replacement in place is a
+removal then an addition), and refuses sequences that would remove the last member.
 """
 
 from __future__ import annotations

@@ -1,31 +1,12 @@
 """Secrets out of the runner's log lines, whatever their encoding.
 
-The runner prints what ``rke`` and ``kubectl`` print (to stderr, which pulumi-command
-shows live and stores). Those tools can echo a secret the runner holds (RKE logs an S3
-access key in plain text, ``services/etcd.go``; it hands S3 keys to the snapshot
-container base64-encoded), or one it was never told about (a kubeconfig's
-``client-key-data``, a key from ``cluster.rkestate``), and not always as typed:
-base64 at any byte offset, URL-encoded, hex, JSON/Go-escaped, wrapped or split across
-lines.
-
-So every known secret is indexed in those encodings (``encodings``: key files in the
-forms they take, short secrets in all of them), and a line loses every run of characters
-that is a piece of one of them:
-
-- any ``SPAN``-character piece of an encoding matches wherever it occurs, and is grown
-  to the whole run the line shares with that encoding, so a secret in the middle of other
-  text, or one wrapped at any column, goes whole (an encoding is indexed by its
-  ``WINDOW``-character pieces at every ``STEP``-th offset: cheap to build, and any
-  ``SPAN`` characters of it hold one of them);
-- at the start and end of a line, a shorter piece (``EDGE`` characters or more) of an
-  encoding's end or start also goes: that is where a split secret's ends land;
-- encodings shorter than ``SPAN`` match only whole;
-- besides, a line holding PEM private-key armour is dropped whole, and ``name: value``
-  pairs whose name says key/secret/token/password lose their value.
-
-Secrets the runner was not told about are learnt from what it reads: a kubeconfig's
-``client-key-data``, ``token`` and ``password`` (``learn_kubeconfig``) and every
-private key, token and encryption secret in an RKE state (``learn_rkestate``).
+``rke`` and ``kubectl`` can echo a secret the runner holds (RKE logs an S3 access key in
+plain text, ``services/etcd.go``) or one it was never told about (a kubeconfig's
+``client-key-data``, a key from ``cluster.rkestate``), and not always as typed. So every
+known secret is indexed in its encodings (``encodings``), a line loses every run of
+characters that is a piece of one (``SPAN`` anywhere, ``EDGE`` at a line's ends), and
+unknown secrets are learnt from what the runner reads (``learn_kubeconfig``,
+``learn_rkestate``). The rules and their limits: docs/security.md#what-the-logs-can-show.
 """
 
 from __future__ import annotations

@@ -1,33 +1,11 @@
 """The RKE state the runner carries: checked, encoded for Pulumi, and kept on disk until stored.
 
-``cluster.rkestate`` is RKE's ``cluster.FullState`` as JSON (``cluster/state.go``:
-``FullState{DesiredState, CurrentState}``, each a ``State{rkeConfig,
-certificatesBundle, encryptionConfig}``; ``pki.CertificatePKI`` serializes
-``certificatePEM``/``keyPEM`` among others, ``pki/pki.go``). It holds the cluster CA
-(``certificatesBundle["kube-ca"]``, name ``pki.CACertName`` in ``pki/constants.go``)
-with its private key: an ``rke up`` without it mints a new CA.
-
-Three places hold it:
-
-- the RKE command's secret stdout in Pulumi (``encode_result``/``parse_previous``):
-  one JSON object whose payload is xz-compressed, because pulumi-command hands it back
-  to the next run in ONE environment variable (``PULUMI_COMMAND_STDOUT``, set in
-  ``run()`` of ``provider/pkg/provider/local/commandOutputs.go``, pulumi-command
-  v1.2.1), and Linux limits one environment string to ``MAX_ARG_STRLEN`` (128 KiB);
-- a private local copy (``StateStore``) under ``$XDG_STATE_HOME/multicloud/`` that the
-  runner writes every time RKE writes ``cluster.rkestate`` and removes once a run has
-  printed its result: pulumi-command stores nothing when a command exits non-zero (the
-  same ``run()`` returns before ``out.Stdout`` is set), so after a failed or killed
-  run this copy is the only place the newest state survives on this machine;
-- the cluster itself (``kube-system/full-cluster-state``, see ``rke.runner``): every
-  ``rke up`` that gets past the control plane writes it from the same ``FullState`` it
-  has just written to the state file (``ClusterUp`` in ``cmd/up.go``:
-  ``UpdateClusterCurrentState`` writes the file, then ``SaveFullStateToK8s``), and
-  writes no state after it; so after a successful run the Secret equals the state the
-  runner printed. A Secret that differs from Pulumi's state was mostly written by a later
-  ``rke up`` whose result never reached Pulumi (a failed run on another machine, such as
-  a throw-away CI runner, whose local copy is gone), but can also be older (etcd restored
-  from a snapshot by a restore that then failed): ``newest_certificate`` orders the two.
+``cluster.rkestate`` is RKE's ``cluster.FullState`` as JSON (``cluster/state.go``); it
+holds the cluster CA with its private key (``certificatesBundle["kube-ca"]``,
+``pki/constants.go``), so an ``rke up`` without it mints a new CA. Its three homes
+(Pulumi's secret stdout, xz-compressed: ``encode_result``/``parse_previous``; the local
+copy: ``StateStore``; the cluster's Secret: ``newest_certificate`` orders the two) and why
+each: docs/recovery.md#where-the-rke-state-lives.
 """
 
 from __future__ import annotations

@@ -1,20 +1,12 @@
 """The RKE2 engine's Pulumi wiring, in two halves around the sites.
 
-``Rke2Bootstrap`` (before the sites): the server and agent tokens (``pulumi_random``
-secrets; agents get only the agent token, ``config_yaml.node_config``),
-the previous ``rke2`` record read back through a StackReference to this very stack
-(pulumi/pulumi#3722 shows the pattern), the join plan, and each node's user-data.
-
-``Rke2Cluster`` (after the sites): per node a delete-time command that drains and
-deletes its Node, run against a server, which depends on the node's VM and ZeroTier
-member, so Pulumi deletes it first (``stepGenerator.ScheduleDeletes`` in
-pkg/resource/deploy/step_generator.go deletes dependents before their dependencies, and
-``deploymentExecutor.Execute`` skips deleting the dependencies of a failed delete). Then
-ONE command that depends on every VM, every member and those commands: over SSH to a
-server it waits until every node is Ready and prints the kubeconfig, which is rewritten
-to an address the deployer reaches and exported as a secret. It has no ``delete``:
-nothing about it can remove the cluster. Finally the system-upgrade-controller and the
-Plans that carry ``kubernetesVersion`` to every node.
+``Rke2Bootstrap`` (before the sites): the server and agent tokens, the previous ``rke2``
+record read back through a StackReference to this very stack, the join plan, and each
+node's user-data. ``Rke2Cluster`` (after the sites): per node a delete-time drain that
+Pulumi runs before the node's VM goes (docs/rke2.md#removing-nodes); ONE command, with no
+``delete``, that waits until every node is Ready and prints the kubeconfig
+(docs/rke2.md#the-cluster-ready-command-and-the-kubeconfig); then the
+system-upgrade-controller and its Plans.
 """
 
 from __future__ import annotations
@@ -371,7 +363,8 @@ class Rke2Cluster(pulumi.ComponentResource):
         # exists. Each command depends on every one registered before it (servers first,
         # then agents), so nodes that leave together are drained one at a time, the last
         # registered first: stepGenerator.ScheduleDeletes deletes dependents before their
-        # dependencies, looking at direct edges only. Each also depends on the server it
+        # dependencies, looking at direct edges only (deploymentExecutor.Execute skips
+        # deleting the dependencies of a failed delete). Each also depends on the server it
         # runs against (a staying one, JoinPlan.runner), so that server's VM is never
         # deleted before the drain ran.
         leaving: list[pulumi.Resource] = []

@@ -1,24 +1,16 @@
 """Which Pulumi stacks a change touches, for the CI workflows.
 
-A stack is affected by the program (root ``*.py``, ``components/``, ``rke/``, ``rke2/``,
-and the ``reference/`` data they read at run time),
-its dependencies (``requirements.txt`` and the hashed ``requirements.lock`` that CI
-installs), the project file (``Pulumi.yaml``),
-and its own stack file (``Pulumi.<stack>.yaml``). Another stack's file never
-affects it: editing ``Pulumi.home.yaml`` does not preview or deploy prod. With
-``--include-ci``, the files that decide how a preview runs count too, so a pull
-request that changes them previews every stack.
-
-Usage (prints a JSON list; when $GITHUB_OUTPUT is set, also writes ``stacks=<json>``
-and ``unaffected=<json>``, the other stacks as ``[{"stack": name}]`` for a matrix
-``exclude``)::
+A stack is affected by the program and the ``reference/`` data it reads, its
+dependencies, ``Pulumi.yaml`` and its own stack file, never another stack's; with
+``--include-ci`` the files that decide how a preview runs count too
+(docs/delivery.md#what-a-pull-request-shows). Prints a JSON list; with ``$GITHUB_OUTPUT``
+also writes ``stacks=<json>`` and ``unaffected=<json>`` (``[{"stack": name}]`` for a
+matrix ``exclude``)::
 
     python scripts/changed_stacks.py --base <sha> --head <sha> [--include-ci]
     python scripts/changed_stacks.py --all
 
-An empty or all-zero ``--base``, or one git cannot diff, means every stack. deploy.yml
-passes the commit of the newest ``production`` deployment if it succeeded
-(scripts/last_deployed.py), empty when that is unknown; preview.yml the pull request's base.
+An empty or all-zero ``--base``, or one git cannot diff, means every stack.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """Install the pinned ``rke`` binary, verified by sha256, for one ``pulumi up`` job.
 
-The pin is ``reference/rke-binary.json``: RKE's release version and, per platform,
-the asset URL and its sha256, and the release's own checksum file (``sha256sum.txt``,
-which RKE's release workflow writes beside the binaries: ``.github/workflows/
-workflow.yaml``, "Generate sha256 file for release", one ``<sha256> <name>`` line each).
-Nothing is downloaded unverified:
-
-- ``install --dest DIR`` downloads the asset for this machine over https, refuses it
-  unless its sha256 equals the expected one, installs it as ``DIR/rke`` (0755) and checks
-  that ``rke --version`` names the pinned version. The expected sha256 is the pinned one;
-  while none is recorded (``null``), it is the asset's line in the release's
-  ``sha256sum.txt``, downloaded over https from the same release, as RKE2's ``install.sh``
-  verifies its tarball (``download_checksums``, ``verify_tarball``), with a loud warning:
-  that trusts GitHub's release at download time, not a reviewed value. deploy.yml runs
-  this before every ``pulumi up`` and puts ``DIR`` first on ``PATH``, so
-  ``rke.runner`` (``shutil.which("rke")``) runs exactly this binary.
-- ``verify FILE`` checks a binary already on disk (a laptop, a prepared runner image).
-- ``record`` prints the sha256 of each pinned asset after checking it against the
-  release's own ``sha256sum.txt``, for a maintainer to review (``make pin-checksums``,
-  ``scripts/pin_checksums.py``, writes the pin itself).
+The pin is ``reference/rke-binary.json``; while an asset's sha256 is ``null`` the
+release's own ``sha256sum.txt`` is trusted instead, with a loud warning
+(docs/delivery.md#pinning-rke). ``install --dest DIR`` downloads, verifies and installs
+``DIR/rke`` (deploy.yml puts ``DIR`` first on ``PATH``, so ``rke.runner`` runs exactly
+this binary); ``verify FILE`` checks a binary on disk; ``record`` prints each pinned
+asset's sha256 for review (``make pin-checksums`` writes the pin).
 
 Exit status: 0 verified, 1 verification or download failed (a mismatch, or a checksum
 file without the asset's line), 2 the pin is unusable (no asset for this platform, a URL
@@ -135,7 +122,10 @@ def checksums_url(pin: dict[str, Any], asset: Asset) -> str:
 
 
 def published_sha256(pin: dict[str, Any], asset: Asset, *, opener: Opener = https_open) -> str:
-    """The asset's sha256 as the release's ``sha256sum.txt`` lists it.
+    """The asset's sha256 as the release's ``sha256sum.txt`` lists it: RKE's release
+    workflow writes it beside the binaries (rancher/rke ``.github/workflows/workflow.yaml``,
+    "Generate sha256 file for release"), as RKE2's ``install.sh`` verifies its tarball
+    (``download_checksums``, ``verify_tarball``).
 
     Raises VerifyError when the file cannot be downloaded or has no line for the asset.
     """

@@ -1,29 +1,13 @@
-"""The commit a push to main must be compared with to know whether it needs a deploy.
+"""Print the commit a push to main is compared with to know whether it needs a deploy.
 
-deploy.yml deploys prod on a push to main that changes prod. "Changes" has to mean
-"differs from what prod last had applied", not "differs from the push's ``before``":
-with ``concurrency: cancel-in-progress: false`` GitHub keeps only one pending run per
-group, so a queued push can be replaced by a newer one (and an approval can be rejected
-or expire); diffing ``before..sha`` would then skip a prod change that was never deployed.
-
-GitHub records a deployment for every job that names an ``environment:``, with the
-commit as ``sha`` and statuses that follow the job ("When a workflow job that references
-an environment runs, it creates a deployment object with the environment property set to
-the name of your environment. As the workflow progresses, it also creates deployment
-status objects ... the state property set to the status of the job":
-https://docs.github.com/en/actions/writing-workflows/choosing-what-your-workflow-does/events-that-trigger-workflows#deployment).
-This script reads them through the REST API with ``gh api``
-(https://docs.github.com/en/rest/deployments/deployments#list-deployments, filtered by
-``environment``; https://docs.github.com/en/rest/deployments/statuses#list-deployment-statuses,
-``state`` one of error, failure, inactive, pending, success, queued, in_progress), takes the
-newest deployment and, when its latest status is ``success``, prints its ``sha`` if that
-commit is an ancestor of the head. In every other case (the newest deployment failed, was
-cancelled or is still running, there is none, the commit is gone or not an ancestor after
-a force push, the API or ``gh`` fails) it prints an empty line and a warning: the caller
-then treats every stack as changed. A needless ``pulumi up``
-is cheap; a missed one is not.
-
-Usage (prints the base commit, or an empty line)::
+That is the newest ``production`` deployment's ``sha`` if its latest status is
+``success`` and it is an ancestor of the head; otherwise an empty line and a warning
+(every stack then counts as changed). Why not the push's ``before``:
+docs/delivery.md#deploying. GitHub records a deployment for every job naming an
+``environment:``
+(https://docs.github.com/en/actions/writing-workflows/choosing-what-your-workflow-does/events-that-trigger-workflows#deployment),
+read with ``gh api`` (https://docs.github.com/en/rest/deployments/deployments#list-deployments,
+https://docs.github.com/en/rest/deployments/statuses#list-deployment-statuses)::
 
     python3 scripts/last_deployed.py --environment production --head <sha> [--repo owner/name]
 

@@ -1,20 +1,13 @@
 """Markdown for the job summary of an offline render: base branch vs PR head.
 
-Reads two ``build/<stack>`` directories written by ``make render STACK=<stack>``
-and prints the node table, the unified diff of the engine's cluster description
-(``cluster.yml`` for rke; every node's ``rke2/<node>.yaml`` for rke2) and the
-architecture diagram. Pure apart from reading the two directories::
+Reads two ``build/<stack>`` directories written by ``make render STACK=<stack>`` and
+prints the node table, the unified diff of the engine's cluster description and the
+architecture diagram, opened by the warnings ``make render`` prints (unpinned checksums
+and images, versions outside their support window). A missing or incomplete base (the
+base branch could not be rendered) is reported, not fatal::
 
     python scripts/render_summary.py --stack prod \\
         --base base/build/prod --head head/build/prod >> "$GITHUB_STEP_SUMMARY"
-
-A missing or incomplete base directory (the base branch could not be
-rendered, e.g. before ``make render`` existed) is reported, not fatal.
-
-While the release checksum the stack's engine downloads against is not pinned in
-``reference/`` (``checksum_warnings``), the summary opens with a warning, as
-``make render`` does (``scripts/render.py``); likewise for an image the program deploys
-without a recorded digest (``image_warnings``).
 """
 
 from __future__ import annotations

@@ -117,3 +117,43 @@ def test_broken_links_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(doc: Path) -> None:
     assert broken(doc) == []
+
+
+# ``docs/<name>.md#<heading>`` in the program's comments and docstrings, where the long
+# rationale was moved (one copy, linked from the code).
+_CODE_LINK = re.compile(r"docs/([\w-]+\.md)#([\w-]+)")
+CODE = sorted(
+    path
+    for folder in ("components", "rke", "rke2", "scripts")
+    for path in (ROOT / folder).rglob("*.py")
+) + sorted(ROOT.glob("*.py"))
+
+
+def broken_code_links(path: Path) -> list[str]:
+    """``docs/x.md#section`` references in ``path`` whose file or heading is missing."""
+    problems = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for name, fragment in _CODE_LINK.findall(line):
+            doc = ROOT / "docs" / name
+            where = f"{path.relative_to(ROOT)}:{number}: docs/{name}#{fragment}"
+            if not doc.is_file():
+                problems.append(f"{where}: no such file")
+            elif fragment not in anchors(doc.read_text(encoding="utf-8")):
+                problems.append(f"{where}: {name} has no heading #{fragment}")
+    return problems
+
+
+def test_code_links_to_docs_resolve() -> None:
+    assert [p for path in CODE for p in broken_code_links(path)] == []
+
+
+def test_a_broken_code_link_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# Here\n")
+    code = tmp_path / "x.py"
+    code.write_text("# see docs/a.md#here, docs/a.md#there and docs/nope.md#x\n")
+    assert broken_code_links(code) == [
+        "x.py:1: docs/a.md#there: a.md has no heading #there",
+        "x.py:1: docs/nope.md#x: no such file",
+    ]

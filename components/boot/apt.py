@@ -1,23 +1,10 @@
 """apt at first boot: pinned signing keys, and every apt call waiting for the locks (bounded).
 
-At first boot apt-daily, unattended-upgrades or a cloud's agent may be running apt: the
-bootstrap's apt calls would fail at once on their locks, and the node would stay half set
-up. Every apt call of the bootstrap goes through multicloud-apt (shims named apt-get and
-apt-mark come first on its PATH). Debian 12 ships apt 2.6.1 and dpkg 1.21.22.
-
-- apt-get waits for dpkg's two locks itself, DPkg::Lock::Timeout seconds
-  (apt-pkg/deb/debsystem.cc, debSystem::Lock, GetLockMaybeWait; since apt 1.9.11, its
-  changelog's "Wait for lock").
-- The lists and archives locks (apt-pkg/acquire.cc, pkgAcquire::GetLock: one fcntl
-  F_SETLK) and dpkg's own (apt-mark runs `dpkg --set-selections`: lib/dpkg/dbmodify.c
-  modstatdb_lock, file.c file_lock) fail at once.
-
-So a failure whose message names a lock is retried until the bound; any other failure (a
-mirror's hiccup) APT_OTHER_TRIES times in all, so a package that does not exist fails in
-seconds. The messages are apt's and dpkg's in the C locale. cloud-init's own package
-module is not used: 22.4.2 waits only 30 s for the locks (cloudinit/distros/debian.py,
-APT_LOCK_WAIT_TIMEOUT, _wait_for_apt_command), and when it gives up, runcmd still runs,
-on a node without the packages.
+At first boot apt-daily, unattended-upgrades or a cloud's agent may be running apt, and
+the bootstrap's apt calls would fail at once on their locks. So every one goes through
+multicloud-apt (shims named apt-get and apt-mark first on its PATH): a failure naming a
+lock is retried until the bound, any other APT_OTHER_TRIES times in all
+(docs/first-deploy.md#when-a-nodes-boot-script-fails). Debian 12: apt 2.6.1, dpkg 1.21.22.
 """
 
 from __future__ import annotations
@@ -45,7 +32,10 @@ BOOTSTRAP_FAILED = f"{BOOTSTRAP_STATE}/bootstrap-failed"
 BOOTSTRAP_DONE = f"{BOOTSTRAP_STATE}/bootstrap-done"
 # What apt 2.6 (fileutl.cc GetLock; debsystem.cc) and dpkg 1.21 (file.c file_lock: "%s was
 # locked by another process with pid %d") print, LC_ALL=C, when a lock is held;
-# tests/test_apt_lock.py makes the real ones print them.
+# tests/test_apt_lock.py makes the real ones print them. apt-get waits for dpkg's locks
+# itself (DPkg::Lock::Timeout: debsystem.cc debSystem::Lock, since apt 1.9.11), but the
+# lists and archives locks (acquire.cc pkgAcquire::GetLock, one F_SETLK) and dpkg's own
+# (apt-mark's `dpkg --set-selections`: lib/dpkg/dbmodify.c modstatdb_lock) fail at once.
 APT_LOCK_MESSAGES = (
     "Could not get lock |Unable to acquire the dpkg frontend lock|Unable to lock "
     "|locked by another process"

@@ -1,28 +1,11 @@
 """The metadata guard: closes the cloud metadata service once cloud-init has read it.
 
 User-data holds the node's ZeroTier identity.secret and SSH host private key, and the
-metadata service at 169.254.169.254 serves it for the VM's whole life. No process on a
-node needs it after cloud-init's first two stages, so the guard blocks it for everything
-on the host (root processes, hostNetwork pods) and every pod, with a policy routing rule:
-`prohibit` is evaluated before any routing table, for locally generated and for forwarded
-packets alike, so no iptables chain order (Docker's DOCKER-USER, Calico's cali-FORWARD,
-kube-proxy) can let a packet around it.
-
-Why blocking after boot is safe (cloud-init 22.4.2, Debian 12's version):
-- On every boot cloud-init-local.service and cloud-init.service run before sysinit.target
-  (systemd/cloud-init*.service.tmpl, "Before=sysinit.target"); the guard has default
-  dependencies (after basic.target) and is not persisted (an ip rule is runtime state),
-  so whenever cloud-init asks the metadata service it is reachable.
-- On a reboot of the same instance cloud-init does not ask it at all: the local stage
-  restores the cached datasource "with check" (cloudinit/cmd/main.py main_init,
-  existing="check"; stages.py Init._restore_from_checked_cache), and both
-  DataSourceOpenStack and DataSourceDigitalOcean implement check_instance_id as a local
-  DMI comparison (system-uuid, system-serial-number); the network stage trusts that cache
-  (existing="trust"), and metadata is refreshed only on EventType.BOOT_NEW_INSTANCE
-  (sources/__init__.py default_update_events). So no reboot sees a new instance, and
-  per-instance modules (cc_ssh: host keys; users) never run again.
-- The container runtime, and so every container, starts only after the guard: the unit
-  is Before= the engine's runtime units, and they require it (RequiredBy=).
+metadata service serves it for the VM's whole life. The guard adds a ``prohibit`` policy
+routing rule (before any routing table or iptables chain) for the host and every pod; the
+unit is Before= the engine's runtime units, which require it. Why blocking after boot is
+safe (cloud-init 22.4.2's sources):
+docs/security.md#the-metadata-service-blocked-once-cloud-init-has-read-it.
 """
 
 from __future__ import annotations

@@ -1,29 +1,10 @@
 """NetworkPolicies for the program's own namespaces: deny by default, then exactly the flows
 each workload needs. Pure functions of the cluster's address ranges; no Pulumi here.
 
-Enforced by canal (Calico's policy engine on flannel's network, ``rke.networkPlugin``);
-flannel ignores NetworkPolicy, so on a flannel cluster these objects exist but do nothing.
-Kubernetes semantics that shape them (https://kubernetes.io/docs/concepts/services-networking/
-network-policies/): policies are allow-lists that add up; traffic to and from the node a pod
-runs on is always allowed (kubelet probes, a local iSCSI initiator); a Service address is
-matched after kube-proxy's DNAT, so the API server is its endpoints' ``host:6443``.
-
-Per namespace (docs/security.md has the table):
-
-- ``cloudflare-ddns``: in nothing; out DNS to the public resolvers its pod spec names
-  (``workloads.UPDATER_NAMESERVERS``, not the cluster DNS) and HTTPS to Cloudflare's
-  published ranges.
-- ``example``: in from the ingress controller only (the app, and cert-manager's HTTP-01
-  solver pods that appear there); out nothing.
-- ``cert-manager``: in the webhook's port from anywhere (the API server is a host process
-  on the control-plane nodes, not selectable by label); out DNS, the API server, and
-  for the controller HTTP(S) to the internet (ACME, and its HTTP-01 self-check), with
-  DNS-01 also port 53 to the internet (the zone's authoritative nameservers).
-- ``longhorn-system``: in from Longhorn's own pods, the webhooks from anywhere (API
-  server), share-manager's NFS from anywhere (node kernels mount RWX volumes, and a
-  remote node's traffic arrives from its tunnel address, which no policy can tell apart
-  from a pod); out unrestricted (backup targets are the user's choice). The chart's own
-  policies (``networkPolicies.enabled``) add Longhorn's finer per-component rules.
+Enforced by canal (Calico on flannel's network); flannel ignores NetworkPolicy. Per
+namespace (``cloudflare-ddns``, ``example``, ``cert-manager``, ``longhorn-system``) what
+goes in and out, and the Kubernetes semantics that shape it:
+docs/security.md#what-a-pod-can-reach.
 """
 
 from __future__ import annotations

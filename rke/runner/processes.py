@@ -1,23 +1,7 @@
-"""How the runner starts ``rke``, ``kubectl`` and ``ssh``: environment, process group,
-signals, output.
-
-- Environment: an allowlist (``child_env``). pulumi-command starts the runner with the
-  whole environment of ``pulumi up`` (``cmd.Env = os.Environ()`` plus the command's
-  ``environment``, ``run()`` in ``local/commandOutputs.go``), which holds
-  ``PULUMI_CONFIG_PASSPHRASE``, cloud credentials and this command's own secrets.
-- Process group: each child runs in its own session/process group, so that one
-  ``killpg`` stops it and whatever it started. On Linux it also gets
-  ``PR_SET_PDEATHSIG`` = SIGTERM: pulumi-command cancels a command with SIGKILL to the
-  shell only (``exec.CommandContext``, whose default cancel is ``Process.Kill``, in the
-  same ``run()``; the shell ``exec``s the runner), which the runner cannot catch, and
-  without it ``rke`` would carry on alone.
-- Signals: SIGTERM, SIGINT and SIGHUP stop the running child's group (SIGTERM, then
-  SIGKILL after a grace period) and raise ``Interrupted`` in the runner.
-- Output: a ``Console`` that keeps what goes to stderr under a budget. pulumi-command
-  stores the command's stderr and passes it back to the next run as
-  ``PULUMI_COMMAND_STDERR``, one environment string limited to 128 KiB like stdout:
-  a long ``rke up`` log would make the next update fail to start (E2BIG). The full,
-  redacted log goes to a private file instead.
+"""How the runner starts ``rke``, ``kubectl`` and ``ssh``: an allowlisted environment
+(``child_env``), each child in its own process group that dies with the runner
+(``Supervisor``: SIGTERM, SIGINT and SIGHUP stop the group and raise ``Interrupted``),
+and stderr under a budget with the full redacted log in a private file (``Console``).
 """
 
 from __future__ import annotations
@@ -45,7 +29,9 @@ STOP_GRACE_SECONDS = 10.0
 
 def child_env(env: Mapping[str, str], agent: bool) -> dict[str, str]:
     """The environment for rke/kubectl/ssh: locale, PATH/HOME, proxies, and
-    ``SSH_AUTH_SOCK`` only when RKE authenticates with the SSH agent."""
+    ``SSH_AUTH_SOCK`` only when RKE authenticates with the SSH agent. pulumi-command starts
+    the runner with the whole environment of ``pulumi up`` (``cmd.Env = os.Environ()``,
+    ``run()`` in ``local/commandOutputs.go``): passphrase, cloud credentials, secrets."""
     allowed = set(ALLOWED_ENV) | set(PROXY_ENV) | {p.upper() for p in PROXY_ENV}
     if agent:
         allowed.add("SSH_AUTH_SOCK")
@@ -62,6 +48,8 @@ class Interrupted(Exception):
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # prctl(PR_SET_PDEATHSIG, SIGTERM): the kernel signals us when the runner dies.
+    # pulumi-command cancels with SIGKILL to the shell only (``exec.CommandContext``'s
+    # default ``Process.Kill``, in ``run()``), which the runner cannot catch.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM, 0, 0, 0)
 
@@ -213,6 +201,8 @@ class Console:
     Ordinary lines go to stderr while they fit in ``chatty`` bytes; warnings and errors
     (and the runner's own lines) while they fit in ``important``; ``final`` is always
     written, cut to the ``limit``. Every line also goes to ``log_path`` (0600) when set.
+    Why a budget: pulumi-command passes stderr back to the next run as
+    ``PULUMI_COMMAND_STDERR``, one environment string of 128 KiB at most (else E2BIG).
     """
 
     def __init__(

@@ -1,20 +1,10 @@
 """ZeroTier identities: generation and validation, checked against ZeroTier's vectors.
 
 An identity is an X25519 key pair plus an Ed25519 key pair. Its 40-bit address is the
-tail of a memory-hard hash of the 64-byte public key, and only keys whose hash starts
-with a byte below 17 are valid (a hashcash that makes address collisions expensive).
-
-The hash, per ZeroTier: SHA-512 the public key; fill 2 MiB with Salsa20/20 (keyed by
-the digest) in a CBC-like chain; walk the buffer in word pairs, swapping one buffer
-word into the digest and re-encrypting the digest with the same cipher stream after
-each swap. Salsa20 keystream does not depend on the data it encrypts, so all of it is
-computed up front by pycryptodome's Salsa20 (C): the fill becomes a prefix-XOR of
-keystream blocks, and the digest's re-encryptions become one cumulative XOR applied
-lazily. The swap walk is sequential, but runs of a few hundred steps rarely depend on
-one another, so it too runs in numpy, a run at a time.
-
-Generation needs about 15 candidates on average. It races helper processes (one per
-spare CPU) against the calling process and kills the helpers when either finds one.
+tail of a memory-hard hash of the 64-byte public key (``memory_hard_hash``), and only
+keys whose hash starts with a byte below 17 are valid (a hashcash that makes address
+collisions expensive): about 15 candidates, raced over every spare CPU
+(``generate_identity``).
 """
 
 import hashlib
@@ -48,7 +38,15 @@ class Identity:
 
 
 def memory_hard_hash(public_key: bytes) -> bytes:
-    """ZeroTier's 64-byte memory-hard hash of a 64-byte public key."""
+    """ZeroTier's 64-byte memory-hard hash of a 64-byte public key.
+
+    Per ZeroTier: SHA-512 the key; fill 2 MiB with Salsa20/20 keyed by the digest in a
+    CBC-like chain; walk the buffer in word pairs, swapping one word into the digest and
+    re-encrypting the digest after each swap. The keystream does not depend on the data,
+    so it is computed up front (the fill becomes a prefix-XOR of keystream blocks, the
+    re-encryptions one cumulative XOR applied lazily), and the walk runs in numpy a run
+    of mostly independent steps at a time.
+    """
     digest = hashlib.sha512(public_key).digest()
     # ZeroTier keys Salsa20/20 with the digest's first 32 bytes and its next 8 as the
     # nonce (node/Identity.cpp, _computeMemoryHardHash); encrypting zeros gives the stream

@@ -1,32 +1,11 @@
 """ZeroTier flow rules for the cluster's network: a pure function of the overlay CIDR.
 
-The overlay is cut into /24 blocks (``components/overlay/addressing.py``): block 0 is for
-members added by hand (an operator's laptop, a CI runner), blocks 1.. hold the nodes of
-one site each. The rules let nodes talk to each other freely and let block 0 reach only
-SSH (22) and the Kubernetes API (6443) on nodes; nothing else crosses the overlay.
-
-The text is ZeroTier's rules language (https://docs.zerotier.com/rules/), sent to Central
-as the network's ``rulesSource``, which Central compiles (ZeroTier's own Terraform provider
-sends only ``RulesSource``: terraform-provider-zerotier pkg/zerotier/ztnetwork.go). How the
-agent evaluates the compiled rules is ZeroTierOne node/Network.cpp ``_doZtFilter``:
-
-- rules run top to bottom; each action ends a set of matches (AND by default, ``or`` joins
-  left to right); the first action whose set matches decides; no match at the end drops;
-- they are evaluated twice, by the sender (outbound) and by the receiver (inbound), so a
-  member that skips its own outbound check is still stopped by the node it sends to;
-- they are stateless: a reply is a packet of its own and needs its own accept;
-- a match that does not apply to the frame (``ipsrc`` on ARP) is false, even negated;
-- ``chr ipauth`` is true when the frame's source IPv4 (ARP: sender address) is covered by
-  the sender's certificate of ownership, which the controller issues for exactly the
-  member's assigned addresses (controller/EmbeddedNetworkController.cpp, "Issue a
-  certificate of ownership for all static IPs"); dropping unauthenticated frames stops a
-  block-0 member from claiming a node's address.
-
-Pods never appear on the overlay with their own addresses: flannel and canal carry them in
-VXLAN between node addresses, and both masquerade pod traffic to non-pod destinations
-(RKE's templates in rancher/kontainer-driver-metadata pkg/rke/templates: flannel's
-``--ip-masq``, canal's ``FLANNELD_IP_MASQ`` from ``masquerade: "true"``), so every frame's
-source is a node address.
+Nodes (blocks 1..) talk freely; block 0, members added by hand, reaches only SSH (22) and
+the Kubernetes API (6443) on nodes; nothing else crosses the overlay. The text is
+ZeroTier's rules language (https://docs.zerotier.com/rules/), sent as Central's
+``rulesSource``; how the agent evaluates it (ZeroTierOne node/Network.cpp ``_doZtFilter``)
+and why pods never appear with their own addresses:
+docs/security.md#what-a-zerotier-member-outside-the-cluster-can-reach.
 """
 
 from __future__ import annotations
