@@ -1,18 +1,12 @@
 """Who initializes the cluster and whom every other node joins: a pure decision.
 
 RKE2 has no ``cluster-init`` flag (``pkg/cli/cmds/server.go`` drops K3s's): a server
-whose config has no ``server:`` starts a new cluster, every other node joins
-``server: https://<a server>:9345``. A node's user-data is boot-only (``BOOT_ONLY``
-in ``components/sites/base.py``), so the join target is fixed when its VM is created
-and must be right then. The program learns what already exists from its own previous
-stack output ``rke2`` (a ``ClusterRecord``, read through a StackReference to the current
-stack): with a record every node, a rebuilt or added server included, joins a server
-that was in the cluster; without one (the first ``pulumi up``) exactly one server, the
-master with the lowest overlay address, initializes.
-
-The record is exported only after the cluster-ready command succeeded, so its
-``servers`` were all Ready in the cluster; a failed update keeps the previous record
-(Pulumi's ``SameStep.Apply`` retains a resource's old outputs).
+without ``server:`` starts a new cluster, every other node joins
+``server: https://<a server>:9345``. User-data is boot-only, so the target is fixed when
+the VM is created. Without the previous stack output ``rke2`` (a ``ClusterRecord``) the
+master with the lowest overlay address initializes; with it every node joins a server
+that was Ready (docs/rke2.md#joining-exactly-one-server-initializes). A failed update
+keeps the previous record (Pulumi's ``SameStep.Apply`` retains a resource's old outputs).
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """Read Pulumi.yaml and Pulumi.<stack>.yaml exactly as the Pulumi CLI (v3.272.0) does.
 
 The CLI parses stack files with go-yaml v3 (gopkg.in/yaml.v3 v3.0.1,
-sdk/go/common/encoding/marshal.go), whose scalars follow YAML 1.2's core schema with
-Go's number syntax (yaml.v3 resolve.go ``resolve``): only ``true``/``false`` (three
-spellings) are booleans, so ``yes`` and ``on`` are strings; ``010`` is strconv.ParseInt
-base 0, so octal 8, like ``0o10``; ``1_000`` is 1000; ``1:30`` is a string; a duplicate
-key is an error. It then hands every config value to the program as a string
-(sdk/go/common/resource/config/object.go ``MarshalString``): strings as they are, other
-scalars and objects as Go's encoding/json writes them, dates as Go's ``time.String``.
-
-PyYAML's parser (libyaml's, like go-yaml's) gives the structure; this module replaces its
-YAML 1.1 resolver with go-yaml's rules, refuses duplicate keys, bounds nesting and alias
-expansion, and turns every YAML error into ``StackFileError`` naming file, line and column.
-tests/test_stack_yaml.py checks it against the CLI's own loader built from its Go module.
+sdk/go/common/encoding/marshal.go): YAML 1.2's core schema with Go's number syntax
+(yaml.v3 resolve.go ``resolve``: ``yes`` is a string, ``010`` is octal 8, ``1_000`` is
+1000, a duplicate key is an error), then hands every value to the program as a string
+(sdk/go/common/resource/config/object.go ``MarshalString``). PyYAML's parser gives the
+structure; this module replaces its YAML 1.1 resolver with go-yaml's rules, refuses
+duplicate keys, bounds nesting and alias expansion, and turns every YAML error into
+``StackFileError`` naming file, line and column. tests/scripts/test_stack_yaml.py checks
+it against the CLI's own loader built from its Go module.
 """
 
 from __future__ import annotations

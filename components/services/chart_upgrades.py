@@ -1,18 +1,12 @@
 """Refuse a chart upgrade that skips minor releases upstream forbids skipping: a pure decision.
 
-The program learns what runs from its own previous stack output ``chartVersions``
-(``{"cert-manager": "v1.21.1", "longhorn": "1.12.1"}``, read through a StackReference to the
-current stack, as ``rke2/join.py`` reads its record). ``ClusterServices`` exports it from the
-Helm releases' outputs, so a failed update keeps the previous record.
-
-- Longhorn upgrades one minor at a time and never downgrades: "Starting with v1.5.0, Longhorn
-  only supports upgrades from one minor version to the next ... Longhorn does not support
-  downgrades" (longhorn/website content/docs/1.12.1/deploy/upgrade/_index.md); its
-  pre-upgrade check refuses anything else (longhorn-manager v1.12.1
-  upgrade/util/util.go, ``CheckUpgradePath``), half-way through a ``pulumi up``.
-- cert-manager: "We recommend that you upgrade cert-manager one minor version at a time,
-  always choosing the latest patch version for the minor version" (cert-manager/website
-  content/docs/installation/upgrade.md); the program holds to it.
+What runs comes from the previous stack output ``chartVersions`` (read through a
+StackReference to the current stack, as ``rke2/join.py`` reads its record), which
+``ClusterServices`` exports from the Helm releases' outputs. Longhorn moves one minor at a
+time and never back (its pre-upgrade check, longhorn-manager v1.12.1
+upgrade/util/util.go ``CheckUpgradePath``, would refuse half-way through a ``pulumi up``);
+cert-manager recommends one minor at a time and the program holds to it. Upstream's words:
+docs/operations.md#upgrading-cert-manager-and-longhorn.
 """
 
 from __future__ import annotations
