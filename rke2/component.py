@@ -30,7 +30,7 @@ from components.config import ClusterConfig, DigitalOceanSiteConfig, Secrets
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
 from components.previous import this_stack
-from rke2 import config_yaml, manifests, scripts, upgrade
+from rke2 import config_yaml, join, manifests, scripts, upgrade
 from rke2.boot import Rke2Files, rke2_part
 from rke2.join import ClusterRecord, JoinError, JoinPlan, check_not_rke, plan_join, steady_plan
 
@@ -267,7 +267,9 @@ class Rke2Bootstrap(pulumi.ComponentResource):
                 *s3_keys,
             ).apply(lambda values: render(values, release))
 
-        steady = rendered(self._steady, IN_PLACE_RELEASE).apply(user_data_digest)
+        steady = rendered(self._steady, IN_PLACE_RELEASE).apply(
+            lambda text: user_data_digest(join.without_join_target(text))
+        )
         self.boot_digests[node.name] = pulumi.Output.unsecret(steady)
         return pulumi.Output.secret(rendered(self.plan))
 

@@ -12,6 +12,7 @@ keeps the previous record (Pulumi's ``SameStep.Apply`` retains a resource's old 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -205,6 +206,16 @@ def plan_join(
         kubernetes_version,
     )
     return JoinPlan(targets, anchor, record, tuple(staying))
+
+
+_JOIN_TARGET = re.compile(rf"(server: https://)[0-9.]+(:{SUPERVISOR_PORT})")
+
+
+def without_join_target(user_data: str) -> str:
+    """``user_data`` with the server its config.yaml joins set aside: which server a later
+    VM of a node joins is chosen per update from the servers there are, not a boot input
+    that puts the node behind its code (``components/boot_record.py``)."""
+    return _JOIN_TARGET.sub(r"\1(a server)\2", user_data)
 
 
 def steady_plan(nodes: Sequence[NodeSpec], plan: JoinPlan) -> JoinPlan:

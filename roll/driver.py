@@ -40,7 +40,9 @@ from roll.plan import Cluster, Plan, RollRefused, Step, nodes_from_rows, plan, r
 ROOT_TYPE = "pulumi:pulumi:Stack"
 # The VM resource types (components/sites/openstack.py, digitalocean.py): named as the node.
 VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:Droplet")
-CHANGES = ("create", "delete", "replace", "create-replacement", "delete-replaced")
+# ``update`` too: a VM patched in place (a Nova rebuild or resize) is not the planned
+# replacement, and is named in the stop message rather than shown as nothing.
+CHANGES = ("create", "delete", "update", "replace", "create-replacement", "delete-replaced")
 
 
 class StackLike(Protocol):
@@ -102,6 +104,26 @@ def stack_outputs_event(events: Sequence[Any]) -> Mapping[str, Any] | None:
         if out is not None and out.metadata.type == ROOT_TYPE and out.metadata.new is not None:
             found = out.metadata.new.outputs
     return found
+
+
+def engine_errors(events: Sequence[Any]) -> list[str]:
+    """The engine's error diagnostics of an update/preview (``diagnosticEvent``s of severity
+    ``error``), each after its resource's name: what failed. The CLI's own output ends with
+    the stack's outputs and the counts, so its tail alone does not say it."""
+    errors = []
+    for event in sorted(events, key=lambda e: e.sequence):
+        diag = event.diagnostic_event
+        if diag is None or diag.severity != "error":
+            continue
+        message = str(diag.message).strip()
+        name = str(diag.urn).rsplit("::", 1)[-1] if diag.urn else ""
+        errors.append(f"{name}: {message}" if name else message)
+    return errors
+
+
+def _failure(error: Exception, events: Sequence[Any]) -> str:
+    """What a failed `pulumi up`/`preview` says: its error diagnostics, else the CLI's tail."""
+    return "\n".join(engine_errors(events) or str(error).strip().splitlines()[-20:])
 
 
 def check_update(step: Step, events: Sequence[Any]) -> None:
@@ -261,10 +283,9 @@ def roll(
                     config_file=_write(tmp, "preview.yaml", preview_file), on_event=events.append
                 )
             except Exception as error:  # the Automation API's CommandError and the like
-                tail = "\n".join(str(error).strip().splitlines()[-20:])
                 raise RollRefused(
                     f"the preview failed, nothing was changed (`make preview STACK="
-                    f"{options.stack}` shows it in full):\n{tail}"
+                    f"{options.stack}` shows it in full):\n{_failure(error, events)}"
                 ) from None
             drift = _value((stack_outputs_event(events) or {}).get("bootDrift"))
             names = {str(r["name"]) for r in rows}
@@ -311,6 +332,7 @@ def _run(
     total = len(the_plan.steps)
     for i, step in enumerate(the_plan.steps, 1):
         phase = "checking before"
+        events: list[Any] = []
 
         def progress(what: str, i: int = i, step: Step = step) -> None:
             say(f"node {i} of {total}: {step.node} {what} ({_elapsed(clock() - start)})")
@@ -323,7 +345,6 @@ def _run(
             step_file = stack_file.temp_stack_file(
                 text, dict(step.masters), step.rebuild, step.target_masters, f"step {i}"
             )
-            events: list[Any] = []
 
             def seen(event: Any, i: int = i, step: Step = step, events: list[Any] = events) -> None:
                 events.append(event)
@@ -353,8 +374,7 @@ def _run(
         except (CheckFailed, StepFailed, RollRefused) as error:
             return _stopped(i, total, step, phase, str(error), options, say)
         except Exception as error:  # the Automation API's CommandError and the like
-            detail = str(error).strip().splitlines()[-20:]
-            return _stopped(i, total, step, phase, "\n".join(detail), options, say)
+            return _stopped(i, total, step, phase, _failure(error, events), options, say)
     say(f"rolled {total} node(s) in {_elapsed(clock() - start)}")
     return 0
 

@@ -300,6 +300,29 @@ def test_rke2_evaluates_a_roll_step_to_four_masters() -> None:
     assert "make roll" in str(run.error)
 
 
+def test_rke2_servers_added_one_per_update_put_no_node_behind() -> None:
+    """3 -> 4 -> 5 masters (`make roll`'s steps), then a quiet update: which server a later VM
+    of a node would join changes with the server set, but is chosen per update, not a boot
+    input: no node reads as behind at any step (rke2/join.py ``without_join_target``)."""
+    from scripts.offline import reveal, run_program
+    from tests.program import committed_rke2
+
+    previous = reveal(committed_rke2("prod").outputs)  # three servers
+    for home, roll in ((1, {"targetMasters": 5}), (2, None), (2, None)):
+
+        def edit(values: dict[str, Any], home: int = home, roll: Any = roll) -> None:
+            values["multicloud:sites"]["ramnode"]["masters"] = 2
+            values["multicloud:sites"]["home"]["masters"] = home
+            if roll:
+                values["multicloud:roll"] = roll
+
+        config, secrets = rke2_config("prod", edit)
+        run = run_program(config, secret_keys=secrets, stack="prod", previous_outputs=previous)
+        assert run.error is None, run.error
+        assert run.outputs["bootDrift"] == {}, (home, run.outputs["bootDrift"])
+        previous = reveal(run.outputs)
+
+
 # --- the summaries: `make render` and the render job -----------------------------------------
 
 

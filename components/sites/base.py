@@ -23,10 +23,11 @@ BOOT_ONLY = {
 # The providers resize a VM in place (terraform-provider-digitalocean droplet/
 # resource_droplet.go `resourceDigitalOceanDropletUpdate` powers the droplet off for it;
 # terraform-provider-openstack resource_openstack_compute_instance_v2.go
-# `resourceComputeInstanceV2Update` resizes and reboots the server). A node is replaced
-# instead, never patched: the size is boot-only too, and a node in `rebuild` that takes a
-# new one is replaced like for any other boot input.
-REPLACE_ON = {"openstack": ["flavorName"], "digitalocean": ["size"]}
+# `resourceComputeInstanceV2Update` resizes and reboots the server, and rebuilds it in place
+# from a new `image_name`, which is not ForceNew there). A node is replaced instead, never
+# patched: the size is boot-only too, and a node in `rebuild` that takes a new size or
+# image is replaced as for any other boot input.
+REPLACE_ON = {"openstack": ["flavorName", "imageName"], "digitalocean": ["size"]}
 
 # A node's old and new VM must never run side by side, so a VM (and an SSH key whose name
 # the cloud keeps unique) is replaced delete-first. Pulumi replaces create-first unless
