@@ -1,8 +1,9 @@
 # multicloud: `make render STACK=prod` (offline, no credentials) and `make test`.
 # `make test` sets itself up on a fresh clone (venv, pip requirements, npm ci) and keeps
 # stamps so a second run does not redo it. Needs python3 (3.11+) with venv, git, node/npm,
-# gnupg, iproute2, util-linux (tests/test_node_trust.py, tests/test_apt_lock.py), curl
-# (tests/test_checksums.py) and Go 1.26+ for the tools in tools/ (README.md).
+# gnupg, iproute2, util-linux (tests/components/boot/test_node_trust.py,
+# tests/components/boot/test_apt_lock.py), curl (tests/scripts/test_checksums.py) and
+# Go 1.26+ for the tools in tools/ (README.md).
 STACK ?= prod
 # ENGINE=rke2 renders the stack with the other engine than its file says (make render only).
 VENV ?= venv
@@ -14,7 +15,7 @@ PY := $(VENV)/bin/python
 DEFAULT_BACKEND := file://$(CURDIR)/.pulumi-state?metadata=skip
 PULUMI_BACKEND_URL ?= $(DEFAULT_BACKEND)
 
-.PHONY: setup render test lint typecheck unit restructure-guard engine docs up preview init bench bench-suite \
+.PHONY: setup render test lint typecheck unit engine docs up preview init bench bench-suite \
 	pin-checksums pin-images netpol-analyzer stack-config tools versions roll
 
 # venv/ is also what `pulumi up` runs the program from (Pulumi.yaml runtime.options): its
@@ -36,8 +37,8 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # np-guard's netpol-analyzer, a NetworkPolicy evaluator nobody here wrote
-# (tests/test_netpol_connectivity.py), built from the Go module proxy at the version
-# tools/netpol-analyzer/go.mod pins (its go.sum checks every module's hash) into the
+# (tests/components/services/test_netpol_connectivity.py), built from the Go module proxy
+# at the version tools/netpol-analyzer/go.mod pins (its go.sum checks every module's hash) into the
 # git-ignored .tools/, one binary per version: a second run builds nothing. Needs Go 1.26+.
 NETPOL_ANALYZER_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/np-guard/netpol-analyzer \(v[^ ]*\).*|\1|p' tools/netpol-analyzer/go.mod)
 NETPOL_ANALYZER := .tools/bin/netpolicy-$(NETPOL_ANALYZER_VERSION)
@@ -50,7 +51,7 @@ $(NETPOL_ANALYZER): tools/netpol-analyzer/go.mod tools/netpol-analyzer/go.sum
 
 netpol-analyzer: $(NETPOL_ANALYZER)
 
-# The Pulumi CLI's own stack-file loader (tools/stack-config), for tests/test_stack_yaml.py:
+# The Pulumi CLI's own stack-file loader (tools/stack-config), for tests/scripts/test_stack_yaml.py:
 # `make render` must read a stack file as `pulumi` does. Same caching as above.
 PULUMI_SDK_VERSION := $(shell sed -n 's|^require github.com/pulumi/pulumi/sdk/v3 \(v[^ ]*\).*|\1|p' tools/stack-config/go.mod)
 STACK_CONFIG := .tools/bin/stack-config-$(PULUMI_SDK_VERSION)
@@ -113,7 +114,7 @@ setup: $(VENV)/.installed node_modules/.installed
 render: $(VENV)/.installed
 	$(PY) -m scripts.render --stack $(STACK) $(if $(ENGINE),--engine $(ENGINE))
 
-test: lint typecheck unit restructure-guard engine
+test: lint typecheck unit engine
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -124,20 +125,16 @@ typecheck: $(VENV)/.installed
 # The unit suite: tests/ but tests/engine/, on PYTEST_JOBS processes (pytest-xdist;
 # worksteal: each process takes a contiguous share of the tests, so a file's tests and its
 # module fixtures mostly stay in one, and an idle one takes tests over from the other).
-# Of the Go tools it needs only the two its tests run (tests/test_netpol_connectivity.py,
-# tests/test_stack_yaml.py). PYTHONDONTWRITEBYTECODE (set in some shells) is cleared for the
-# run: without bytecode caches each pytest process and every Python child the tests start
-# compile the project again, and pytest rewrites every test module's asserts again, each
-# run (5-8 s of CPU; the caches go to the git-ignored __pycache__ folders).
+# Of the Go tools it needs only the two its tests run
+# (tests/components/services/test_netpol_connectivity.py, tests/scripts/test_stack_yaml.py).
+# PYTHONDONTWRITEBYTECODE (set in some shells) is cleared for the run: without bytecode
+# caches each pytest process and every Python child the tests start compile the project
+# again, and pytest rewrites every test module's asserts again, each run (5-8 s of CPU;
+# the caches go to the git-ignored __pycache__ folders).
 PYTEST_JOBS ?= 2
 unit: setup netpol-analyzer stack-config
 	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -p xdist -n $(PYTEST_JOBS) --dist worksteal \
-		--ignore=tests/engine --ignore=tests/restructure
-
-# Issue 20's temporary guard: `make render` byte-identical to the manifest taken before
-# the restructure (tests/restructure/; dropped with it, so not part of the unit figure).
-restructure-guard: setup
-	$(VENV)/bin/pytest -p xdist -n $(PYTEST_JOBS) tests/restructure
+		--ignore=tests/engine
 
 # The real engine's scenarios (tests/engine/, docs/testing.md): the whole of `make tools`.
 engine: setup tools

@@ -9,7 +9,7 @@ and the one DNS record with the node it initially points at.
 
 Every edge joins two declared nodes, never a subgraph: Mermaid 11 lays an edge that ends
 on a subgraph out with NaN coordinates and does not draw it (seen with mermaid-cli 11.17 in
-Chromium; ``tests/test_diagram.py`` renders the committed stacks to check). ``Diagram``
+Chromium; ``tests/components/test_diagram.py`` renders the committed stacks to check). ``Diagram``
 holds the graph as data so that rule is checked before any text is written.
 """
 
@@ -127,7 +127,7 @@ def entry_node(config: ClusterConfig) -> NodeSpec | None:
 
     The same rule as ``components.services.cloudflare.entry_node`` applies to the live
     nodes (the first public-ingress node with a public address), on the config alone;
-    ``tests/test_diagram.py`` checks both pick the same node for the committed stacks.
+    ``tests/components/test_diagram.py`` checks both pick the same node for the committed stacks.
     """
     sites = config.settings.sites
     return next(

@@ -7,7 +7,7 @@ scalar keys Pulumi.yaml declares, Pulumi.yaml's ``description``). Secrets get th
 ``pulumi config set --secret`` command and when a stack needs them.
 
 The output is a pure function of the models and Pulumi.yaml: running it twice gives the
-same bytes, and ``tests/test_config_reference.py`` fails when the committed file differs.
+same bytes, and ``tests/scripts/test_config_reference.py`` fails when the committed file differs.
 A field without a description is an error here, so every new key gets documented.
 
     python -m scripts.config_reference            # write docs/config-reference.md

@@ -83,7 +83,7 @@ class EngineRender:
     unpinned: Callable[[Path], list[str]]
 
 
-# By engines.py's engine names (tests/test_checksums.py checks they agree); this script
+# By engines.py's engine names (tests/scripts/test_checksums.py checks they agree); this script
 # runs on the standard library alone, so it cannot import engines.py.
 ENGINES = {
     "rke": EngineRender(CLUSTER, _rke_binary_unpinned),

@@ -30,7 +30,7 @@ ENDING = "ends within {days} days"
 PAST_EOL = "past end of life"
 OUTSIDE = "outside the Kubernetes range"
 UNKNOWN = "end of life not established"
-# Rows with these statuses fail tests/test_versions.py unless an accepted risk covers them.
+# Rows with these statuses fail tests/scripts/test_versions.py unless an accepted risk covers them.
 FAILING = (PAST_EOL, OUTSIDE)
 # The longest an accepted risk may stay accepted: its review_by is at most this far after
 # the table's as_of (docs/operations.md, "Keeping versions supported").

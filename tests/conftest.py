@@ -17,12 +17,13 @@ import gc
 
 import pytest
 
-from tests.tools import IN_CI
+from tests.support.tools import IN_CI
 
 
 def _tune_gc() -> None:
     """Fewer, cheaper cyclic-GC passes: the suite holds large long-lived heaps (the Pulumi
-    SDKs' generated classes, the cached program runs of ``tests.program``) that CPython's
+    SDKs' generated classes, the cached program runs of ``tests.support.program_runs``) that
+    CPython's
     default thresholds (700, 10, 10) traversed again and again; measured with
     ``gc.callbacks`` that was ~20 s of a 2-minute run. Only *when* garbage is collected
     changes, not what any test does; cycles are still collected."""

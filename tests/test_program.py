@@ -20,7 +20,8 @@ from scripts.offline import (
     run_program,
     stack_config,
 )
-from tests.program import (
+from tests.components.boot.test_cloud_init import validate_user_data
+from tests.support.program_runs import (
     CANARIES,
     RKE_COMMAND,
     changed_inputs,
@@ -30,7 +31,6 @@ from tests.program import (
     run_edited,
     vms,
 )
-from tests.test_cloud_init import validate_user_data
 
 STACKS = ("home", "prod")
 IDENTITY = "-zt-identity"

@@ -35,7 +35,7 @@ import pytest
 from components.services.chart_upgrades import CHART_VERSIONS_OUTPUT
 from rke2.component import RECORD_OUTPUT
 from scripts.offline import Registration, Run, reveal, run_program
-from tests.program import committed, committed_rke2, edited, rke2_config, vms
+from tests.support.program_runs import committed, committed_rke2, edited, rke2_config, vms
 
 REPLACE_KEYS = {
     "command:remote:Command": {"triggers"},

@@ -32,7 +32,8 @@ BOOTSTRAP_FAILED = f"{BOOTSTRAP_STATE}/bootstrap-failed"
 BOOTSTRAP_DONE = f"{BOOTSTRAP_STATE}/bootstrap-done"
 # What apt 2.6 (fileutl.cc GetLock; debsystem.cc) and dpkg 1.21 (file.c file_lock: "%s was
 # locked by another process with pid %d") print, LC_ALL=C, when a lock is held;
-# tests/test_apt_lock.py makes the real ones print them. apt-get waits for dpkg's locks
+# tests/components/boot/test_apt_lock.py makes the real ones print them. apt-get waits for dpkg's
+# locks
 # itself (DPkg::Lock::Timeout: debsystem.cc debSystem::Lock, since apt 1.9.11), but the
 # lists and archives locks (acquire.cc pkgAcquire::GetLock, one F_SETLK) and dpkg's own
 # (apt-mark's `dpkg --set-selections`: lib/dpkg/dbmodify.c modstatdb_lock) fail at once.

@@ -30,7 +30,7 @@ _MAX_UNAVAILABLE = re.compile(r"^[1-9][0-9]*%?$")
 
 # What the RKE command can carry. pulumi-command hands the runner's previous stdout
 # (the compressed RKE state) back in ONE environment variable, at most 128 KiB on Linux.
-# Measured with the fake RKE's state (tests/test_rke_state.py, whose certificates have
+# Measured with the fake RKE's state (tests/rke/test_rke_state.py, whose certificates have
 # RSA-2048 sizes): ~42 KB for the shared certificates and kubeconfig, ~3 KB per etcd
 # member (its own certificate), ~24 bytes per node. 3 sites x (1 master + 200 workers)
 # take 62.5 KB (48% of the limit); 640 nodes with 7 etcd members 76 KB (58%). etcd itself

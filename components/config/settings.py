@@ -86,7 +86,8 @@ class ClusterSettings(ConfigModel):
         description="what installs Kubernetes: 'rke' (RKE v1 over SSH, the default) or 'rke2' "
         "(each node installs the pinned RKE2 from cloud-init; see docs/rke2.md)",
     )
-    # the rke default is rke.config_rules.DEFAULT_KUBERNETES_VERSION (tests/test_config.py)
+    # the rke default is rke.config_rules.DEFAULT_KUBERNETES_VERSION
+    # (tests/components/config/test_config.py)
     kubernetes_version: str = Field(
         "",
         description="the engine's version string; empty takes the engine's default "

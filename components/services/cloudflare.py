@@ -3,7 +3,8 @@
 Pulumi creates the record pointing at the first ingress node and then leaves its content to
 the in-cluster updater (``ignore_changes``), so ``pulumi up`` never moves traffic back. Every
 other input is written in the form the provider stores, so a second ``pulumi preview`` shows no
-change (tests/test_entrypoint.py checks it against a model of the provider's normalization).
+change (tests/components/services/test_entrypoint.py checks it against a model of the provider's
+normalization).
 """
 
 from __future__ import annotations

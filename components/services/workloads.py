@@ -26,7 +26,8 @@ UPDATER_SECRET_KEY = "token"
 # its pods rescheduled, 300 s by default) half the lookups would go nowhere. Failover is the
 # moment part of the cluster is gone, so the updater depends on no cluster service. Its
 # NetworkPolicy opens port 53 to exactly these and nowhere else
-# (network_policies.updater_policies; tests/test_netpol_connectivity.py checks the two agree).
+# (network_policies.updater_policies; tests/components/services/test_netpol_connectivity.py checks
+# the two agree).
 UPDATER_NAMESERVERS = ("1.1.1.1", "1.0.0.1")
 
 CERT_MANAGER_NAMESPACE = "cert-manager"

@@ -17,7 +17,7 @@
 Every `pulumi` command runs inside a network namespace of its own (``unshare --net``, only
 ``lo`` up; not as root, inside a user namespace too), so the engine, the plugins and the
 program can reach nothing but loopback. In it, the fake ZeroTier Central
-(tests/fake_central.py, served by this process on a socket made in the namespace) answers
+(tests/support/fake_central.py, served by this process on a socket made in the namespace) answers
 on 127.0.0.1:443 over HTTPS with a certificate from a test CA, as
 ``https://localhost/api/v1`` (the program only accepts an https URL without a port,
 components/config/model.py ``check_https_url``); the dynamic providers trust the CA
@@ -26,7 +26,8 @@ and the default SSL context, which reads that variable).
 
 The stack's config is the committed stack's plain values (``pulumi config set-all --json``)
 plus every secret the program requires (scripts/offline.py ``stack_config``) set with
-``pulumi config set --secret`` from stdin, valued ``canary-<key>-7f3a`` (tests/program.py
+``pulumi config set --secret`` from stdin, valued ``canary-<key>-7f3a``
+(tests/support/program_runs.py
 ``CANARIES``), so a canary found in plaintext is a leak.
 """
 
@@ -56,15 +57,15 @@ from cryptography.x509.oid import NameOID
 
 from scripts import stack_yaml
 from scripts.offline import ADDRESS_BASE_ENV, PROJECT, load_yaml_file, stack_config
-from tests import fake_rke
 from tests.engine.plugins import install_fake_plugins
 from tests.engine.providers.cloud import ENV as FAKE_CLOUD_ENV
 from tests.engine.providers.command import install_command_plugin
 from tests.engine.providers.nodes import ENV as NODES_ENV
 from tests.engine.providers.nodes import halt_all
 from tests.engine.tools import ROOT, engine_env, pulumi_binary
-from tests.fake_central import FakeCentral, _handler
-from tests.tools import ed25519_openssh
+from tests.support import fake_rke
+from tests.support.fake_central import FakeCentral, _handler
+from tests.support.tools import ed25519_openssh
 
 CENTRAL_URL = "https://localhost/api/v1"
 # Not linked into the project folder: the committed stacks, and what is not the program's.
@@ -74,7 +75,7 @@ ADDRESS_BASE = "127.10"  # the fake VMs' addresses with ``nodes=True`` (a loopba
 
 
 def canary(key: str) -> str:
-    """The test value of a secret key (tests/program.py CANARIES' form)."""
+    """The test value of a secret key (tests/support/program_runs.py CANARIES' form)."""
     return f"canary-{key}-7f3a"
 
 
@@ -112,7 +113,7 @@ socket.send_fds(channel, [b"x"], [server.fileno()])
 class NetworkNamespace:
     """A network namespace with only ``lo`` up, held open by a ``sleep`` process. As root
     a plain one; otherwise inside a user namespace of its own where the caller is root
-    (``unshare --map-root-user``), as tests/test_node_trust.py does."""
+    (``unshare --map-root-user``), as tests/components/boot/test_node_trust.py does."""
 
     def __init__(self) -> None:
         root = os.geteuid() == 0
@@ -241,7 +242,7 @@ def make_test_ca(folder: Path) -> tuple[Path, Path, Path]:
 
 
 class HttpsCentral(FakeCentral):
-    """tests/fake_central.py's fake, over TLS, accepting on ``listener`` (a socket from
+    """tests/support/fake_central.py's fake, over TLS, accepting on ``listener`` (a socket from
     ``NetworkNamespace.listen("127.0.0.1", 443)``)."""
 
     def __init__(self, token: str, listener: socket.socket, cert: Path, key: Path) -> None:
@@ -282,7 +283,7 @@ class Workspace:
     ) -> None:
         """``config``: full keys set after the committed ones (plain values). ``nodes``: the
         fake clouds boot their VMs (``_boot_nodes``) and the RKE command finds the fakes of
-        ``rke``/``kubectl`` (tests/fake_rke.py) first on PATH."""
+        ``rke``/``kubectl`` (tests/support/fake_rke.py) first on PATH."""
         self.folder = folder
         self.stack = stack
         self.project = folder / "project"

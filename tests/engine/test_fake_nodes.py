@@ -18,7 +18,7 @@ import yaml
 from scripts.offline import ADDRESS_BASE_ENV, fake_outputs
 from tests.engine.harness import NetworkNamespace
 from tests.engine.providers import nodes
-from tests.tools import IN_CI, debian_tool, ed25519_openssh
+from tests.support.tools import IN_CI, debian_tool, ed25519_openssh
 
 PORT = "openstack:networking/port:Port"
 DROPLET = "digitalocean:index/droplet:Droplet"

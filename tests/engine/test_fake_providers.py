@@ -370,7 +370,7 @@ def test_the_invokes_the_program_calls(providers: Callable[[str], Stub]) -> None
 
 
 def test_every_type_the_program_registers_has_force_new_reference_data() -> None:
-    from tests.program import committed, committed_rke2
+    from tests.support.program_runs import committed, committed_rke2
 
     recorded = json.loads(FORCE_NEW.read_text())["types"]
     served = tuple(f"{p}:" for p in PACKAGES)

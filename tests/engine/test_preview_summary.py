@@ -172,7 +172,7 @@ def workflow_preview(workspace: Workspace) -> Preview:
 def make_preview(workspace: Workspace) -> subprocess.CompletedProcess[str]:
     """`make preview STACK=prod` in the workspace's project (its Makefile and scripts are
     the checkout's), on the workspace's backend, inside its network namespace. The venv
-    counts as set up (``-o``), as tests/test_make_stack.py runs make."""
+    counts as set up (``-o``), as tests/scripts/test_make_stack.py runs make."""
     env = {k: v for k, v in workspace.env.items() if not k.startswith("MAKE")}
     started = time.monotonic()
     make = ["make", "-s", "-C", str(workspace.project), "preview", f"STACK={STACK}"]

@@ -41,7 +41,7 @@ from tests.engine.harness import COMMAND_TIMEOUT, Result, Workspace
 from tests.engine.providers.cloud import VM_TYPES, FakeCloud
 from tests.engine.test_program_up import _needs_sshd
 from tests.engine.tools import ROOT
-from tests.tools import debian_tool
+from tests.support.tools import debian_tool
 
 RKE2 = {f"{PROJECT}:engine": "rke2", f"{PROJECT}:kubernetesVersion": ""}
 CASES: dict[str, tuple[str, dict[str, str]]] = {
@@ -188,7 +188,8 @@ def test_refresh_changes_nothing_and_destroy_follows_the_docs(tmp_path: Path, ca
 def _follow_recovery_doc(ws: Workspace, stack: str) -> Result:
     """Run docs/recovery.md's teardown block as written, in the project folder, as a user
     with the venv active would: `pulumi` (the workspace's, in its namespace), `python` (the
-    venv's), `jq`, and tests/fake_rke.py's `rke`. `pulumi destroy` asks to confirm; the CLI's
+    venv's), `jq`, and tests/support/fake_rke.py's `rke`. `pulumi destroy` asks to confirm; the
+    CLI's
     PULUMI_SKIP_CONFIRMATIONS answers it as `--yes` does (pulumi sdk/v3 go/common/env/env.go
     ``SkipConfirmations``). The fake `rke` records `remove` and refuses it (it models `up`):
     the script goes on to its last line, as a shell does."""

@@ -25,7 +25,7 @@ Scenario 6, the -1 `up` (``--event-log``) removing the node:
   the VM's delete began: the engine runs every step of the program before the deletes of
   resources the program no longer registers (``deploymentExecutor.performDeletes`` in
   pkg/resource/deploy/deployment_executor.go, after the source iterator is done), and the
-  fake rke and kubectl (tests/fake_rke.py) ran before the fake cloud's delete.
+  fake rke and kubectl (tests/support/fake_rke.py) ran before the fake cloud's delete.
 
 Wall times are printed per command and per test.
 """

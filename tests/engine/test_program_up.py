@@ -3,7 +3,7 @@ with RKE2: `pulumi up` of a new stack
 converges through the real engine, the stand-in providers and booted fake VMs
 (``Workspace(..., nodes=True)``: a real sshd per VM with the host key its user-data
 installs, a node emulator behind it, tests/engine/providers/nodes.py; the real
-``rke.runner`` against tests/fake_rke.py's rke and kubectl; the ZeroTier dynamic providers
+``rke.runner`` against tests/support/fake_rke.py's rke and kubectl; the ZeroTier dynamic providers
 against the fake Central over HTTPS); the state holds no secret in plaintext; the outputs
 are the documented ones (docs/architecture.md, ``__main__.py``); then `pulumi preview
 --expect-no-changes` and a no-op `pulumi up --expect-no-changes` pass. Wall times are printed.
@@ -24,8 +24,8 @@ from scripts.offline import PROJECT, SIG_KEY, reveal
 from tests.engine.harness import Workspace
 from tests.engine.providers.cloud import VM_TYPES, FakeCloud
 from tests.engine.providers.nodes import SSHD
-from tests.program import CANARIES, plaintext
-from tests.tools import IN_CI, debian_tool
+from tests.support.program_runs import CANARIES, plaintext
+from tests.support.tools import IN_CI, debian_tool
 
 # docs/architecture.md: __main__.py exports kubeconfig, nodes, overlayNetworkId, and appUrl
 # with an entrypoint (recordName only with a public record: home has none); ClusterServices

@@ -6,7 +6,7 @@ it, over a real Automation API stack (``pulumi.automation.select_stack`` on the 
 project): its ``pulumi`` is a wrapper that runs the harness's CLI inside the harness's
 network namespace (tests/engine/harness.py ``NetworkNamespace.run_prefix``) with the
 harness's environment. The waits between steps are ``FakeClusterChecks``: instead of
-kubectl/etcdctl over SSH (roll/checks.py, unit-tested in tests/test_roll_checks.py) they
+kubectl/etcdctl over SSH (roll/checks.py, unit-tested in tests/roll/test_roll_checks.py) they
 look at what those would see, in the fake cloud (the node's new VM is live, with the node's
 ZeroTier identity, its sshd up) and in the fake rke's etcd (the member count).
 

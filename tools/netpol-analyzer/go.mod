@@ -1,4 +1,4 @@
-// np-guard's netpol-analyzer (cmd/netpolicy) for tests/test_netpol_connectivity.py, built by
+// np-guard's netpol-analyzer (cmd/netpolicy) for tests/components/services/test_netpol_connectivity.py, built by
 // `make netpol-analyzer` into .tools/bin/netpolicy-<version>. To move to another release:
 // go get -tool github.com/np-guard/netpol-analyzer/cmd/netpolicy@<tag> && go mod tidy
 // (the module proxy answers exact tags; its version list for this module is refused).

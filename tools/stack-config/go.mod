@@ -1,6 +1,6 @@
 // The Pulumi CLI's own stack-file loader (workspace.LoadProjectStackBytes of
 // github.com/pulumi/pulumi/sdk/v3 at v3.272.0, the version requirements.lock and the
-// workflows pin): tests/test_stack_yaml.py compares scripts/stack_yaml.py with it.
+// workflows pin): tests/scripts/test_stack_yaml.py compares scripts/stack_yaml.py with it.
 module multicloud/tools/stack-config
 
 go 1.26.6

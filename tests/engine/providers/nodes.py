@@ -121,7 +121,7 @@ for address in config.get("ipAssignments", []):
 '''
 # - `docker inspect etcd`, `docker exec etcd etcdctl ...` on an RKE master: RKE's etcd
 #   container, there once `rke up` made the node's member ``etcd-<hostname>`` (the fake
-#   rke's ``etcd.json`` in its world, tests/fake_rke.py; node.json ``rke_world``), else
+#   rke's ``etcd.json`` in its world, tests/support/fake_rke.py; node.json ``rke_world``), else
 #   "No such object"/"No such container" and exit 1 (docker/cli
 #   cli/command/inspect/inspector.go, cli/command/container/exec.go). etcdctl v3 as
 #   etcd-io/etcd etcdctl/ctlv3/command prints it: `member list` one row per member
@@ -139,7 +139,7 @@ _DOCKER_ETCD = r"""#!@PYTHON@
 import hashlib, json, sys, time
 from pathlib import Path
 sys.path.insert(0, "@ROOT@")
-from tests.fake_rke import write_members
+from tests.support.fake_rke import write_members
 here = Path(__file__).resolve().parent.parent
 node = json.loads((here / "node.json").read_text())
 world = Path(node.get("rke_world") or "/nonexistent")
