@@ -49,6 +49,7 @@ LONGHORN_TIMEOUT = 1800.0  # replicas rebuild onto the new node
 DNS_TIMEOUT = 300.0
 POLL_SECONDS = 10.0
 COMMAND_TIMEOUT = 60.0  # one kubectl / ssh call
+REQUEST_TIMEOUT = "30s"  # one kubectl request to the API server
 
 RKE2_KUBECTL = "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml"
 RKE2_ETCD_TLS = "/var/lib/rancher/rke2/server/tls/etcd"
@@ -224,9 +225,12 @@ class ClusterChecks:
 
     def kubectl_json(self, *args: str) -> tuple[dict[str, Any] | None, str]:
         assert self._dir is not None, "use ClusterChecks as a context manager"
+        # kubectl waits for an unreachable API server without bound unless told
+        # (kubectl's global --request-timeout, default 0: no timeout)
         rc, out = self._run(
-            ["kubectl", "--kubeconfig", str(self._dir / "kubeconfig"), *args, "-o", "json"]
-        )
+            ["kubectl", "--kubeconfig", str(self._dir / "kubeconfig"),
+             f"--request-timeout={REQUEST_TIMEOUT}", *args, "-o", "json"]
+        )  # fmt: skip
         if rc != 0:
             return None, f"kubectl {' '.join(args)}: {out.strip()}"
         try:

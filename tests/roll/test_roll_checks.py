@@ -134,6 +134,8 @@ def test_secrets_reach_kubectl_and_ssh_as_private_files_never_argv(
     text = log.read_text()
     argv_lines = [ln for ln in text.splitlines() if ln.startswith(("kubectl ", "ssh "))]
     assert any(ln.startswith("kubectl ") for ln in argv_lines)
+    # a bounded request: an unreachable API server must not hang the roll
+    assert all("--request-timeout=30s" in ln for ln in argv_lines if ln.startswith("kubectl "))
     assert any(ln.startswith("ssh ") and "ping -c 1 -W 2 10.147.1.20" in ln for ln in argv_lines)
     for line in argv_lines:
         assert "kubeconfig-secret" not in line and "ssh-key-secret" not in line
