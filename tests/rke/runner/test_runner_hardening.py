@@ -31,8 +31,10 @@ def pieces(text: str, size: int = 12) -> set[str]:
     return {text[i : i + size] for i in range(len(text) - size + 1)}
 
 
-def test_encoded_and_untold_secrets_never_reach_stderr(box: Box) -> None:  # noqa: F811
-    box.sb.set(leak=True)
+def leaky_run(box: Box, **mode: bool) -> tuple[str, str]:  # noqa: F811
+    """A successful run with a leaky fake rke in ``mode``: (the runner's stderr, kube-admin's
+    key from the state the runner stored); the key did reach the runner's output."""
+    box.sb.set(**mode)
     result = box.run()
     assert result.returncode == 0, result.stderr
     stored = parse_previous(result.stdout)
@@ -40,6 +42,12 @@ def test_encoded_and_untold_secrets_never_reach_stderr(box: Box) -> None:  # noq
     admin_key = check_rkestate(stored.rkestate)["desiredState"]["certificatesBundle"]["kube-admin"][
         "keyPEM"
     ]
+    assert "DEBU[0003] [state] kube-admin client-key-data" in result.stderr  # it did leak
+    return result.stderr, admin_key
+
+
+def test_encoded_and_untold_secrets_never_reach_stderr(box: Box) -> None:  # noqa: F811
+    stderr, admin_key = leaky_run(box, leak=True)
     forms = {
         "the S3 secret": S3_SECRET,
         "the S3 secret in base64": base64.b64encode(S3_SECRET.encode()).decode(),
@@ -48,42 +56,24 @@ def test_encoded_and_untold_secrets_never_reach_stderr(box: Box) -> None:  # noq
         "kube-admin's key in base64": base64.b64encode(admin_key.encode()).decode(),
         "kube-admin's key JSON-escaped": json.dumps(admin_key),
     }
-    assert "DEBU[0003] [state] kube-admin client-key-data" in result.stderr  # it did leak
     for what, form in forms.items():
-        assert not pieces(form) & pieces(result.stderr), what
+        assert not pieces(form) & pieces(stderr), what
 
 
 def test_a_state_rewritten_with_the_same_size_and_timestamp_is_learnt(box: Box) -> None:  # noqa: F811
     """RKE rewrites the state within one coarse timestamp tick at the same size: the
     runner still reads the new one on RKE's "written" line, before redacting what follows."""
-    box.sb.set(leak=True, restamp=True)
-    result = box.run()
-    assert result.returncode == 0, result.stderr
-    stored = parse_previous(result.stdout)
-    assert stored is not None
-    admin_key = check_rkestate(stored.rkestate)["desiredState"]["certificatesBundle"]["kube-admin"][
-        "keyPEM"
-    ]
-    assert "DEBU[0003] [state] kube-admin client-key-data" in result.stderr  # it did leak
-    base64_key = base64.b64encode(admin_key.encode()).decode()
-    assert not pieces(base64_key) & pieces(result.stderr)
-    assert not pieces(admin_key) & pieces(result.stderr)
+    stderr, admin_key = leaky_run(box, leak=True, restamp=True)
+    assert not pieces(base64.b64encode(admin_key.encode()).decode()) & pieces(stderr)
+    assert not pieces(admin_key) & pieces(stderr)
 
 
 def test_a_state_being_rewritten_at_rkes_written_line_is_waited_for(box: Box) -> None:  # noqa: F811
     """The runner gets to RKE's "written" line while the file is being rewritten (empty):
     it waits for the complete state before redacting the lines that follow."""
-    box.sb.set(midwrite=True)
-    result = box.run()
-    assert result.returncode == 0, result.stderr
-    stored = parse_previous(result.stdout)
-    assert stored is not None
-    admin_key = check_rkestate(stored.rkestate)["desiredState"]["certificatesBundle"]["kube-admin"][
-        "keyPEM"
-    ]
-    assert "DEBU[0003] [state] kube-admin client-key-data" in result.stderr  # it did leak
-    assert not pieces(base64.b64encode(admin_key.encode()).decode()) & pieces(result.stderr)
-    assert not pieces(admin_key) & pieces(result.stderr)
+    stderr, admin_key = leaky_run(box, midwrite=True)
+    assert not pieces(base64.b64encode(admin_key.encode()).decode()) & pieces(stderr)
+    assert not pieces(admin_key) & pieces(stderr)
 
 
 def test_a_network_plugin_change_on_a_running_cluster_is_refused(box: Box) -> None:  # noqa: F811
