@@ -367,8 +367,8 @@ class Rke2Cluster(pulumi.ComponentResource):
         # registered first: stepGenerator.ScheduleDeletes deletes dependents before their
         # dependencies, looking at direct edges only (deploymentExecutor.Execute skips
         # deleting the dependencies of a failed delete). Each also depends on the server it
-        # runs against (a staying one, JoinPlan.runner), so that server's VM is never
-        # deleted before the drain ran.
+        # runs against (JoinPlan.runner: one that stays through any update draining this
+        # node), so that server's VM is never deleted before the drain ran.
         leaving: list[pulumi.Resource] = []
         drain_timeout = settings.rke.upgrade.drain_timeout_seconds
         chain = sorted(nodes, key=lambda n: "etcd" not in n.roles)

@@ -7,6 +7,8 @@ the VM is created. Without the previous stack output ``rke2`` (a ``ClusterRecord
 master with the lowest overlay address initializes; with it every node joins a server
 that was Ready (docs/rke2.md#joining-exactly-one-server-initializes). A failed update
 keeps the previous record (Pulumi's ``SameStep.Apply`` retains a resource's old outputs).
+Every choice here is a function of this update's servers and the record, so an update
+after a quiet one plans the same: nothing settles one update late.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class JoinError(ValueError):
 class ClusterRecord:
     """What a successful ``pulumi up`` leaves in the stack output ``rke2``."""
 
+    # The server every other node joins (the anchor): the one that initialized the
+    # cluster until it is rebuilt or removed, then the server that took over from it.
+    # (The key keeps its first name, so records that stacks hold stay readable.)
     init_server: str
     servers: tuple[str, ...]  # servers Ready in the cluster at the end of that update
     kubernetes_version: str  # the version the upgrade Plans were set to
@@ -71,9 +76,6 @@ class JoinPlan:
     targets: Mapping[str, str | None]  # node name -> server node name or None
     anchor: str  # the server the cluster-ready and drain commands run against
     record: ClusterRecord  # what this update records once the cluster is Ready
-    # servers in the cluster before this update that stay through it (all servers on a
-    # first deployment): the only ones a drain command may run against
-    staying: tuple[str, ...] = ()
 
     def server_url(self, node: str, specs: Mapping[str, NodeSpec]) -> str | None:
         target = self.targets[node]
@@ -82,13 +84,18 @@ class JoinPlan:
         return f"https://{specs[target].zerotier_ip}:{SUPERVISOR_PORT}"
 
     def runner(self, node: str) -> str:
-        """The server that drains and deletes ``node`` when it leaves: the anchor, or for
-        the anchor itself another server that stays through this update (any other server
-        of this update when none stays; itself only when it is alone)."""
+        """The server that will drain and delete ``node`` when it leaves in a later update:
+        the anchor, or for the anchor itself the other server with the lowest overlay
+        address (itself only when it is alone).
+
+        A leaving node's drain runs on the runner stored by the update *before* it
+        (pulumi-command's Delete reads only the old state), and one update changes at
+        most one server, alone (``plan_join``), so that runner stays through the update
+        that drains. Picking from this update's servers, not only those that stay through
+        it, keeps the choice the same in the quiet update after a server change."""
         if node != self.anchor:
             return self.anchor
-        others = [*self.staying, *self.record.servers]
-        return next((s for s in others if s != node), self.anchor)
+        return next((s for s in self.record.servers if s != node), self.anchor)
 
     @property
     def initializing(self) -> list[str]:
@@ -148,7 +155,7 @@ def plan_join(
         targets: dict[str, str | None] = {n.name: init for n in nodes}
         targets[init] = None
         record = ClusterRecord(init, tuple(names), kubernetes_version)
-        return JoinPlan(targets, init, record, tuple(names))
+        return JoinPlan(targets, init, record)
 
     if version_key(kubernetes_version) < version_key(previous.kubernetes_version):
         raise JoinError(
@@ -200,12 +207,11 @@ def plan_join(
     # anchor is rebuilt later, and then it must join, never initialize.
     # With a single server that is None: rebuilding it is refused above (nothing stays).
     targets[anchor] = fallback
-    record = ClusterRecord(
-        previous.init_server if previous.init_server in names else anchor,
-        tuple(names),
-        kubernetes_version,
-    )
-    return JoinPlan(targets, anchor, record, tuple(staying))
+    # The anchor is recorded: after the init server's rebuild the next update keeps the
+    # server that took over, rather than moving every drain and the cluster-ready command
+    # back one update late.
+    record = ClusterRecord(anchor, tuple(names), kubernetes_version)
+    return JoinPlan(targets, anchor, record)
 
 
 _JOIN_TARGET = re.compile(rf"(server: https://)[0-9.]+(:{SUPERVISOR_PORT})")

@@ -43,6 +43,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from roll.checks import CheckFailed
 from roll.driver import Options, roll, vm_changes
 from roll.plan import Step
 from scripts.offline import PROJECT
-from tests.engine.harness import _LISTEN_INSIDE, CommandFailed, Workspace, stack_plain_config
+from tests.engine.harness import _LISTEN_INSIDE, Workspace, stack_plain_config
 from tests.engine.providers.cloud import VM_TYPES, FakeCloud, zerotier_addresses
 from tests.engine.test_program_up import RKE2, _needs_sshd
 
@@ -70,14 +71,6 @@ NEW_IMAGES = {
     "ramnode": "Debian 12 (20261201)",
 }
 CASES = {"rke": {}, "rke2": RKE2}
-# A known program gap with RKE2 (issue 21; strict: an XPASS says the marker can go): after
-# a roll replaced or added a master, `preview --expect-no-changes` shows an update of a
-# ``<node>-leave`` command: its ``connection`` (the server the join plan picks as its
-# runner, rke2/join.py ``JoinPlan.runner``, from the servers staying through the update)
-# settles one update later.
-LAGS = pytest.mark.xfail(raises=CommandFailed, strict=True, reason="a leave connection lags")
-ROLL_CASES = ["rke", pytest.param("rke2", marks=LAGS)]
-COUNT_CASES = ["rke", pytest.param("rke2", marks=LAGS)]
 FAILING = 3  # the planned step whose VM Create the fake cloud fails
 
 
@@ -285,15 +278,36 @@ def planned_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(r["name"]) for r in ordered]
 
 
-@pytest.mark.parametrize("engine", ROLL_CASES)
-def test_roll_replaces_every_node_once_stops_at_a_failure_and_resumes(
-    tmp_path: Path, engine: str
-) -> None:
+@dataclass
+class Deployed:
+    """Prod after its first `pulumi up`, as both scenarios start."""
+
+    ws: Workspace
+    cloud: FakeCloud
+    stack: CountedStack
+    sites: dict[str, Any]  # the stack file's ``sites``, to edit
+    times: list[str]  # wall times, printed at the end
+
+
+@contextmanager
+def deployed(tmp_path: Path, engine: str) -> Iterator[Deployed]:
+    """Prod deployed on booted fake VMs; the scenario's wall times printed after."""
     _needs_sshd()
     started = time.monotonic()
     with Workspace(tmp_path / "ws", STACK, config=CASES[engine], nodes=True) as ws:
         times = [f"first up {ws.up().seconds:.1f} s"]
-        cloud = FakeCloud(ws.folder / "cloud")
+        sites = copy.deepcopy(stack_plain_config(STACK)[f"{PROJECT}:sites"])
+        stack = CountedStack(automation_stack(ws))
+        yield Deployed(ws, FakeCloud(ws.folder / "cloud"), stack, sites, times)
+    print(f"\n{engine}: " + "; ".join(times) + f"; total {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.parametrize("engine", list(CASES))
+def test_roll_replaces_every_node_once_stops_at_a_failure_and_resumes(
+    tmp_path: Path, engine: str
+) -> None:
+    with deployed(tmp_path, engine) as d:
+        ws, cloud, stack, sites, times = d.ws, d.cloud, d.stack, d.sites, d.times
         outputs = ws.run("stack", "output", "--json").json()
         rows = outputs["nodes"]
         assert len(rows) == 7
@@ -304,11 +318,9 @@ def test_roll_replaces_every_node_once_stops_at_a_failure_and_resumes(
         identities = {n: zerotier_addresses(vms[n]["outputs"]["userData"]) for n in vms}
         assert all(len(i) == 1 for i in identities.values())
 
-        sites = copy.deepcopy(stack_plain_config(STACK)[f"{PROJECT}:sites"])
         for site, image in NEW_IMAGES.items():
             sites[site]["image"] = image
         ws.config_set("sites", sites)
-        stack = CountedStack(automation_stack(ws))
         checks = FakeClusterChecks(ws, engine, identities)
         events_before = len(cloud.events())
 
@@ -374,21 +386,15 @@ def test_roll_replaces_every_node_once_stops_at_a_failure_and_resumes(
         assert code == 0 and "nothing to roll" in said, said
         assert stack.ups == len(order) - FAILING + 1 + FAILING  # none more
         assert [e for e in cloud.events()[events_before:] if e.method != "Read"] == []
-    print(f"\n{engine}: " + "; ".join(times) + f"; total {time.monotonic() - started:.1f} s")
 
 
-@pytest.mark.parametrize("engine", COUNT_CASES)
+@pytest.mark.parametrize("engine", list(CASES))
 def test_roll_steps_masters_3_to_5_and_back_one_member_at_a_time(
     tmp_path: Path, engine: str
 ) -> None:
-    _needs_sshd()
-    started = time.monotonic()
-    with Workspace(tmp_path / "ws", STACK, config=CASES[engine], nodes=True) as ws:
-        times = [f"first up {ws.up().seconds:.1f} s"]
-        cloud = FakeCloud(ws.folder / "cloud")
-        stack = CountedStack(automation_stack(ws))
+    with deployed(tmp_path, engine) as d:
+        ws, cloud, stack, sites, times = d.ws, d.cloud, d.stack, d.sites, d.times
         checks = FakeClusterChecks(ws, engine, {})
-        sites = copy.deepcopy(stack_plain_config(STACK)[f"{PROJECT}:sites"])
         # 3 -> 5: one member per step (3 -> 4 -> 5), the sites with fewest first, by name
         # (roll/plan.py ``_count_chain``), no site ever holding a majority
         added = ["mc-prod-home-master-1", "mc-prod-ramnode-master-1"]
@@ -421,4 +427,3 @@ def test_roll_steps_masters_3_to_5_and_back_one_member_at_a_time(
             times.append(f"preview --expect-no-changes {after.seconds:.1f} s")
             if engine == "rke" and ws.rke is not None:
                 assert sorted(ws.rke.members()) == [f"etcd-{m}" for m in masters]
-    print(f"\n{engine}: " + "; ".join(times) + f"; total {time.monotonic() - started:.1f} s")

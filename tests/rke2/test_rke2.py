@@ -280,13 +280,62 @@ def test_a_server_leaves_alone(rebuild: list[str], previous_nodes: list[str], me
         )  # fmt: skip
 
 
-def test_the_anchor_drains_through_a_server_that_stays() -> None:
-    """The anchor's own drain command runs on another server; never on one that is rebuilt
-    (or new) in this update."""
-    previous = record(A0.name, B0.name, C0.name)
-    plan = plan_join(NODES, rebuild=[B0.name], previous=previous, kubernetes_version=VERSION)
-    assert plan.anchor == A0.name and plan.runner(A0.name) == C0.name
-    assert all(plan.runner(n.name) in plan.staying for n in NODES)
+def _server_changes(nodes: list[NodeSpec]) -> list[tuple[list[NodeSpec], list[str]]]:
+    """Every single-server change an update may make to ``nodes``: (its nodes, its
+    rebuild list). Added servers take an address below, between and above the others."""
+    servers = [n for n in nodes if "etcd" in n.roles]
+    changes: list[tuple[list[NodeSpec], list[str]]] = []
+    if len(servers) > 1:  # one server is neither rebuilt nor removed (plan_join refuses)
+        changes += [(nodes, [s.name]) for s in servers]
+        changes += [([n for n in nodes if n is not s], []) for s in servers]
+    taken = {n.zerotier_ip for n in nodes}
+    added = [spec(site, "master", 1, site_id) for site, site_id in (("a", 1), ("c", 3), ("z", 9))]
+    changes += [([*nodes, a], []) for a in added if a.zerotier_ip not in taken]
+    return changes
+
+
+def test_drains_run_on_a_server_that_stays_and_no_choice_settles_late() -> None:
+    """Over every sequence of three single-server changes (rebuilds, removals, additions,
+    the anchor's too) after a first deployment:
+
+    - a node that leaves (removed or rebuilt) is drained by the runner the update before
+      stored (pulumi-command's Delete reads the old state): a server other than it that
+      stays through this update;
+    - the quiet update after each plans the same anchor, runners and record, so
+      `pulumi preview --expect-no-changes` passes after every step of `make roll`.
+    """
+    start = plan_join(NODES, rebuild=(), previous=None, kubernetes_version=VERSION)
+    frontier = [(NODES, start)]
+    steps = 0
+    for _ in range(3):
+        following = []
+        for nodes, before in frontier:
+            for after_nodes, rebuild in _server_changes(nodes):
+                plan = plan_join(
+                    after_nodes,
+                    rebuild=rebuild,
+                    previous=before.record,
+                    kubernetes_version=VERSION,
+                    previous_nodes=[n.name for n in nodes],
+                )
+                names = {n.name for n in after_nodes}
+                leaving = [*rebuild, *({n.name for n in nodes} - names)]
+                for node in leaving:
+                    drainer = before.runner(node)
+                    assert drainer != node and drainer in names and drainer not in rebuild
+                quiet = plan_join(
+                    after_nodes,
+                    rebuild=(),
+                    previous=plan.record,
+                    kubernetes_version=VERSION,
+                    previous_nodes=sorted(names),
+                )
+                assert (quiet.anchor, quiet.record) == (plan.anchor, plan.record)
+                assert {n: quiet.runner(n) for n in names} == {n: plan.runner(n) for n in names}
+                following.append((after_nodes, plan))
+                steps += 1
+        frontier = following
+    assert steps > 700  # 738 updates
 
 
 def test_the_record_round_trips_and_refuses_foreign_values() -> None:
