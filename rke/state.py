@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from components.private_files import private_dir, write_private
+
 STATE_PREFIX = "xz+b64:"
 FORMAT_VERSION = 2
 # One environment string may hold at most MAX_ARG_STRLEN = 32 pages = 131072 bytes,
@@ -289,35 +291,6 @@ def key_dir(key: str) -> str:
     """A directory name for a stack key (``project/stack``): readable and collision-free."""
     readable = "-".join(_SAFE.sub("_", part) for part in key.split("/") if part)[:80]
     return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) 0700; refuse one that another user owns,
-    that is a symlink, or that others can read."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.lstat(path)
-    if not os.path.isdir(path) or os.path.islink(path):
-        raise OSError(f"{path} is not a directory")
-    if st.st_uid != os.getuid():
-        raise OSError(f"{path} belongs to uid {st.st_uid}, not to this user")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file, fsync, rename), mode 0600."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rke.state import digest, private_dir, try_lock
+from components.private_files import tmpfs_base
+from rke.state import digest, try_lock
 
 STATE_FILE = "cluster.rkestate"  # cluster.GetStateFilePath("cluster.yml")
 KUBECONFIG_FILE = "kube_config_cluster.yml"  # pki.GetLocalKubeConfig("cluster.yml")
@@ -30,11 +31,7 @@ KUBECONFIG_FILE = "kube_config_cluster.yml"  # pki.GetLocalKubeConfig("cluster.y
 def private_base(env: Mapping[str, str]) -> Path:
     """``<tmpfs>/multicloud-rke-<uid>``, created 0700. ``RKE_RUNNER_TMPDIR`` overrides
     the tmpfs choice (tests; hosts without /dev/shm)."""
-    candidates = [env.get("RKE_RUNNER_TMPDIR"), "/dev/shm", env.get("XDG_RUNTIME_DIR")]
-    for candidate in candidates:
-        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
-            return private_dir(Path(candidate) / f"multicloud-rke-{os.getuid()}")
-    return private_dir(Path(tempfile.gettempdir()) / f"multicloud-rke-{os.getuid()}")
+    return tmpfs_base("rke", override=env.get("RKE_RUNNER_TMPDIR"), env=env)
 
 
 def _prefix(key: str) -> str:
@@ -110,17 +107,3 @@ def _read_leftover(path: Path) -> Leftover:
     with contextlib.suppress(ValueError, TypeError, KeyError):
         pid = int(json.loads(text("owner.json") or "{}")["pid"])
     return Leftover(path, pid, text(STATE_FILE), text(KUBECONFIG_FILE))
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Create ``path`` 0600 with ``text`` (it must not exist)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-
-
-def replace_secret(path: Path, text: str) -> None:
-    """Write ``path`` 0600 with ``text``, replacing what was there."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    write_secret(path, text)

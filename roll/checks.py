@@ -24,21 +24,18 @@ as the checks (``rke/workdir.py``'s way), never on argv; the API token only in a
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from rke.state import private_dir
-from rke.workdir import write_secret
+from components.private_files import scratch_dir, write_secret
 from roll.plan import Step
 
 # Bounds of each wait (seconds), and how often it looks.
@@ -191,16 +188,11 @@ class ClusterChecks:
         self._token = cloudflare_token
         self._secrets = (kubeconfig, ssh_key)
         self._dir: Path | None = None
+        self._files = ExitStack()  # the private directory, removed on exit
         self.rows = {str(r["name"]): r for r in target.nodes}
 
     def __enter__(self) -> ClusterChecks:
-        base = private_dir(Path(tempfile.gettempdir()) / f"multicloud-roll-{os.getuid()}")
-        for candidate in ("/dev/shm",):  # tmpfs: the secrets never reach a disk
-            if Path(candidate).is_dir():
-                base = private_dir(Path(candidate) / f"multicloud-roll-{os.getuid()}")
-        _remove_stale(base)
-        self._dir = Path(tempfile.mkdtemp(prefix="checks-", dir=base))
-        (self._dir / "pid").write_text(str(os.getpid()))
+        self._dir = self._files.enter_context(scratch_dir("roll", "checks-"))
         write_secret(self._dir / "kubeconfig", self._secrets[0])
         write_secret(self._dir / "ssh-key", self._secrets[1].rstrip("\n") + "\n")
         known = [f"{r['sshAddress']} {r['hostKey']}" for r in self.target.nodes if r.get("hostKey")]
@@ -209,8 +201,7 @@ class ClusterChecks:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+        self._files.close()
 
     # The commands.
 
@@ -374,14 +365,3 @@ class ClusterChecks:
         if self.target.record is not None and self._token is not None:
             wait(f"DNS record {self.target.record[1]} on a live node", self._dns, t.dns,
                  t.poll, self.say)  # fmt: skip
-
-
-def _remove_stale(base: Path) -> None:
-    """Remove the secrets' directories of rolls that were killed (their pid is gone)."""
-    for path in base.glob("checks-*"):
-        try:
-            os.kill(int((path / "pid").read_text()), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (OSError, ValueError):
-            continue  # another user's process, or a directory being created

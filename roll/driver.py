@@ -19,20 +19,16 @@ Automation API's stack and ``ClusterChecks``; tests pass fakes.
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from rke.state import private_dir
-from rke.workdir import write_secret
+from components.private_files import scratch_dir, write_secret
 from roll import stack_file
 from roll.checks import CheckFailed, Checks
 from roll.plan import Cluster, Plan, RollRefused, Step, nodes_from_rows, plan, roll_target
@@ -210,17 +206,6 @@ def until_stopped(update: Callable[[], Any], say: Callable[[str], None]) -> Any:
     return outcome.get("result")
 
 
-@contextmanager
-def private_files() -> Iterator[Path]:
-    """A private directory for the temporary stack files, removed after."""
-    base = private_dir(Path(tempfile.gettempdir()) / f"multicloud-roll-{os.getuid()}")
-    path = Path(tempfile.mkdtemp(prefix="stack-", dir=base))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _elapsed(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
@@ -266,7 +251,7 @@ def roll(
         text = path.read_text()
         config = stack_file.load(text, path.name)
         outputs = stack.outputs()
-        with private_files() as tmp:
+        with scratch_dir("roll", "stack-") as tmp:
             rows = _value(outputs.get("nodes")) or []
             now = {s: 0 for s in stack_file.site_counts(config, "masters")}
             for row in rows:

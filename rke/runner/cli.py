@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from components.private_files import write_secret
 from rke.runner import console
 from rke.runner.console import RunnerError
 from rke.runner.contract import NAMES
 from rke.runner.processes import Console, Interrupted, Supervisor
 from rke.runner.run import up
 from rke.state import LocalCopy, StateError, StateStore, check_rkestate, now, parse_previous
-from rke.workdir import KUBECONFIG_FILE, STATE_FILE, write_secret
+from rke.workdir import KUBECONFIG_FILE, STATE_FILE
 
 USAGE = (
     "usage: python -m rke.runner up < cluster.yml | delete | extract DIR < stdout.json"

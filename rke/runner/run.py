@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from components.private_files import replace_secret, write_secret
 from rke import plan as planning
 from rke.plan import Host, PlanError
 from rke.runner import etcd, kubectl, leftovers, starting
@@ -22,14 +23,7 @@ from rke.state import (
     encode_result,
     now,
 )
-from rke.workdir import (
-    KUBECONFIG_FILE,
-    STATE_FILE,
-    RunDir,
-    private_base,
-    replace_secret,
-    write_secret,
-)
+from rke.workdir import KUBECONFIG_FILE, STATE_FILE, RunDir, private_base
 
 
 class Run:

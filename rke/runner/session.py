@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.private_files import replace_secret, write_secret
 from rke.plan import Host
 from rke.redact import Redactor
 from rke.releases import check_release
@@ -23,7 +24,7 @@ from rke.runner.contract import SECRET_ENV, EnvError, RunnerEnv
 from rke.runner.documents import disk_cluster_yml, read_cluster_yml
 from rke.runner.processes import Supervisor, child_env, run_quick, ssh_argv
 from rke.state import LocalCopy, StateError, StateStore, check_rkestate, digest, now
-from rke.workdir import KUBECONFIG_FILE, STATE_FILE, RunDir, replace_secret, write_secret
+from rke.workdir import KUBECONFIG_FILE, STATE_FILE, RunDir
 
 TAIL_LINES = 40
 # On RKE's "written" line, how long to keep reading a state file that is mid-write (RKE
