@@ -2,8 +2,8 @@
 
 RKE's runner (rke/) and `make roll` (roll/) hand secrets to tools that take files (rke's
 cluster.yml and state, kubectl's kubeconfig, ssh's key). They go in 0600 files, in 0700
-directories on a tmpfs when there is one (docs/security.md), removed after use; a
-directory left by a killed process is removed by the next run.
+directories on a tmpfs when there is one, removed after use; a directory left by a killed
+process is removed by the next run (docs/security.md#where-each-secret-lives).
 """
 
 from __future__ import annotations
