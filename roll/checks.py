@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.private_files import scratch_dir, write_secret
+from components.private_files import replace_secret, scratch_dir, write_secret
 from roll.plan import Step
 
 # Bounds of each wait (seconds), and how often it looks.
@@ -195,13 +195,25 @@ class ClusterChecks:
         self._dir = self._files.enter_context(scratch_dir("roll", "checks-"))
         write_secret(self._dir / "kubeconfig", self._secrets[0])
         write_secret(self._dir / "ssh-key", self._secrets[1].rstrip("\n") + "\n")
-        known = [f"{r['sshAddress']} {r['hostKey']}" for r in self.target.nodes if r.get("hostKey")]
-        if known:  # the pinned host keys, when the stack exports them
-            write_secret(self._dir / "known_hosts", "\n".join(known) + "\n")
+        self._pin_host_keys()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._files.close()
+
+    def _use(self, nodes: Sequence[Mapping[str, Any]]) -> None:
+        """Take the ``nodes`` output of the last update: a replaced VM may have a new
+        address (``sshVia: public``), its node the same host key."""
+        self.rows = {str(r["name"]): r for r in nodes}
+        self._pin_host_keys()
+
+    def _pin_host_keys(self) -> None:
+        """known_hosts from the nodes' exported host keys at their current addresses."""
+        assert self._dir is not None
+        rows = self.rows.values()
+        known = [f"{r['sshAddress']} {r['hostKey']}" for r in rows if r.get("hostKey")]
+        if known:  # the pinned host keys, when the stack exports them
+            replace_secret(self._dir / "known_hosts", "\n".join(known) + "\n")
 
     # The commands.
 
@@ -335,7 +347,7 @@ class ClusterChecks:
     # The interface.
 
     def before(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
-        self.rows = {str(r["name"]): r for r in nodes}
+        self._use(nodes)
         t = self.timeouts
         names = list(self.rows)
         if step.kind in ("finish", "add-master"):
@@ -350,7 +362,7 @@ class ClusterChecks:
             )  # fmt: skip
 
     def after(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
-        self.rows = {str(r["name"]): r for r in nodes}
+        self._use(nodes)
         t = self.timeouts
         via = self.staying_master(step)
         if step.kind != "remove-master":

@@ -182,3 +182,50 @@ def test_etcd_wait_asks_a_staying_master_and_needs_the_expected_member_count(
     assert "rke@192.0.2.0" in command, "asked on the master that stays"
     assert "kube-system exec etcd-mc-m0 -- etcdctl --endpoints https://127.0.0.1:2379" in command
     assert "--cacert /var/lib/rancher/rke2/server/tls/etcd/server-ca.crt" in command
+
+
+def test_host_keys_are_pinned_at_the_addresses_of_the_last_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replaced master keeps its host key (the node's, exported as ``hostKey``) but may
+    get a new address (``sshVia: public``); the next step asks etcd on it. A stand-in ssh
+    checks as OpenSSH's StrictHostKeyChecking does (sshconnect.c ``check_host_key``): the
+    destination with its key in UserKnownHostsFile, else "Host key verification failed."
+    and exit 255."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    members = {"members": [{"name": "m0", "clientURLs": ["https://10.147.1.1:2379"]}]}
+    health = [{"endpoint": "https://10.147.1.1:2379", "health": True}]
+    ssh = bin_dir / "ssh"
+    ssh.write_text(
+        "#!/bin/sh\n"
+        'known=""; dest=""; prev=""\n'
+        'for a in "$@"; do\n'
+        '  case "$a" in UserKnownHostsFile=*) known=${a#UserKnownHostsFile=};; esac\n'
+        '  case "$a" in *@*) [ -z "$dest" ] && dest=${a#*@};; esac\n'
+        "done\n"
+        'grep -qx "$dest ssh-ed25519 KEY-$dest-node" "$known" 2>/dev/null || '
+        '{ echo "Host key verification failed." >&2; exit 255; }\n'
+        f"echo '{json.dumps(members)}'; echo; echo ==multicloud==; echo '{json.dumps(health)}'\n"
+    )
+    ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+    def row(name: str, address: str, key_of: str) -> dict[str, object]:
+        return {"name": name, "site": "s", "roles": ["controlplane", "etcd"],
+                "overlayIp": "10.147.1.1", "sshAddress": address,
+                "hostKey": f"ssh-ed25519 KEY-{key_of}-node"}  # fmt: skip
+
+    # the stand-in's key for an address: as if each address served that node's key
+    before = [row("mc-m0", "192.0.2.10", "192.0.2.10"), row("mc-m1", "192.0.2.11", "192.0.2.11")]
+    target = Target(engine="rke", ssh_user="rke", nodes=before, longhorn=False)
+    quick = Timeouts(node_ready=0, overlay=0, etcd=0, poll=0)
+    # the step after mc-m0's replacement: mc-m2 leaves, etcd is asked on mc-m0 (a removal
+    # waits for etcd only, with no Longhorn and no record)
+    removal = Step("remove-master", "mc-m2", "s", "", (), (), None, 2, 1, True)
+    moved = [row("mc-m0", "192.0.2.20", "192.0.2.20"), before[1]]
+    with ClusterChecks(target, KUBECONFIG, SSH_KEY, timeouts=quick, say=lambda _: None) as c:
+        c.after(removal, moved)
+        wrong = [row("mc-m0", "192.0.2.20", "another"), before[1]]  # not the key it serves
+        with pytest.raises(CheckFailed, match="Host key verification failed"):
+            c.after(removal, wrong)
