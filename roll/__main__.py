@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roll import stack_file
-from roll.checks import Checks, ClusterChecks, Target
-from roll.driver import Options, _value, roll
+from roll.checks import Checks, ClusterChecks, Target, Timeouts
+from roll.driver import ChecksFactory, Options, _value, roll
+
+if TYPE_CHECKING:
+    from pulumi import automation as auto
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +39,37 @@ def target(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> Targ
         longhorn=bool(longhorn),
         record=(str(cloudflare["zoneId"]), str(cloudflare["recordName"])) if cloudflare else None,
     )
+
+
+def cluster_checks(
+    stack: auto.Stack,
+    config: Mapping[str, Any],
+    timeouts: Timeouts | None = None,
+    say: Callable[[str], None] = print,
+    dns: bool = True,
+) -> ChecksFactory:
+    """The roll's checks factory: ``ClusterChecks`` from the stack's outputs at the roll's
+    start (``nodes``, ``kubeconfig``) and its config (the SSH key; the Cloudflare token when
+    the stack has a record and ``dns``: without it the DNS wait is skipped)."""
+
+    @contextmanager
+    def checks(outputs: Mapping[str, Any]) -> Iterator[Checks]:
+        rows = _value(outputs.get("nodes")) or []
+        spec = target(config, rows)
+        token = None
+        if spec.record is not None and dns:
+            token = stack.get_config("multicloud:cloudflareApiToken").value
+        with ClusterChecks(
+            spec,
+            kubeconfig=str(_value(outputs["kubeconfig"])),
+            ssh_key=stack.get_config("multicloud:sshPrivateKey").value,
+            cloudflare_token=token,
+            timeouts=timeouts or Timeouts(),
+            say=say,
+        ) as live:
+            yield live
+
+    return checks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,24 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (ROOT / f"Pulumi.{args.stack}.yaml").read_text(), f"Pulumi.{args.stack}.yaml"
     )
 
-    @contextmanager
-    def checks(outputs: Mapping[str, Any]) -> Iterator[Checks]:
-        rows = _value(outputs.get("nodes")) or []
-        spec = target(config, rows)
-        token = None
-        if spec.record is not None:
-            token = stack.get_config("multicloud:cloudflareApiToken").value
-        with ClusterChecks(
-            spec,
-            kubeconfig=str(_value(outputs["kubeconfig"])),
-            ssh_key=stack.get_config("multicloud:sshPrivateKey").value,
-            cloudflare_token=token,
-        ) as live:
-            yield live
-
     options = Options(args.stack, ROOT, args.dry_run, args.only, args.site)
     try:
-        return roll(options, stack, checks)
+        return roll(options, stack, cluster_checks(stack, config))
     except KeyboardInterrupt:
         print("make roll: interrupted before any update started; nothing changed")
         return 130
