@@ -794,11 +794,128 @@ def _restore(
 def _kubectl(args: list[str]) -> int:
     control = _control()
     _record(control, {"tool": "kubectl", "args": args})
+    if "get" in args and {"nodes", "volumes.longhorn.io"} & set(args):
+        return _kubectl_get(control, args)
     node = args[args.index("drain") + 1] if "drain" in args else None
     if node is not None and node == control.get("kubectl_notfound"):
         print(f'Error from server (NotFound): nodes "{node}" not found', file=sys.stderr)
         return 1
     print(f"node/{node} drained")
+    return 0
+
+
+# `kubectl --kubeconfig F --request-timeout=T [-n NS] get nodes|volumes.longhorn.io -o json`
+# (the roll's waits, roll/checks.py), as the API server of the cluster RKE made would answer:
+# - the kubeconfig is RKE's (the cluster's kube-ca, pki.GetKubeConfigX509WithData) and names
+#   a server an API server listens on: RKE runs kube-apiserver on every controlplane host
+#   (its address in the current state's rkeConfig) and a VM serves only while it is live and
+#   booted (the fake cloud's ``nodes`` folder, control key ``cloud_nodes``); else kubectl says
+#   "Unable to connect to the server" and exits 1;
+# - ``--request-timeout``: "a single integer in seconds, or an integer followed by a
+#   corresponding time unit" (client-go tools/clientcmd/client_config.go ``ParseTimeout``),
+#   else an error;
+# - the Nodes: one per node of the current state (kubelet registers as ``hostname_override``;
+#   RKE deletes the Node of a host it removes, cluster/reconcile.go), addresses InternalIP
+#   (kubelet's --node-ip: RKE's ``internal_address``, cluster/plan.go) and Hostname; Ready
+#   True ("KubeletReady") while the VM is live and booted, else Unknown ("Kubelet stopped
+#   posting node status.", the node lifecycle controller once heartbeats stop);
+# - ``volumes.longhorn.io``: none (nothing in these stacks claims a volume), an empty List.
+def _kubectl_get(control: dict[str, Any], args: list[str]) -> int:
+    import yaml
+
+    options: dict[str, str] = {}
+    words = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg.split("=", 1)
+            options[key] = value
+        elif arg in ("--kubeconfig", "--request-timeout", "-n", "--namespace", "-o"):
+            options[arg] = rest.pop(0) if rest else ""
+        else:
+            words.append(arg)
+    timeout = options.get("--request-timeout", "0")
+    if not re.fullmatch(r"[0-9]+|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+", timeout):
+        print(
+            "error: invalid timeout value. Timeout must be a single integer in seconds, or an "
+            "integer followed by a corresponding time unit (e.g. 1s | 2m | 3h)",
+            file=sys.stderr,
+        )
+        return 1
+    if options.get("-o") != "json":
+        print(f"fake kubectl: not modelled: {' '.join(args)}", file=sys.stderr)
+        return 1
+    world = Path(control["world"])
+    state = json.loads((world / "full-cluster-state").read_text())["currentState"]
+    path = Path(options.get("--kubeconfig", ""))
+    config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not isinstance(config, dict):
+        print(f"error: stat {path}: no such file or directory", file=sys.stderr)
+        return 1
+    cluster = config["clusters"][0]["cluster"]
+    server = str(cluster.get("server", ""))
+    booted: dict[str, list[str]] = {}  # hostname -> addresses of a live, booted VM
+    for info in Path(control["cloud_nodes"]).glob("*/node.json"):
+        if (info.parent / "sshd.pid").exists():
+            vm = json.loads(info.read_text())
+            booted[str(vm.get("hostname"))] = list(vm.get("addresses") or [])
+    rke_nodes = state["rkeConfig"]["nodes"]
+    host = server.removeprefix("https://").rsplit(":", 1)[0]
+    serving = any(
+        "controlplane" in n["role"] and n["address"] == host
+        and host in booted.get(n.get("hostnameOverride", n["address"]), [])
+        for n in rke_nodes
+    )  # fmt: skip
+    if not serving:
+        print(
+            f"Unable to connect to the server: dial tcp {host}:6443: connect: connection refused",
+            file=sys.stderr,
+        )
+        return 1
+    ca = state["certificatesBundle"]["kube-ca"]["certificatePEM"]
+    given = base64.b64decode(cluster.get("certificate-authority-data", "")).decode()
+    if fingerprint(given) != fingerprint(ca):
+        print(
+            "Unable to connect to the server: tls: failed to verify certificate: x509: "
+            "certificate signed by unknown authority",
+            file=sys.stderr,
+        )
+        return 1
+    items: list[dict[str, Any]] = []
+    if words == ["get", "nodes"]:
+        for n in rke_nodes:
+            name = n.get("hostnameOverride", n["address"])
+            ready = name in booted
+            condition = {
+                "type": "Ready",
+                "status": "True" if ready else "Unknown",
+                "reason": "KubeletReady" if ready else "NodeStatusUnknown",
+                "message": "kubelet is posting ready status"
+                if ready
+                else "Kubelet stopped posting node status.",
+            }
+            addresses = [{"type": "Hostname", "address": name}]
+            if n.get("internalAddress"):
+                addresses.insert(0, {"type": "InternalIP", "address": n["internalAddress"]})
+            items.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": name, "labels": n.get("labels") or {}},
+                    "status": {"addresses": addresses, "conditions": [condition]},
+                }
+            )
+    elif words != ["get", "volumes.longhorn.io"]:
+        print(f"fake kubectl: not modelled: {' '.join(args)}", file=sys.stderr)
+        return 1
+    listing = {
+        "apiVersion": "v1",
+        "items": items,
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
+    }
+    print(json.dumps(listing, indent=4))
     return 0
 
 

@@ -180,6 +180,12 @@ class FakeCloud:
             self._log(provider, "Read", type_, name, urn, id_)
         return dict(found["outputs"]) if found else None
 
+    def created(self, name: str) -> int:
+        """How many resources named ``name`` were created so far."""
+        with self._locked():
+            count: int = self._load()["counters"].get(name, 0)
+        return count
+
     def _check_identities(
         self, state: Mapping[str, Any], name: str, outputs: Mapping[str, Any]
     ) -> None:

@@ -217,6 +217,58 @@ _SUDO = """#!/bin/sh
 [ "${1:-}" = -- ] && shift
 exec "$@"
 """
+# - `ping -c 1 -W 2 ADDRESS` (the roll's overlay wait, roll/checks.py ``_overlay``): a reply
+#   only when ZeroTier would carry it. A member the controller has not authorized gets no
+#   network config (ZeroTierOne controller/EmbeddedNetworkController.cpp ``_request``:
+#   NC_ERROR_ACCESS_DENIED), so no certificate of membership, and its peers drop its frames
+#   (node/IncomingPacket.cpp ``_doFRAME``/``_doEXT_FRAME`` through node/Network.cpp
+#   ``Network::gate``, node/Membership.hpp ``isAllowedOnNetwork``): the address answers when
+#   the member holding it (the fake Central, by the identity and network each VM's user-data
+#   installs) is authorized and its VM is live and booted, and this node's own member is
+#   authorized too (else its interface has no address: no route, "connect: Network is
+#   unreachable"). iputils ping (doc/ping.xml, ping/ping_common.c ``finish``; statistics as
+#   ping/ping_output.c prints them): exit 0 with a reply, 1 with none, 2 on other errors.
+_PING = r"""#!@PYTHON@
+import json, ssl, sys, urllib.request
+from pathlib import Path
+here = Path(__file__).resolve().parent.parent
+argv = sys.argv[1:]
+if len(argv) != 5 or argv[0] != "-c" or argv[2] != "-W":
+    sys.exit(f"fake ping: not modelled: {' '.join(argv)}")
+target = argv[4]
+def member(node):
+    central = json.loads(Path(node["central"]).read_text()) if node.get("central") else None
+    if not central or not node.get("network_id") or not node.get("zerotier_address"):
+        return {}
+    url = f"{central['url']}/network/{node['network_id']}/member/{node['zerotier_address']}"
+    request = urllib.request.Request(url, headers={"Authorization": f"token {central['token']}"})
+    context = ssl.create_default_context(cafile=central["ca"])
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            return json.load(answer).get("config", {})
+    except OSError:
+        return {}
+me = json.loads((here / "node.json").read_text())
+if not member(me).get("authorized"):
+    print("ping: connect: Network is unreachable", file=sys.stderr)
+    sys.exit(2)
+answers = False
+for info in here.parent.glob("*/node.json"):
+    other = json.loads(info.read_text())
+    if not (info.parent / "sshd.pid").exists() or other.get("network_id") != me["network_id"]:
+        continue  # not a live, booted VM on this network
+    config = member(other)
+    if config.get("authorized") and target in config.get("ipAssignments", []):
+        answers = True
+        break
+print(f"PING {target} ({target}) 56(84) bytes of data.")
+if answers:
+    print(f"64 bytes from {target}: icmp_seq=1 ttl=64 time=0.412 ms")
+print(f"\n--- {target} ping statistics ---")
+print(f"1 packets transmitted, {int(answers)} received, {0 if answers else 100}% packet loss, "
+      "time 0ms")
+sys.exit(0 if answers else 1)
+"""
 NODE_COMMANDS = {
     "cloud-init": _CLOUD_INIT,
     "docker": _DOCKER,
@@ -224,6 +276,7 @@ NODE_COMMANDS = {
     "sg": _SG,
     "ip": _IP,
     "sudo": _SUDO,
+    "ping": _PING,
 }
 
 # RKE2's kubectl (/var/lib/rancher/rke2/bin/kubectl) on a server, for the cluster-ready and

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -32,7 +33,16 @@ from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
 
 from scripts import fake_cloudflare
-from scripts.offline import SECRET_SIG, SIG_KEY, UNKNOWN, fake_call, fake_outputs, is_secret, reveal
+from scripts.offline import (
+    SECRET_SIG,
+    SIG_KEY,
+    UNKNOWN,
+    _address,
+    fake_call,
+    fake_outputs,
+    is_secret,
+    reveal,
+)
 from tests.engine.providers import generate
 from tests.engine.providers.cloud import CloudError, FakeCloud
 
@@ -50,6 +60,16 @@ SECRET_OUTPUTS = {
     "cloudflare:index/apiToken:ApiToken": ("value",),
 }
 _MISSING = object()
+
+# With this set, every droplet after a name's first gets addresses of its own: DigitalOcean
+# assigns a new droplet its public and VPC IPv4 at creation and a destroyed droplet's go
+# with it; only a Reserved IP is a static address that moves between droplets
+# (https://docs.digitalocean.com/products/networking/reserved-ips/, "publicly-accessible
+# static IPv4 ... addresses", "configurations requiring movable addresses"). Unset, a name
+# keeps its addresses (the offline render's model, scripts/offline.py ``fake_outputs``).
+FRESH_ADDRESSES_ENV = "MULTICLOUD_FAKE_FRESH_ADDRESSES"
+DROPLET = "digitalocean:index/droplet:Droplet"
+DROPLET_ADDRESSES = {"ipv4Address": "198.51.100", "ipv4AddressPrivate": "10.116.0"}
 
 
 def plugin_version(package: str) -> str:
@@ -346,6 +366,11 @@ class FakeProvider(provider_pb2_grpc.ResourceProviderServicer):
             outputs = cloud_outputs(type_, name, inputs)
         except ValueError as err:  # what the provider refuses (e.g. a proxied record's ttl)
             raise CloudError(f"{type_} {name}: {err}", "INVALID_ARGUMENT") from err
+        instance = self.cloud.created(name) + 1 if type_ == DROPLET else 1
+        if instance > 1 and os.environ.get(FRESH_ADDRESSES_ENV):  # a new droplet's own
+            outputs |= {
+                k: _address(kind, f"{name}#{instance}") for k, kind in DROPLET_ADDRESSES.items()
+            }
         id_ = self.cloud.create(self.package, type_, name, request.urn, outputs)
         return provider_pb2.CreateResponse(id=id_, properties=to_struct(outputs))
 
@@ -357,6 +382,8 @@ class FakeProvider(provider_pb2_grpc.ResourceProviderServicer):
             outputs = {k: v for k, v in olds.items() if k not in news} | news
             return provider_pb2.UpdateResponse(properties=to_struct(outputs))
         outputs = cloud_outputs(type_, name, news, previous=olds)
+        if type_ == DROPLET and os.environ.get(FRESH_ADDRESSES_ENV):  # a droplet keeps its own
+            outputs |= {k: olds[k] for k in DROPLET_ADDRESSES if k in olds}
         self.cloud.update(self.package, type_, name, request.urn, request.id, outputs)
         return provider_pb2.UpdateResponse(properties=to_struct(outputs))
 
