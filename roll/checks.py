@@ -60,11 +60,11 @@ class CheckFailed(Exception):
 class Checks(Protocol):
     """What the driver waits for around each step (``ClusterChecks``, or a test's fake)."""
 
-    def before(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+    def before(self, step: Step, outputs: Mapping[str, Any]) -> None:
         """Before a step: every node Ready; before a master step, etcd healthy with all
-        its members. ``nodes``: the stack's ``nodes`` output now."""
+        its members. ``outputs``: the stack's outputs now (``nodes``, ``kubeconfig``)."""
 
-    def after(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+    def after(self, step: Step, outputs: Mapping[str, Any]) -> None:
         """After a step: the node Ready and on the overlay, etcd with the members it
         should have, Longhorn healthy, the DNS record on a live node."""
 
@@ -110,6 +110,11 @@ def wait(
         if clock() - start >= bound:
             raise CheckFailed(f"{what}: not within {bound:g}s ({seen})")
         sleep(poll)
+
+
+def _plain(output: Any) -> Any:
+    """An Automation API ``OutputValue``'s value, or the value itself."""
+    return getattr(output, "value", output)
 
 
 # Pure readers of what the commands print (tested without a cluster).
@@ -201,11 +206,18 @@ class ClusterChecks:
     def __exit__(self, *exc: object) -> None:
         self._files.close()
 
-    def _use(self, nodes: Sequence[Mapping[str, Any]]) -> None:
-        """Take the ``nodes`` output of the last update: a replaced VM may have a new
-        address (``sshVia: public``), its node the same host key."""
-        self.rows = {str(r["name"]): r for r in nodes}
+    def _use(self, outputs: Mapping[str, Any]) -> None:
+        """Take the outputs of the last update: a replaced VM may have a new address
+        (``sshVia: public``), its node the same host key; and the kubeconfig may name
+        another server (RKE writes the first control plane's address into it,
+        rke/config_rules.py ``kubeconfig_server``: a replaced first master moves it)."""
+        self.rows = {str(r["name"]): r for r in _plain(outputs.get("nodes")) or []}
         self._pin_host_keys()
+        kubeconfig = _plain(outputs.get("kubeconfig"))
+        if kubeconfig and str(kubeconfig) != self._secrets[0]:
+            assert self._dir is not None
+            self._secrets = (str(kubeconfig), self._secrets[1])
+            replace_secret(self._dir / "kubeconfig", self._secrets[0])
 
     def _pin_host_keys(self) -> None:
         """known_hosts from the nodes' exported host keys at their current addresses."""
@@ -346,8 +358,8 @@ class ClusterChecks:
 
     # The interface.
 
-    def before(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
-        self._use(nodes)
+    def before(self, step: Step, outputs: Mapping[str, Any]) -> None:
+        self._use(outputs)
         t = self.timeouts
         names = list(self.rows)
         if step.kind in ("finish", "add-master"):
@@ -361,8 +373,8 @@ class ClusterChecks:
                 t.etcd, t.poll, self.say,
             )  # fmt: skip
 
-    def after(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
-        self._use(nodes)
+    def after(self, step: Step, outputs: Mapping[str, Any]) -> None:
+        self._use(outputs)
         t = self.timeouts
         via = self.staying_master(step)
         if step.kind != "remove-master":

@@ -324,7 +324,7 @@ def _run(
 
         try:
             progress(f"{step.kind}: {phase}")
-            cluster_checks.before(step, _value(stack.outputs().get("nodes")) or [])
+            cluster_checks.before(step, stack.outputs())
             phase = "pulumi up"
             progress(f"{step.kind}: pulumi up")
             step_file = stack_file.temp_stack_file(
@@ -341,7 +341,7 @@ def _run(
             check_update(step, events)
             phase = "waiting"
             progress(f"{step.kind}: waiting")
-            cluster_checks.after(step, _value(stack.outputs().get("nodes")) or [])
+            cluster_checks.after(step, stack.outputs())
             progress("done")
         except KeyboardInterrupt:
             half = phase == "pulumi up" and step.kind in ("replace", "finish")

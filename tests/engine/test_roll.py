@@ -51,7 +51,7 @@ import pytest
 from pulumi import automation as auto
 
 from roll.checks import CheckFailed
-from roll.driver import Options, roll, vm_changes
+from roll.driver import Options, _value, roll, vm_changes
 from roll.plan import Step
 from scripts.offline import PROJECT
 from tests.engine.harness import _LISTEN_INSIDE, Workspace, stack_plain_config
@@ -178,16 +178,16 @@ class FakeClusterChecks:
             if have != want:
                 raise CheckFailed(f"etcd healthy with {want} members: {have} members")
 
-    def before(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+    def before(self, step: Step, outputs: Mapping[str, Any]) -> None:
         self.calls.append(("before", step.kind, step.node))
         live = self._live()
-        for row in nodes:
+        for row in _value(outputs.get("nodes")) or []:
             if row["name"] != step.node or step.kind != "finish":
                 self._booted(str(row["name"]), live)
         if step.is_master and step.kind != "finish":
             self._members(step.members_before)
 
-    def after(self, step: Step, nodes: Sequence[Mapping[str, Any]]) -> None:
+    def after(self, step: Step, outputs: Mapping[str, Any]) -> None:
         self.calls.append(("after", step.kind, step.node))
         live = self._live()
         if step.kind == "remove-master":

@@ -122,7 +122,7 @@ def test_secrets_reach_kubectl_and_ssh_as_private_files_never_argv(
     with ClusterChecks(target, KUBECONFIG, SSH_KEY, say=lambda _: None) as checks:
         directory = checks._dir
         assert directory is not None
-        checks.after(step, rows)
+        checks.after(step, {"nodes": rows})
     assert not directory.exists(), "the secrets' directory outlived the checks"
     # a killed roll's directory (its pid gone) is removed by the next one
     stale = directory.parent / "checks-killed"
@@ -177,7 +177,7 @@ def test_etcd_wait_asks_a_staying_master_and_needs_the_expected_member_count(
         assert c._etcd("mc-m0", 2) == (True, "2 of 2 members healthy, 2 expected")
         with pytest.raises(CheckFailed, match=r"etcd healthy with 3 members .*2 of 2 members"):
             c._wait_etcd(Step("add-master", "mc-m2", "s", "", (), (), None, 2, 3, True))
-        c.after(removal, rows)  # a removal waits for etcd only (no Longhorn, no record here)
+        c.after(removal, {"nodes": rows})  # a removal waits for etcd only (no Longhorn, no record)
     command = log.read_text().splitlines()[0]
     assert "rke@192.0.2.0" in command, "asked on the master that stays"
     assert "kube-system exec etcd-mc-m0 -- etcdctl --endpoints https://127.0.0.1:2379" in command
@@ -225,7 +225,41 @@ def test_host_keys_are_pinned_at_the_addresses_of_the_last_update(
     removal = Step("remove-master", "mc-m2", "s", "", (), (), None, 2, 1, True)
     moved = [row("mc-m0", "192.0.2.20", "192.0.2.20"), before[1]]
     with ClusterChecks(target, KUBECONFIG, SSH_KEY, timeouts=quick, say=lambda _: None) as c:
-        c.after(removal, moved)
+        c.after(removal, {"nodes": moved})
         wrong = [row("mc-m0", "192.0.2.20", "another"), before[1]]  # not the key it serves
         with pytest.raises(CheckFailed, match="Host key verification failed"):
-            c.after(removal, wrong)
+            c.after(removal, {"nodes": wrong})
+
+
+def test_kubectl_uses_the_kubeconfig_of_the_last_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RKE writes its first control plane's address into the kubeconfig; replacing that
+    master with a new address (a new droplet) moves the server. The waits after it must
+    use the kubeconfig the update exported, not the one from the roll's start. A stand-in
+    kubectl answers only with the kubeconfig naming the new server."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ready = json.dumps(nodes_json({"mc-m0": True}))
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(
+        "#!/bin/sh\n"
+        'grep -q "server: https://192.0.2.20:6443" "$2" || '
+        '{ echo "Unable to connect to the server: connection refused" >&2; exit 1; }\n'
+        f"echo '{ready}'\n"
+    )
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rows = [{"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd", "worker"],
+             "overlayIp": "10.147.1.1", "sshAddress": "192.0.2.10"}]  # fmt: skip
+    old = "apiVersion: v1\nclusters: [{cluster: {server: https://192.0.2.10:6443}}]\n"
+    new = "apiVersion: v1\nclusters: [{cluster: {server: https://192.0.2.20:6443}}]\n"
+    target = Target(engine="rke", ssh_user="rke", nodes=rows, longhorn=False)
+    quick = Timeouts(node_ready=0, poll=0)
+    step = Step("replace", "mc-m1", "s", "", (), ("mc-m1",), None, 1, 1, False)
+    with ClusterChecks(target, old, SSH_KEY, timeouts=quick, say=lambda _: None) as c:
+        with pytest.raises(CheckFailed, match="Unable to connect to the server"):
+            c.before(step, {"nodes": rows, "kubeconfig": old})
+        c.before(step, {"nodes": rows, "kubeconfig": new})
+        assert c._dir is not None
+        assert stat.S_IMODE((c._dir / "kubeconfig").stat().st_mode) == 0o600

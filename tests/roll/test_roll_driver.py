@@ -139,10 +139,10 @@ class FakeChecks:
         self.calls: list[tuple[str, str]] = []
         self.fail_after: str | None = None
 
-    def before(self, step: Step, nodes: Any) -> None:
+    def before(self, step: Step, outputs: Any) -> None:
         self.calls.append(("before", step.node))
 
-    def after(self, step: Step, nodes: Any) -> None:
+    def after(self, step: Step, outputs: Any) -> None:
         self.calls.append(("after", step.node))
         if step.node == self.fail_after:
             from roll.checks import CheckFailed
