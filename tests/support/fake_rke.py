@@ -856,6 +856,9 @@ def _kubectl_get(control: dict[str, Any], args: list[str]) -> int:
     cluster = config["clusters"][0]["cluster"]
     server = str(cluster.get("server", ""))
     booted: dict[str, list[str]] = {}  # hostname -> addresses of a live, booted VM
+    if not control.get("cloud_nodes"):
+        print("fake kubectl: no cloud_nodes in the control file (Sandbox.set)", file=sys.stderr)
+        return 1
     for info in Path(control["cloud_nodes"]).glob("*/node.json"):
         if (info.parent / "sshd.pid").exists():
             vm = json.loads(info.read_text())
