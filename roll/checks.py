@@ -46,6 +46,7 @@ LONGHORN_TIMEOUT = 1800.0  # replicas rebuild onto the new node
 DNS_TIMEOUT = 300.0
 POLL_SECONDS = 10.0
 COMMAND_TIMEOUT = 60.0  # one kubectl / ssh call
+SSH_FAILED = 255  # ssh's exit status for its own errors (ssh(1) EXIT STATUS)
 REQUEST_TIMEOUT = "30s"  # one kubectl request to the API server
 
 RKE2_KUBECTL = "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml"
@@ -317,6 +318,8 @@ class ClusterChecks:
     def _overlay(self, via: str, node: str) -> tuple[bool, str]:
         ip = str(self.rows[node]["overlayIp"])
         rc, out = self.ssh(via, f"ping -c 1 -W 2 {shlex.quote(ip)} >/dev/null && echo up")
+        if rc == SSH_FAILED:  # ssh's own failure, not ping's: say which
+            return False, f"ssh to {via}: {out.strip()[-200:]}"
         return rc == 0 and "up" in out, f"{ip} does not answer from {via}"
 
     def _longhorn(self) -> tuple[bool, str]:

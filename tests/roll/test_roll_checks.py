@@ -229,6 +229,10 @@ def test_host_keys_are_pinned_at_the_addresses_of_the_last_update(
         wrong = [row("mc-m0", "192.0.2.20", "another"), before[1]]  # not the key it serves
         with pytest.raises(CheckFailed, match="Host key verification failed"):
             c.after(removal, {"nodes": wrong})
+        # the overlay wait says it was ssh that failed, not the ping
+        assert c._overlay("mc-m0", "mc-m1") == (
+            False, "ssh to mc-m0: Host key verification failed."
+        )  # fmt: skip
 
 
 def test_kubectl_uses_the_kubeconfig_of_the_last_update(
