@@ -68,6 +68,7 @@ if settings.entrypoint is not None:
         "services",
         settings.entrypoint,
         kubeconfig=cluster.kubeconfig,
+        cluster_name=settings.cluster_name,
         cluster=cluster.command,
         zones=schedulable_zones(config.nodes),
         ranges=ClusterRanges(

@@ -26,6 +26,7 @@ from components.boot.host_key import HostKey
 from components.boot.overlay import OverlayFiles
 from components.boot_record import user_data_digest
 from components.cluster_node import ClusterNode
+from components.cluster_provider import cluster_provider
 from components.config import ClusterConfig, DigitalOceanSiteConfig, Secrets
 from components.nodes import NodeSpec
 from components.overlay.network import Overlay
@@ -414,10 +415,8 @@ class Rke2Cluster(pulumi.ComponentResource):
             # The VM ids make a replaced VM an *update* of this command (pulumi-command
             # re-runs `create` when it has no `update`), not a replacement: only `triggers`
             # replace a command (provider/pkg/provider/common/inputs.go, replaceOnChanges).
-            # Replacing it would make the kubeconfig unknown while a VM is replaced
-            # delete-first, and pulumi-kubernetes replaces a provider whose kubeconfig is
-            # unknown (provider/pkg/provider/provider.go, DiffConfig), and with it every
-            # object in the cluster.
+            # The kubeconfig it prints may still move (a new anchor): the Kubernetes
+            # providers are identified by the cluster's name (components/cluster_provider.py).
             create=pulumi.Output.all(*vm_ids).apply(
                 lambda ids: f"# machines: {' '.join(str(i) for i in ids)}\n{ready_script}"
             ),
@@ -446,9 +445,10 @@ class Rke2Cluster(pulumi.ComponentResource):
     def _upgrades(self, name: str, config: ClusterConfig) -> list[pulumi.CustomResource]:
         """The system-upgrade-controller and the Plans that carry kubernetesVersion."""
         settings = config.settings
-        provider = k8s.Provider(
+        provider = cluster_provider(
             f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
+            self.kubeconfig,
+            settings.cluster_name,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.command]),
         )
 

@@ -39,6 +39,7 @@ VM_TYPES = ("openstack:compute/instance:Instance", "digitalocean:index/droplet:D
 # ``update`` too: a VM patched in place (a Nova rebuild or resize) is not the planned
 # replacement, and is named in the stop message rather than shown as nothing.
 CHANGES = ("create", "delete", "update", "replace", "create-replacement", "delete-replaced")
+LOSSES = ("delete", "replace", "create-replacement", "delete-replaced")  # an object goes
 
 
 class StackLike(Protocol):
@@ -92,6 +93,23 @@ def vm_changes(events: Sequence[Any]) -> list[VmChange]:
     return changes
 
 
+def cluster_losses(events: Sequence[Any]) -> list[str]:
+    """The Kubernetes objects (and providers) an update/preview deletes or replaces, as
+    "name (op)". A node's replacement touches none: a replaced Kubernetes provider takes
+    every object it manages with it (components/cluster_provider.py)."""
+    lost = []
+    for event in sorted(events, key=lambda e: e.sequence):
+        pre = event.resource_pre_event
+        if pre is None:
+            continue
+        kind = pre.metadata.type
+        op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
+        in_cluster = kind.startswith("kubernetes:") or kind == "pulumi:providers:kubernetes"
+        if in_cluster and op in LOSSES:
+            lost.append(f"{pre.metadata.urn.rsplit('::', 1)[-1]} ({op})")
+    return lost
+
+
 def stack_outputs_event(events: Sequence[Any]) -> Mapping[str, Any] | None:
     """The root Stack resource's outputs in an update/preview's events (the last one)."""
     found = None
@@ -122,8 +140,14 @@ def _failure(error: Exception, events: Sequence[Any]) -> str:
     return "\n".join(engine_errors(events) or str(error).strip().splitlines()[-20:])
 
 
-def check_update(step: Step, events: Sequence[Any]) -> None:
-    """Raise ``StepFailed`` unless the update changed exactly ``step``'s VM, as planned."""
+def check_update(step: Step, events: Sequence[Any], stage: str = "update") -> None:
+    """Raise ``StepFailed`` unless the update (or its preview: ``stage``) changed exactly
+    ``step``'s VM, as planned, and deleted or replaced nothing in the cluster."""
+    after = (
+        "Stopped; look at `pulumi stack history` and the cluster before going on"
+        if stage == "update"
+        else "Nothing was changed"
+    )
     changes = vm_changes(events)
     others = sorted({f"{c.node} ({c.op})" for c in changes if c.node != step.node})
     mine = [c for c in changes if c.node == step.node]
@@ -147,12 +171,18 @@ def check_update(step: Step, events: Sequence[Any]) -> None:
         want = "created"
     else:
         ok, want = ops == ["create"], "created"
+    lost = cluster_losses(events)
+    if lost:
+        raise StepFailed(
+            f"the {stage} for {step.node} deletes or replaces objects in the cluster: "
+            f"{', '.join(lost[:8])}{' …' if len(lost) > 8 else ''}. {after}"
+        )
     if not ok or others:
         raise StepFailed(
-            f"the update did not change the VMs as planned: {step.node} should be {want}, "
+            f"the {stage} did not change the VMs as planned: {step.node} should be {want}, "
             f"the engine's events show {', '.join(ops) or 'nothing'} for it"
             + (f"; other VMs changed: {', '.join(others)}" if others else "")
-            + ". Stopped; look at `pulumi stack history` and the cloud before going on"
+            + f". {after}"
         )
 
 
@@ -325,18 +355,25 @@ def _run(
         try:
             progress(f"{step.kind}: {phase}")
             cluster_checks.before(step, stack.outputs())
-            phase = "pulumi up"
-            progress(f"{step.kind}: pulumi up")
             step_file = stack_file.temp_stack_file(
                 text, dict(step.masters), step.rebuild, step.target_masters, f"step {i}"
             )
+            config_file = _write(tmp, f"step-{i}.yaml", step_file)
+            # The step's own preview first: nothing happens unless the engine would change
+            # exactly the planned VM and no object in the cluster.
+            phase = "pulumi preview"
+            progress(f"{step.kind}: {phase}")
+            planned: list[Any] = []
+            stack.preview(config_file=config_file, on_event=planned.append)
+            check_update(step, planned, stage="preview")
+            phase = "pulumi up"
+            progress(f"{step.kind}: pulumi up")
 
             def seen(event: Any, i: int = i, step: Step = step, events: list[Any] = events) -> None:
                 events.append(event)
                 for change in vm_changes([event]):  # the VM steps as the engine takes them
                     say(f"node {i} of {total}: {step.node}: engine {change.op} {change.node}")
 
-            config_file = _write(tmp, f"step-{i}.yaml", step_file)
             until_stopped(functools.partial(stack.up, config_file=config_file, on_event=seen), say)
             check_update(step, events)
             phase = "waiting"

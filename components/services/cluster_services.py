@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.cluster_provider import cluster_provider
 from components.config.engine_facts import EngineFacts
 from components.config.entrypoint import EntrypointSettings
 from components.previous import this_stack
@@ -41,6 +42,7 @@ class ClusterServices(pulumi.ComponentResource):
         name: str,
         settings: EntrypointSettings,
         kubeconfig: pulumi.Input[str],
+        cluster_name: str,
         cluster: pulumi.Resource,
         zones: Sequence[str],
         ranges: network_policies.ClusterRanges,
@@ -66,9 +68,10 @@ class ClusterServices(pulumi.ComponentResource):
         self._cert_manager_token = cert_manager_token
         self._name = name
         self._cluster = cluster
-        self.provider = k8s.Provider(
+        self.provider = cluster_provider(
             f"{name}-k8s",
-            kubeconfig=pulumi.Output.secret(kubeconfig),
+            kubeconfig,
+            cluster_name,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
         )
         self.record_name = settings.cloudflare.record_name if settings.cloudflare else None

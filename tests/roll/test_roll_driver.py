@@ -4,6 +4,7 @@ resuming, dry-run, Ctrl-C, and the stack file left byte-identical."""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import itertools
 import os
@@ -71,6 +72,8 @@ class FakeStack:
         self.seq = itertools.count(1)
         self.paths: list[Path] = []
         self.preview_error: Exception | None = None
+        self.previews: list[str] = []  # each preview's config file name
+        self.moves_cluster: set[str] = set()  # nodes whose replacement replaces the provider
 
     def outputs(self) -> dict[str, OutputValue]:
         return {
@@ -93,8 +96,16 @@ class FakeStack:
         return self._event(resOutputsEvent={"metadata": metadata})
 
     def preview(self, *, config_file: str, on_event: Callable[[Any], None]) -> None:
+        """The roll's first preview (preview.yaml) shows what the deployed stack lacks; a
+        step's preview (step-N.yaml) the events its update would emit, changing nothing."""
         if self.preview_error is not None:
             raise self.preview_error
+        self.previews.append(Path(config_file).name)
+        if Path(config_file).name.startswith("step-"):
+            shadow = copy.deepcopy(self)
+            shadow.fail_at = None
+            shadow._update(yaml.safe_load(Path(config_file).read_text())["config"], 0, on_event)
+            return
         for name in sorted(self.missing):
             on_event(self._vm("create", name))
         on_event(self._stack_outputs())
@@ -109,6 +120,9 @@ class FakeStack:
         n = len(self.ups)
         if n == self.interrupt_at:
             raise KeyboardInterrupt
+        self._update(config, n, on_event)
+
+    def _update(self, config: Mapping[str, Any], n: int, on_event: Callable[[Any], None]) -> None:
         for name in sorted(self.missing):  # a VM absent from the state: created anew
             on_event(self._vm("create", name))
             self.drift.pop(name, None)
@@ -122,6 +136,11 @@ class FakeStack:
                 raise RuntimeError(f"creating {name}: 500 Internal Server Error")
             if not self.create_first:
                 on_event(self._vm("create-replacement", name))
+            if name in self.moves_cluster:
+                kind = "pulumi:providers:kubernetes"
+                urn = f"urn:pulumi:prod::multicloud::x${kind}::services-k8s"
+                on_event(self._event(resourcePreEvent={"metadata": {
+                    "op": "replace", "urn": urn, "type": kind}}))  # fmt: skip
             self.drift.pop(name, None)
         wanted = stack_file.site_counts(config, "masters")
         for site, count in wanted.items():
@@ -309,14 +328,49 @@ def test_an_update_that_replaces_create_first_or_another_vm_stops_the_roll(root:
     stack = FakeStack({n: ["image a → b"] for n in EVERY}, ONE)
     stack.create_first = True
     code, out = run(root, stack, FakeChecks())
-    assert code == 1 and len(stack.ups) == 1
-    assert "should be replaced delete-first" in out
+    # the step's preview shows it: stopped before any update
+    assert code == 1 and len(stack.ups) == 0 and stack.previews == ["preview.yaml", "step-1.yaml"]
+    assert "the preview did not change the VMs as planned" in out
+    assert "should be replaced delete-first" in out and "Nothing was changed" in out
     step = Step("replace", "a", "s", "", (), ("a",), None, 3, 3, False)
     events = FakeStack({}, ONE)
     ok = [events._vm("delete-replaced", "a"), events._vm("create-replacement", "a")]
     check_update(step, ok)
     with pytest.raises(StepFailed, match=r"other VMs changed: b \(delete\)"):
         check_update(step, [*ok, events._vm("delete", "b")])
+
+
+def test_a_step_whose_preview_replaces_the_cluster_provider_changes_nothing(root: Path) -> None:
+    stack = FakeStack({n: ["image a → b"] for n in EVERY}, ONE)
+    stack.moves_cluster = {"mc-prod-ramnode-master-0"}
+    code, out = run(root, stack, FakeChecks())
+    assert code == 1, out
+    # the workers first, then the masters, ramnode's first: stopped before its update
+    assert len(stack.ups) == len([n for n in EVERY if "worker" in n]), stack.ups
+    assert (
+        "the preview for mc-prod-ramnode-master-0 deletes or replaces objects in the "
+        "cluster: services-k8s (replace). Nothing was changed" in out
+    ), out
+
+
+def test_an_update_that_replaces_objects_in_the_cluster_stops_the_roll() -> None:
+    """A replaced Kubernetes provider replaces every object it manages: the step stops
+    (the cluster objects' updates and the node's own commands are fine)."""
+    step = Step("replace", "a", "s", "", (), ("a",), None, 3, 3, False)
+    events = FakeStack({}, ONE)
+    ok = [events._vm("delete-replaced", "a"), events._vm("create-replacement", "a")]
+
+    def event(op: str, kind: str, name: str) -> Any:
+        urn = f"urn:pulumi:prod::multicloud::x${kind}::{name}"
+        return events._event(resourcePreEvent={"metadata": {"op": op, "urn": urn, "type": kind}})
+
+    check_update(step, [*ok, event("update", "pulumi:providers:kubernetes", "services-k8s"),
+                        event("replace", "command:remote:Command", "a-leave")])  # fmt: skip
+    lost = [event("replace", "pulumi:providers:kubernetes", "services-k8s"),
+            event("delete-replaced", "kubernetes:helm.sh/v3:Release", "longhorn")]  # fmt: skip
+    with pytest.raises(StepFailed, match=r"objects in the cluster: services-k8s \(replace\), "
+                       r"longhorn \(delete-replaced\)"):  # fmt: skip
+        check_update(step, [*ok, *lost])
 
 
 def test_a_stack_file_with_a_rebuild_left_over_is_refused(root: Path) -> None:

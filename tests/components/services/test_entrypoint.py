@@ -208,6 +208,7 @@ def run(
             "svc",
             s,
             kubeconfig=rke.kubeconfig,
+            cluster_name="mc-t",
             cluster=rke,
             zones=["home", "ramnode", "digitalocean"],
             ranges=ClusterRanges("10.147.0.0/16", "10.42.0.0/16", "10.43.0.0/16"),

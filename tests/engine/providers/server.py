@@ -243,6 +243,48 @@ def _kubernetes_delete_first(
     )
 
 
+def _active_cluster(config: Mapping[str, Any]) -> Any:
+    """The kubeconfig's active cluster entry (its current context's), None if it has none."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(str(reveal(config.get("kubeconfig")) or ""))
+    except yaml.YAMLError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    context = str(config.get("context") or document.get("current-context") or "")
+    contexts = {c.get("name"): c.get("context", {}) for c in document.get("contexts") or []}
+    name = config.get("cluster") or contexts.get(context, {}).get("cluster")
+    clusters = {c.get("name"): c.get("cluster") for c in document.get("clusters") or []}
+    if name is None and len(clusters) == 1:
+        return next(iter(clusters.values()))
+    return clusters.get(name)
+
+
+def kubernetes_config_replaces(
+    olds: Mapping[str, Any], news: Mapping[str, Any], changed: list[str]
+) -> list[str]:
+    """What pulumi-kubernetes replaces its provider on (provider/pkg/provider/provider.go
+    ``DiffConfig``): a changed ``clusterIdentifier``; else, unless that is set and unchanged
+    (then nothing), an unknown ``kubeconfig``/``context``/``cluster`` or a change of the
+    kubeconfig's active cluster (``getActiveClusterFromConfig``: its server among others).
+    Replacing the provider replaces every object it manages (step_generator.go
+    ``providerChanged``)."""
+    key = "clusterIdentifier"
+    if key in olds and key in news and olds[key] != news[key]:
+        return [key]
+    if key in olds and key in news:
+        return []  # the identifier is the cluster's identity: nothing else replaces
+    unknown = [k for k in ("kubeconfig", "context", "cluster") if news.get(k) == UNKNOWN]
+    if unknown:
+        return unknown[:1]
+    old_cluster, new_cluster = _active_cluster(olds), _active_cluster(news)
+    if old_cluster is not None and new_cluster is not None and old_cluster != new_cluster:
+        return [k for k in ("kubeconfig", "context", "cluster") if k in changed]
+    return []
+
+
 def kubernetes_check(
     type_: str, name: str, olds: Mapping[str, Any], news: dict[str, Any], seed: bytes
 ) -> dict[str, Any]:
@@ -328,7 +370,10 @@ class FakeProvider(provider_pb2_grpc.ResourceProviderServicer):
         changes = (
             provider_pb2.DiffResponse.DIFF_SOME if changed else provider_pb2.DiffResponse.DIFF_NONE
         )
-        return provider_pb2.DiffResponse(changes=changes, diffs=changed)
+        replaces = (
+            kubernetes_config_replaces(olds, news, changed) if self.package == "kubernetes" else []
+        )
+        return provider_pb2.DiffResponse(changes=changes, diffs=changed, replaces=replaces)
 
     def Configure(self, request: Any, context: Any) -> Any:
         return provider_pb2.ConfigureResponse(
