@@ -40,6 +40,9 @@ class ClusterRecord:
     init_server: str
     servers: tuple[str, ...]  # servers Ready in the cluster at the end of that update
     kubernetes_version: str  # the version the upgrade Plans were set to
+    # The server the anchor's own drain runs on (JoinPlan.runner); None in records written
+    # before it was kept.
+    anchor_runner: str | None = None
 
     def to_output(self) -> dict[str, Any]:
         return {
@@ -47,7 +50,7 @@ class ClusterRecord:
             "initServer": self.init_server,
             "servers": list(self.servers),
             "kubernetesVersion": self.kubernetes_version,
-        }
+        } | ({"anchorRunner": self.anchor_runner} if self.anchor_runner else {})
 
     @classmethod
     def from_output(cls, value: Any) -> ClusterRecord | None:
@@ -66,6 +69,7 @@ class ClusterRecord:
             init_server=str(value["initServer"]),
             servers=tuple(str(s) for s in value["servers"]),
             kubernetes_version=str(value["kubernetesVersion"]),
+            anchor_runner=str(value["anchorRunner"]) if value.get("anchorRunner") else None,
         )
 
 
@@ -85,17 +89,18 @@ class JoinPlan:
 
     def runner(self, node: str) -> str:
         """The server that will drain and delete ``node`` when it leaves in a later update:
-        the anchor, or for the anchor itself the other server with the lowest overlay
-        address (itself only when it is alone).
+        the anchor, or for the anchor itself the recorded ``anchor_runner`` (itself only
+        when it is alone).
 
         A leaving node's drain runs on the runner stored by the update *before* it
         (pulumi-command's Delete reads only the old state), and one update changes at
         most one server, alone (``plan_join``), so that runner stays through the update
-        that drains. Picking from this update's servers, not only those that stay through
-        it, keeps the choice the same in the quiet update after a server change."""
+        that drains. The runner is a server that was in the cluster before this update and
+        stays through it, kept until it leaves: never one that may fail to join, and the
+        same in the quiet update after a server change."""
         if node != self.anchor:
             return self.anchor
-        return next((s for s in self.record.servers if s != node), self.anchor)
+        return self.record.anchor_runner or self.anchor
 
     @property
     def initializing(self) -> list[str]:
@@ -154,7 +159,8 @@ def plan_join(
         init = servers[0].name
         targets: dict[str, str | None] = {n.name: init for n in nodes}
         targets[init] = None
-        record = ClusterRecord(init, tuple(names), kubernetes_version)
+        runner = next((n for n in names if n != init), None)
+        record = ClusterRecord(init, tuple(names), kubernetes_version, runner)
         return JoinPlan(targets, init, record)
 
     if version_key(kubernetes_version) < version_key(previous.kubernetes_version):
@@ -207,10 +213,13 @@ def plan_join(
     # anchor is rebuilt later, and then it must join, never initialize.
     # With a single server that is None: rebuilding it is refused above (nothing stays).
     targets[anchor] = fallback
-    # The anchor is recorded: after the init server's rebuild the next update keeps the
-    # server that took over, rather than moving every drain and the cluster-ready command
-    # back one update late.
-    record = ClusterRecord(anchor, tuple(names), kubernetes_version)
+    # The anchor and its runner are recorded: after the init server's (or the runner's)
+    # rebuild the next update keeps the server that took over, rather than moving every
+    # drain and the cluster-ready command back one update late.
+    runner = previous.anchor_runner
+    if runner not in staying or runner == anchor:  # with no other server staying: any other
+        runner = fallback or next((n for n in names if n != anchor), None)
+    record = ClusterRecord(anchor, tuple(names), kubernetes_version, runner)
     return JoinPlan(targets, anchor, record)
 
 

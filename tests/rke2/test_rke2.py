@@ -301,6 +301,8 @@ def test_drains_run_on_a_server_that_stays_and_no_choice_settles_late() -> None:
     - a node that leaves (removed or rebuilt) is drained by the runner the update before
       stored (pulumi-command's Delete reads the old state): a server other than it that
       stays through this update;
+    - every drain command points at a server that was in the cluster before the update
+      and stays through it (one added in it may fail to join);
     - the quiet update after each plans the same anchor, runners and record, so
       `pulumi preview --expect-no-changes` passes after every step of `make roll`.
     """
@@ -323,6 +325,13 @@ def test_drains_run_on_a_server_that_stays_and_no_choice_settles_late() -> None:
                 for node in leaving:
                     drainer = before.runner(node)
                     assert drainer != node and drainer in names and drainer not in rebuild
+                # a drain is never pointed at a server that may still fail to join (unless
+                # no other server stays), nor at the node itself
+                staying = set(before.record.servers) & names - set(rebuild)
+                runners = {n: plan.runner(n) for n in names}
+                assert all(r != n for n, r in runners.items() if len(plan.record.servers) > 1)
+                if staying - {plan.anchor}:
+                    assert set(runners.values()) <= staying
                 quiet = plan_join(
                     after_nodes,
                     rebuild=(),
