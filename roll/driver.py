@@ -311,6 +311,7 @@ def roll(
                 for c in vm_changes(events)
                 if c.op in ("create", "create-replacement") and c.node in names
             )
+            _refuse_pending(events, missing, options)
             the_plan = plan(_cluster(config, outputs, drift, missing), options.only, options.site)
             show(the_plan, say)
             if options.dry_run or not the_plan.steps:
@@ -320,6 +321,21 @@ def roll(
     except RollRefused as refused:
         say(f"make roll: refused: {refused}")
         return 1
+
+
+def _refuse_pending(events: Sequence[Any], missing: frozenset[str], options: Options) -> None:
+    """Refuse a roll while the code holds other changes than boot drift: a VM updated,
+    deleted or added (a worker count, a removal an update left unfinished) or an object in
+    the cluster deleted or replaced. Every step's update would carry them, and its check
+    would stop it."""
+    pending = sorted({f"{c.node} ({c.op})" for c in vm_changes(events) if c.node not in missing})
+    pending += cluster_losses(events)
+    if pending:
+        raise RollRefused(
+            f"the preview shows changes a roll does not make: {', '.join(pending[:8])}"
+            f"{' …' if len(pending) > 8 else ''}; review them (`make preview STACK="
+            f"{options.stack}`), apply them with `make up STACK={options.stack}`, then roll"
+        )
 
 
 def show(the_plan: Plan, say: Callable[[str], None]) -> None:

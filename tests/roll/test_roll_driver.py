@@ -74,6 +74,7 @@ class FakeStack:
         self.preview_error: Exception | None = None
         self.previews: list[str] = []  # each preview's config file name
         self.moves_cluster: set[str] = set()  # nodes whose replacement replaces the provider
+        self.pending: list[tuple[str, str]] = []  # other VM changes the code holds (op, node)
 
     def outputs(self) -> dict[str, OutputValue]:
         return {
@@ -108,6 +109,8 @@ class FakeStack:
             return
         for name in sorted(self.missing):
             on_event(self._vm("create", name))
+        for op, name in self.pending:
+            on_event(self._vm(op, name))
         on_event(self._stack_outputs())
 
     def up(self, *, config_file: str, on_event: Callable[[Any], None]) -> None:
@@ -351,6 +354,19 @@ def test_a_step_whose_preview_replaces_the_cluster_provider_changes_nothing(root
         "the preview for mc-prod-ramnode-master-0 deletes or replaces objects in the "
         "cluster: services-k8s (replace). Nothing was changed" in out
     ), out
+
+
+def test_a_roll_waits_until_the_codes_other_changes_are_applied(root: Path) -> None:
+    """A VM update or a removal an update left unfinished would ride along with the first
+    step (and its check would stop it): the roll refuses before any step."""
+    for pending in [("update", "mc-prod-home-worker-0"), ("delete", "mc-prod-home-worker-2")]:
+        stack = FakeStack({n: ["image a → b"] for n in EVERY}, ONE)
+        stack.pending = [pending]
+        checks = FakeChecks()
+        code, out = run(root, stack, checks)
+        assert code == 1 and stack.ups == [] and checks.calls == [], out
+        assert f"changes a roll does not make: {pending[1]} ({pending[0]})" in out, out
+        assert "`make up STACK=prod`, then roll" in out, out
 
 
 def test_an_update_that_replaces_objects_in_the_cluster_stops_the_roll() -> None:
