@@ -220,18 +220,31 @@ done
 def remove_node_script(node: str, drain_timeout_seconds: int, is_server: bool) -> str:
     """Drain and delete Node ``node`` (run on another server when the node leaves).
 
-    A node that is already gone from Kubernetes is fine. A drain that does not finish
-    within the timeout (a dead node, a blocking PodDisruptionBudget) is reported and the
-    Node deleted anyway. For a server the deletion waits for RKE2 to remove its etcd
-    member (see the module docstring); if that fails the command fails, and Pulumi keeps
-    the VM (it skips deleting the dependencies of a failed delete).
+    A node that is already gone from Kubernetes is fine. If the API server cannot say
+    whether it is (down, no kubeconfig, a timeout, RBAC), the command fails and the VM
+    stays: deleting it then would skip the drain and, for a server, the etcd member
+    removal. A drain that does not finish within the timeout (a dead node, a blocking
+    PodDisruptionBudget) is reported and the Node deleted anyway. For a server the
+    deletion waits for RKE2 to remove its etcd member (see the module docstring); if that
+    fails the command fails, and Pulumi keeps the VM (it skips deleting the dependencies
+    of a failed delete).
     """
     name = _names([node])
     what = "server (etcd member)" if is_server else "agent"
+    # `get --ignore-not-found` exits 0 printing nothing for a missing Node and fails on
+    # any other error (kubectl pkg/cmd/get/get.go: GetOptions.Run sets
+    # r.IgnoreErrors(apierrors.IsNotFound), printGeneric returns the other errors).
+    # --request-timeout bounds it: kubectl's default 0 waits without bound.
     return f"""set -u
 node={name}
 kubectl() {{ sudo {KUBECTL} "$@"; }}
-if ! kubectl get node "$node" >/dev/null 2>&1; then
+if ! found=$(kubectl get node "$node" --ignore-not-found -o name --request-timeout=30s); then
+  echo "rke2: cannot tell whether node $node is in the cluster: kubectl on $(hostname)" \
+    "failed (above). Its VM is kept. Make the API server on $(hostname) answer" \
+    "(journalctl -u rke2-server), then run pulumi up again" >&2
+  exit 1
+fi
+if [ -z "$found" ]; then
   echo "rke2: node $node is not in the cluster; nothing to drain" >&2
   exit 0
 fi

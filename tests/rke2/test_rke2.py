@@ -625,3 +625,73 @@ def test_the_ready_script_fails_naming_what_of_ingress_never_got_ready(tmp_path:
     plain = scripts.cluster_ready_script([A0.name], 1, ingress=False, poll_seconds=0.05)
     assert _run_ready(tmp_path, plain, ready_after=10**6).returncode == 0
     assert (tmp_path / "looks").read_text() == ""
+
+
+# A stand-in sudo running RKE2's kubectl as kubectl answers (pkg/cmd/get/get.go: with
+# --ignore-not-found a missing Node prints nothing and exits 0, without it NotFound fails;
+# an unreachable API server fails "Unable to connect to the server" either way; a hung one
+# answers only with a --request-timeout, kubectl's default 0 waits without bound; drain and
+# delete print as pkg/cmd/drain and pkg/cmd/delete do). @STATE@: present, gone, down or hung.
+# Every kubectl call is logged.
+_LEAVE_SUDO = """#!/bin/sh
+[ "$1" = /var/lib/rancher/rke2/bin/kubectl ] || { echo "fake sudo: $*" >&2; exit 99; }
+shift 3
+echo "$*" >> @DIR@/calls
+case "$*" in *--request-timeout=*) bounded=yes ;; *) bounded=no ;; esac
+case @STATE@ in
+  down) echo "Unable to connect to the server: dial tcp 127.0.0.1:6443:" \
+    "connect: connection refused" >&2; exit 1 ;;
+  hung) [ $bounded = yes ] || sleep 60
+    echo "Unable to connect to the server: net/http: request canceled" >&2; exit 1 ;;
+esac
+case "$1 $2 @STATE@" in
+  "get node present") echo "node/$3" ;;
+  "get node gone")
+    case "$*" in *--ignore-not-found*) exit 0 ;; esac
+    echo "Error from server (NotFound): nodes \\"$3\\" not found" >&2; exit 1 ;;
+  "drain "*) echo "node/$2 cordoned"; echo "node/$2 drained" ;;
+  "delete node present") echo "node \\"$3\\" deleted" ;;
+  *) echo "fake kubectl: $*" >&2; exit 98 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("state", ["down", "hung"])
+def test_a_leave_fails_and_keeps_the_vm_when_the_api_server_does_not_answer(
+    tmp_path: Path, state: str
+) -> None:
+    """Any kubectl failure but NotFound must fail the leave command: Pulumi then keeps the
+    VM instead of deleting it undrained with its etcd member still in the cluster."""
+    done = _run_leave(tmp_path, state)
+    assert done.returncode != 0
+    assert "Unable to connect to the server" in done.stderr
+    assert f"node {A0.name} is in the cluster: kubectl on fake-server failed" in done.stderr
+    assert "Its VM is kept" in done.stderr and "run pulumi up again" in done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["get"], "no drain or delete"
+
+
+def test_a_leave_of_a_node_not_in_the_cluster_succeeds_and_one_present_is_drained_first(
+    tmp_path: Path,
+) -> None:
+    gone = _run_leave(tmp_path, "gone")
+    assert gone.returncode == 0, gone.stderr
+    assert f"node {A0.name} is not in the cluster; nothing to drain" in gone.stderr
+    assert len((tmp_path / "calls").read_text().splitlines()) == 1
+    (tmp_path / "calls").unlink()
+    present = _run_leave(tmp_path, "present")
+    assert present.returncode == 0, present.stderr
+    calls = [c.split()[:2] for c in (tmp_path / "calls").read_text().splitlines()]
+    assert calls == [["get", "node"], ["drain", A0.name], ["delete", "node"]]
+
+
+def _run_leave(tmp_path: Path, state: str) -> subprocess.CompletedProcess[str]:
+    sudo = tmp_path / "sudo"
+    sudo.write_text(_LEAVE_SUDO.replace("@DIR@", str(tmp_path)).replace("@STATE@", state))
+    sudo.chmod(0o755)
+    hostname = tmp_path / "hostname"
+    hostname.write_text("#!/bin/sh\necho fake-server\n")
+    hostname.chmod(0o755)
+    script = scripts.remove_node_script(A0.name, 300, is_server=True)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=20)
