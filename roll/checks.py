@@ -62,8 +62,10 @@ class Checks(Protocol):
     """What the driver waits for around each step (``ClusterChecks``, or a test's fake)."""
 
     def before(self, step: Step, outputs: Mapping[str, Any]) -> None:
-        """Before a step: every node Ready; before a master step, etcd healthy with all
-        its members. ``outputs``: the stack's outputs now (``nodes``, ``kubeconfig``)."""
+        """Before every step: every node Ready, etcd healthy with all its members,
+        Longhorn healthy, the DNS record on a live node (a resumed roll re-waits for what
+        the last step's waits never saw). ``outputs``: the stack's outputs now
+        (``nodes``, ``kubeconfig``)."""
 
     def after(self, step: Step, outputs: Mapping[str, Any]) -> None:
         """After a step: the node Ready and on the overlay, etcd with the members it
@@ -144,16 +146,26 @@ def node_addresses(nodes_json: Mapping[str, Any]) -> dict[str, set[str]]:
 
 def etcd_members(
     members_json: Mapping[str, Any], health: Sequence[Mapping[str, Any]]
-) -> tuple[set[str], set[str]]:
-    """(member names, healthy member names) from etcdctl's ``member list -w json`` and
-    ``endpoint health --cluster -w json`` (health per client URL)."""
-    good = {str(e.get("endpoint")) for e in health if e.get("health") is True}
-    members, healthy = set(), set()
+) -> tuple[dict[str, str], set[str]]:
+    """({member ID: name}, healthy member IDs) from etcdctl's ``member list -w json`` and
+    ``endpoint health --cluster -w json``.
+
+    By ID: RKE and RKE2 name a replaced master's member as the old one (``etcd-<node>``),
+    so a stale member and its replacement share a name. ``ID`` is each member's unique
+    uint64 (a number; etcdctl ``printer_json.go`` prints hex only with ``--hex``). Health
+    is per client URL (``ep_command.go`` ``endpointsFromCluster``: every member's
+    ``clientURLs``): a member is healthy when it has client URLs (one added but never
+    started has none) and all of them answer healthy."""
+    sick = {str(e.get("endpoint")) for e in health if e.get("health") is not True}
+    good = {str(e.get("endpoint")) for e in health if e.get("health") is True} - sick
+    members, healthy = {}, set()
     for m in members_json.get("members") or []:
-        name = str(m.get("name") or "")
-        members.add(name)
-        if set(m.get("clientURLs") or ()) & good:
-            healthy.add(name)
+        member_id = m.get("ID")
+        key = f"{member_id:x}" if isinstance(member_id, int) else str(member_id)
+        members[key] = str(m.get("name") or "(not started)")
+        urls = set(m.get("clientURLs") or ())
+        if urls and urls <= good:
+            healthy.add(key)
     return members, healthy
 
 
@@ -312,8 +324,10 @@ class ClusterChecks:
             members, healthy = etcd_members(json.loads(first), json.loads(second or "[]"))
         except (ValueError, AttributeError):
             return False, f"etcdctl on {via} printed no JSON"
-        ok = len(members) == expected and healthy == members
-        return ok, f"{len(healthy)} of {len(members)} members healthy, {expected} expected"
+        ok = len(members) == expected and healthy == set(members)
+        seen = f"{len(healthy)} of {len(members)} members healthy, {expected} expected"
+        sick = [f"{name} ({key})" for key, name in sorted(members.items()) if key not in healthy]
+        return ok, seen + (f"; not healthy: {', '.join(sick)}" if sick else "")
 
     def _overlay(self, via: str, node: str) -> tuple[bool, str]:
         ip = str(self.rows[node]["overlayIp"])
@@ -362,6 +376,8 @@ class ClusterChecks:
     # The interface.
 
     def before(self, step: Step, outputs: Mapping[str, Any]) -> None:
+        """The whole gate, before every step: a roll resumed after a failed or interrupted
+        wait finds no drift on the node it replaced, so only this re-waits for it."""
         self._use(outputs)
         t = self.timeouts
         names = list(self.rows)
@@ -369,12 +385,18 @@ class ClusterChecks:
             names = [n for n in names if n != step.node]  # not there yet
         wait("every node Ready", lambda: self._nodes_ready(names), t.node_ready, t.poll, self.say)
         via = self.staying_master(step)
-        if step.is_master and via is not None:
+        if via is not None:  # worker steps too: members_before is every current master
             wait(
                 f"etcd healthy with all {step.members_before} members (asked on {via})",
                 lambda: self._etcd(via, step.members_before),
                 t.etcd, t.poll, self.say,
             )  # fmt: skip
+        if step.kind == "finish":
+            # The node's VM is missing: its Longhorn replicas and possibly the record's
+            # target come back with this step's update; after() waits for them.
+            self.say(f"{step.node} has no VM: Longhorn and the DNS record are waited for after")
+            return
+        self._wait_longhorn_and_dns()
 
     def after(self, step: Step, outputs: Mapping[str, Any]) -> None:
         self._use(outputs)
@@ -387,6 +409,10 @@ class ClusterChecks:
                 wait(f"{step.node}'s overlay address answering", lambda: self._overlay(
                     via, step.node), t.overlay, t.poll, self.say)  # fmt: skip
         self._wait_etcd(step)
+        self._wait_longhorn_and_dns()
+
+    def _wait_longhorn_and_dns(self) -> None:
+        t = self.timeouts
         if self.target.longhorn:
             wait("Longhorn volumes healthy", self._longhorn, t.longhorn, t.poll, self.say)
         if self.target.record is not None and self._token is not None:

@@ -47,15 +47,18 @@ def test_readers() -> None:
     assert node_ready(nodes_json({"a": True, "b": False})) == {"a": True, "b": False}
     members = {
         "members": [
-            {"name": "etcd-m0", "clientURLs": ["https://10.147.1.10:2379"]},
-            {"name": "etcd-m1", "clientURLs": ["https://10.147.2.10:2379"]},
+            {"ID": 0xA1, "name": "etcd-m0", "clientURLs": ["https://10.147.1.10:2379"]},
+            {"ID": 0xB2, "name": "etcd-m1", "clientURLs": ["https://10.147.2.10:2379"]},
+            {"ID": 0xC3, "peerURLs": ["https://10.147.3.10:2380"]},  # added, not started
         ]
     }
     health = [
         {"endpoint": "https://10.147.1.10:2379", "health": True},
         {"endpoint": "https://10.147.2.10:2379", "health": False},
     ]
-    assert etcd_members(members, health) == ({"etcd-m0", "etcd-m1"}, {"etcd-m0"})
+    assert etcd_members(members, health) == (
+        {"a1": "etcd-m0", "b2": "etcd-m1", "c3": "(not started)"}, {"a1"}
+    )  # fmt: skip
     volumes = {
         "items": [
             {"metadata": {"name": f"pvc-{i}"}, "status": {"state": state, "robustness": robust}}
@@ -154,7 +157,9 @@ def test_etcd_wait_asks_a_staying_master_and_needs_the_expected_member_count(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     members = {
-        "members": [{"name": f"m{i}", "clientURLs": [f"https://10.147.1.{i}:2379"]} for i in (1, 2)]
+        "members": [
+            {"ID": i, "name": f"m{i}", "clientURLs": [f"https://10.147.1.{i}:2379"]} for i in (1, 2)
+        ]
     }
     health = [{"endpoint": f"https://10.147.1.{i}:2379", "health": True} for i in (1, 2)]
     ssh = bin_dir / "ssh"
@@ -194,7 +199,7 @@ def test_host_keys_are_pinned_at_the_addresses_of_the_last_update(
     and exit 255."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    members = {"members": [{"name": "m0", "clientURLs": ["https://10.147.1.1:2379"]}]}
+    members = {"members": [{"ID": 1, "name": "m0", "clientURLs": ["https://10.147.1.1:2379"]}]}
     health = [{"endpoint": "https://10.147.1.1:2379", "health": True}]
     ssh = bin_dir / "ssh"
     ssh.write_text(
@@ -253,13 +258,15 @@ def test_kubectl_uses_the_kubeconfig_of_the_last_update(
         f"echo '{ready}'\n"
     )
     kubectl.chmod(0o755)
+    _etcd_ssh(bin_dir, [{"ID": 1, "name": "m0", "clientURLs": ["https://10.147.1.1:2379"]}],
+              [{"endpoint": "https://10.147.1.1:2379", "health": True}])  # fmt: skip
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     rows = [{"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd", "worker"],
              "overlayIp": "10.147.1.1", "sshAddress": "192.0.2.10"}]  # fmt: skip
     old = "apiVersion: v1\nclusters: [{cluster: {server: https://192.0.2.10:6443}}]\n"
     new = "apiVersion: v1\nclusters: [{cluster: {server: https://192.0.2.20:6443}}]\n"
     target = Target(engine="rke", ssh_user="rke", nodes=rows, longhorn=False)
-    quick = Timeouts(node_ready=0, poll=0)
+    quick = Timeouts(node_ready=0, etcd=0, poll=0)
     step = Step("replace", "mc-m1", "s", "", (), ("mc-m1",), None, 1, 1, False)
     with ClusterChecks(target, old, SSH_KEY, timeouts=quick, say=lambda _: None) as c:
         with pytest.raises(CheckFailed, match="Unable to connect to the server"):
@@ -267,3 +274,111 @@ def test_kubectl_uses_the_kubeconfig_of_the_last_update(
         c.before(step, {"nodes": rows, "kubeconfig": new})
         assert c._dir is not None
         assert stat.S_IMODE((c._dir / "kubeconfig").stat().st_mode) == 0o600
+
+
+def _etcd_ssh(
+    bin_dir: Path, members: list[dict[str, object]], health: list[dict[str, object]]
+) -> None:
+    """A stand-in ssh answering the etcd probe as etcdctl's ``member list -w json`` and
+    ``endpoint health --cluster -w json`` print (IDs as numbers; one health row per client
+    URL of every member, etcdctl ep_command.go ``endpointsFromCluster``)."""
+    ssh = bin_dir / "ssh"
+    ssh.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *etcdctl*) ;; *) echo "stand-in ssh: not modelled: $*" >&2; exit 2 ;; esac\n'
+        f"echo '{json.dumps({'members': members})}'; echo; echo ==multicloud==\n"
+        f"echo '{json.dumps(health)}'\n"
+    )
+    ssh.chmod(0o755)
+
+
+def _volumes(robustness: str) -> dict[str, object]:
+    """Longhorn's volumes as ``kubectl get volumes.longhorn.io -o json`` lists them."""
+    return {
+        "items": [
+            {"metadata": {"name": name}, "status": {"state": "attached", "robustness": robust}}
+            for name, robust in (("pvc-ok", "healthy"), ("pvc-db", robustness))
+        ]
+    }
+
+
+def test_before_a_worker_step_waits_for_etcd_and_longhorn_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A roll resumed after the last step's Longhorn wait ran out has no drift left on that
+    node: the next step's gate must wait for what that wait never saw. A stand-in kubectl
+    answers every node Ready and one Longhorn volume degraded; a worker step's before()
+    fails naming it, and passes once the volume is healthy again."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    answers = tmp_path / "volumes.json"
+    answers.write_text(json.dumps(_volumes("degraded")))
+    ready = json.dumps(nodes_json({"mc-m0": True, "mc-w0": True}))
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f"  *' get nodes '*) echo '{ready}' ;;\n"
+        f"  *'-n longhorn-system get volumes.longhorn.io '*) cat {answers} ;;\n"
+        '  *) echo "stand-in kubectl: not modelled: $*" >&2; exit 1 ;;\n'
+        "esac\n"
+    )
+    kubectl.chmod(0o755)
+    _etcd_ssh(bin_dir, [{"ID": 7, "name": "etcd-mc-m0", "clientURLs": ["https://10.147.1.1:2379"]}],
+              [{"endpoint": "https://10.147.1.1:2379", "health": True}])  # fmt: skip
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rows = [
+        {"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd"],
+         "overlayIp": "10.147.1.1", "sshAddress": "192.0.2.1"},
+        {"name": "mc-w0", "site": "s", "roles": ["worker"],
+         "overlayIp": "10.147.1.20", "sshAddress": "192.0.2.2"},
+    ]  # fmt: skip
+    target = Target(engine="rke2", ssh_user="rke", nodes=rows, longhorn=True)
+    quick = Timeouts(node_ready=0, etcd=0, longhorn=0, poll=0)
+    step = Step("replace", "mc-w0", "s", "", (), ("mc-w0",), None, 1, 1, False)
+    said: list[str] = []
+    with ClusterChecks(target, KUBECONFIG, SSH_KEY, timeouts=quick, say=said.append) as c:
+        with pytest.raises(
+            CheckFailed, match=r"Longhorn volumes healthy: .*pvc-db attached/degraded"
+        ):
+            c.before(step, {"nodes": rows})
+        assert "waiting up to 0s for etcd healthy with all 1 members (asked on mc-m0)" in said
+        answers.write_text(json.dumps(_volumes("healthy")))
+        c.before(step, {"nodes": rows})
+    assert said[-1].startswith("Longhorn volumes healthy: ok after")
+
+
+@pytest.mark.parametrize("stale_url", ["https://10.147.9.9:2379", "https://10.147.1.2:2379"])
+def test_a_stale_member_named_as_its_replacement_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stale_url: str
+) -> None:
+    """RKE2 names a replaced server's member etcd-<node> again. A stale, dead member and its
+    replacement under that name (at another client URL, unhealthy; or at the same overlay
+    address, where the live one answers for both) are 4 members, not 3."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    members: list[dict[str, object]] = [
+        {"ID": 10 + i, "name": f"etcd-mc-m{i}", "clientURLs": [f"https://10.147.1.{i}:2379"]}
+        for i in (0, 1, 2)
+    ]
+    members.append({"ID": 99, "name": "etcd-mc-m2", "clientURLs": [stale_url]})
+    health = [
+        {"endpoint": url, "health": url != "https://10.147.9.9:2379"}
+        for m in members
+        for url in m["clientURLs"]  # type: ignore[attr-defined]
+    ]
+    _etcd_ssh(bin_dir, members, health)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rows = [
+        {"name": f"mc-m{i}", "site": "s", "roles": ["controlplane", "etcd"],
+         "overlayIp": f"10.147.1.{i}", "sshAddress": f"192.0.2.{i}"}
+        for i in (0, 1, 2)
+    ]  # fmt: skip
+    target = Target(engine="rke2", ssh_user="rke", nodes=rows, longhorn=False)
+    quick = Timeouts(etcd=0, poll=0)
+    step = Step("remove-master", "mc-m3", "s", "", (), (), None, 4, 3, True)
+    with (
+        ClusterChecks(target, KUBECONFIG, SSH_KEY, timeouts=quick, say=lambda _: None) as c,
+        pytest.raises(CheckFailed, match=r"etcd healthy with 3 members .* of 4 members"),
+    ):
+        c._wait_etcd(step)
