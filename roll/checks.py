@@ -379,9 +379,15 @@ class ClusterChecks:
         """The whole gate, before every step: a roll resumed after a failed or interrupted
         wait finds no drift on the node it replaced, so only this re-waits for it."""
         self._use(outputs)
+        if step.kind == "finish":
+            # An interrupted replacement already took the node's VM away: finishing it is
+            # what restores the cluster, and the outputs (addresses, the kubeconfig's
+            # server) may still name the VM that is gone. after() runs the whole gate.
+            self.say(f"{step.node} lost its VM in an interrupted update: finishing it first")
+            return
         t = self.timeouts
         names = list(self.rows)
-        if step.kind in ("finish", "add-master"):
+        if step.kind == "add-master":
             names = [n for n in names if n != step.node]  # not there yet
         wait("every node Ready", lambda: self._nodes_ready(names), t.node_ready, t.poll, self.say)
         via = self.staying_master(step)
@@ -391,11 +397,6 @@ class ClusterChecks:
                 lambda: self._etcd(via, step.members_before),
                 t.etcd, t.poll, self.say,
             )  # fmt: skip
-        if step.kind == "finish":
-            # The node's VM is missing: its Longhorn replicas and possibly the record's
-            # target come back with this step's update; after() waits for them.
-            self.say(f"{step.node} has no VM: Longhorn and the DNS record are waited for after")
-            return
         self._wait_longhorn_and_dns()
 
     def after(self, step: Step, outputs: Mapping[str, Any]) -> None:

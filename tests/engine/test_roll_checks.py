@@ -171,7 +171,7 @@ def test_roll_with_the_real_checks_over_ssh_kubectl_and_the_overlay(
         via = f"(asked on {DO_MASTER}): ok"
         assert f"etcd healthy with all 3 members {via}" in said, said
         assert f"etcd healthy with 3 members {via}" in said, said
-        assert said.count("Longhorn volumes healthy: ok") == 5, said
+        assert said.count("Longhorn volumes healthy: ok") == 10, said  # before and after
         assert "DNS record" not in said  # no token: skipped
         log = (vm_folder(d, DO_MASTER) / "sshd.log").read_text()
         assert "Accepted publickey for rke" in log, log

@@ -382,3 +382,21 @@ def test_a_stale_member_named_as_its_replacement_is_counted(
         pytest.raises(CheckFailed, match=r"etcd healthy with 3 members .* of 4 members"),
     ):
         c._wait_etcd(step)
+
+
+def test_finishing_a_node_whose_vm_is_gone_does_not_wait_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted replacement left the node without a VM, and the outputs may still
+    name it (for RKE the kubeconfig's server can be that VM): waiting for the cluster's
+    health before recreating it could never end, so before() of a finish step asks
+    nothing (no kubectl, no ssh: PATH holds neither)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    rows = [{"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd"],
+             "overlayIp": "10.147.1.1", "sshAddress": "192.0.2.1"}]  # fmt: skip
+    target = Target(engine="rke", ssh_user="rke", nodes=rows, longhorn=True)
+    said: list[str] = []
+    finish = Step("finish", "mc-m0", "s", "", (), (), None, 1, 1, True)
+    with ClusterChecks(target, KUBECONFIG, SSH_KEY, say=said.append) as checks:
+        checks.before(finish, {"nodes": rows, "kubeconfig": KUBECONFIG})
+    assert said == ["mc-m0 lost its VM in an interrupted update: finishing it first"]

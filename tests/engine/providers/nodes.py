@@ -287,7 +287,9 @@ NODE_COMMANDS = {
 # NODE` prints "node/NODE cordoned" and "node/NODE drained" (kubectl pkg/cmd/drain/drain.go,
 # RunCordonOrUncordon and RunDrain, NamePrinter), `delete node NODE` prints 'node "NODE"
 # deleted' (pkg/cmd/delete/delete.go, PrintObj) and the Node is gone from then on (the
-# VM's ``node-deleted`` marker); both answer NotFound for a Node not in the cluster. Every
+# VM's ``node-deleted`` marker); both answer NotFound for a Node not in the cluster, `get`
+# nothing and exit 0 with `--ignore-not-found` (pkg/cmd/get/get.go ``GetOptions.Run``), and
+# `-o name` prints "node/NODE" (the NamePrinter). Every
 # call is logged (time, argv) to the server's ``kubectl.jsonl``.
 _RKE2_KUBECTL = """#!@PYTHON@
 import json, sys, time
@@ -319,8 +321,13 @@ if words == ["get", "--raw", "/readyz"]:
     print("ok")
 elif words[:2] == ["get", "node"] and len(words) == 3:
     if words[2] not in names:
+        if "--ignore-not-found" in sys.argv:  # nothing printed, exit 0
+            sys.exit(0)
         sys.exit(f\'Error from server (NotFound): nodes "{words[2]}" not found\')
-    print("True" if output.startswith("jsonpath") else f"{words[2]}   Ready")
+    if output == "name":
+        print(f"node/{words[2]}")
+    else:
+        print("True" if output.startswith("jsonpath") else f"{words[2]}   Ready")
 elif words[:2] == ["get", "daemonset"]:
     print(f"1/1/{len(names)}/{len(names)}/{len(names)}", end="")
 elif words[:2] == ["get", "endpointslices"]:
