@@ -3,14 +3,15 @@
 The plan (``roll/plan.py``) comes from the stack's outputs (``nodes``: the last deployed
 topology) and a preview of the current code, whose engine events give the ``bootDrift``
 table (the root ``pulumi:pulumi:Stack`` resource's outputs event) and the VMs it would
-create for deployed nodes (a replace interrupted after its delete). Each step is one
-``stack.up(config_file=<temporary copy of the stack file>)`` (``roll/stack_file.py``);
-its engine events must show exactly the planned VM change, a replacement delete-first
-(``delete-replaced`` before ``create-replacement``: the VMs have
-``delete_before_replace``, ``components/sites/base.py``), and no other VM touched. Then the
-waits (``roll/checks.py``). The first failure stops the roll with what failed and how to go
-on; running it again recomputes the plan from the stack, so it resumes. The stack file is
-only read.
+create for deployed nodes (a replace interrupted after its delete); it must show no other
+change. Each step is one ``stack.up(config_file=<temporary copy of the stack file>)``
+(``roll/stack_file.py``), previewed first with the same file: the engine events of both
+must show exactly the planned VM change, a replacement delete-first (``delete-replaced``
+before ``create-replacement``: the VMs have ``delete_before_replace``,
+``components/sites/base.py``), no other VM touched and no object in the cluster deleted or
+replaced. Then the waits (``roll/checks.py``). The first failure stops the roll with what
+failed and how to go on; running it again recomputes the plan from the stack, so it
+resumes. The stack file is only read.
 
 ``roll()`` takes the stack and the checks as arguments: ``roll/__main__.py`` passes the
 Automation API's stack and ``ClusterChecks``; tests pass fakes.
