@@ -27,6 +27,7 @@ from tests.engine.providers.server import (
     PACKAGES,
     FakeProvider,
     from_struct,
+    kubernetes_config_replaces,
     plugin_version,
     to_struct,
 )
@@ -420,3 +421,30 @@ def test_the_real_cli_installs_and_lists_the_stand_ins(tmp_path: Path) -> None:
     )
     found = {(p["name"], p["kind"], p["version"]) for p in json.loads(listed.stdout)}
     assert found == {(p, "resource", plugin_version(p)) for p in PACKAGES}
+
+
+def test_the_kubernetes_provider_is_replaced_where_pulumi_kubernetes_replaces_it() -> None:
+    """provider/pkg/provider/provider.go ``DiffConfig``: the active cluster's change (its
+    server) or an unknown kubeconfig replaces, unless ``clusterIdentifier`` is set and
+    unchanged; a changed identifier replaces; adding one replaces nothing by itself."""
+
+    def kubeconfig(server: str) -> str:
+        return (
+            "apiVersion: v1\nclusters:\n- name: c\n  cluster: {server: '" + server + "'}\n"
+            "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n"
+        )
+
+    a, b = kubeconfig("https://192.0.2.1:6443"), kubeconfig("https://192.0.2.2:6443")
+    same = {"kubeconfig": a, "clusterIdentifier": "mc-prod"}
+    assert kubernetes_config_replaces({"kubeconfig": a}, {"kubeconfig": b}, ["kubeconfig"]) == [
+        "kubeconfig"
+    ]
+    assert kubernetes_config_replaces({"kubeconfig": a}, {"kubeconfig": UNKNOWN}, []) == [
+        "kubeconfig"
+    ]
+    assert kubernetes_config_replaces(same, {**same, "kubeconfig": b}, ["kubeconfig"]) == []
+    assert kubernetes_config_replaces(same, {**same, "kubeconfig": UNKNOWN}, ["kubeconfig"]) == []
+    assert kubernetes_config_replaces(
+        same, {**same, "clusterIdentifier": "other"}, ["clusterIdentifier"]
+    ) == ["clusterIdentifier"]
+    assert kubernetes_config_replaces({"kubeconfig": a}, same, ["clusterIdentifier"]) == []
