@@ -180,6 +180,22 @@ def longhorn_unhealthy(volumes_json: Mapping[str, Any]) -> list[str]:
     return bad
 
 
+def only_replicas_on(replicas_json: Mapping[str, Any], node: str, nodes: set[str]) -> list[str]:
+    """Volumes whose every usable replica is on ``node``: replacing it loses their data.
+
+    A replica is usable when it has not failed (``spec.failedAt`` empty) and its node
+    (``spec.nodeID``) is in the cluster (longhorn-manager k8s/pkg/apis/longhorn/v1beta2
+    replica.go, instancemanager.go ``InstanceSpec``). The robustness wait cannot see this
+    for a detached volume: its robustness is ``unknown``, and Longhorn rebuilds replicas
+    of attached volumes only."""
+    usable: dict[str, list[str]] = {}
+    for item in replicas_json.get("items") or []:
+        spec = item.get("spec") or {}
+        if not spec.get("failedAt") and spec.get("nodeID") in nodes:
+            usable.setdefault(str(spec.get("volumeName")), []).append(str(spec["nodeID"]))
+    return sorted(v for v, on in usable.items() if set(on) == {node})
+
+
 def record_contents(answer: Mapping[str, Any]) -> list[str]:
     """The A/AAAA contents of Cloudflare's DNS record list answer."""
     return [
@@ -343,6 +359,13 @@ class ClusterChecks:
         bad = longhorn_unhealthy(data)
         return not bad, "; ".join(bad)
 
+    def _replicas_beside(self, node: str) -> tuple[bool, str]:
+        data, error = self.kubectl_json("-n", "longhorn-system", "get", "replicas.longhorn.io")
+        if data is None:
+            return False, error
+        alone = only_replicas_on(data, node, set(self.rows))
+        return not alone, f"only {node} holds a usable replica of {', '.join(alone)}"
+
     def _dns(self) -> tuple[bool, str]:
         assert self.target.record is not None and self._token is not None
         zone, name = self.target.record
@@ -398,6 +421,9 @@ class ClusterChecks:
                 t.etcd, t.poll, self.say,
             )  # fmt: skip
         self._wait_longhorn_and_dns()
+        if self.target.longhorn and step.kind in ("replace", "remove-master"):
+            wait(f"a volume replica beside {step.node}'s", lambda: self._replicas_beside(
+                step.node), t.longhorn, t.poll, self.say)  # fmt: skip
 
     def after(self, step: Step, outputs: Mapping[str, Any]) -> None:
         self._use(outputs)

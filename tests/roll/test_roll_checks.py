@@ -313,6 +313,8 @@ def test_before_a_worker_step_waits_for_etcd_and_longhorn_too(
     bin_dir.mkdir()
     answers = tmp_path / "volumes.json"
     answers.write_text(json.dumps(_volumes("degraded")))
+    replicas = tmp_path / "replicas.json"
+    replicas.write_text(json.dumps(_replicas(("mc-w0", ""), ("mc-m0", "2026-12-06T08:00:00Z"))))
     ready = json.dumps(nodes_json({"mc-m0": True, "mc-w0": True}))
     kubectl = bin_dir / "kubectl"
     kubectl.write_text(
@@ -320,6 +322,7 @@ def test_before_a_worker_step_waits_for_etcd_and_longhorn_too(
         'case "$*" in\n'
         f"  *' get nodes '*) echo '{ready}' ;;\n"
         f"  *'-n longhorn-system get volumes.longhorn.io '*) cat {answers} ;;\n"
+        f"  *'-n longhorn-system get replicas.longhorn.io '*) cat {replicas} ;;\n"
         '  *) echo "stand-in kubectl: not modelled: $*" >&2; exit 1 ;;\n'
         "esac\n"
     )
@@ -344,8 +347,21 @@ def test_before_a_worker_step_waits_for_etcd_and_longhorn_too(
             c.before(step, {"nodes": rows})
         assert "waiting up to 0s for etcd healthy with all 1 members (asked on mc-m0)" in said
         answers.write_text(json.dumps(_volumes("healthy")))
+        # a detached volume's robustness says nothing: its only usable replica is on the
+        # worker about to go (the other failed), so the step waits
+        with pytest.raises(CheckFailed, match="only mc-w0 holds a usable replica of pvc-db"):
+            c.before(step, {"nodes": rows})
+        replicas.write_text(json.dumps(_replicas(("mc-w0", ""), ("mc-m0", ""))))
         c.before(step, {"nodes": rows})
-    assert said[-1].startswith("Longhorn volumes healthy: ok after")
+    assert any(line.startswith("Longhorn volumes healthy: ok after") for line in said[-4:])
+    assert said[-1].startswith("a volume replica beside mc-w0's: ok after")
+
+
+def _replicas(*on: tuple[str, str]) -> dict[str, object]:
+    """A replicas.longhorn.io list of volume pvc-db: (nodeID, failedAt) per replica."""
+    return {"items": [{"metadata": {"name": f"pvc-db-r-{i}"},
+                       "spec": {"volumeName": "pvc-db", "nodeID": node, "failedAt": failed}}
+                      for i, (node, failed) in enumerate(on)]}  # fmt: skip
 
 
 @pytest.mark.parametrize("stale_url", ["https://10.147.9.9:2379", "https://10.147.1.2:2379"])

@@ -794,7 +794,7 @@ def _restore(
 def _kubectl(args: list[str]) -> int:
     control = _control()
     _record(control, {"tool": "kubectl", "args": args})
-    if "get" in args and {"nodes", "volumes.longhorn.io"} & set(args):
+    if "get" in args and {"nodes", "volumes.longhorn.io", "replicas.longhorn.io"} & set(args):
         return _kubectl_get(control, args)
     node = args[args.index("drain") + 1] if "drain" in args else None
     if node is not None and node == control.get("kubectl_notfound"):
@@ -819,7 +819,8 @@ def _kubectl(args: list[str]) -> int:
 #   (kubelet's --node-ip: RKE's ``internal_address``, cluster/plan.go) and Hostname; Ready
 #   True ("KubeletReady") while the VM is live and booted, else Unknown ("Kubelet stopped
 #   posting node status.", the node lifecycle controller once heartbeats stop);
-# - ``volumes.longhorn.io``: none (nothing in these stacks claims a volume), an empty List.
+# - ``volumes.longhorn.io``, ``replicas.longhorn.io``: none (nothing in these stacks claims
+#   a volume), an empty List.
 def _kubectl_get(control: dict[str, Any], args: list[str]) -> int:
     import yaml
 
@@ -909,7 +910,7 @@ def _kubectl_get(control: dict[str, Any], args: list[str]) -> int:
                     "status": {"addresses": addresses, "conditions": [condition]},
                 }
             )
-    elif words != ["get", "volumes.longhorn.io"]:
+    elif words not in (["get", "volumes.longhorn.io"], ["get", "replicas.longhorn.io"]):
         print(f"fake kubectl: not modelled: {' '.join(args)}", file=sys.stderr)
         return 1
     listing = {
