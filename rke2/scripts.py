@@ -26,6 +26,8 @@ from rke2.ingress import RKE2_INGRESS
 from rke2.release import artifact_urls, tarball_sha256, version_key
 
 KUBECTL = "/var/lib/rancher/rke2/bin/kubectl --kubeconfig /etc/rancher/rke2/rke2.yaml"
+# rke2 pkg/executor/staticpod/spw.go PodManifestsDir: <data-dir>/agent/pod-manifests
+APISERVER_MANIFEST = "/var/lib/rancher/rke2/agent/pod-manifests/kube-apiserver.yaml"
 KUBECONFIG = "/etc/rancher/rke2/rke2.yaml"
 PREFIX = "/usr/local"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -235,9 +237,19 @@ def remove_node_script(node: str, drain_timeout_seconds: int, is_server: bool) -
     # any other error (kubectl pkg/cmd/get/get.go: GetOptions.Run sets
     # r.IgnoreErrors(apierrors.IsNotFound), printGeneric returns the other errors).
     # --request-timeout bounds it: kubectl's default 0 waits without bound.
+    # The server this runs on may have left the cluster itself: only when the whole
+    # cluster goes (`pulumi destroy` drains every node, the runner's own Node before the
+    # last), as one update changes one server alone. RKE2 then removed its control-plane
+    # manifests (pkg/rke2/spc.go watchForSelfDelete, cleanupStaticPods) and its API is
+    # gone for good: nothing is left to drain into.
     return f"""set -u
 node={name}
 kubectl() {{ sudo {KUBECTL} "$@"; }}
+if ! sudo test -e {APISERVER_MANIFEST}; then
+  echo "rke2: $(hostname) has left the cluster itself (no kube-apiserver manifest): the" \
+    "cluster is being taken down; nothing to drain for $node" >&2
+  exit 0
+fi
 if ! found=$(kubectl get node "$node" --ignore-not-found -o name --request-timeout=30s); then
   echo "rke2: cannot tell whether node $node is in the cluster: kubectl on $(hostname)" \
     "failed (above). Its VM is kept. Make the API server on $(hostname) answer" \

@@ -8,10 +8,10 @@ change. Each step is one ``stack.up(config_file=<temporary copy of the stack fil
 (``roll/stack_file.py``), previewed first with the same file: the engine events of both
 must show exactly the planned VM change, a replacement delete-first (``delete-replaced``
 before ``create-replacement``: the VMs have ``delete_before_replace``,
-``components/sites/base.py``), no other VM touched and no object in the cluster deleted or
-replaced. Then the waits (``roll/checks.py``). The first failure stops the roll with what
-failed and how to go on; running it again recomputes the plan from the stack, so it
-resumes. The stack file is only read.
+``components/sites/base.py``), no other VM touched and nothing but the node's own
+resources deleted or replaced. Then the waits (``roll/checks.py``). The first failure
+stops the roll with what failed and how to go on; running it again recomputes the plan
+from the stack, so it resumes. The stack file is only read.
 
 ``roll()`` takes the stack and the checks as arguments: ``roll/__main__.py`` passes the
 Automation API's stack and ``ClusterChecks``; tests pass fakes.
@@ -94,21 +94,27 @@ def vm_changes(events: Sequence[Any]) -> list[VmChange]:
     return changes
 
 
-def cluster_losses(events: Sequence[Any]) -> list[str]:
-    """The Kubernetes objects (and providers) an update/preview deletes or replaces, as
-    "name (op)". A node's replacement touches none: a replaced Kubernetes provider takes
-    every object it manages with it (components/cluster_provider.py)."""
-    lost = []
+def _owned(name: str, nodes: frozenset[str]) -> bool:
+    """Whether resource ``name`` is one of these nodes' own (named ``<node>`` or
+    ``<node>-...``: its VM, port, identity, member, host key, leave/ready commands)."""
+    return any(name == node or name.startswith(f"{node}-") for node in nodes)
+
+
+def others_changed(events: Sequence[Any], nodes: frozenset[str], ops: Sequence[str]) -> list[str]:
+    """The resources not of ``nodes`` that an update/preview takes one of ``ops`` on, as
+    "name (op)": a node's replacement deletes or replaces nothing else. (A replaced
+    Kubernetes provider would take every object it manages with it,
+    components/cluster_provider.py; a replaced token would lock new nodes out.)"""
+    found = []
     for event in sorted(events, key=lambda e: e.sequence):
         pre = event.resource_pre_event
         if pre is None:
             continue
-        kind = pre.metadata.type
+        name = pre.metadata.urn.rsplit("::", 1)[-1]
         op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
-        in_cluster = kind.startswith("kubernetes:") or kind == "pulumi:providers:kubernetes"
-        if in_cluster and op in LOSSES:
-            lost.append(f"{pre.metadata.urn.rsplit('::', 1)[-1]} ({op})")
-    return lost
+        if op in ops and not _owned(name, nodes):
+            found.append(f"{name} ({op})")
+    return found
 
 
 def stack_outputs_event(events: Sequence[Any]) -> Mapping[str, Any] | None:
@@ -172,18 +178,18 @@ def check_update(step: Step, events: Sequence[Any], stage: str = "update") -> No
         want = "created"
     else:
         ok, want = ops == ["create"], "created"
-    lost = cluster_losses(events)
-    if lost:
-        raise StepFailed(
-            f"the {stage} for {step.node} deletes or replaces objects in the cluster: "
-            f"{', '.join(lost[:8])}{' …' if len(lost) > 8 else ''}. {after}"
-        )
     if not ok or others:
         raise StepFailed(
             f"the {stage} did not change the VMs as planned: {step.node} should be {want}, "
             f"the engine's events show {', '.join(ops) or 'nothing'} for it"
             + (f"; other VMs changed: {', '.join(others)}" if others else "")
             + f". {after}"
+        )
+    lost = others_changed(events, frozenset({step.node}), LOSSES)
+    if lost:
+        raise StepFailed(
+            f"the {stage} for {step.node} deletes or replaces other resources: "
+            f"{', '.join(lost[:8])}{' …' if len(lost) > 8 else ''}. {after}"
         )
 
 
@@ -325,12 +331,12 @@ def roll(
 
 
 def _refuse_pending(events: Sequence[Any], missing: frozenset[str], options: Options) -> None:
-    """Refuse a roll while the code holds other changes than boot drift: a VM updated,
-    deleted or added (a worker count, a removal an update left unfinished) or an object in
-    the cluster deleted or replaced. Every step's update would carry them, and its check
-    would stop it."""
-    pending = sorted({f"{c.node} ({c.op})" for c in vm_changes(events) if c.node not in missing})
-    pending += cluster_losses(events)
+    """Refuse a roll while the code holds other changes than boot drift (a VM updated,
+    deleted or added, a worker count, a removal an update left unfinished, any other
+    resource changed): every step's update would carry them unseen. Only a node that lost
+    its VM shows changes: its own resources, and updates of those that name its VM."""
+    ops = [op for op in CHANGES if not (missing and op == "update")]
+    pending = others_changed(events, missing, ops)
     if pending:
         raise RollRefused(
             f"the preview shows changes a roll does not make: {', '.join(pending[:8])}"

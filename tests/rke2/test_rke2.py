@@ -631,9 +631,13 @@ def test_the_ready_script_fails_naming_what_of_ingress_never_got_ready(tmp_path:
 # --ignore-not-found a missing Node prints nothing and exits 0, without it NotFound fails;
 # an unreachable API server fails "Unable to connect to the server" either way; a hung one
 # answers only with a --request-timeout, kubectl's default 0 waits without bound; drain and
-# delete print as pkg/cmd/drain and pkg/cmd/delete do). @STATE@: present, gone, down or hung.
-# Every kubectl call is logged.
+# delete print as pkg/cmd/drain and pkg/cmd/delete do). @STATE@: present, gone, down, hung,
+# or left (this server's own Node was deleted: RKE2 removed its kube-apiserver manifest,
+# pkg/rke2/spc.go cleanupStaticPods). Every kubectl call is logged.
 _LEAVE_SUDO = """#!/bin/sh
+if [ "$1 $2 $3" = "test -e /var/lib/rancher/rke2/agent/pod-manifests/kube-apiserver.yaml" ]; then
+  [ @STATE@ != left ]; exit $?
+fi
 [ "$1" = /var/lib/rancher/rke2/bin/kubectl ] || { echo "fake sudo: $*" >&2; exit 99; }
 shift 3
 echo "$*" >> @DIR@/calls
@@ -683,6 +687,15 @@ def test_a_leave_of_a_node_not_in_the_cluster_succeeds_and_one_present_is_draine
     assert present.returncode == 0, present.stderr
     calls = [c.split()[:2] for c in (tmp_path / "calls").read_text().splitlines()]
     assert calls == [["get", "node"], ["drain", A0.name], ["delete", "node"]]
+
+
+def test_a_leave_run_on_a_server_that_left_itself_has_nothing_to_drain(tmp_path: Path) -> None:
+    """`pulumi destroy` drains every node, the last server from a runner whose own Node is
+    already gone: its API is gone for good, so failing would keep the stack undestroyable."""
+    left = _run_leave(tmp_path, "left")
+    assert left.returncode == 0, left.stderr
+    assert "fake-server has left the cluster itself" in left.stderr
+    assert not (tmp_path / "calls").exists(), "no kubectl call"
 
 
 def _run_leave(tmp_path: Path, state: str) -> subprocess.CompletedProcess[str]:

@@ -75,6 +75,7 @@ class FakeStack:
         self.previews: list[str] = []  # each preview's config file name
         self.moves_cluster: set[str] = set()  # nodes whose replacement replaces the provider
         self.pending: list[tuple[str, str]] = []  # other VM changes the code holds (op, node)
+        self.pending_other: list[tuple[str, str, str]] = []  # and others' (op, type, name)
 
     def outputs(self) -> dict[str, OutputValue]:
         return {
@@ -111,6 +112,10 @@ class FakeStack:
             on_event(self._vm("create", name))
         for op, name in self.pending:
             on_event(self._vm(op, name))
+        for op, kind, name in self.pending_other:
+            urn = f"urn:pulumi:prod::multicloud::x${kind}::{name}"
+            on_event(self._event(resourcePreEvent={"metadata": {
+                "op": op, "urn": urn, "type": kind}}))  # fmt: skip
         on_event(self._stack_outputs())
 
     def up(self, *, config_file: str, on_event: Callable[[Any], None]) -> None:
@@ -351,8 +356,8 @@ def test_a_step_whose_preview_replaces_the_cluster_provider_changes_nothing(root
     # the workers first, then the masters, ramnode's first: stopped before its update
     assert len(stack.ups) == len([n for n in EVERY if "worker" in n]), stack.ups
     assert (
-        "the preview for mc-prod-ramnode-master-0 deletes or replaces objects in the "
-        "cluster: services-k8s (replace). Nothing was changed" in out
+        "the preview for mc-prod-ramnode-master-0 deletes or replaces other resources: "
+        "services-k8s (replace). Nothing was changed" in out
     ), out
 
 
@@ -367,6 +372,15 @@ def test_a_roll_waits_until_the_codes_other_changes_are_applied(root: Path) -> N
         assert code == 1 and stack.ups == [] and checks.calls == [], out
         assert f"changes a roll does not make: {pending[1]} ({pending[0]})" in out, out
         assert "`make up STACK=prod`, then roll" in out, out
+    # any other resource: a replaced join token would lock new nodes out, an updated
+    # provider (clusterIdentifier added) would ride along with the first step
+    for other in [("replace", "random:index/randomPassword:RandomPassword", "cluster-token"),
+                  ("update", "pulumi:providers:kubernetes", "services-k8s")]:  # fmt: skip
+        stack = FakeStack({n: ["image a → b"] for n in EVERY}, ONE)
+        stack.pending_other = [other]
+        code, out = run(root, stack, FakeChecks())
+        assert code == 1 and stack.ups == [], out
+        assert f"changes a roll does not make: {other[2]} ({other[0]})" in out, out
 
 
 def test_an_update_that_replaces_objects_in_the_cluster_stops_the_roll() -> None:
@@ -384,7 +398,7 @@ def test_an_update_that_replaces_objects_in_the_cluster_stops_the_roll() -> None
                         event("replace", "command:remote:Command", "a-leave")])  # fmt: skip
     lost = [event("replace", "pulumi:providers:kubernetes", "services-k8s"),
             event("delete-replaced", "kubernetes:helm.sh/v3:Release", "longhorn")]  # fmt: skip
-    with pytest.raises(StepFailed, match=r"objects in the cluster: services-k8s \(replace\), "
+    with pytest.raises(StepFailed, match=r"other resources: services-k8s \(replace\), "
                        r"longhorn \(delete-replaced\)"):  # fmt: skip
         check_update(step, [*ok, *lost])
 

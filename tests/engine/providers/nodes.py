@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from scripts.offline import reveal
 
 ENV = "MULTICLOUD_FAKE_NODES"
+APISERVER_MANIFEST = Path("/var/lib/rancher/rke2/agent/pod-manifests/kube-apiserver.yaml")
 SSHD = "/usr/sbin/sshd"
 BOOT_TIMEOUT = 10.0  # seconds for sshd to write its pid file
 
@@ -287,7 +288,10 @@ NODE_COMMANDS = {
 # NODE` prints "node/NODE cordoned" and "node/NODE drained" (kubectl pkg/cmd/drain/drain.go,
 # RunCordonOrUncordon and RunDrain, NamePrinter), `delete node NODE` prints 'node "NODE"
 # deleted' (pkg/cmd/delete/delete.go, PrintObj) and the Node is gone from then on (the
-# VM's ``node-deleted`` marker); both answer NotFound for a Node not in the cluster, `get`
+# VM's ``node-deleted`` marker; that server, as RKE2's watchForSelfDelete does
+# (pkg/rke2/spc.go), removes its kube-apiserver and etcd manifests, and its own kubectl is
+# refused from then on, as kubectl says it for a closed port); both answer NotFound for a
+# Node not in the cluster, `get`
 # nothing and exit 0 with `--ignore-not-found` (pkg/cmd/get/get.go ``GetOptions.Run``), and
 # `-o name` prints "node/NODE" (the NamePrinter). Every
 # call is logged (time, argv) to the server's ``kubectl.jsonl``.
@@ -297,6 +301,9 @@ from pathlib import Path
 nodes_dir = Path("@NODES@")  # every booted VM of this fake cloud
 with open(Path("@NODE@") / "kubectl.jsonl", "a") as log:
     log.write(json.dumps({"time": time.time(), "argv": sys.argv[1:]}) + "\\n")
+if (Path("@NODE@") / "node-deleted").exists():  # this server left: no API server here
+    sys.exit("The connection to the server 127.0.0.1:6443 was refused - "
+             "did you specify the right host or port?")
 names, vms = [], {}
 for info in nodes_dir.glob("*/node.json"):
     node = json.loads(info.read_text())
@@ -341,6 +348,9 @@ elif words[:1] == ["drain"] or words[:2] == ["delete", "node"]:
         print(f"node/{words[-1]} cordoned\\nnode/{words[-1]} drained")
     else:
         (vms[words[-1]] / "node-deleted").touch()
+        for component in ("kube-apiserver", "etcd"):  # watchForSelfDelete on that server
+            (vms[words[-1]] / "root/var-lib/rancher/rke2/agent/pod-manifests" /
+             f"{component}.yaml").unlink(missing_ok=True)
         print(f\'node "{words[-1]}" deleted\')
 else:
     sys.exit(f"fake RKE2 kubectl: not modelled: {' '.join(sys.argv[1:])}")
@@ -437,6 +447,12 @@ def _rke2_tree(node: Path, paths: list[str]) -> bool:
         rke2.mkdir(parents=True)
         (rke2 / "rke2.yaml").touch(mode=0o600)
         (rke2 / "rke2.yaml").write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
+        # the control plane's static pods (rke2 pkg/rke2/spc.go ``cleanupStaticPods`` names
+        # them; staticpod.PodManifestsDir: <data-dir>/agent/pod-manifests)
+        manifests = node / "root/var-lib" / APISERVER_MANIFEST.parent.relative_to("/var/lib")
+        manifests.mkdir(parents=True)
+        for component in ("kube-apiserver", "etcd"):
+            (manifests / f"{component}.yaml").write_text(f"# {component} static pod\n")
         kubectl = node / "root/var-lib/rancher/rke2/bin/kubectl"
         kubectl.parent.mkdir(parents=True)
         script = _RKE2_KUBECTL.replace("@PYTHON@", sys.executable)
