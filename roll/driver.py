@@ -113,7 +113,7 @@ def others_changed(events: Sequence[Any], nodes: frozenset[str], ops: Sequence[s
         name = pre.metadata.urn.rsplit("::", 1)[-1]
         op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
         if op in ops and not _owned(name, nodes):
-            found.append(f"{name} ({op})")
+            found.append(f"{pre.metadata.type}::{name} ({op})")
     return found
 
 
@@ -330,13 +330,23 @@ def roll(
         return 1
 
 
+def _provider_update(change: str) -> bool:
+    """A provider's update other than Kubernetes': it reconfigures a plugin, changes nothing
+    deployed (the dynamic providers' default provider shows one with a config file)."""
+    return (
+        change.startswith("pulumi:providers:")
+        and not change.startswith("pulumi:providers:kubernetes::")
+        and change.endswith(" (update)")
+    )
+
+
 def _refuse_pending(events: Sequence[Any], missing: frozenset[str], options: Options) -> None:
     """Refuse a roll while the code holds other changes than boot drift (a VM updated,
     deleted or added, a worker count, a removal an update left unfinished, any other
     resource changed): every step's update would carry them unseen. Only a node that lost
     its VM shows changes: its own resources, and updates of those that name its VM."""
     ops = [op for op in CHANGES if not (missing and op == "update")]
-    pending = others_changed(events, missing, ops)
+    pending = [c for c in others_changed(events, missing, ops) if not _provider_update(c)]
     if pending:
         raise RollRefused(
             f"the preview shows changes a roll does not make: {', '.join(pending[:8])}"

@@ -357,7 +357,7 @@ def test_a_step_whose_preview_replaces_the_cluster_provider_changes_nothing(root
     assert len(stack.ups) == len([n for n in EVERY if "worker" in n]), stack.ups
     assert (
         "the preview for mc-prod-ramnode-master-0 deletes or replaces other resources: "
-        "services-k8s (replace). Nothing was changed" in out
+        "pulumi:providers:kubernetes::services-k8s (replace). Nothing was changed" in out
     ), out
 
 
@@ -370,7 +370,7 @@ def test_a_roll_waits_until_the_codes_other_changes_are_applied(root: Path) -> N
         checks = FakeChecks()
         code, out = run(root, stack, checks)
         assert code == 1 and stack.ups == [] and checks.calls == [], out
-        assert f"changes a roll does not make: {pending[1]} ({pending[0]})" in out, out
+        assert f"::{pending[1]} ({pending[0]})" in out and "does not make" in out, out
         assert "`make up STACK=prod`, then roll" in out, out
     # any other resource: a replaced join token would lock new nodes out, an updated
     # provider (clusterIdentifier added) would ride along with the first step
@@ -380,7 +380,13 @@ def test_a_roll_waits_until_the_codes_other_changes_are_applied(root: Path) -> N
         stack.pending_other = [other]
         code, out = run(root, stack, FakeChecks())
         assert code == 1 and stack.ups == [], out
-        assert f"changes a roll does not make: {other[2]} ({other[0]})" in out, out
+        assert f"changes a roll does not make: {other[1]}::{other[2]} ({other[0]})" in out, out
+    # a plugin's provider reconfigured (the dynamic providers' default provider shows an
+    # update with a --config-file; the real engine's preview does) changes nothing deployed
+    stack = FakeStack({n: ["image a → b"] for n in EVERY}, ONE)
+    stack.pending_other = [("update", "pulumi:providers:pulumi-python", "default")]
+    code, out = run(root, stack, FakeChecks())
+    assert code == 0 and len(stack.ups) == len(EVERY), out
 
 
 def test_an_update_that_replaces_objects_in_the_cluster_stops_the_roll() -> None:
@@ -398,8 +404,11 @@ def test_an_update_that_replaces_objects_in_the_cluster_stops_the_roll() -> None
                         event("replace", "command:remote:Command", "a-leave")])  # fmt: skip
     lost = [event("replace", "pulumi:providers:kubernetes", "services-k8s"),
             event("delete-replaced", "kubernetes:helm.sh/v3:Release", "longhorn")]  # fmt: skip
-    with pytest.raises(StepFailed, match=r"other resources: services-k8s \(replace\), "
-                       r"longhorn \(delete-replaced\)"):  # fmt: skip
+    expected = (
+        r"other resources: pulumi:providers:kubernetes::services-k8s \(replace\), "
+        r"kubernetes:helm.sh/v3:Release::longhorn \(delete-replaced\)"
+    )
+    with pytest.raises(StepFailed, match=expected):
         check_update(step, [*ok, *lost])
 
 
