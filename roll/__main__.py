@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from roll import stack_file
-from roll.checks import Checks, ClusterChecks, Target, Timeouts
-from roll.driver import ChecksFactory, Options, _value, roll
+from roll.checks import Checks, ClusterChecks, Target, Timeouts, output_value
+from roll.driver import ChecksFactory, Options, roll
 
 if TYPE_CHECKING:
     from pulumi import automation as auto
@@ -54,14 +54,14 @@ def cluster_checks(
 
     @contextmanager
     def checks(outputs: Mapping[str, Any]) -> Iterator[Checks]:
-        rows = _value(outputs.get("nodes")) or []
+        rows = output_value(outputs.get("nodes")) or []
         spec = target(config, rows)
         token = None
         if spec.record is not None and dns:
             token = stack.get_config("multicloud:cloudflareApiToken").value
         with ClusterChecks(
             spec,
-            kubeconfig=str(_value(outputs["kubeconfig"])),
+            kubeconfig=str(output_value(outputs["kubeconfig"])),
             ssh_key=stack.get_config("multicloud:sshPrivateKey").value,
             cloudflare_token=token,
             timeouts=timeouts or Timeouts(),

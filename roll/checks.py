@@ -115,8 +115,8 @@ def wait(
         sleep(poll)
 
 
-def _plain(output: Any) -> Any:
-    """An Automation API ``OutputValue``'s value, or the value itself."""
+def output_value(output: Any) -> Any:
+    """An Automation API ``OutputValue``'s value, or the value itself (fakes)."""
     return getattr(output, "value", output)
 
 
@@ -240,9 +240,9 @@ class ClusterChecks:
         (``sshVia: public``), its node the same host key; and the kubeconfig may name
         another server (RKE writes the first control plane's address into it,
         rke/config_rules.py ``kubeconfig_server``: a replaced first master moves it)."""
-        self.rows = {str(r["name"]): r for r in _plain(outputs.get("nodes")) or []}
+        self.rows = {str(r["name"]): r for r in output_value(outputs.get("nodes")) or []}
         self._pin_host_keys()
-        kubeconfig = _plain(outputs.get("kubeconfig"))
+        kubeconfig = output_value(outputs.get("kubeconfig"))
         if kubeconfig and str(kubeconfig) != self._secrets[0]:
             assert self._dir is not None
             self._secrets = (str(kubeconfig), self._secrets[1])

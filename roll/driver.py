@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from components.private_files import scratch_dir, write_secret
 from roll import stack_file
-from roll.checks import CheckFailed, Checks
+from roll.checks import CheckFailed, Checks, output_value
 from roll.plan import Cluster, Plan, RollRefused, Step, nodes_from_rows, plan, roll_target
 
 ROOT_TYPE = "pulumi:pulumi:Stack"
@@ -69,9 +69,17 @@ class StepFailed(Exception):
     """A step went wrong; the message says which node, what, and how to continue."""
 
 
-def _value(output: Any) -> Any:
-    """An ``OutputValue``'s value (the Automation API), or the value itself (fakes)."""
-    return getattr(output, "value", output)
+@dataclass(frozen=True)
+class ResourceStep:
+    """One step the engine takes (or a preview plans) on one resource."""
+
+    sequence: int
+    op: str
+    type: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.type}::{self.name} ({self.op})"
 
 
 @dataclass(frozen=True)
@@ -81,17 +89,25 @@ class VmChange:
     node: str
 
 
-def vm_changes(events: Sequence[Any]) -> list[VmChange]:
-    """The VM steps of an update/preview, in engine order (``resourcePreEvent``s)."""
-    changes = []
+def resource_steps(events: Sequence[Any]) -> list[ResourceStep]:
+    """The steps of an update/preview, in engine order (its ``resourcePreEvent``s)."""
+    steps = []
     for event in sorted(events, key=lambda e: e.sequence):
         pre = event.resource_pre_event
-        if pre is None or pre.metadata.type not in VM_TYPES:
-            continue
-        op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
-        if op in CHANGES:
-            changes.append(VmChange(event.sequence, op, pre.metadata.urn.rsplit("::", 1)[-1]))
-    return changes
+        if pre is not None:
+            op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
+            name = pre.metadata.urn.rsplit("::", 1)[-1]
+            steps.append(ResourceStep(event.sequence, op, pre.metadata.type, name))
+    return steps
+
+
+def vm_changes(events: Sequence[Any]) -> list[VmChange]:
+    """The VM steps of an update/preview that change something, in engine order."""
+    return [
+        VmChange(s.sequence, s.op, s.name)
+        for s in resource_steps(events)
+        if s.type in VM_TYPES and s.op in CHANGES
+    ]
 
 
 def _owned(name: str, nodes: frozenset[str]) -> bool:
@@ -100,21 +116,14 @@ def _owned(name: str, nodes: frozenset[str]) -> bool:
     return any(name == node or name.startswith(f"{node}-") for node in nodes)
 
 
-def others_changed(events: Sequence[Any], nodes: frozenset[str], ops: Sequence[str]) -> list[str]:
-    """The resources not of ``nodes`` that an update/preview takes one of ``ops`` on, as
-    "name (op)": a node's replacement deletes or replaces nothing else. (A replaced
-    Kubernetes provider would take every object it manages with it,
-    components/cluster_provider.py; a replaced token would lock new nodes out.)"""
-    found = []
-    for event in sorted(events, key=lambda e: e.sequence):
-        pre = event.resource_pre_event
-        if pre is None:
-            continue
-        name = pre.metadata.urn.rsplit("::", 1)[-1]
-        op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
-        if op in ops and not _owned(name, nodes):
-            found.append(f"{pre.metadata.type}::{name} ({op})")
-    return found
+def others_changed(
+    events: Sequence[Any], nodes: frozenset[str], ops: Sequence[str]
+) -> list[ResourceStep]:
+    """The steps of one of ``ops`` on resources not of ``nodes``: a node's replacement
+    deletes or replaces nothing else. (A replaced Kubernetes provider would take every
+    object it manages with it, components/cluster_provider.py; a replaced token would
+    lock new nodes out.)"""
+    return [s for s in resource_steps(events) if s.op in ops and not _owned(s.name, nodes)]
 
 
 def stack_outputs_event(events: Sequence[Any]) -> Mapping[str, Any] | None:
@@ -149,7 +158,8 @@ def _failure(error: Exception, events: Sequence[Any]) -> str:
 
 def check_update(step: Step, events: Sequence[Any], stage: str = "update") -> None:
     """Raise ``StepFailed`` unless the update (or its preview: ``stage``) changed exactly
-    ``step``'s VM, as planned, and deleted or replaced nothing in the cluster."""
+    ``step``'s VM, as planned, and deleted or replaced nothing but that node's own
+    resources."""
     after = (
         "Stopped; look at `pulumi stack history` and the cluster before going on"
         if stage == "update"
@@ -189,7 +199,7 @@ def check_update(step: Step, events: Sequence[Any], stage: str = "update") -> No
     if lost:
         raise StepFailed(
             f"the {stage} for {step.node} deletes or replaces other resources: "
-            f"{', '.join(lost[:8])}{' …' if len(lost) > 8 else ''}. {after}"
+            f"{', '.join(map(str, lost[:8]))}{' …' if len(lost) > 8 else ''}. {after}"
         )
 
 
@@ -250,7 +260,7 @@ def _elapsed(seconds: float) -> str:
 
 def _cluster(config: Mapping[str, Any], outputs: Mapping[str, Any], drift: Any,
              missing: frozenset[str]) -> Cluster:  # fmt: skip
-    rows = _value(outputs.get("nodes"))
+    rows = output_value(outputs.get("nodes"))
     if not rows:
         raise RollRefused("the stack has no `nodes` output: deploy it first (`make up`)")
     if not isinstance(drift, Mapping):
@@ -289,7 +299,7 @@ def roll(
         config = stack_file.load(text, path.name)
         outputs = stack.outputs()
         with scratch_dir("roll", "stack-") as tmp:
-            rows = _value(outputs.get("nodes")) or []
+            rows = output_value(outputs.get("nodes")) or []
             now = {s: 0 for s in stack_file.site_counts(config, "masters")}
             for row in rows:
                 if "etcd" in (row.get("roles") or ()):
@@ -309,7 +319,7 @@ def roll(
                     f"the preview failed, nothing was changed (`make preview STACK="
                     f"{options.stack}` shows it in full):\n{_failure(error, events)}"
                 ) from None
-            drift = _value((stack_outputs_event(events) or {}).get("bootDrift"))
+            drift = output_value((stack_outputs_event(events) or {}).get("bootDrift"))
             names = {str(r["name"]) for r in rows}
             # A deployed node's VM that the preview creates (or replaces: no `rebuild` is
             # set here) lost its VM to an interrupted replace: the plan finishes it first.
@@ -330,13 +340,13 @@ def roll(
         return 1
 
 
-def _provider_update(change: str) -> bool:
+def _provider_update(step: ResourceStep) -> bool:
     """A provider's update other than Kubernetes': it reconfigures a plugin, changes nothing
     deployed (the dynamic providers' default provider shows one with a config file)."""
     return (
-        change.startswith("pulumi:providers:")
-        and not change.startswith("pulumi:providers:kubernetes::")
-        and change.endswith(" (update)")
+        step.op == "update"
+        and step.type.startswith("pulumi:providers:")
+        and step.type != "pulumi:providers:kubernetes"
     )
 
 
@@ -349,7 +359,7 @@ def _refuse_pending(events: Sequence[Any], missing: frozenset[str], options: Opt
     pending = [c for c in others_changed(events, missing, ops) if not _provider_update(c)]
     if pending:
         raise RollRefused(
-            f"the preview shows changes a roll does not make: {', '.join(pending[:8])}"
+            f"the preview shows changes a roll does not make: {', '.join(map(str, pending[:8]))}"
             f"{' …' if len(pending) > 8 else ''}; review them (`make preview STACK="
             f"{options.stack}`), apply them with `make up STACK={options.stack}`, then roll"
         )
@@ -393,7 +403,7 @@ def _run(
             )
             config_file = _write(tmp, f"step-{i}.yaml", step_file)
             # The step's own preview first: nothing happens unless the engine would change
-            # exactly the planned VM and no object in the cluster.
+            # exactly the planned VM and delete or replace nothing but the node's own.
             phase = "pulumi preview"
             progress(f"{step.kind}: {phase}")
             planned: list[Any] = []

@@ -50,8 +50,8 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
-from roll.checks import CheckFailed
-from roll.driver import Options, _value, roll, vm_changes
+from roll.checks import CheckFailed, output_value
+from roll.driver import Options, roll, vm_changes
 from roll.plan import Step
 from scripts.offline import PROJECT
 from tests.engine.harness import _LISTEN_INSIDE, Workspace, stack_plain_config
@@ -181,7 +181,7 @@ class FakeClusterChecks:
     def before(self, step: Step, outputs: Mapping[str, Any]) -> None:
         self.calls.append(("before", step.kind, step.node))
         live = self._live()
-        for row in _value(outputs.get("nodes")) or []:
+        for row in output_value(outputs.get("nodes")) or []:
             if row["name"] != step.node or step.kind != "finish":
                 self._booted(str(row["name"]), live)
         if step.is_master and step.kind != "finish":
