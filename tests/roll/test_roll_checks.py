@@ -28,6 +28,17 @@ KUBECONFIG = "apiVersion: v1\nusers: [{name: admin, user: {token: kubeconfig-sec
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nssh-key-secret\n-----END OPENSSH PRIVATE KEY-----"
 
 
+MASTER, WORKER = ("controlplane", "etcd"), ("worker",)
+
+
+def node_row(
+    name: str, overlay: str, ssh_address: str, roles: tuple[str, ...] = MASTER
+) -> dict[str, object]:
+    """A row of the stack's ``nodes`` output, on site ``s``."""
+    return {"name": name, "site": "s", "roles": list(roles),
+            "overlayIp": overlay, "sshAddress": ssh_address}  # fmt: skip
+
+
 def nodes_json(ready: dict[str, bool]) -> dict[str, object]:
     return {
         "items": [
@@ -115,11 +126,9 @@ def test_secrets_reach_kubectl_and_ssh_as_private_files_never_argv(
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     rows = [
-        {"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd"],
-         "overlayIp": "10.147.1.10", "sshAddress": "192.0.2.1"},
-        {"name": "mc-w0", "site": "s", "roles": ["worker"],
-         "overlayIp": "10.147.1.20", "sshAddress": "192.0.2.2"},
-    ]  # fmt: skip
+        node_row("mc-m0", "10.147.1.10", "192.0.2.1"),
+        node_row("mc-w0", "10.147.1.20", "192.0.2.2", WORKER),
+    ]
     target = Target(engine="rke", ssh_user="rke", nodes=rows, longhorn=False)
     step = Step("replace", "mc-w0", "s", "", (), ("mc-w0",), None, 1, 1, False)
     with ClusterChecks(target, KUBECONFIG, SSH_KEY, say=lambda _: None) as checks:
@@ -170,11 +179,7 @@ def test_etcd_wait_asks_a_staying_master_and_needs_the_expected_member_count(
     )
     ssh.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    rows = [
-        {"name": f"mc-m{i}", "site": "s", "roles": ["controlplane", "etcd"],
-         "overlayIp": f"10.147.1.{i}", "sshAddress": f"192.0.2.{i}"}
-        for i in (0, 1)
-    ]  # fmt: skip
+    rows = [node_row(f"mc-m{i}", f"10.147.1.{i}", f"192.0.2.{i}") for i in (0, 1)]
     target = Target(engine="rke2", ssh_user="rke", nodes=rows, longhorn=False)
     quick = Timeouts(node_ready=0, overlay=0, etcd=0, poll=0)
     removal = Step("remove-master", "mc-m2", "s", "", (), (), None, 3, 2, True)
@@ -217,9 +222,8 @@ def test_host_keys_are_pinned_at_the_addresses_of_the_last_update(
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
 
     def row(name: str, address: str, key_of: str) -> dict[str, object]:
-        return {"name": name, "site": "s", "roles": ["controlplane", "etcd"],
-                "overlayIp": "10.147.1.1", "sshAddress": address,
-                "hostKey": f"ssh-ed25519 KEY-{key_of}-node"}  # fmt: skip
+        key = f"ssh-ed25519 KEY-{key_of}-node"
+        return node_row(name, "10.147.1.1", address) | {"hostKey": key}
 
     # the stand-in's key for an address: as if each address served that node's key
     before = [row("mc-m0", "192.0.2.10", "192.0.2.10"), row("mc-m1", "192.0.2.11", "192.0.2.11")]
@@ -261,8 +265,7 @@ def test_kubectl_uses_the_kubeconfig_of_the_last_update(
     _etcd_ssh(bin_dir, [{"ID": 1, "name": "m0", "clientURLs": ["https://10.147.1.1:2379"]}],
               [{"endpoint": "https://10.147.1.1:2379", "health": True}])  # fmt: skip
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    rows = [{"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd", "worker"],
-             "overlayIp": "10.147.1.1", "sshAddress": "192.0.2.10"}]  # fmt: skip
+    rows = [node_row("mc-m0", "10.147.1.1", "192.0.2.10", [*MASTER, *WORKER])]
     old = "apiVersion: v1\nclusters: [{cluster: {server: https://192.0.2.10:6443}}]\n"
     new = "apiVersion: v1\nclusters: [{cluster: {server: https://192.0.2.20:6443}}]\n"
     target = Target(engine="rke", ssh_user="rke", nodes=rows, longhorn=False)
@@ -331,11 +334,9 @@ def test_before_a_worker_step_waits_for_etcd_and_longhorn_too(
               [{"endpoint": "https://10.147.1.1:2379", "health": True}])  # fmt: skip
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     rows = [
-        {"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd"],
-         "overlayIp": "10.147.1.1", "sshAddress": "192.0.2.1"},
-        {"name": "mc-w0", "site": "s", "roles": ["worker"],
-         "overlayIp": "10.147.1.20", "sshAddress": "192.0.2.2"},
-    ]  # fmt: skip
+        node_row("mc-m0", "10.147.1.1", "192.0.2.1"),
+        node_row("mc-w0", "10.147.1.20", "192.0.2.2", WORKER),
+    ]
     target = Target(engine="rke2", ssh_user="rke", nodes=rows, longhorn=True)
     quick = Timeouts(node_ready=0, etcd=0, longhorn=0, poll=0)
     step = Step("replace", "mc-w0", "s", "", (), ("mc-w0",), None, 1, 1, False)
@@ -385,11 +386,7 @@ def test_a_stale_member_named_as_its_replacement_is_counted(
     ]
     _etcd_ssh(bin_dir, members, health)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    rows = [
-        {"name": f"mc-m{i}", "site": "s", "roles": ["controlplane", "etcd"],
-         "overlayIp": f"10.147.1.{i}", "sshAddress": f"192.0.2.{i}"}
-        for i in (0, 1, 2)
-    ]  # fmt: skip
+    rows = [node_row(f"mc-m{i}", f"10.147.1.{i}", f"192.0.2.{i}") for i in (0, 1, 2)]
     target = Target(engine="rke2", ssh_user="rke", nodes=rows, longhorn=False)
     quick = Timeouts(etcd=0, poll=0)
     step = Step("remove-master", "mc-m3", "s", "", (), (), None, 4, 3, True)
@@ -408,8 +405,7 @@ def test_finishing_a_node_whose_vm_is_gone_does_not_wait_first(
     health before recreating it could never end, so before() of a finish step asks
     nothing (no kubectl, no ssh: PATH holds neither)."""
     monkeypatch.setenv("PATH", str(tmp_path))
-    rows = [{"name": "mc-m0", "site": "s", "roles": ["controlplane", "etcd"],
-             "overlayIp": "10.147.1.1", "sshAddress": "192.0.2.1"}]  # fmt: skip
+    rows = [node_row("mc-m0", "10.147.1.1", "192.0.2.1")]
     target = Target(engine="rke", ssh_user="rke", nodes=rows, longhorn=True)
     said: list[str] = []
     finish = Step("finish", "mc-m0", "s", "", (), (), None, 1, 1, True)

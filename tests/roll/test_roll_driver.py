@@ -86,10 +86,13 @@ class FakeStack:
     def _event(self, **data: Any) -> EngineEvent:
         return EngineEvent.from_json({"sequence": next(self.seq), "timestamp": 0, **data})
 
-    def _vm(self, op: str, name: str) -> EngineEvent:
-        kind = VM["do"] if "digitalocean" in name else VM["openstack"]
+    def _step(self, op: str, kind: str, name: str) -> EngineEvent:
+        """The engine's event for a step on resource ``name`` of type ``kind``."""
         urn = f"urn:pulumi:prod::multicloud::x${kind}::{name}"
         return self._event(resourcePreEvent={"metadata": {"op": op, "urn": urn, "type": kind}})
+
+    def _vm(self, op: str, name: str) -> EngineEvent:
+        return self._step(op, VM["do"] if "digitalocean" in name else VM["openstack"], name)
 
     def _stack_outputs(self) -> EngineEvent:
         outputs = {"bootDrift": self.drift}
@@ -113,9 +116,7 @@ class FakeStack:
         for op, name in self.pending:
             on_event(self._vm(op, name))
         for op, kind, name in self.pending_other:
-            urn = f"urn:pulumi:prod::multicloud::x${kind}::{name}"
-            on_event(self._event(resourcePreEvent={"metadata": {
-                "op": op, "urn": urn, "type": kind}}))  # fmt: skip
+            on_event(self._step(op, kind, name))
         on_event(self._stack_outputs())
 
     def up(self, *, config_file: str, on_event: Callable[[Any], None]) -> None:
@@ -145,10 +146,7 @@ class FakeStack:
             if not self.create_first:
                 on_event(self._vm("create-replacement", name))
             if name in self.moves_cluster:
-                kind = "pulumi:providers:kubernetes"
-                urn = f"urn:pulumi:prod::multicloud::x${kind}::services-k8s"
-                on_event(self._event(resourcePreEvent={"metadata": {
-                    "op": "replace", "urn": urn, "type": kind}}))  # fmt: skip
+                on_event(self._step("replace", "pulumi:providers:kubernetes", "services-k8s"))
             self.drift.pop(name, None)
         wanted = stack_file.site_counts(config, "masters")
         for site, count in wanted.items():
@@ -395,11 +393,7 @@ def test_an_update_that_replaces_objects_in_the_cluster_stops_the_roll() -> None
     step = Step("replace", "a", "s", "", (), ("a",), None, 3, 3, False)
     events = FakeStack({}, ONE)
     ok = [events._vm("delete-replaced", "a"), events._vm("create-replacement", "a")]
-
-    def event(op: str, kind: str, name: str) -> Any:
-        urn = f"urn:pulumi:prod::multicloud::x${kind}::{name}"
-        return events._event(resourcePreEvent={"metadata": {"op": op, "urn": urn, "type": kind}})
-
+    event = events._step
     check_update(step, [*ok, event("update", "pulumi:providers:kubernetes", "services-k8s"),
                         event("replace", "command:remote:Command", "a-leave")])  # fmt: skip
     lost = [event("replace", "pulumi:providers:kubernetes", "services-k8s"),
